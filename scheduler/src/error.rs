@@ -1,0 +1,156 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// Everything that can go wrong when using a scheduler.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A job id was rejected before Redis was touched.
+    #[error("invalid job id {id:?}: {reason}")]
+    InvalidJobId {
+        /// The id (shortened if very long).
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The serialized arguments are larger than the configured limit.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes (see `SchedulerBuilder::max_payload_bytes`)")]
+    PayloadTooLarge {
+        /// Size of the serialized arguments.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The arguments could not be serialized.
+    #[error("arguments of task `{task}` could not be serialized: {reason}")]
+    Serialize {
+        /// The task.
+        task: String,
+        /// What serde said, or which value was refused.
+        reason: String,
+    },
+    /// A stored payload could not be decoded into the task's arguments.
+    #[error("payload of task `{task}` could not be decoded: {source}")]
+    Payload {
+        /// The task.
+        task: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A run time that cannot be stored (beyond ±285,000 years).
+    #[error("run time {0} is outside the supported range")]
+    InvalidRunTime(String),
+    /// No task is registered under this name.
+    #[error("unknown task `{name}`; registered tasks: {registered}")]
+    UnknownTask {
+        /// The name that was asked for.
+        name: String,
+        /// The names that exist.
+        registered: String,
+    },
+    /// Two tasks share one wire name.
+    #[error("two tasks are named `{name}`: one at {first}, one at {second}; give one another name with `#[task(name = \"...\")]`")]
+    DuplicateTask {
+        /// The name.
+        name: String,
+        /// Where the first is defined.
+        first: String,
+        /// Where the second is defined.
+        second: String,
+    },
+    /// A task needs a dependency that was not provided (found while running).
+    #[error("task `{task}` needs a `{type_name}`, which was not provided; call `SchedulerBuilder::provide` with one")]
+    MissingDependency {
+        /// The task.
+        task: String,
+        /// The missing type.
+        type_name: &'static str,
+    },
+    /// Tasks need dependencies that were not provided (found at start-up).
+    #[error("missing dependencies: {details}; call `SchedulerBuilder::provide` for each")]
+    MissingDependencies {
+        /// One entry per task and type.
+        details: String,
+    },
+    /// A setting is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Redis could not be reached, or the connection broke.
+    #[error("redis is unavailable: {0}")]
+    Unavailable(#[source] fred::error::Error),
+    /// A command got no answer within the command timeout.
+    #[error("redis did not answer within {timeout:?}")]
+    Timeout {
+        /// The configured command timeout.
+        timeout: Duration,
+        /// The client's error.
+        #[source]
+        source: fred::error::Error,
+    },
+    /// Redis refused the credentials.
+    #[error("redis refused the credentials (check the username and password in the URL)")]
+    Auth(#[source] fred::error::Error),
+    /// The Redis user lacks a permission (ACL `NOPERM`).
+    #[error("the redis user lacks a permission: {0}")]
+    NoPermission(#[source] fred::error::Error),
+    /// Redis is out of memory under `maxmemory` with `noeviction`.
+    #[error("redis is out of memory (maxmemory reached): {0}")]
+    OutOfMemory(#[source] fred::error::Error),
+    /// Redis is busy (a script running, loading data, clients paused); retry later.
+    #[error("redis is busy, try again: {0}")]
+    Busy(#[source] fred::error::Error),
+    /// Any other error Redis returned.
+    #[error("redis error: {0}")]
+    Redis(#[source] fred::error::Error),
+    /// Redis answered something the scheduler did not expect (corrupt data, wrong key type).
+    #[error("unexpected data in redis: {0}")]
+    Corrupt(String),
+    /// The scheduler was closed.
+    #[error("the scheduler is closed")]
+    Closed,
+}
+
+impl Error {
+    /// Maps a client error to the variant a caller can act on.
+    pub(crate) fn from_redis(error: fred::error::Error, timeout: Duration) -> Self {
+        use fred::error::ErrorKind;
+        let details = error.details();
+        match error.kind() {
+            ErrorKind::Timeout => Error::Timeout {
+                timeout,
+                source: error,
+            },
+            ErrorKind::Auth => Error::Auth(error),
+            ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
+                Error::Unavailable(error)
+            }
+            _ if details.starts_with("NOPERM") => Error::NoPermission(error),
+            _ if details.starts_with("OOM") => Error::OutOfMemory(error),
+            _ if details.starts_with("WRONGPASS") || details.starts_with("NOAUTH") => {
+                Error::Auth(error)
+            }
+            _ if details.starts_with("BUSY")
+                || details.starts_with("LOADING")
+                || details.starts_with("TRYAGAIN")
+                || details.starts_with("CLUSTERDOWN")
+                || details.starts_with("MASTERDOWN") =>
+            {
+                Error::Busy(error)
+            }
+            _ if details.starts_with("WRONGTYPE") => {
+                Error::Corrupt(format!("a scheduler key holds the wrong type: {details}"))
+            }
+            _ => Error::Redis(error),
+        }
+    }
+
+    /// Whether trying again later may succeed (connection, timeout, busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::Timeout { .. } | Error::Busy(_)
+        )
+    }
+}

@@ -1,0 +1,268 @@
+//! Job ids, the outcomes of enqueue/replace/cancel, and job status.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+
+/// The longest job id accepted, in bytes.
+pub const MAX_JOB_ID_BYTES: usize = 256;
+
+/// Checks a job id before Redis is touched.
+///
+/// ```
+/// assert!(scheduler::validate_job_id("send_test_future_notification").is_ok());
+/// assert!(scheduler::validate_job_id("").is_err());
+/// assert!(scheduler::validate_job_id("a{b}").is_err());
+/// ```
+pub fn validate_job_id(id: &str) -> Result<(), Error> {
+    let reason = if id.is_empty() {
+        Some("it is empty")
+    } else if id.len() > MAX_JOB_ID_BYTES {
+        Some("it is longer than 256 bytes")
+    } else if id.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if id.contains(['{', '}']) {
+        Some("it contains `{` or `}`, which Redis Cluster reads as a hash tag")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidJobId {
+            id: id.chars().take(64).collect(),
+            reason,
+        }),
+    }
+}
+
+/// Where a pending job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingState {
+    /// Waiting for its run time.
+    Deferred,
+    /// Due, waiting for a worker.
+    Queued,
+    /// Running on a worker.
+    Running,
+}
+
+/// What [`Scheduler::enqueue`](crate::Scheduler::enqueue) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// A new job was created.
+    Enqueued {
+        /// Its generation.
+        generation: u64,
+        /// When it runs.
+        run_at: DateTime<Utc>,
+    },
+    /// A job with this id is already pending; nothing changed.
+    Duplicate {
+        /// Where the existing job is.
+        state: PendingState,
+        /// The existing job's generation.
+        generation: u64,
+        /// When the existing job runs (or was planned to run).
+        run_at: DateTime<Utc>,
+    },
+}
+
+impl EnqueueOutcome {
+    /// Whether a new job was created.
+    pub fn is_enqueued(&self) -> bool {
+        matches!(self, EnqueueOutcome::Enqueued { .. })
+    }
+}
+
+/// What to do when [`Scheduler::replace`](crate::Scheduler::replace) finds the job
+/// running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IfRunning {
+    /// Abort the running job (it ends `Cancelled`) and queue the new one; the new
+    /// one starts only after the old one has stopped. This is the seed's
+    /// "cancel, then queue".
+    #[default]
+    Abort,
+    /// Let the running job finish and queue the new one to run after it.
+    QueueAfter,
+    /// Change nothing and report [`ReplaceOutcome::Running`].
+    Keep,
+}
+
+/// What [`Scheduler::replace`](crate::Scheduler::replace) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    /// No job with this id was pending: a new one was created.
+    Enqueued {
+        /// Its generation.
+        generation: u64,
+        /// When it runs.
+        run_at: DateTime<Utc>,
+    },
+    /// A deferred or queued job was replaced in one atomic step.
+    Replaced {
+        /// The new generation.
+        generation: u64,
+        /// When the new one runs.
+        run_at: DateTime<Utc>,
+        /// When the replaced one would have run.
+        previous_run_at: DateTime<Utc>,
+    },
+    /// The job was running: it was told to abort, and the new one is queued
+    /// to start once it has stopped.
+    AbortedRunning {
+        /// The new generation.
+        generation: u64,
+        /// When the new one runs.
+        run_at: DateTime<Utc>,
+        /// The generation that was aborted.
+        aborted_generation: u64,
+    },
+    /// The job was running: the new one is queued to run after it.
+    QueuedAfterRunning {
+        /// The new generation.
+        generation: u64,
+        /// When the new one runs (not before the running one finishes).
+        run_at: DateTime<Utc>,
+        /// The running generation.
+        running_generation: u64,
+    },
+    /// The job was running and [`IfRunning::Keep`] was asked: nothing changed.
+    Running {
+        /// The running generation.
+        generation: u64,
+    },
+}
+
+/// What [`Scheduler::cancel`](crate::Scheduler::cancel) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The deferred or queued job was removed; it will never start.
+    Removed {
+        /// The removed generation.
+        generation: u64,
+    },
+    /// The job is running; its worker was told to abort it.
+    AbortSignalled {
+        /// The running generation.
+        generation: u64,
+    },
+    /// No job with this id (or this generation) exists.
+    NotFound,
+    /// The job has already finished.
+    AlreadyFinished(FinishedState),
+}
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishedState {
+    /// It returned `Ok`.
+    Completed,
+    /// It failed for good (attempts exhausted or a permanent error).
+    Failed,
+    /// It was cancelled or aborted.
+    Cancelled,
+}
+
+impl FinishedState {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "completed" => Some(FinishedState::Completed),
+            "failed" => Some(FinishedState::Failed),
+            "cancelled" => Some(FinishedState::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Waiting for its run time.
+    Deferred {
+        /// When it runs.
+        run_at: DateTime<Utc>,
+    },
+    /// Due, waiting for a worker.
+    Queued {
+        /// When it became due.
+        run_at: DateTime<Utc>,
+    },
+    /// Running.
+    Running {
+        /// The attempt, from 1.
+        attempt: u32,
+        /// The worker that runs it.
+        worker: String,
+    },
+    /// Finished with success (result kept for `keep_result`).
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Unknown id, or its result has expired.
+    NotFound,
+}
+
+/// Everything known about a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The id.
+    pub job_id: String,
+    /// The task's wire name.
+    pub task: String,
+    /// The generation.
+    pub generation: u64,
+    /// Where it is now.
+    pub status: JobStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When it was enqueued.
+    pub enqueued_at: Option<DateTime<Utc>>,
+    /// When it is (or was) planned to run.
+    pub run_at: Option<DateTime<Utc>>,
+    /// When the last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// The result's JSON, for a completed job that returned a value.
+    pub result: Option<String>,
+}
+
+/// A dead-lettered job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The id.
+    pub job_id: String,
+    /// The task name, if readable.
+    pub task: Option<String>,
+    /// The generation, if readable.
+    pub generation: Option<u64>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// When.
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids() {
+        assert!(validate_job_id("a").is_ok());
+        assert!(validate_job_id(&"x".repeat(256)).is_ok());
+        assert!(validate_job_id(&"x".repeat(257)).is_err());
+        assert!(validate_job_id("a\nb").is_err());
+        assert!(validate_job_id("a\u{7f}b").is_err());
+        assert!(validate_job_id("{tag}").is_err());
+        assert!(validate_job_id("héllo wörld").is_ok());
+    }
+}

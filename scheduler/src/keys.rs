@@ -1,0 +1,69 @@
+//! Every Redis key and channel name of a namespace, built in one place.
+
+use crate::error::Error;
+
+/// The keys of one namespace. They share the hash tag `{namespace}`, so every
+/// script touches a single Redis Cluster slot.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    namespace: String,
+    /// Passed as `KEYS` to every script, in the order `common.lua` documents.
+    pub(crate) script_keys: Vec<String>,
+    pub(crate) wake_channel: String,
+    pub(crate) abort_channel: String,
+}
+
+/// Key suffixes in `KEYS` order.
+const SCRIPT_KEYS: [&str; 9] = [
+    "due",
+    "pending",
+    "active",
+    "leases",
+    "results",
+    "results_exp",
+    "dead",
+    "dead_order",
+    "seq",
+];
+
+impl Keys {
+    pub(crate) fn new(namespace: &str) -> Result<Self, Error> {
+        if namespace.is_empty()
+            || namespace.len() > 64
+            || namespace.contains(['{', '}'])
+            || namespace
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Error::Config(format!(
+                "namespace {namespace:?} must be 1 to 64 characters without braces, spaces or control characters"
+            )));
+        }
+        let key = |suffix: &str| format!("{{{namespace}}}:{suffix}");
+        Ok(Keys {
+            namespace: namespace.to_string(),
+            script_keys: SCRIPT_KEYS.iter().map(|s| key(s)).collect(),
+            wake_channel: key("wake"),
+            abort_channel: key("abort"),
+        })
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = Keys::new("app").expect("valid");
+        assert!(keys.script_keys.iter().all(|k| k.starts_with("{app}:")));
+        assert_eq!(keys.script_keys[0], "{app}:due");
+        assert_eq!(keys.wake_channel, "{app}:wake");
+        assert!(Keys::new("a{b").is_err());
+        assert!(Keys::new("").is_err());
+    }
+}

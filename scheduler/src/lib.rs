@@ -1,0 +1,84 @@
+//! Deferred, typed, cancellable tasks on Redis.
+//!
+//! Define a task with [`#[task]`](task), start a [`Scheduler`] inside your tokio
+//! runtime, and defer jobs under a job id: "run `send_notification` at 9:00
+//! tomorrow as `reminder-42`". Change your mind safely: [`Scheduler::cancel`]
+//! guarantees a deferred job never starts, [`Scheduler::replace`] re-plans it in
+//! one atomic step, and every enqueue of an id gets a new generation so a stale
+//! cancel or a zombie worker can never touch a newer job.
+//!
+//! Guarantees: at-least-once execution with leases renewed by a heartbeat,
+//! dedup by job id while a job is pending, run times compared against Redis
+//! server time, every state change one Lua script.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod context;
+mod deps;
+mod error;
+mod health;
+mod job;
+mod keys;
+mod registry;
+mod reply;
+mod scheduler;
+mod scripts;
+mod store;
+mod task;
+mod task_result;
+mod worker;
+
+pub use crate::config::{SchedulerConfig, WorkerConfig};
+pub use crate::context::JobContext;
+pub use crate::deps::{Dep, Dependencies, DependencyKey};
+pub use crate::error::Error;
+pub use crate::health::Health;
+pub use crate::job::{
+    validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning, JobInfo,
+    JobStatus, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES,
+};
+pub use crate::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
+pub use crate::scheduler::{Scheduler, SchedulerBuilder};
+pub use crate::task::{JobRequest, Task, TaskOptions, When};
+pub use crate::task_result::{IntoTaskResult, TaskError};
+pub use scheduler_macros::task;
+
+/// Re-exported so users need no direct dependency for the types in signatures.
+pub use chrono;
+
+/// Not public API. Used by code that `#[task]` generates.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::inventory;
+    pub use ::serde;
+    pub use ::serde_json;
+    pub use ::std::boxed::Box;
+    pub use ::std::result::Result;
+    pub use ::std::vec::Vec;
+
+    use crate::{Error, IntoTaskResult, JobContext, TaskError};
+
+    /// Not public API. Decodes a job's arguments.
+    pub fn decode_args<A: ::serde::de::DeserializeOwned>(
+        task: &'static str,
+        payload: &[u8],
+    ) -> Result<A, Error> {
+        ::serde_json::from_slice(payload).map_err(|source| Error::Payload {
+            task: task.to_string(),
+            source,
+        })
+    }
+
+    /// Not public API. Resolves a `Dep<T>` parameter.
+    pub fn dependency<T: ?Sized + Send + Sync + 'static>(
+        ctx: &JobContext,
+    ) -> Result<crate::Dep<T>, Error> {
+        ctx.dependency::<T>()
+    }
+
+    /// Not public API. Converts a task's return value.
+    pub fn into_task_result<R: IntoTaskResult>(value: R) -> Result<Option<String>, TaskError> {
+        value.into_task_result()
+    }
+}

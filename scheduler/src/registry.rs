@@ -1,0 +1,132 @@
+//! The task registry: every `#[task]` in the binary submits a
+//! [`TaskRegistration`] through `inventory`; a scheduler validates them at start-up.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::context::JobContext;
+use crate::deps::DependencyKey;
+use crate::error::Error;
+use crate::task::TaskOptions;
+use crate::task_result::TaskError;
+
+/// The future of one task run: the JSON of its result, or the error.
+pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Option<String>, TaskError>> + Send>>;
+
+/// Decodes a payload, resolves dependencies and starts the task.
+pub type RunFn = fn(JobContext, &[u8]) -> Result<TaskFuture, Error>;
+
+/// Where a task was defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// `file!()`.
+    pub file: &'static str,
+    /// `line!()`.
+    pub line: u32,
+    /// `column!()`.
+    pub column: u32,
+    /// `module_path!()`.
+    pub module_path: &'static str,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// One registered task: a plain const struct the macro emits.
+#[derive(Debug)]
+pub struct TaskRegistration {
+    /// Wire name.
+    pub name: &'static str,
+    /// Where the task function is.
+    pub location: Location,
+    /// Options from `#[task(...)]`.
+    pub options: TaskOptions,
+    /// The dependency types the task takes.
+    pub dependencies: fn() -> Vec<DependencyKey>,
+    /// Starts a run.
+    pub run: RunFn,
+}
+
+inventory::collect!(TaskRegistration);
+
+/// The validated set of tasks a scheduler knows.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    tasks: BTreeMap<&'static str, &'static TaskRegistration>,
+}
+
+impl Registry {
+    /// Every task submitted through `inventory`, plus the explicit ones; fails on
+    /// two tasks with one name, naming both places.
+    pub fn collect(explicit: &[&'static TaskRegistration]) -> Result<Self, Error> {
+        let mut registry = Registry::default();
+        let found = inventory::iter::<TaskRegistration>
+            .into_iter()
+            .chain(explicit.iter().copied());
+        for registration in found {
+            registry.add(registration)?;
+        }
+        Ok(registry)
+    }
+
+    fn add(&mut self, registration: &'static TaskRegistration) -> Result<(), Error> {
+        match self.tasks.get(registration.name) {
+            Some(existing) if std::ptr::eq(*existing, registration) => Ok(()),
+            Some(existing) if existing.location == registration.location => Ok(()),
+            Some(existing) => Err(Error::DuplicateTask {
+                name: registration.name.to_string(),
+                first: existing.location.to_string(),
+                second: registration.location.to_string(),
+            }),
+            None => {
+                self.tasks.insert(registration.name, registration);
+                Ok(())
+            }
+        }
+    }
+
+    /// The task registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&'static TaskRegistration> {
+        self.tasks.get(name).copied()
+    }
+
+    /// All tasks, sorted by name.
+    pub fn tasks(&self) -> impl Iterator<Item = &'static TaskRegistration> + '_ {
+        self.tasks.values().copied()
+    }
+
+    /// Checks that every dependency of every task is provided.
+    pub(crate) fn check_dependencies(&self, deps: &crate::deps::Dependencies) -> Result<(), Error> {
+        let mut missing = Vec::new();
+        for task in self.tasks() {
+            for key in (task.dependencies)() {
+                if !deps.contains(&key) {
+                    missing.push(format!(
+                        "task `{}` ({}) needs `{}`",
+                        task.name, task.location, key.type_name
+                    ));
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::MissingDependencies {
+                details: missing.join("; "),
+            })
+        }
+    }
+
+    /// One line per task: name, location, options. Logged at start-up.
+    pub fn describe(&self) -> String {
+        self.tasks()
+            .map(|t| format!("{} ({})", t.name, t.location))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -1,0 +1,595 @@
+//! The `Scheduler` handle: enqueue, replace, cancel and inspect jobs, and the
+//! worker it runs inside the application's tokio runtime.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::config::{SchedulerConfig, WorkerConfig};
+use crate::deps::Dependencies;
+use crate::error::Error;
+use crate::health::{Health, HealthState};
+use crate::job::{
+    validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, IfRunning, JobInfo, JobStatus,
+    PendingState, ReplaceOutcome,
+};
+use crate::registry::{Registry, TaskRegistration};
+use crate::reply;
+use crate::store::{EnqueueReply, NewJob, Store};
+use crate::task::{JobRequest, Task, When};
+use crate::worker::{Worker, WorkerHandle};
+
+/// Most jobs written by one script call of [`Scheduler::enqueue_many`].
+const BULK_BATCH: usize = 1000;
+/// Largest time a score can hold exactly (2^53 ms).
+const MAX_MS: i64 = 1 << 53;
+
+/// A handle to a running scheduler: cheap to clone and share (put it in your web
+/// framework's state).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), scheduler::Error> {
+/// let scheduler = scheduler::Scheduler::builder("redis://127.0.0.1:6379")
+///     .namespace("myapp")
+///     .start()
+///     .await?;
+/// // ... enqueue jobs with the helpers `#[task]` generates ...
+/// scheduler.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Registry,
+    deps: Dependencies,
+    health: HealthState,
+    worker: Mutex<Option<WorkerHandle>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("namespace", &self.inner.store.config.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Scheduler`]; see [`Scheduler::builder`].
+#[derive(Debug)]
+#[must_use = "call `.start().await` to connect"]
+pub struct SchedulerBuilder {
+    url: String,
+    config: SchedulerConfig,
+    worker: Option<WorkerConfig>,
+    deps: Dependencies,
+    explicit: Vec<&'static TaskRegistration>,
+}
+
+impl SchedulerBuilder {
+    /// Key prefix of this scheduler's keys (default `scheduler`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = namespace.into();
+        self
+    }
+
+    /// Replaces every shared setting.
+    pub fn config(mut self, config: SchedulerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long one Redis command may take (default 5 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.config.command_timeout = timeout;
+        self
+    }
+
+    /// How long outcomes are kept (default 1 h; zero keeps none).
+    pub fn keep_result(mut self, keep: Duration) -> Self {
+        self.config.keep_result = keep;
+        self
+    }
+
+    /// Most dead-letter entries kept (default 10,000).
+    pub fn dead_letter_cap(mut self, cap: u32) -> Self {
+        self.config.dead_letter_cap = cap;
+        self
+    }
+
+    /// Largest serialized payload accepted (default 512 KiB).
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Runs a worker with these settings (a worker with default settings runs
+    /// unless [`producer_only`](Self::producer_only) is called).
+    pub fn worker(mut self, config: WorkerConfig) -> Self {
+        self.worker = Some(config);
+        self
+    }
+
+    /// Only enqueue from this process; run no worker.
+    pub fn producer_only(mut self) -> Self {
+        self.worker = None;
+        self
+    }
+
+    /// Provides a dependency that tasks receive as `Dep<T>`. Providing the same
+    /// type again replaces it (how tests install fakes).
+    pub fn provide<T: Send + Sync + 'static>(self, value: T) -> Self {
+        self.deps.insert(value);
+        self
+    }
+
+    /// Provides a shared (possibly unsized) dependency, e.g. `Arc<dyn Notifier>`.
+    pub fn provide_arc<T: ?Sized + Send + Sync + 'static>(self, value: Arc<T>) -> Self {
+        self.deps.insert_arc(value);
+        self
+    }
+
+    /// Registers a task explicitly, for platforms where `inventory` does not run.
+    pub fn register<T: Task>(mut self) -> Self {
+        self.explicit.push(T::registration());
+        self
+    }
+
+    /// Connects, checks the task registry and dependencies, and starts the
+    /// worker (unless producer-only).
+    pub async fn start(self) -> Result<Scheduler, Error> {
+        let registry = Registry::collect(&self.explicit)?;
+        if self.worker.is_some() {
+            registry.check_dependencies(&self.deps)?;
+        }
+        let store = Store::connect(&self.url, self.config).await?;
+        let health = HealthState::new();
+        let worker = match self.worker {
+            Some(config) => Some(
+                Worker::start(
+                    store.clone(),
+                    &self.url,
+                    registry.clone(),
+                    self.deps.clone(),
+                    config,
+                    health.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        info!(
+            namespace = %store.config.namespace,
+            worker = worker.is_some(),
+            tasks = %registry.describe(),
+            "scheduler started"
+        );
+        Ok(Scheduler {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                deps: self.deps,
+                health,
+                worker: Mutex::new(worker),
+            }),
+        })
+    }
+}
+
+fn ceil_ms(when: DateTime<Utc>) -> Result<i64, Error> {
+    let micros = when
+        .timestamp_micros()
+        .checked_add(999)
+        .ok_or_else(|| Error::InvalidRunTime(when.to_rfc3339()))?;
+    let ms = micros.div_euclid(1000);
+    if !(-MAX_MS..MAX_MS).contains(&ms) {
+        return Err(Error::InvalidRunTime(when.to_rfc3339()));
+    }
+    Ok(ms)
+}
+
+fn when_arg(when: When) -> Result<(&'static str, i64), Error> {
+    match when {
+        When::Now => Ok(("now", 0)),
+        When::At(at) => Ok(("at", ceil_ms(at)?)),
+        When::After(delay) => {
+            let ms = delay.as_micros().div_ceil(1000);
+            if ms >= MAX_MS as u128 {
+                return Err(Error::InvalidRunTime(format!("{delay:?} from now")));
+            }
+            Ok(("after", ms as i64))
+        }
+    }
+}
+
+fn nonce() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
+    let run_at = reply::time(reply.run_at_ms);
+    match reply.code.as_str() {
+        "enqueued" => Ok(EnqueueOutcome::Enqueued {
+            generation: reply.generation,
+            run_at,
+        }),
+        "duplicate" => {
+            let state = match reply::string(&reply.extra).as_str() {
+                "running" => PendingState::Running,
+                "queued" => PendingState::Queued,
+                _ => PendingState::Deferred,
+            };
+            Ok(EnqueueOutcome::Duplicate {
+                state,
+                generation: reply.generation,
+                run_at,
+            })
+        }
+        other => Err(Error::Corrupt(format!(
+            "unexpected enqueue outcome {other:?}"
+        ))),
+    }
+}
+
+impl Scheduler {
+    /// Starts building a scheduler on the Redis at `url`
+    /// (`redis://[user:password@]host:port/db`, `rediss://` for TLS).
+    pub fn builder(url: impl Into<String>) -> SchedulerBuilder {
+        SchedulerBuilder {
+            url: url.into(),
+            config: SchedulerConfig::default(),
+            worker: Some(WorkerConfig::default()),
+            deps: Dependencies::default(),
+            explicit: Vec::new(),
+        }
+    }
+
+    /// Serializes and checks one typed request.
+    fn prepare<T: Task>(&self, request: JobRequest<T>) -> Result<NewJob, Error> {
+        let id = match request.id {
+            Some(id) => {
+                validate_job_id(&id)?;
+                id
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let payload = encode_args(T::NAME, &request.args)?;
+        self.prepare_raw(
+            id,
+            T::NAME,
+            payload,
+            request.when,
+            request.max_attempts.or(T::OPTIONS.max_attempts),
+        )
+    }
+
+    fn prepare_raw(
+        &self,
+        id: String,
+        task: &str,
+        payload: Vec<u8>,
+        when: When,
+        max_attempts: Option<u32>,
+    ) -> Result<NewJob, Error> {
+        let limit = self.inner.store.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(Error::PayloadTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        let max_attempts = max_attempts
+            .unwrap_or(self.inner.store.config.default_max_attempts)
+            .max(1);
+        Ok(NewJob {
+            id,
+            task: task.to_string(),
+            payload,
+            max_attempts,
+            when: when_arg(when)?,
+            nonce: nonce(),
+        })
+    }
+
+    /// Enqueues a typed job. If a job with this id is already deferred, queued or
+    /// running, nothing changes and [`EnqueueOutcome::Duplicate`] says where it is.
+    pub async fn enqueue<T: Task>(&self, request: JobRequest<T>) -> Result<EnqueueOutcome, Error> {
+        let job = self.prepare(request)?;
+        self.enqueue_prepared(job).await
+    }
+
+    async fn enqueue_prepared(&self, job: NewJob) -> Result<EnqueueOutcome, Error> {
+        let replies = self
+            .inner
+            .store
+            .enqueue("enqueue", "keep", std::slice::from_ref(&job))
+            .await?;
+        let reply = replies
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Corrupt("empty enqueue reply".into()))?;
+        let outcome = enqueue_outcome(reply)?;
+        match &outcome {
+            EnqueueOutcome::Enqueued { generation, run_at } => {
+                debug!(job_id = %job.id, task = %job.task, generation, %run_at, "job enqueued")
+            }
+            EnqueueOutcome::Duplicate {
+                state, generation, ..
+            } => {
+                debug!(job_id = %job.id, task = %job.task, generation, ?state, "duplicate enqueue ignored")
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Enqueues a job of a task known only by name, with JSON arguments (the
+    /// untyped path: prefer the typed helpers of `#[task]`).
+    pub async fn enqueue_untyped(
+        &self,
+        task: &str,
+        job_id: Option<&str>,
+        args: &serde_json::Value,
+        when: When,
+    ) -> Result<EnqueueOutcome, Error> {
+        let id = match job_id {
+            Some(id) => {
+                validate_job_id(id)?;
+                id.to_string()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let payload = encode_args(task, args)?;
+        let max_attempts = self
+            .inner
+            .registry
+            .get(task)
+            .and_then(|t| t.options.max_attempts);
+        let job = self.prepare_raw(id, task, payload, when, max_attempts)?;
+        self.enqueue_prepared(job).await
+    }
+
+    /// Enqueues many typed jobs, 1,000 per round trip; each is deduplicated on
+    /// its own. Outcomes come back in order.
+    pub async fn enqueue_many<T: Task>(
+        &self,
+        requests: impl IntoIterator<Item = JobRequest<T>>,
+    ) -> Result<Vec<EnqueueOutcome>, Error> {
+        let jobs = requests
+            .into_iter()
+            .map(|r| self.prepare(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(BULK_BATCH) {
+            for reply in self.inner.store.enqueue("enqueue", "keep", chunk).await? {
+                outcomes.push(enqueue_outcome(reply)?);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Replaces the pending job with this id by the new request in one atomic
+    /// step (the seed's "cancel, then queue", without its race). When the job is
+    /// running, `if_running` decides.
+    pub async fn replace<T: Task>(
+        &self,
+        request: JobRequest<T>,
+        if_running: IfRunning,
+    ) -> Result<ReplaceOutcome, Error> {
+        let job = self.prepare(request)?;
+        let policy = match if_running {
+            IfRunning::Abort => "abort",
+            IfRunning::QueueAfter => "after",
+            IfRunning::Keep => "keep",
+        };
+        let replies = self
+            .inner
+            .store
+            .enqueue("replace", policy, std::slice::from_ref(&job))
+            .await?;
+        let reply = replies
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Corrupt("empty replace reply".into()))?;
+        let run_at = reply::time(reply.run_at_ms);
+        let generation = reply.generation;
+        let other = reply::opt_int(&reply.extra).unwrap_or(0);
+        let outcome = match reply.code.as_str() {
+            "enqueued" => ReplaceOutcome::Enqueued { generation, run_at },
+            "replaced" => ReplaceOutcome::Replaced {
+                generation,
+                run_at,
+                previous_run_at: reply::time(other),
+            },
+            "aborted" => ReplaceOutcome::AbortedRunning {
+                generation,
+                run_at,
+                aborted_generation: other as u64,
+            },
+            "queued_after" => ReplaceOutcome::QueuedAfterRunning {
+                generation,
+                run_at,
+                running_generation: other as u64,
+            },
+            "running" => ReplaceOutcome::Running { generation },
+            code => {
+                return Err(Error::Corrupt(format!(
+                    "unexpected replace outcome {code:?}"
+                )))
+            }
+        };
+        info!(job_id = %job.id, task = %job.task, ?outcome, "job replaced");
+        Ok(outcome)
+    }
+
+    /// Cancels a job: a deferred or queued one is removed and never starts; a
+    /// running one is told to abort (its future is dropped) and ends `Cancelled`.
+    /// Returns at once; see [`cancel_and_wait`](Self::cancel_and_wait).
+    pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, Error> {
+        validate_job_id(job_id)?;
+        let outcome = self.inner.store.cancel(job_id, None).await?;
+        info!(job_id, ?outcome, "cancel");
+        Ok(outcome)
+    }
+
+    /// Cancels only the given generation of a job: a stale cancel never touches
+    /// a later job that reuses the id.
+    pub async fn cancel_generation(
+        &self,
+        job_id: &str,
+        generation: u64,
+    ) -> Result<CancelOutcome, Error> {
+        validate_job_id(job_id)?;
+        self.inner.store.cancel(job_id, Some(generation)).await
+    }
+
+    /// Cancels, then waits until a running job has stopped (up to `timeout`).
+    pub async fn cancel_and_wait(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+    ) -> Result<CancelOutcome, Error> {
+        let outcome = self.cancel(job_id).await?;
+        if matches!(outcome, CancelOutcome::AbortSignalled { .. }) {
+            let deadline = tokio::time::Instant::now() + timeout;
+            while matches!(self.status(job_id).await?, JobStatus::Running { .. }) {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        timeout,
+                        source: fred::error::Error::new(
+                            fred::error::ErrorKind::Timeout,
+                            "the job is still running",
+                        ),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Where a job is now.
+    pub async fn status(&self, job_id: &str) -> Result<JobStatus, Error> {
+        Ok(self
+            .info(job_id)
+            .await?
+            .map(|i| i.status)
+            .unwrap_or(JobStatus::NotFound))
+    }
+
+    /// Everything known about a job (`None` if unknown or expired).
+    pub async fn info(&self, job_id: &str) -> Result<Option<JobInfo>, Error> {
+        validate_job_id(job_id)?;
+        self.inner.store.inspect(job_id).await
+    }
+
+    /// The stored result of a completed job of task `T`, decoded.
+    pub async fn result<T>(&self, job_id: &str) -> Result<Option<T::Output>, Error>
+    where
+        T: Task,
+        T::Output: DeserializeOwned,
+    {
+        let Some(info) = self.info(job_id).await? else {
+            return Ok(None);
+        };
+        if info.status != JobStatus::Completed {
+            return Ok(None);
+        }
+        let json = info.result.unwrap_or_else(|| "null".to_string());
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|source| Error::Payload {
+                task: T::NAME.to_string(),
+                source,
+            })
+    }
+
+    /// Dead-lettered jobs, newest first.
+    pub async fn dead_letters(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        self.inner.store.dead_letters(offset, count).await
+    }
+
+    /// Puts a dead-lettered job back in the queue with fresh attempts; returns its
+    /// new generation, or `None` if the id is not in the dead letter or pending.
+    pub async fn requeue_dead_letter(&self, job_id: &str) -> Result<Option<u64>, Error> {
+        validate_job_id(job_id)?;
+        self.inner.store.requeue_dead(job_id, &nonce()).await
+    }
+
+    /// Empties the dead letter; returns how many entries it held.
+    pub async fn purge_dead_letters(&self) -> Result<u64, Error> {
+        self.inner.store.purge_dead().await
+    }
+
+    /// The validated task registry (log it at start-up to see what this binary runs).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The provided dependencies; insert into them to override one at run time.
+    pub fn dependencies(&self) -> &Dependencies {
+        &self.inner.deps
+    }
+
+    /// Whether the last Redis calls of the worker worked.
+    pub fn health(&self) -> Health {
+        self.inner.health.get()
+    }
+
+    /// A receiver that sees every health change.
+    pub fn watch_health(&self) -> watch::Receiver<Health> {
+        self.inner.health.subscribe()
+    }
+
+    /// Stops the worker gracefully (no new claims; running jobs get the grace
+    /// period, then are released to other workers) and closes the connections.
+    /// Other clones of the handle fail with [`Error::Closed`]-like errors after this.
+    pub async fn close(&self) {
+        let worker = self.inner.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(worker) = worker {
+            worker.close().await;
+        }
+        self.inner.store.quit().await;
+        info!("scheduler closed");
+    }
+}
+
+/// Serializes arguments, refusing values JSON cannot hold faithfully.
+fn encode_args<A: Serialize + ?Sized>(task: &str, args: &A) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(args).map_err(|e| Error::Serialize {
+        task: task.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_times_round_up_to_the_millisecond() {
+        let at = DateTime::from_timestamp_micros(1_000_000_300).expect("valid");
+        assert_eq!(ceil_ms(at).ok(), Some(1_000_001));
+        let exact = DateTime::from_timestamp_millis(5_000).expect("valid");
+        assert_eq!(ceil_ms(exact).ok(), Some(5_000));
+        // chrono's whole range fits in a score (2^53 ms is about 285,000 years).
+        assert!(ceil_ms(DateTime::<Utc>::MAX_UTC).is_ok());
+        assert!(ceil_ms(DateTime::<Utc>::MIN_UTC).is_ok());
+        assert!(when_arg(When::After(Duration::from_secs(u64::MAX))).is_err());
+        assert_eq!(
+            when_arg(When::After(Duration::from_micros(1500))).ok(),
+            Some(("after", 2))
+        );
+    }
+}

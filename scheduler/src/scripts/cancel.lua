@@ -1,0 +1,40 @@
+-- ARGV: id, generation ('' for any), keep_result ms, abort channel
+-- Returns {code, generation, extra}: 'removed' | 'abort_signalled' | 'not_found' | 'finished' (extra = state)
+local id, want, keep_ms, abort_channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local removed = nil
+local pending_blob = redis.call('HGET', K_PENDING, id)
+if pending_blob then
+  local rec = decode(pending_blob)
+  if not rec or want == nil or rec[3] == want then
+    redis.call('HDEL', K_PENDING, id)
+    redis.call('ZREM', K_DUE, id)
+    if rec then
+      record_result(id, rec, 'cancelled', '', 'cancelled before it started', now, keep_ms)
+      removed = rec[3]
+    else
+      removed = 0
+    end
+  end
+end
+local active_blob = redis.call('HGET', K_ACTIVE, id)
+if active_blob then
+  local rec = decode(active_blob)
+  if rec and (want == nil or rec[3] == want) then
+    if rec[12] ~= 1 then
+      rec[12] = 1
+      redis.call('HSET', K_ACTIVE, id, encode(rec))
+    end
+    redis.call('PUBLISH', abort_channel, rec[3] .. ':' .. id)
+    return {'abort_signalled', rec[3], ''}
+  end
+end
+if removed ~= nil then return {'removed', removed, ''} end
+local result = redis.call('HGET', K_RESULTS, id)
+if result then
+  local ok, r = pcall(cmsgpack.unpack, result)
+  if ok and type(r) == 'table' and (want == nil or r[1] == want) then
+    return {'finished', r[1], r[2]}
+  end
+end
+return {'not_found', 0, ''}

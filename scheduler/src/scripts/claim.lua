@@ -1,0 +1,64 @@
+-- ARGV: worker id, max jobs, lease ms, keep_result ms, dead-letter cap
+-- Reaps expired leases, then claims up to max due jobs.
+-- Returns {now, next_wake_ms_or_-1, jobs...} where each job is
+--   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at}
+-- and bad records found on the way are returned as {id, '', reason} after being dead-lettered.
+local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+
+local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, 100)
+for _, id in ipairs(expired) do
+  expire_lease(id, now, keep_ms, cap)
+end
+
+local jobs = {}
+if max_jobs > 0 then
+  local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now, 'WITHSCORES', 'LIMIT', 0, max_jobs)
+  for i = 1, #due, 2 do
+    local id, run_at = due[i], tonumber(due[i + 1])
+    local blob = redis.call('HGET', K_PENDING, id)
+    if not blob then
+      redis.call('ZREM', K_DUE, id)
+      local reason = 'the job record is missing (index entry without a job)'
+      dead_letter(id, nil, nil, reason, now, cap)
+      jobs[#jobs + 1] = {id, '', reason}
+    else
+      local rec, why = decode(blob)
+      if not rec then
+        redis.call('ZREM', K_DUE, id)
+        redis.call('HDEL', K_PENDING, id)
+        dead_letter(id, blob, nil, why, now, cap)
+        record_result(id, nil, 'failed', '', why, now, keep_ms)
+        jobs[#jobs + 1] = {id, '', why}
+      elseif redis.call('HEXISTS', K_ACTIVE, id) == 1 then
+        -- The previous run of this id is still going: start after it.
+        rec[13] = rec[13] or run_at
+        redis.call('HSET', K_PENDING, id, encode(rec))
+        redis.call('ZADD', K_DUE, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
+      else
+        redis.call('ZREM', K_DUE, id)
+        redis.call('HDEL', K_PENDING, id)
+        rec[4] = rec[4] + 1
+        rec[9] = run_at
+        rec[10] = now
+        rec[11] = worker
+        rec[12] = false
+        rec[13] = false
+        redis.call('HSET', K_ACTIVE, id, encode(rec))
+        redis.call('ZADD', K_LEASES, now + lease_ms, id)
+        jobs[#jobs + 1] = {id, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], run_at}
+      end
+    end
+  end
+end
+
+local next_wake = -1
+local head = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
+if head[2] ~= nil then next_wake = tonumber(head[2]) end
+local lease_head = redis.call('ZRANGE', K_LEASES, 0, 0, 'WITHSCORES')
+if lease_head[2] ~= nil then
+  local l = tonumber(lease_head[2])
+  if next_wake < 0 or l < next_wake then next_wake = l end
+end
+return {now, next_wake, jobs}

@@ -1,0 +1,153 @@
+-- Shared by every script (prepended when the scripts are built).
+-- KEYS (same order in every script; all share the namespace's hash tag):
+--   1 due        ZSET  id -> run_at (ms, Redis time); deferred and queued jobs
+--   2 pending    HASH  id -> job record (msgpack) of a job that has not started
+--   3 active     HASH  id -> job record of a running job
+--   4 leases     ZSET  id -> lease expiry (ms) of a running job
+--   5 results    HASH  id -> outcome record of a finished job
+--   6 results_exp ZSET id -> when that outcome expires (ms)
+--   7 dead       HASH  id -> dead-letter record
+--   8 dead_order ZSET  id -> when it was dead-lettered (ms)
+--   9 seq        STRING generation counter
+-- Job record fields (msgpack array):
+--   1 task, 2 payload, 3 generation, 4 attempts started, 5 max attempts,
+--   6 enqueued_ms, 7 nonce, 8 last error, 9 run_at of the current attempt,
+--   10 started_ms, 11 worker, 12 cancel requested (1), 13 blocked run_at
+local K_DUE, K_PENDING, K_ACTIVE, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Decodes a job record; nil and a reason when it is corrupt.
+local function decode(blob)
+  local ok, rec = pcall(cmsgpack.unpack, blob)
+  if not ok or type(rec) ~= 'table' then
+    return nil, 'corrupt job record: not msgpack'
+  end
+  if type(rec[1]) ~= 'string' or type(rec[2]) ~= 'string' then
+    return nil, 'corrupt job record: task or payload missing'
+  end
+  if type(rec[3]) ~= 'number' or type(rec[4]) ~= 'number' or type(rec[5]) ~= 'number' then
+    return nil, 'corrupt job record: generation or attempt counter is not a number'
+  end
+  return rec
+end
+
+local function encode(rec)
+  -- cmsgpack stops an array at the first nil: store absent fields as false.
+  for i = 1, 13 do
+    if rec[i] == nil then rec[i] = false end
+  end
+  return cmsgpack.pack(rec)
+end
+
+local function opt(v)
+  if v == false or v == nil then return '' end
+  return v
+end
+
+-- Drops outcome records whose retention is over (a few per call, amortized).
+local function sweep_results(now)
+  local expired = redis.call('ZRANGEBYSCORE', K_RESULTS_EXP, '-inf', now, 'LIMIT', 0, 20)
+  for _, id in ipairs(expired) do
+    redis.call('HDEL', K_RESULTS, id)
+    redis.call('ZREM', K_RESULTS_EXP, id)
+  end
+end
+
+-- Records how a job ended, kept for keep_ms (0: not kept).
+local function record_result(id, rec, state, result, err, now, keep_ms)
+  if keep_ms > 0 then
+    local out = {rec and rec[3] or 0, state, result or '', err or '', rec and rec[1] or '',
+      rec and rec[4] or 0, rec and rec[6] or 0, rec and opt(rec[10]) or '', now, rec and opt(rec[9]) or '',
+      rec and rec[5] or 0}
+    redis.call('HSET', K_RESULTS, id, cmsgpack.pack(out))
+    redis.call('ZADD', K_RESULTS_EXP, now + keep_ms, id)
+  else
+    redis.call('HDEL', K_RESULTS, id)
+    redis.call('ZREM', K_RESULTS_EXP, id)
+  end
+  sweep_results(now)
+end
+
+-- Moves a job to the dead letter, keeping at most cap entries.
+local function dead_letter(id, raw, rec, reason, now, cap)
+  local entry = {rec and rec[1] or '', rec and rec[3] or 0, rec and rec[4] or 0, reason, now,
+    rec and rec[2] or raw or '', rec and rec[5] or 0}
+  redis.call('HSET', K_DEAD, id, cmsgpack.pack(entry))
+  redis.call('ZADD', K_DEAD_ORDER, now, id)
+  local excess = redis.call('ZCARD', K_DEAD_ORDER) - cap
+  if excess > 0 then
+    local oldest = redis.call('ZPOPMIN', K_DEAD_ORDER, excess)
+    for i = 1, #oldest, 2 do
+      redis.call('HDEL', K_DEAD, oldest[i])
+    end
+  end
+end
+
+-- A pending job that waited for the running one with the same id may start now.
+local function unblock_pending(id, now)
+  local blob = redis.call('HGET', K_PENDING, id)
+  if not blob then return end
+  local rec = decode(blob)
+  if rec and rec[13] then
+    local run_at = rec[13]
+    if run_at < now then run_at = now end
+    rec[13] = false
+    redis.call('HSET', K_PENDING, id, encode(rec))
+    redis.call('ZADD', K_DUE, run_at, id)
+  end
+end
+
+-- Ends a running job: outcome kept, record removed, a waiting replacement released.
+local function finish_active(id, rec, state, result, err, now, keep_ms)
+  redis.call('HDEL', K_ACTIVE, id)
+  redis.call('ZREM', K_LEASES, id)
+  record_result(id, rec, state, result, err, now, keep_ms)
+  unblock_pending(id, now)
+end
+
+-- Puts a running job back in the queue (retry, expired lease, release).
+local function requeue_active(id, rec, run_at, err)
+  redis.call('HDEL', K_ACTIVE, id)
+  redis.call('ZREM', K_LEASES, id)
+  rec[8] = err or rec[8]
+  rec[9], rec[10], rec[11], rec[12], rec[13] = false, false, false, false, false
+  redis.call('HSET', K_PENDING, id, encode(rec))
+  redis.call('ZADD', K_DUE, run_at, id)
+end
+
+local function wake_if_earliest(run_at, channel)
+  local head = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
+  if head[2] == nil or run_at <= tonumber(head[2]) then
+    redis.call('PUBLISH', channel, run_at)
+  end
+end
+
+-- A running job whose lease ran out: its worker died or hung.
+local function expire_lease(id, now, keep_ms, cap)
+  local blob = redis.call('HGET', K_ACTIVE, id)
+  redis.call('ZREM', K_LEASES, id)
+  if not blob then return end
+  local rec, why = decode(blob)
+  if not rec then
+    redis.call('HDEL', K_ACTIVE, id)
+    dead_letter(id, blob, nil, why, now, cap)
+    record_result(id, nil, 'failed', '', why, now, keep_ms)
+    return
+  end
+  if rec[12] == 1 then
+    finish_active(id, rec, 'cancelled', '', 'cancelled while its worker was gone', now, keep_ms)
+  elseif redis.call('HEXISTS', K_PENDING, id) == 1 then
+    finish_active(id, rec, 'cancelled', '', 'superseded by a replacement while its worker was gone', now, keep_ms)
+  elseif rec[4] >= rec[5] then
+    local reason = 'stalled: the lease expired on attempt ' .. rec[4] .. ' of ' .. rec[5] .. ' (worker died or hung)'
+    dead_letter(id, nil, rec, reason, now, cap)
+    finish_active(id, rec, 'failed', '', reason, now, keep_ms)
+  else
+    requeue_active(id, rec, now, 'lease expired on attempt ' .. rec[4] .. ' (worker died or hung)')
+  end
+end

@@ -1,0 +1,49 @@
+-- ARGV: keep_result ms, dead-letter cap, then 6 values per finished attempt:
+--   id, generation, attempt, outcome ('ok' | 'retry' | 'fail' | 'cancelled' | 'release'),
+--   result JSON or error text, retry delay ms
+-- Every entry is fenced by (generation, attempt): a worker whose lease was taken
+-- over cannot change the job any more.
+-- Returns one code per entry: 'completed' | 'retrying' | 'failed' | 'cancelled' | 'released' | 'stale'
+local keep_ms, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+for i = 3, #ARGV, 6 do
+  local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local outcome, text, delay = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local blob = redis.call('HGET', K_ACTIVE, id)
+  local rec = blob and decode(blob)
+  if not rec or rec[3] ~= gen or rec[4] ~= attempt then
+    out[#out + 1] = 'stale'
+  elseif outcome == 'ok' then
+    finish_active(id, rec, 'completed', text, '', now, keep_ms)
+    out[#out + 1] = 'completed'
+  elseif outcome == 'cancelled' or rec[12] == 1 then
+    finish_active(id, rec, 'cancelled', '', 'cancelled', now, keep_ms)
+    out[#out + 1] = 'cancelled'
+  elseif outcome == 'release' then
+    if redis.call('HEXISTS', K_PENDING, id) == 1 then
+      finish_active(id, rec, 'cancelled', '', 'superseded by a replacement at shutdown', now, keep_ms)
+      out[#out + 1] = 'cancelled'
+    else
+      rec[4] = rec[4] - 1
+      requeue_active(id, rec, now, nil)
+      out[#out + 1] = 'released'
+    end
+  elseif outcome == 'retry' and rec[4] < rec[5] and redis.call('HEXISTS', K_PENDING, id) == 0 then
+    requeue_active(id, rec, now + delay, text)
+    out[#out + 1] = 'retrying'
+  elseif outcome == 'retry' and rec[4] < rec[5] then
+    -- A replacement is waiting: it wins over retrying the old arguments.
+    finish_active(id, rec, 'failed', '', text, now, keep_ms)
+    out[#out + 1] = 'failed'
+  else
+    local reason = text
+    if outcome == 'retry' then
+      reason = 'attempts exhausted (' .. rec[4] .. ' of ' .. rec[5] .. '): ' .. text
+    end
+    dead_letter(id, nil, rec, reason, now, cap)
+    finish_active(id, rec, 'failed', '', reason, now, keep_ms)
+    out[#out + 1] = 'failed'
+  end
+end
+return out

@@ -1,0 +1,45 @@
+-- ARGV: op ('list' | 'requeue' | 'purge'), then
+--   list: offset, count          -> {id, task, generation, attempts, reason, failed_ms} per entry, newest first
+--   requeue: id, nonce, wake channel -> {'requeued', generation} | {'not_found'} | {'busy'} (id pending or running)
+--   purge: (none)                 -> {removed count}
+local op = ARGV[1]
+local now = now_ms()
+if op == 'list' then
+  local ids = redis.call('ZREVRANGE', K_DEAD_ORDER, tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local blob = redis.call('HGET', K_DEAD, id)
+    local ok, e = false, nil
+    if blob then ok, e = pcall(cmsgpack.unpack, blob) end
+    if ok and type(e) == 'table' then
+      out[#out + 1] = {id, tostring(e[1]), string.format('%d', tonumber(e[2]) or 0), string.format('%d', tonumber(e[3]) or 0), tostring(e[4]), string.format('%d', tonumber(e[5]) or 0)}
+    else
+      out[#out + 1] = {id, '', '0', '0', 'unreadable dead-letter entry', '0'}
+    end
+  end
+  return out
+elseif op == 'requeue' then
+  local id, nonce, wake_channel = ARGV[2], ARGV[3], ARGV[4]
+  local blob = redis.call('HGET', K_DEAD, id)
+  if not blob then return {'not_found', 0} end
+  if redis.call('HEXISTS', K_PENDING, id) == 1 or redis.call('HEXISTS', K_ACTIVE, id) == 1 then
+    return {'busy', 0}
+  end
+  local ok, e = pcall(cmsgpack.unpack, blob)
+  if not ok or type(e) ~= 'table' or type(e[1]) ~= 'string' or e[1] == '' then
+    return {'unreadable', 0}
+  end
+  local gen = redis.call('INCR', K_SEQ)
+  local max_attempts = tonumber(e[7]) or 5
+  if max_attempts < 1 then max_attempts = 5 end
+  redis.call('HSET', K_PENDING, id, encode({e[1], e[6], gen, 0, max_attempts, now, nonce}))
+  redis.call('ZADD', K_DUE, now, id)
+  redis.call('HDEL', K_DEAD, id)
+  redis.call('ZREM', K_DEAD_ORDER, id)
+  wake_if_earliest(now, wake_channel)
+  return {'requeued', gen}
+else
+  local n = redis.call('ZCARD', K_DEAD_ORDER)
+  redis.call('DEL', K_DEAD, K_DEAD_ORDER)
+  return {n}
+end

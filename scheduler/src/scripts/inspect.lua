@@ -1,0 +1,35 @@
+-- ARGV: id
+-- Returns the records stored for the id:
+--   {'active', lease, fields...} then/or {'pending', score, fields...}, then {'result', fields...}
+-- as a flat list of sections; fields are the msgpack records' entries as strings.
+local id = ARGV[1]
+local now = now_ms()
+local out = {now}
+local function fields(rec, n)
+  local f = {}
+  for i = 1, n do
+    local v = rec[i]
+    if v == nil or v == false then f[i] = '' else f[i] = tostring(v) end
+  end
+  return f
+end
+local function section(kind, score, blob, n)
+  local ok, rec = pcall(cmsgpack.unpack, blob)
+  if not ok or type(rec) ~= 'table' then
+    out[#out + 1] = {kind, score, 'corrupt'}
+  else
+    local f = fields(rec, n)
+    -- numbers as integers: tostring of a large double would use an exponent
+    for i = 1, n do
+      if type(rec[i]) == 'number' then f[i] = string.format('%d', rec[i]) end
+    end
+    out[#out + 1] = {kind, score, 'ok', unpack(f)}
+  end
+end
+local active = redis.call('HGET', K_ACTIVE, id)
+if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, 13) end
+local pending = redis.call('HGET', K_PENDING, id)
+if pending then section('pending', redis.call('ZSCORE', K_DUE, id) or '', pending, 13) end
+local result = redis.call('HGET', K_RESULTS, id)
+if result then section('result', '', result, 11) end
+return out

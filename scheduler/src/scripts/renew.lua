@@ -1,0 +1,17 @@
+-- ARGV: lease ms, then 3 values per running job: id, generation, attempt
+-- Returns one code per job: 'ok' (lease extended), 'cancel' (abort requested), 'lost'
+local lease_ms = tonumber(ARGV[1])
+local now = now_ms()
+local out = {}
+for i = 2, #ARGV, 3 do
+  local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local blob = redis.call('HGET', K_ACTIVE, id)
+  local rec = blob and decode(blob)
+  if not rec or rec[3] ~= gen or rec[4] ~= attempt then
+    out[#out + 1] = 'lost'
+  else
+    redis.call('ZADD', K_LEASES, now + lease_ms, id)
+    if rec[12] == 1 then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
+  end
+end
+return out

@@ -1,0 +1,592 @@
+//! The worker: claims due jobs, runs them inside the caller's tokio runtime,
+//! renews their leases and records how they ended.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+use crate::config::WorkerConfig;
+use crate::context::JobContext;
+use crate::deps::Dependencies;
+use crate::error::Error;
+use crate::health::HealthState;
+use crate::registry::Registry;
+use crate::reply;
+use crate::store::{ClaimedJob, Finished, Store};
+use crate::task_result::TaskError;
+
+/// Most jobs claimed by one script call.
+const CLAIM_BATCH: usize = 100;
+/// Most completions recorded by one script call.
+const COMPLETE_BATCH: usize = 100;
+
+/// Why a running job's future was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopReason {
+    Cancelled,
+    LeaseLost,
+    Shutdown,
+}
+
+struct Running {
+    generation: u64,
+    attempt: u32,
+    cancel: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+enum CompletionMsg {
+    Finished(Finished),
+    Flush(oneshot::Sender<()>),
+}
+
+pub(crate) struct Worker {
+    store: Store,
+    registry: Registry,
+    deps: Dependencies,
+    config: WorkerConfig,
+    id: String,
+    running: Mutex<HashMap<String, Running>>,
+    slots: Arc<Semaphore>,
+    wake: Notify,
+    job_ended: Notify,
+    stop_claiming: CancellationToken,
+    stop_all: CancellationToken,
+    completions: mpsc::UnboundedSender<CompletionMsg>,
+    health: HealthState,
+}
+
+/// Handle kept by the scheduler to shut the worker down.
+pub(crate) struct WorkerHandle {
+    worker: Arc<Worker>,
+    tasks: Vec<JoinHandle<()>>,
+    subscriber: SubscriberClient,
+}
+
+fn stop(running: &Running, reason: StopReason) {
+    if let Ok(mut r) = running.reason.lock() {
+        r.get_or_insert(reason);
+    }
+    running.cancel.cancel();
+}
+
+impl Worker {
+    pub(crate) async fn start(
+        store: Store,
+        url: &str,
+        registry: Registry,
+        deps: Dependencies,
+        config: WorkerConfig,
+        health: HealthState,
+    ) -> Result<WorkerHandle, Error> {
+        if config.concurrency == 0 {
+            return Err(Error::Config(
+                "worker concurrency must be at least 1".into(),
+            ));
+        }
+        if config.heartbeat_interval() >= config.lease {
+            return Err(Error::Config(
+                "the heartbeat interval must be shorter than the lease".into(),
+            ));
+        }
+        let subscriber = crate::store::builder(url, &store.config)?
+            .build_subscriber_client()
+            .map_err(|e| Error::Config(e.details().to_string()))?;
+        subscriber.init().await.map_err(|e| store.error(e))?;
+        let keys = store.keys().clone();
+        subscriber
+            .subscribe(vec![keys.wake_channel.clone(), keys.abort_channel.clone()])
+            .await
+            .map_err(|e| store.error(e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let worker = Arc::new(Worker {
+            id: format!(
+                "{}:{}:{}",
+                hostname(),
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            store,
+            registry,
+            deps,
+            config,
+            running: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            job_ended: Notify::new(),
+            stop_claiming: CancellationToken::new(),
+            stop_all: CancellationToken::new(),
+            completions: tx,
+            health,
+        });
+        info!(worker = %worker.id, concurrency = worker.config.concurrency, tasks = %worker.registry.describe(), "worker started");
+        let tasks = vec![
+            subscriber.manage_subscriptions(),
+            tokio::spawn(Arc::clone(&worker).listen(subscriber.clone())),
+            tokio::spawn(Arc::clone(&worker).claim_loop()),
+            tokio::spawn(Arc::clone(&worker).heartbeat_loop()),
+            tokio::spawn(Arc::clone(&worker).complete_loop(rx)),
+        ];
+        Ok(WorkerHandle {
+            worker,
+            tasks,
+            subscriber,
+        })
+    }
+
+    fn running_count(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Wake-ups and abort signals published by scripts.
+    async fn listen(self: Arc<Self>, subscriber: SubscriberClient) {
+        let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
+        let keys = self.store.keys().clone();
+        loop {
+            tokio::select! {
+                _ = self.stop_all.cancelled() => return,
+                reconnect = reconnects.recv() => {
+                    if reconnect.is_err() && self.stop_all.is_cancelled() { return; }
+                    // Notifications may have been missed while disconnected.
+                    self.wake.notify_one();
+                }
+                message = messages.recv() => {
+                    let message = match message {
+                        Ok(m) => m,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            self.wake.notify_one();
+                            continue;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    };
+                    if *message.channel == *keys.abort_channel {
+                        let text = reply::string(&message.value);
+                        if let Some((generation, id)) = text.split_once(':') {
+                            self.abort_local(id, generation.parse().unwrap_or(0));
+                        }
+                    } else {
+                        self.wake.notify_one();
+                    }
+                }
+            }
+        }
+    }
+
+    fn abort_local(&self, id: &str, generation: u64) {
+        if let Ok(running) = self.running.lock() {
+            if let Some(job) = running.get(id).filter(|j| j.generation == generation) {
+                info!(
+                    job_id = id,
+                    generation, "abort requested, dropping the running job"
+                );
+                stop(job, StopReason::Cancelled);
+            }
+        }
+    }
+
+    async fn claim_loop(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if self.stop_claiming.is_cancelled() {
+                return;
+            }
+            let free = self.slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = self.job_ended.notified() => continue,
+                    _ = self.stop_claiming.cancelled() => return,
+                }
+            }
+            let claim = self
+                .store
+                .claim(&self.id, free.min(CLAIM_BATCH), self.config.lease)
+                .await;
+            let sleep_for = match claim {
+                Ok(claim) => {
+                    self.health.ok();
+                    backoff = Duration::from_millis(50);
+                    for (id, reason) in &claim.rejected {
+                        warn!(job_id = %id, reason = %reason, "unreadable job dead-lettered");
+                    }
+                    let claimed = claim.jobs.len();
+                    for job in claim.jobs {
+                        self.spawn_job(job);
+                    }
+                    if claimed == free.min(CLAIM_BATCH) && claimed > 0 {
+                        continue;
+                    }
+                    let until_next = claim
+                        .next_wake_ms
+                        .map(|t| Duration::from_millis((t - claim.now_ms).max(1) as u64))
+                        .unwrap_or(self.config.max_idle);
+                    until_next.min(self.config.max_idle)
+                }
+                Err(e) => {
+                    self.health.degraded(&e.to_string());
+                    warn!(error = %e, "claiming failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = self.wake.notified() => {}
+                _ = self.job_ended.notified() => {}
+                _ = self.stop_claiming.cancelled() => return,
+            }
+        }
+    }
+
+    fn spawn_job(self: &Arc<Self>, job: ClaimedJob) {
+        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Cannot happen (only this loop acquires), but never lose the job:
+                // release it so it runs elsewhere.
+                self.send(Finished {
+                    id: job.id,
+                    generation: job.generation,
+                    attempt: job.attempt,
+                    outcome: "release",
+                    text: String::new(),
+                    retry_delay_ms: 0,
+                });
+                return;
+            }
+        };
+        let worker = Arc::clone(self);
+        tokio::spawn(async move {
+            worker.run_job(job).await;
+            drop(permit);
+            worker.job_ended.notify_one();
+        });
+    }
+
+    fn send(&self, finished: Finished) {
+        if self
+            .completions
+            .send(CompletionMsg::Finished(finished))
+            .is_err()
+        {
+            error!("completion channel closed; the job will be re-run after its lease");
+        }
+    }
+
+    async fn run_job(self: &Arc<Self>, job: ClaimedJob) {
+        let lateness_ms = job.run_at_ms.max(0);
+        let lateness_ms = reply::time(lateness_ms);
+        let lateness_ms = (chrono::Utc::now() - lateness_ms)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1000.0;
+        let span = info_span!(
+            "job",
+            task = %job.task,
+            job_id = %job.id,
+            generation = job.generation,
+            attempt = job.attempt,
+            lateness_ms,
+            duration_ms = tracing::field::Empty,
+        );
+        let finished = |outcome: &'static str, text: String, retry_delay_ms: u64| Finished {
+            id: job.id.clone(),
+            generation: job.generation,
+            attempt: job.attempt,
+            outcome,
+            text,
+            retry_delay_ms,
+        };
+        let Some(registration) = self.registry.get(&job.task) else {
+            // A rolling deploy: a newer worker may know this task. Retry first.
+            let delay = self.config.retry_delay(job.attempt);
+            warn!(parent: &span, "unknown task (not registered in this worker); will retry");
+            self.send(finished(
+                "retry",
+                format!(
+                    "unknown task `{}` (not registered in worker {})",
+                    job.task, self.id
+                ),
+                delay.as_millis() as u64,
+            ));
+            return;
+        };
+        let ctx = JobContext::new(
+            job.id.clone(),
+            registration.name,
+            job.generation,
+            job.attempt,
+            job.max_attempts,
+            reply::time(job.run_at_ms),
+            reply::time(job.enqueued_ms),
+            self.deps.clone(),
+        );
+        let reason = Arc::new(Mutex::new(None));
+        if let Ok(mut running) = self.running.lock() {
+            let entry = Running {
+                generation: job.generation,
+                attempt: job.attempt,
+                cancel: ctx.cancel.clone(),
+                reason: Arc::clone(&reason),
+            };
+            if let Some(previous) = running.insert(job.id.clone(), entry) {
+                // Our older attempt of this job lost its lease and is still running here.
+                stop(&previous, StopReason::LeaseLost);
+            }
+        }
+        let started = std::time::Instant::now();
+        let future = match (registration.run)(ctx.clone(), &job.payload) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(parent: &span, error = %e, "job cannot start; dead-lettering");
+                self.forget(&job.id, job.generation, job.attempt);
+                self.send(finished("fail", e.to_string(), 0));
+                return;
+            }
+        };
+        let timeout = registration
+            .options
+            .timeout
+            .unwrap_or(self.store.config.default_timeout);
+        let handle = tokio::spawn(future.instrument(span.clone()));
+        let abort = handle.abort_handle();
+        let outcome: Option<(&'static str, String, u64)> = tokio::select! {
+            joined = handle => match joined {
+                Ok(Ok(result)) => Some(("ok", result.unwrap_or_default(), 0)),
+                Ok(Err(e)) => Some(self.failure(&job, e)),
+                Err(join) => {
+                    let text = if join.is_panic() {
+                        let payload = join.into_panic();
+                        let msg = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        format!("task panicked: {msg}")
+                    } else {
+                        "task was aborted".to_string()
+                    };
+                    Some(self.failure(&job, TaskError::retry(text)))
+                }
+            },
+            _ = tokio::time::sleep(timeout) => {
+                abort.abort();
+                Some(self.failure(&job, TaskError::retry(format!("timed out after {timeout:?}"))))
+            }
+            _ = ctx.cancel.cancelled() => {
+                abort.abort();
+                let why = reason.lock().ok().and_then(|r| *r).unwrap_or(StopReason::Cancelled);
+                match why {
+                    StopReason::Cancelled => Some(("cancelled", String::new(), 0)),
+                    StopReason::Shutdown => Some(("release", String::new(), 0)),
+                    StopReason::LeaseLost => None,
+                }
+            }
+        };
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.record("duration_ms", duration_ms);
+        self.forget(&job.id, job.generation, job.attempt);
+        match outcome {
+            Some((kind, text, delay)) => {
+                match kind {
+                    "ok" => debug!(parent: &span, "job completed"),
+                    "cancelled" => info!(parent: &span, "job aborted"),
+                    "release" => info!(parent: &span, "job released at shutdown"),
+                    _ => warn!(parent: &span, error = %text, outcome = kind, "job failed"),
+                }
+                self.send(finished(kind, text, delay));
+            }
+            None => warn!(parent: &span, "lease lost; another worker owns the job now"),
+        }
+    }
+
+    /// A failed attempt: retried after a delay, or failed for good.
+    fn failure(&self, job: &ClaimedJob, error: TaskError) -> (&'static str, String, u64) {
+        if error.is_permanent() {
+            return ("fail", error.message().to_string(), 0);
+        }
+        let delay = error
+            .retry_delay()
+            .unwrap_or_else(|| self.config.retry_delay(job.attempt));
+        (
+            "retry",
+            error.message().to_string(),
+            delay.as_millis() as u64,
+        )
+    }
+
+    fn forget(&self, id: &str, generation: u64, attempt: u32) {
+        if let Ok(mut running) = self.running.lock() {
+            let ours = running
+                .get(id)
+                .is_some_and(|r| r.generation == generation && r.attempt == attempt);
+            if ours {
+                running.remove(id);
+            }
+        }
+    }
+
+    async fn complete_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<CompletionMsg>) {
+        let mut batch: Vec<Finished> = Vec::new();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        loop {
+            if batch.is_empty() {
+                match rx.recv().await {
+                    Some(CompletionMsg::Finished(f)) => batch.push(f),
+                    Some(CompletionMsg::Flush(ack)) => {
+                        let _ = ack.send(());
+                        continue;
+                    }
+                    None => return,
+                }
+            }
+            while batch.len() < COMPLETE_BATCH {
+                match rx.try_recv() {
+                    Ok(CompletionMsg::Finished(f)) => batch.push(f),
+                    Ok(CompletionMsg::Flush(ack)) => {
+                        flushes.push(ack);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match self.store.complete(&batch).await {
+                    Ok(codes) => {
+                        self.health.ok();
+                        for (f, code) in batch.iter().zip(codes.iter()) {
+                            if code == "stale" {
+                                warn!(job_id = %f.id, generation = f.generation, attempt = f.attempt, "outcome rejected: the job is no longer ours (lease taken over, cancelled or replaced)");
+                            } else if code == "failed" {
+                                warn!(job_id = %f.id, generation = f.generation, reason = %f.text, "job failed for good (dead-lettered)");
+                            } else if code == "retrying" {
+                                info!(job_id = %f.id, attempt = f.attempt, delay_ms = f.retry_delay_ms, "job will be retried");
+                            }
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        self.health.degraded(&e.to_string());
+                        warn!(error = %e, pending = batch.len(), "recording outcomes failed; retrying");
+                        if self.stop_all.is_cancelled() {
+                            error!(count = batch.len(), "worker stopped before outcomes were recorded; those jobs re-run after their lease");
+                            return;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            batch.clear();
+            for ack in flushes.drain(..) {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(self.config.heartbeat_interval());
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = self.stop_all.cancelled() => return,
+            }
+            let snapshot: Vec<(String, u64, u32)> = match self.running.lock() {
+                Ok(r) => r
+                    .iter()
+                    .map(|(id, j)| (id.clone(), j.generation, j.attempt))
+                    .collect(),
+                Err(_) => continue,
+            };
+            if snapshot.is_empty() {
+                continue;
+            }
+            match self.store.renew(self.config.lease, &snapshot).await {
+                Ok(codes) => {
+                    self.health.ok();
+                    for ((id, generation, attempt), code) in snapshot.iter().zip(codes) {
+                        let reason = match code.as_str() {
+                            "cancel" => StopReason::Cancelled,
+                            "lost" => StopReason::LeaseLost,
+                            _ => continue,
+                        };
+                        if let Ok(running) = self.running.lock() {
+                            if let Some(job) = running
+                                .get(id)
+                                .filter(|j| j.generation == *generation && j.attempt == *attempt)
+                            {
+                                stop(job, reason);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.health.degraded(&e.to_string());
+                    warn!(error = %e, "lease renewal failed");
+                }
+            }
+        }
+    }
+}
+
+impl WorkerHandle {
+    /// Graceful stop: no new claims, running jobs get `grace` to finish, then are
+    /// aborted and released so another worker takes them at once.
+    pub(crate) async fn close(self) {
+        let worker = &self.worker;
+        worker.stop_claiming.cancel();
+        let deadline = tokio::time::Instant::now() + worker.config.shutdown_grace;
+        while worker.running_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = worker.job_ended.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        if let Ok(running) = worker.running.lock() {
+            for job in running.values() {
+                stop(job, StopReason::Shutdown);
+            }
+        }
+        let release_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while worker.running_count() > 0 && tokio::time::Instant::now() < release_deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (ack, done) = oneshot::channel();
+        if worker.completions.send(CompletionMsg::Flush(ack)).is_ok() {
+            let limit = worker.store.config.command_timeout * 3;
+            if tokio::time::timeout(limit, done).await.is_err() {
+                error!(
+                    "outcomes not recorded before shutdown; those jobs re-run after their lease"
+                );
+            }
+        }
+        worker.stop_all.cancel();
+        for task in self.tasks {
+            task.abort();
+        }
+        let _ = self.subscriber.quit().await;
+        info!(worker = %worker.id, "worker stopped");
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string())
+}
