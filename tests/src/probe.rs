@@ -1,0 +1,77 @@
+//! Records what ran, in the test process (it does not share fate with Redis).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Execution {
+    pub job_id: String,
+    pub generation: u64,
+    pub attempt: u32,
+    pub arg: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// Shared log of executions; a dependency of the test tasks.
+#[derive(Clone, Default)]
+pub struct Probe {
+    runs: Arc<Mutex<Vec<Execution>>>,
+}
+
+impl Probe {
+    pub fn start(&self, ctx: &scheduler::JobContext, arg: &str) -> usize {
+        let mut runs = self.runs.lock().unwrap();
+        runs.push(Execution {
+            job_id: ctx.job_id().to_string(),
+            generation: ctx.generation(),
+            attempt: ctx.attempt(),
+            arg: arg.to_string(),
+            scheduled_at: ctx.scheduled_at(),
+            start: Utc::now(),
+            end: None,
+        });
+        runs.len() - 1
+    }
+
+    pub fn end(&self, index: usize) {
+        if let Some(run) = self.runs.lock().unwrap().get_mut(index) {
+            run.end = Some(Utc::now());
+        }
+    }
+
+    pub fn runs(&self) -> Vec<Execution> {
+        self.runs.lock().unwrap().clone()
+    }
+
+    pub fn runs_of(&self, job_id: &str) -> Vec<Execution> {
+        self.runs()
+            .into_iter()
+            .filter(|r| r.job_id == job_id)
+            .collect()
+    }
+
+    pub fn finished(&self) -> usize {
+        self.runs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.end.is_some())
+            .count()
+    }
+
+    pub fn started(&self) -> usize {
+        self.runs.lock().unwrap().len()
+    }
+
+    pub async fn wait_finished(&self, n: usize, limit: Duration) -> bool {
+        crate::wait_until(limit, || self.finished() >= n).await
+    }
+
+    pub async fn wait_started(&self, n: usize, limit: Duration) -> bool {
+        crate::wait_until(limit, || self.started() >= n).await
+    }
+}

@@ -1,0 +1,147 @@
+//! Tasks for the runtime tests, written by hand against the `Task` trait and
+//! registered explicitly (the fallback for platforms without `inventory`).
+
+use std::time::Duration;
+
+use scheduler::{
+    Dep, DependencyKey, Error, IntoTaskResult, JobContext, Location, Task, TaskError, TaskFuture,
+    TaskOptions, TaskRegistration,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::probe::Probe;
+
+/// What a probe job does.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProbeArgs {
+    /// Recorded with the execution.
+    pub arg: String,
+    /// Sleeps this long (abortable).
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// Fails (retryably) on attempts up to this number.
+    #[serde(default)]
+    pub fail_times: u32,
+    /// "ok", "panic", "permanent", "exit" (kills its own process).
+    #[serde(default)]
+    pub mode: String,
+}
+
+impl ProbeArgs {
+    pub fn new(arg: &str) -> Self {
+        ProbeArgs {
+            arg: arg.to_string(),
+            ..ProbeArgs::default()
+        }
+    }
+
+    pub fn sleep(mut self, ms: u64) -> Self {
+        self.sleep_ms = ms;
+        self
+    }
+
+    pub fn fail(mut self, times: u32) -> Self {
+        self.fail_times = times;
+        self
+    }
+
+    pub fn mode(mut self, mode: &str) -> Self {
+        self.mode = mode.to_string();
+        self
+    }
+}
+
+async fn probe_body(
+    ctx: JobContext,
+    probe: Dep<Probe>,
+    args: ProbeArgs,
+) -> Result<usize, TaskError> {
+    let index = probe.start(&ctx, &args.arg);
+    if args.mode == "exit" {
+        std::process::abort();
+    }
+    if args.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
+    }
+    probe.end(index);
+    match args.mode.as_str() {
+        "panic" => panic!("probe asked to panic"),
+        "permanent" => return Err(TaskError::permanent("probe asked to fail for good")),
+        _ => {}
+    }
+    if ctx.attempt() <= args.fail_times {
+        return Err(TaskError::retry_after(
+            format!("probe failure on attempt {}", ctx.attempt()),
+            Duration::from_millis(50),
+        ));
+    }
+    Ok(args.arg.len())
+}
+
+macro_rules! probe_task {
+    ($ty:ident, $reg:ident, $run:ident, $name:literal, $options:expr) => {
+        /// A probe task.
+        pub struct $ty;
+
+        static $reg: TaskRegistration = TaskRegistration {
+            name: $name,
+            location: Location {
+                file: file!(),
+                line: line!(),
+                column: column!(),
+                module_path: module_path!(),
+            },
+            options: $options,
+            dependencies: probe_dependencies,
+            run: $run,
+        };
+
+        fn $run(ctx: JobContext, payload: &[u8]) -> Result<TaskFuture, Error> {
+            let args: ProbeArgs =
+                serde_json::from_slice(payload).map_err(|source| Error::Payload {
+                    task: $name.to_string(),
+                    source,
+                })?;
+            let probe = ctx.dependency::<Probe>()?;
+            Ok(Box::pin(async move {
+                probe_body(ctx, probe, args).await.into_task_result()
+            }))
+        }
+
+        impl Task for $ty {
+            const NAME: &'static str = $name;
+            const OPTIONS: TaskOptions = $options;
+            type Args = ProbeArgs;
+            type Output = usize;
+            fn registration() -> &'static TaskRegistration {
+                &$reg
+            }
+        }
+    };
+}
+
+fn probe_dependencies() -> Vec<DependencyKey> {
+    vec![DependencyKey::of::<Probe>()]
+}
+
+probe_task!(
+    ProbeTask,
+    PROBE_REGISTRATION,
+    run_probe,
+    "probe",
+    TaskOptions {
+        max_attempts: Some(3),
+        timeout: Some(Duration::from_secs(20)),
+    }
+);
+
+probe_task!(
+    QuickTimeoutTask,
+    QUICK_TIMEOUT_REGISTRATION,
+    run_quick_timeout,
+    "quick_timeout",
+    TaskOptions {
+        max_attempts: Some(2),
+        timeout: Some(Duration::from_millis(200)),
+    }
+);

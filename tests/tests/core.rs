@@ -1,0 +1,680 @@
+//! The runtime core against real `redis-server` processes started by each test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use scheduler::{
+    CancelOutcome, EnqueueOutcome, Error, FinishedState, IfRunning, JobRequest, JobStatus,
+    PendingState, ReplaceOutcome, Scheduler, Task, When, WorkerConfig,
+};
+use scheduler_tests::tasks::{ProbeArgs, ProbeTask, QuickTimeoutTask};
+use scheduler_tests::{namespace, Probe, RedisServer};
+
+fn fast_worker() -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_millis(1000),
+        heartbeat: Some(Duration::from_millis(300)),
+        shutdown_grace: Duration::from_millis(500),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    }
+}
+
+async fn worker(server: &RedisServer, ns: &str, probe: &Probe) -> Scheduler {
+    worker_with(server, ns, probe, fast_worker()).await
+}
+
+async fn worker_with(
+    server: &RedisServer,
+    ns: &str,
+    probe: &Probe,
+    config: WorkerConfig,
+) -> Scheduler {
+    scheduler_tests::init_tracing();
+    Scheduler::builder(server.url())
+        .namespace(ns)
+        .register::<ProbeTask>()
+        .register::<QuickTimeoutTask>()
+        .provide(probe.clone())
+        .worker(config)
+        .start()
+        .await
+        .expect("scheduler starts")
+}
+
+async fn producer(server: &RedisServer, ns: &str) -> Scheduler {
+    Scheduler::builder(server.url())
+        .namespace(ns)
+        .register::<ProbeTask>()
+        .producer_only()
+        .start()
+        .await
+        .expect("producer starts")
+}
+
+fn probe_job(id: &str, arg: &str) -> JobRequest<ProbeTask> {
+    JobRequest::new(ProbeArgs::new(arg)).id(id)
+}
+
+async fn wait_status(s: &Scheduler, id: &str, want: fn(&JobStatus) -> bool) -> JobStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = s.status(id).await.unwrap();
+        if want(&status) || tokio::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn enqueued_job_runs_once_and_its_result_is_kept() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("run"), &probe).await;
+    let out = s.enqueue(probe_job("a", "hello")).await.unwrap();
+    assert!(out.is_enqueued(), "{out:?}");
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    let status = wait_status(&s, "a", |st| *st == JobStatus::Completed).await;
+    assert_eq!(status, JobStatus::Completed);
+    assert_eq!(s.result::<ProbeTask>("a").await.unwrap(), Some(5));
+    let info = s.info("a").await.unwrap().unwrap();
+    assert_eq!(info.task, "probe");
+    assert_eq!(info.attempts, 1);
+    assert!(info.finished_at.is_some() && info.started_at.is_some());
+    assert_eq!(probe.runs_of("a").len(), 1);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn deferred_job_waits_for_its_time() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("defer"), &probe).await;
+    let at = Utc::now() + TimeDelta::milliseconds(700);
+    let out = s.enqueue(probe_job("later", "x").at(at)).await.unwrap();
+    assert!(matches!(out, EnqueueOutcome::Enqueued { .. }));
+    assert!(matches!(
+        s.status("later").await.unwrap(),
+        JobStatus::Deferred { .. }
+    ));
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    let run = &probe.runs()[0];
+    assert!(
+        run.start >= at,
+        "started {} before its time {}",
+        run.start,
+        at
+    );
+    assert_eq!(
+        run.scheduled_at.timestamp_millis(),
+        at.timestamp_millis() + i64::from(!at.timestamp_subsec_micros().is_multiple_of(1000))
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("dedup");
+    let p = producer(&server, &ns).await;
+    let at = Utc::now() + TimeDelta::milliseconds(500);
+    let first = p.enqueue(probe_job("same", "1").at(at)).await.unwrap();
+    let EnqueueOutcome::Enqueued { generation: g1, .. } = first else {
+        panic!("{first:?}")
+    };
+    for _ in 0..20 {
+        let again = p.enqueue(probe_job("same", "2")).await.unwrap();
+        assert!(
+            matches!(again, EnqueueOutcome::Duplicate { state: PendingState::Deferred, generation, .. } if generation == g1),
+            "{again:?}"
+        );
+    }
+    let s = worker(&server, &ns, &probe).await;
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    wait_status(&s, "same", |st| *st == JobStatus::Completed).await;
+    // Finished: the id is free at once, and the outcome is still readable meanwhile.
+    let reuse = p.enqueue(probe_job("same", "3")).await.unwrap();
+    let EnqueueOutcome::Enqueued { generation: g2, .. } = reuse else {
+        panic!("{reuse:?}")
+    };
+    assert!(g2 > g1);
+    assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
+    let args: Vec<String> = probe.runs_of("same").into_iter().map(|r| r.arg).collect();
+    assert_eq!(args, vec!["1", "3"]);
+    s.close().await;
+    p.close().await;
+}
+
+#[tokio::test]
+async fn replace_swaps_a_deferred_job_atomically() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("replace"), &probe).await;
+    let first_at = Utc::now() + TimeDelta::seconds(60);
+    s.enqueue(probe_job("r", "old").at(first_at)).await.unwrap();
+    let new_at = Utc::now() + TimeDelta::milliseconds(300);
+    let out = s
+        .replace(probe_job("r", "new").at(new_at), IfRunning::Abort)
+        .await
+        .unwrap();
+    match out {
+        ReplaceOutcome::Replaced {
+            previous_run_at, ..
+        } => {
+            assert_eq!(
+                previous_run_at.timestamp_millis() / 1000,
+                first_at.timestamp_millis() / 1000
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let args: Vec<String> = probe.runs().into_iter().map(|r| r.arg).collect();
+    assert_eq!(args, vec!["new"]);
+    // Replace of an unknown id creates it.
+    let created = s
+        .replace(
+            probe_job("fresh", "x").at(Utc::now() + TimeDelta::seconds(60)),
+            IfRunning::Abort,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(created, ReplaceOutcome::Enqueued { .. }));
+    s.close().await;
+}
+
+#[tokio::test]
+async fn cancelled_deferred_and_queued_jobs_never_start() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("cancel");
+    let p = producer(&server, &ns).await;
+    let soon = Utc::now() + TimeDelta::milliseconds(400);
+    for i in 0..20 {
+        p.enqueue(probe_job(&format!("c{i}"), "x").at(soon))
+            .await
+            .unwrap();
+    }
+    // A queued (due) job with no worker yet.
+    p.enqueue(probe_job("queued", "x")).await.unwrap();
+    assert!(matches!(
+        p.status("queued").await.unwrap(),
+        JobStatus::Queued { .. }
+    ));
+    for i in 0..10 {
+        let out = p.cancel(&format!("c{i}")).await.unwrap();
+        assert!(matches!(out, CancelOutcome::Removed { .. }), "{out:?}");
+    }
+    assert!(matches!(
+        p.cancel("queued").await.unwrap(),
+        CancelOutcome::Removed { .. }
+    ));
+    assert_eq!(
+        p.cancel("never-existed").await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    let s = worker(&server, &ns, &probe).await;
+    assert!(probe.wait_finished(10, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ran: Vec<String> = probe.runs().into_iter().map(|r| r.job_id).collect();
+    ran.sort();
+    let mut expected: Vec<String> = (10..20).map(|i| format!("c{i}")).collect();
+    expected.sort();
+    assert_eq!(ran, expected);
+    assert_eq!(p.status("c0").await.unwrap(), JobStatus::Cancelled);
+    assert_eq!(
+        p.cancel("c0").await.unwrap(),
+        CancelOutcome::AlreadyFinished(FinishedState::Cancelled)
+    );
+    s.close().await;
+    p.close().await;
+}
+
+#[tokio::test]
+async fn running_job_is_aborted_and_ends_cancelled_not_retried() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("abort"), &probe).await;
+    s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(30_000)).id("long"))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    assert!(matches!(
+        s.status("long").await.unwrap(),
+        JobStatus::Running { attempt: 1, .. }
+    ));
+    let out = s
+        .cancel_and_wait("long", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, CancelOutcome::AbortSignalled { .. }),
+        "{out:?}"
+    );
+    assert_eq!(s.status("long").await.unwrap(), JobStatus::Cancelled);
+    // The future was dropped: its end was never recorded, and it is not re-run.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(probe.started(), 1);
+    assert_eq!(probe.finished(), 0);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_stale_cancel_never_touches_a_later_generation() {
+    let server = RedisServer::start();
+    let ns = namespace("fence");
+    let p = producer(&server, &ns).await;
+    let later = Utc::now() + TimeDelta::seconds(60);
+    let EnqueueOutcome::Enqueued {
+        generation: old, ..
+    } = p.enqueue(probe_job("f", "old").at(later)).await.unwrap()
+    else {
+        panic!()
+    };
+    p.cancel("f").await.unwrap();
+    let EnqueueOutcome::Enqueued {
+        generation: new, ..
+    } = p.enqueue(probe_job("f", "new").at(later)).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(new > old);
+    // The old generation is already cancelled; cancelling it again leaves the new one alone.
+    assert_eq!(
+        p.cancel_generation("f", old).await.unwrap(),
+        CancelOutcome::AlreadyFinished(FinishedState::Cancelled)
+    );
+    assert_eq!(
+        p.cancel_generation("f", new + 1).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    let info = p.info("f").await.unwrap().unwrap();
+    assert_eq!(info.generation, new);
+    assert!(matches!(info.status, JobStatus::Deferred { .. }));
+    p.close().await;
+}
+
+#[tokio::test]
+async fn cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("loop");
+    let s = worker(&server, &ns, &probe).await;
+    let p = producer(&server, &ns).await;
+    let due = Utc::now() + TimeDelta::milliseconds(800);
+    for i in 0..200 {
+        p.cancel("plan").await.unwrap();
+        let out = p
+            .enqueue(probe_job("plan", &i.to_string()).at(due))
+            .await
+            .unwrap();
+        assert!(out.is_enqueued(), "iteration {i}: {out:?}");
+    }
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let args: Vec<String> = probe.runs().into_iter().map(|r| r.arg).collect();
+    assert_eq!(args, vec!["199"]);
+    s.close().await;
+    p.close().await;
+}
+
+#[tokio::test]
+async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("race");
+    let p = producer(&server, &ns).await;
+    let jobs = (0..1000).map(|i| probe_job(&format!("j{i}"), "x"));
+    let outcomes = p.enqueue_many(jobs).await.unwrap();
+    assert_eq!(outcomes.iter().filter(|o| o.is_enqueued()).count(), 1000);
+    let config = WorkerConfig {
+        concurrency: 20,
+        ..fast_worker()
+    };
+    let a = worker_with(&server, &ns, &probe, config.clone()).await;
+    let b = worker_with(&server, &ns, &probe, config).await;
+    assert!(probe.wait_finished(1000, Duration::from_secs(30)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids: Vec<String> = probe.runs().into_iter().map(|r| r.job_id).collect();
+    assert_eq!(ids.len(), 1000);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
+    a.close().await;
+    b.close().await;
+    p.close().await;
+}
+
+#[tokio::test]
+async fn failures_are_retried_then_dead_lettered_with_the_reason() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("retry"), &probe).await;
+    // Fails twice, succeeds on the third of three attempts.
+    s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("flaky").fail(2)).id("flaky"))
+        .await
+        .unwrap();
+    // Fails on every attempt: dead-lettered after 3.
+    s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("bad").fail(99)).id("bad"))
+        .await
+        .unwrap();
+    // Permanent: dead-lettered after 1.
+    s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("perm").mode("permanent")).id("perm"))
+        .await
+        .unwrap();
+    // Panics: the worker survives and retries.
+    s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("boom").mode("panic")).id("boom"))
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_status(&s, "flaky", |st| *st == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    assert_eq!(
+        wait_status(&s, "bad", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        wait_status(&s, "perm", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        wait_status(&s, "boom", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    assert_eq!(probe.runs_of("flaky").len(), 3);
+    assert_eq!(probe.runs_of("bad").len(), 3);
+    assert_eq!(probe.runs_of("perm").len(), 1);
+    assert_eq!(probe.runs_of("boom").len(), 3);
+    let info = s.info("flaky").await.unwrap().unwrap();
+    assert_eq!(info.attempts, 3);
+    let dead = s.dead_letters(0, 10).await.unwrap();
+    let reason = |id: &str| {
+        dead.iter()
+            .find(|d| d.job_id == id)
+            .map(|d| d.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("bad").contains("attempts exhausted (3 of 3)"),
+        "{dead:?}"
+    );
+    assert!(reason("perm").contains("fail for good"), "{dead:?}");
+    assert!(reason("boom").contains("panicked"), "{dead:?}");
+    assert!(dead.iter().all(|d| d.job_id != "flaky"));
+    // Re-queue from the dead letter: runs again with fresh attempts.
+    let before = probe.runs_of("perm").len();
+    assert!(s.requeue_dead_letter("perm").await.unwrap().is_some());
+    assert!(
+        probe
+            .wait_started(probe.started() + 1, Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(probe.runs_of("perm").len(), before + 1);
+    assert_eq!(
+        wait_status(&s, "perm", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    assert_eq!(s.dead_letters(0, 100).await.unwrap().len(), 3);
+    assert_eq!(s.purge_dead_letters().await.unwrap(), 3);
+    assert!(s.dead_letters(0, 100).await.unwrap().is_empty());
+    s.close().await;
+}
+
+#[tokio::test]
+async fn timeouts_drop_the_future_and_count_as_failed_attempts() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("timeout"), &probe).await;
+    s.enqueue(JobRequest::<QuickTimeoutTask>::new(ProbeArgs::new("slow").sleep(5_000)).id("slow"))
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_status(&s, "slow", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    assert_eq!(probe.runs_of("slow").len(), 2);
+    assert_eq!(probe.finished(), 0);
+    let dead = s.dead_letters(0, 10).await.unwrap();
+    assert!(dead[0].reason.contains("timed out"), "{dead:?}");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn unknown_tasks_are_retried_then_dead_lettered() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("unknown"), &probe).await;
+    let out = s
+        .enqueue_untyped(
+            "not_in_this_binary",
+            Some("u"),
+            &serde_json::json!({"x": 1}),
+            When::Now,
+        )
+        .await
+        .unwrap();
+    assert!(out.is_enqueued());
+    assert_eq!(
+        wait_status(&s, "u", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    let info = s.info("u").await.unwrap().unwrap();
+    assert_eq!(info.attempts, 5, "unknown tasks get the default attempts");
+    let dead = s.dead_letters(0, 10).await.unwrap();
+    assert!(
+        dead[0].reason.contains("unknown task `not_in_this_binary`"),
+        "{dead:?}"
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn replace_of_a_running_job_follows_the_policy() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("replace-running"), &probe).await;
+    let long = |arg: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new(arg).sleep(600)).id("job");
+    s.enqueue(long("first")).await.unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    // Keep: nothing changes.
+    assert!(matches!(
+        s.replace(long("kept"), IfRunning::Keep).await.unwrap(),
+        ReplaceOutcome::Running { .. }
+    ));
+    // QueueAfter: the running one finishes, then the new one runs.
+    let out = s
+        .replace(long("second"), IfRunning::QueueAfter)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, ReplaceOutcome::QueuedAfterRunning { .. }),
+        "{out:?}"
+    );
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    let runs = probe.runs();
+    assert_eq!(runs[0].arg, "first");
+    assert_eq!(runs[1].arg, "second");
+    assert!(
+        runs[0].end.is_some_and(|end| end <= runs[1].start),
+        "the new run overlapped the old one"
+    );
+    // Abort: the running one is dropped, the new one starts after it stopped.
+    let out = s.replace(long("third"), IfRunning::Abort).await.unwrap();
+    assert!(
+        matches!(out, ReplaceOutcome::AbortedRunning { .. }),
+        "{out:?}"
+    );
+    assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
+    assert!(probe.wait_started(3, Duration::from_secs(10)).await);
+    let runs = probe.runs();
+    assert_eq!(runs[2].arg, "third");
+    assert!(runs[1].end.is_none(), "the aborted run was not dropped");
+    assert_eq!(
+        wait_status(&s, "job", |st| *st == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn close_releases_running_jobs_to_another_worker_at_once() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("close");
+    let config = WorkerConfig {
+        lease: Duration::from_secs(30),
+        heartbeat: Some(Duration::from_secs(10)),
+        ..fast_worker()
+    };
+    let a = worker_with(&server, &ns, &probe, config.clone()).await;
+    a.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(2_000)).id("long"))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    a.close().await; // grace 500 ms < job: released
+    let released_at = Utc::now();
+    let b = worker_with(&server, &ns, &probe, config).await;
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    let runs = probe.runs_of("long");
+    assert_eq!(runs.len(), 2);
+    // Re-run long before the 30 s lease would have expired.
+    assert!(runs[1].start - released_at < TimeDelta::seconds(10));
+    assert_eq!(runs[1].attempt, 1, "a release does not use up an attempt");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_redis_is_touched() {
+    let server = RedisServer::start();
+    let ns = namespace("input");
+    let p = Scheduler::builder(server.url())
+        .namespace(&ns)
+        .max_payload_bytes(1024)
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    for bad in ["", "a{b}", "tab\there", &"x".repeat(300)] {
+        let err = p.enqueue(probe_job(bad, "x")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidJobId { .. }), "{bad:?}: {err}");
+    }
+    let big = JobRequest::<ProbeTask>::new(ProbeArgs::new(&"x".repeat(2000))).id("big");
+    assert!(
+        matches!(p.enqueue(big).await.unwrap_err(), Error::PayloadTooLarge { size, limit: 1024 } if size > 2000)
+    );
+    assert_eq!(server.cli(&["DBSIZE"]).unwrap().trim(), "0");
+    p.close().await;
+}
+
+#[tokio::test]
+async fn start_up_fails_on_missing_dependencies_and_unreachable_redis() {
+    let server = RedisServer::start();
+    let err = Scheduler::builder(server.url())
+        .namespace(namespace("deps"))
+        .register::<ProbeTask>()
+        .start()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::MissingDependencies { .. }), "{text}");
+    assert!(
+        text.contains("task `probe`") && text.contains("Probe"),
+        "{text}"
+    );
+
+    let mut gone = RedisServer::start();
+    let url = gone.url();
+    gone.kill();
+    let err = Scheduler::builder(url)
+        .command_timeout(Duration::from_millis(500))
+        .producer_only()
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
+async fn garbage_in_redis_is_dead_lettered_and_the_worker_goes_on() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("garbage");
+    let key = |k: &str| format!("{{{ns}}}:{k}");
+    // A record that is not msgpack, an index entry without a record, a payload of the wrong shape.
+    server
+        .cli(&["HSET", &key("pending"), "junk", "\u{1}not msgpack"])
+        .unwrap();
+    server.cli(&["ZADD", &key("due"), "0", "junk"]).unwrap();
+    server.cli(&["ZADD", &key("due"), "0", "orphan"]).unwrap();
+    let p = producer(&server, &ns).await;
+    p.enqueue_untyped(
+        "probe",
+        Some("shape"),
+        &serde_json::json!([1, 2, 3]),
+        When::Now,
+    )
+    .await
+    .unwrap();
+    let s = worker(&server, &ns, &probe).await;
+    s.enqueue(probe_job("fine", "ok")).await.unwrap();
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    assert_eq!(
+        wait_status(&s, "shape", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    let dead = s.dead_letters(0, 10).await.unwrap();
+    let reason = |id: &str| {
+        dead.iter()
+            .find(|d| d.job_id == id)
+            .map(|d| d.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(reason("junk").contains("corrupt job record"), "{dead:?}");
+    assert!(reason("orphan").contains("record is missing"), "{dead:?}");
+    assert!(reason("shape").contains("could not be decoded"), "{dead:?}");
+    assert_eq!(probe.runs_of("fine").len(), 1);
+    assert!(s.health().is_healthy());
+    s.close().await;
+    p.close().await;
+}
+
+#[tokio::test]
+async fn keep_result_zero_keeps_nothing_but_ids_are_reusable() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("keep0");
+    let s = Scheduler::builder(server.url())
+        .namespace(&ns)
+        .keep_result(Duration::ZERO)
+        .register::<ProbeTask>()
+        .provide(probe.clone())
+        .worker(fast_worker())
+        .start()
+        .await
+        .unwrap();
+    s.enqueue(probe_job("k", "1")).await.unwrap();
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    assert_eq!(
+        wait_status(&s, "k", |st| *st == JobStatus::NotFound).await,
+        JobStatus::NotFound
+    );
+    assert!(s.enqueue(probe_job("k", "2")).await.unwrap().is_enqueued());
+    assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn registry_lists_tasks_and_typed_names_match() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let s = worker(&server, &namespace("registry"), &probe).await;
+    let names: Vec<&str> = s.registry().tasks().map(|t| t.name).collect();
+    assert!(names.contains(&ProbeTask::NAME) && names.contains(&"quick_timeout"));
+    s.close().await;
+}
