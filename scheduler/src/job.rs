@@ -234,6 +234,23 @@ pub struct JobInfo {
     pub result: Option<String>,
 }
 
+/// A job waiting to run (deferred or queued), with its arguments decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingJob<A> {
+    /// The id.
+    pub job_id: String,
+    /// The task's wire name.
+    pub task: String,
+    /// The generation.
+    pub generation: u64,
+    /// When it runs.
+    pub run_at: DateTime<Utc>,
+    /// Attempts already made (non-zero for a job waiting for a retry).
+    pub attempts: u32,
+    /// The arguments.
+    pub args: A,
+}
+
 /// A dead-lettered job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {

@@ -16,11 +16,11 @@ use crate::error::Error;
 use crate::health::{Health, HealthState};
 use crate::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, IfRunning, JobInfo, JobStatus,
-    PendingState, ReplaceOutcome,
+    PendingJob, PendingState, ReplaceOutcome,
 };
 use crate::registry::{Registry, TaskRegistration};
 use crate::reply;
-use crate::store::{EnqueueReply, NewJob, Store};
+use crate::store::{EnqueueReply, NewJob, RawPending, Store};
 use crate::task::{JobRequest, Task, When};
 use crate::worker::{Worker, WorkerHandle};
 
@@ -509,6 +509,65 @@ impl Scheduler {
                 task: T::NAME.to_string(),
                 source,
             })
+    }
+
+    /// The deferred and queued jobs of task `T`, with typed arguments, sorted by
+    /// run time. Walks this namespace's pending jobs (never the keyspace).
+    pub async fn pending<T: Task>(&self) -> Result<Vec<PendingJob<T::Args>>, Error> {
+        let mut jobs = Vec::new();
+        for raw in self.pending_raw(Some(T::NAME)).await? {
+            let args = serde_json::from_slice(&raw.payload).map_err(|source| Error::Payload {
+                task: T::NAME.to_string(),
+                source,
+            })?;
+            jobs.push(PendingJob {
+                job_id: raw.id,
+                task: raw.task,
+                generation: raw.generation,
+                run_at: reply::time(raw.run_at_ms),
+                attempts: raw.attempts,
+                args,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Every deferred and queued job, with its arguments as JSON, sorted by run time.
+    pub async fn pending_untyped(&self) -> Result<Vec<PendingJob<serde_json::Value>>, Error> {
+        self.pending_raw(None)
+            .await?
+            .into_iter()
+            .map(|raw| {
+                let args =
+                    serde_json::from_slice(&raw.payload).map_err(|source| Error::Payload {
+                        task: raw.task.clone(),
+                        source,
+                    })?;
+                Ok(PendingJob {
+                    job_id: raw.id,
+                    task: raw.task,
+                    generation: raw.generation,
+                    run_at: reply::time(raw.run_at_ms),
+                    attempts: raw.attempts,
+                    args,
+                })
+            })
+            .collect()
+    }
+
+    async fn pending_raw(&self, task: Option<&str>) -> Result<Vec<RawPending>, Error> {
+        let mut cursor = "0".to_string();
+        let mut all = Vec::new();
+        loop {
+            let (next, mut page) = self.inner.store.list_pending(task, &cursor, 500).await?;
+            all.append(&mut page);
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        all.sort_by(|a, b| (a.run_at_ms, &a.id).cmp(&(b.run_at_ms, &b.id)));
+        Ok(all)
     }
 
     /// Dead-lettered jobs, newest first.

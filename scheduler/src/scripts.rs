@@ -14,6 +14,7 @@ pub(crate) struct Scripts {
     pub(crate) cancel: Script,
     pub(crate) inspect: Script,
     pub(crate) dead_letters: Script,
+    pub(crate) list: Script,
 }
 
 fn build(body: &str) -> Script {
@@ -30,10 +31,11 @@ impl Scripts {
             cancel: build(include_str!("scripts/cancel.lua")),
             inspect: build(include_str!("scripts/inspect.lua")),
             dead_letters: build(include_str!("scripts/dead_letters.lua")),
+            list: build(include_str!("scripts/list.lua")),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 7] {
+    pub(crate) fn all(&self) -> [&Script; 8] {
         [
             &self.enqueue,
             &self.claim,
@@ -42,6 +44,7 @@ impl Scripts {
             &self.cancel,
             &self.inspect,
             &self.dead_letters,
+            &self.list,
         ]
     }
 }

@@ -59,6 +59,17 @@ pub(crate) struct Claim {
     pub(crate) rejected: Vec<(String, String)>,
 }
 
+/// A pending job as listed.
+#[derive(Clone, Debug)]
+pub(crate) struct RawPending {
+    pub(crate) id: String,
+    pub(crate) task: String,
+    pub(crate) generation: u64,
+    pub(crate) run_at_ms: i64,
+    pub(crate) attempts: u32,
+    pub(crate) payload: Vec<u8>,
+}
+
 /// How an attempt ended, as sent to `complete.lua`.
 #[derive(Clone, Debug)]
 pub(crate) struct Finished {
@@ -492,6 +503,41 @@ impl Store {
             "purge",
         )?;
         Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) as u64)
+    }
+
+    /// One page of pending jobs: (next cursor, entries); cursor "0" ends the walk.
+    pub(crate) async fn list_pending(
+        &self,
+        task: Option<&str>,
+        cursor: &str,
+        count: usize,
+    ) -> Result<(String, Vec<RawPending>), Error> {
+        let args: Vec<Value> = vec![
+            task.unwrap_or("").into(),
+            cursor.into(),
+            Value::Integer(count as i64),
+        ];
+        let reply = reply::array(self.call(&self.scripts.list, args).await?, "list")?;
+        let mut items = reply.into_iter();
+        let next = reply::string(&items.next().unwrap_or(Value::Null));
+        let mut entries = Vec::new();
+        for entry in items {
+            let f = reply::array(entry, "list entry")?;
+            if f.len() < 6 {
+                return Err(corrupt("list entry fields"));
+            }
+            let mut f = f.into_iter();
+            let mut next_field = || f.next().unwrap_or(Value::Null);
+            entries.push(RawPending {
+                id: reply::string(&next_field()),
+                task: reply::string(&next_field()),
+                generation: reply::opt_int(&next_field()).unwrap_or(0) as u64,
+                run_at_ms: reply::opt_int(&next_field()).unwrap_or(0),
+                attempts: reply::opt_int(&next_field()).unwrap_or(0) as u32,
+                payload: reply::bytes(next_field()),
+            });
+        }
+        Ok((next, entries))
     }
 
     pub(crate) async fn quit(&self) {

@@ -2,6 +2,7 @@
 //! namespaces, and a probe that records exactly what ran.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+pub mod child;
 pub mod probe;
 pub mod redis_server;
 pub mod tasks;

@@ -20,12 +20,37 @@ pub struct Execution {
 #[derive(Clone, Default)]
 pub struct Probe {
     runs: Arc<Mutex<Vec<Execution>>>,
+    /// Also print each start and end as a JSON line on stdout (child workers).
+    print: bool,
 }
 
 impl Probe {
+    /// A probe that also reports to its parent process through stdout.
+    pub fn printing() -> Self {
+        Probe {
+            print: true,
+            ..Probe::default()
+        }
+    }
+
+    #[allow(clippy::print_stdout)]
+    fn report(&self, event: &str, run: &Execution) {
+        if self.print {
+            let line = serde_json::json!({
+                "event": event,
+                "job_id": run.job_id,
+                "generation": run.generation,
+                "attempt": run.attempt,
+                "pid": std::process::id(),
+                "t": Utc::now().timestamp_micros(),
+            });
+            println!("{line}");
+        }
+    }
+
     pub fn start(&self, ctx: &scheduler::JobContext, arg: &str) -> usize {
         let mut runs = self.runs.lock().unwrap();
-        runs.push(Execution {
+        let run = Execution {
             job_id: ctx.job_id().to_string(),
             generation: ctx.generation(),
             attempt: ctx.attempt(),
@@ -33,13 +58,16 @@ impl Probe {
             scheduled_at: ctx.scheduled_at(),
             start: Utc::now(),
             end: None,
-        });
+        };
+        self.report("start", &run);
+        runs.push(run);
         runs.len() - 1
     }
 
     pub fn end(&self, index: usize) {
         if let Some(run) = self.runs.lock().unwrap().get_mut(index) {
             run.end = Some(Utc::now());
+            self.report("end", run);
         }
     }
 

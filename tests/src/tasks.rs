@@ -22,7 +22,9 @@ pub struct ProbeArgs {
     /// Fails (retryably) on attempts up to this number.
     #[serde(default)]
     pub fail_times: u32,
-    /// "ok", "panic", "permanent", "exit" (kills its own process).
+    /// "ok", "panic", "permanent", "exit" (kills its own process), "block"
+    /// (sleeps blocking the thread),
+    /// "block-first" (blocks on the first attempt only).
     #[serde(default)]
     pub mode: String,
 }
@@ -60,7 +62,11 @@ async fn probe_body(
     if args.mode == "exit" {
         std::process::abort();
     }
-    if args.sleep_ms > 0 {
+    if args.mode == "block" || (args.mode == "block-first" && ctx.attempt() == 1) {
+        // Blocks the runtime thread: on a current-thread runtime the heartbeat
+        // cannot run either, like a worker frozen by a long GC pause or swap.
+        std::thread::sleep(Duration::from_millis(args.sleep_ms));
+    } else if args.sleep_ms > 0 {
         tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
     }
     probe.end(index);

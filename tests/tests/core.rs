@@ -678,3 +678,73 @@ async fn registry_lists_tasks_and_typed_names_match() {
     assert!(names.contains(&ProbeTask::NAME) && names.contains(&"quick_timeout"));
     s.close().await;
 }
+
+#[tokio::test]
+async fn pending_jobs_of_a_task_are_listed_with_typed_arguments() {
+    let server = RedisServer::start();
+    let ns = namespace("pending");
+    let p = producer(&server, &ns).await;
+    let base = Utc::now() + TimeDelta::hours(1);
+    for i in (0..5).rev() {
+        p.enqueue(
+            probe_job(&format!("p{i}"), &format!("user-{i}")).at(base + TimeDelta::minutes(i)),
+        )
+        .await
+        .unwrap();
+    }
+    p.enqueue_untyped(
+        "other",
+        Some("o"),
+        &serde_json::json!({"a": 1}),
+        When::At(base),
+    )
+    .await
+    .unwrap();
+    let pending = p.pending::<ProbeTask>().await.unwrap();
+    let listed: Vec<(String, String)> = pending
+        .iter()
+        .map(|j| (j.job_id.clone(), j.args.arg.clone()))
+        .collect();
+    let expected: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("p{i}"), format!("user-{i}")))
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(pending.windows(2).all(|w| w[0].run_at < w[1].run_at));
+    assert_eq!(
+        pending[0].run_at.timestamp_millis() / 1000,
+        base.timestamp_millis() / 1000
+    );
+    let all = p.pending_untyped().await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all
+        .iter()
+        .any(|j| j.task == "other" && j.args == serde_json::json!({"a": 1})));
+    p.close().await;
+}
+
+#[tokio::test]
+async fn the_worker_resumes_after_redis_restarts_and_reloads_its_scripts() {
+    let mut server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("restart");
+    let s = worker(&server, &ns, &probe).await;
+    s.enqueue(probe_job("before", "x")).await.unwrap();
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    server.restart(); // no persistence: scripts and data are gone
+                      // Enqueue retries through the reconnect; the script cache is rebuilt on NOSCRIPT.
+    let mut enqueued = false;
+    for _ in 0..100 {
+        if s.enqueue(probe_job("after", "y")).await.is_ok() {
+            enqueued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(enqueued);
+    assert!(
+        probe.wait_finished(2, Duration::from_secs(15)).await,
+        "the worker did not resume"
+    );
+    assert!(scheduler_tests::wait_until(Duration::from_secs(5), || s.health().is_healthy()).await);
+    s.close().await;
+}
