@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backend;
 mod config;
 mod context;
 mod deps;
@@ -20,11 +21,11 @@ mod error;
 mod health;
 mod job;
 mod keys;
+mod redis_backend;
 mod registry;
 mod reply;
 mod scheduler;
 mod scripts;
-mod store;
 mod task;
 mod task_result;
 mod worker;

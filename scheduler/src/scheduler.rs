@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::backend::{Backend, EnqueueReply, NewJob, RawPending};
 use crate::config::{SchedulerConfig, WorkerConfig};
 use crate::deps::Dependencies;
 use crate::error::Error;
@@ -18,9 +19,9 @@ use crate::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, IfRunning, JobInfo, JobStatus,
     PendingJob, PendingState, ReplaceOutcome,
 };
+use crate::redis_backend::RedisBackend;
 use crate::registry::{Registry, TaskRegistration};
 use crate::reply;
-use crate::store::{EnqueueReply, NewJob, RawPending, Store};
 use crate::task::{JobRequest, Task, When};
 use crate::worker::{Worker, WorkerHandle};
 
@@ -48,7 +49,7 @@ pub struct Scheduler {
 }
 
 struct Inner {
-    store: Store,
+    backend: Arc<dyn Backend>,
     registry: Registry,
     deps: Dependencies,
     health: HealthState,
@@ -58,7 +59,7 @@ struct Inner {
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
-            .field("namespace", &self.inner.store.config.namespace)
+            .field("namespace", &self.inner.backend.config().namespace)
             .finish_non_exhaustive()
     }
 }
@@ -150,13 +151,13 @@ impl SchedulerBuilder {
         if self.worker.is_some() {
             registry.check_dependencies(&self.deps)?;
         }
-        let store = Store::connect(&self.url, self.config).await?;
+        let backend: Arc<dyn Backend> =
+            Arc::new(RedisBackend::connect(&self.url, self.config).await?);
         let health = HealthState::new();
         let worker = match self.worker {
             Some(config) => Some(
                 Worker::start(
-                    store.clone(),
-                    &self.url,
+                    Arc::clone(&backend),
                     registry.clone(),
                     self.deps.clone(),
                     config,
@@ -167,14 +168,14 @@ impl SchedulerBuilder {
             None => None,
         };
         info!(
-            namespace = %store.config.namespace,
+            namespace = %backend.config().namespace,
             worker = worker.is_some(),
             tasks = %registry.describe(),
             "scheduler started"
         );
         Ok(Scheduler {
             inner: Arc::new(Inner {
-                store,
+                backend,
                 registry,
                 deps: self.deps,
                 health,
@@ -222,7 +223,7 @@ fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
             run_at,
         }),
         "duplicate" => {
-            let state = match reply::string(&reply.extra).as_str() {
+            let state = match reply.state.as_str() {
                 "running" => PendingState::Running,
                 "queued" => PendingState::Queued,
                 _ => PendingState::Deferred,
@@ -279,7 +280,7 @@ impl Scheduler {
         when: When,
         max_attempts: Option<u32>,
     ) -> Result<NewJob, Error> {
-        let limit = self.inner.store.config.max_payload_bytes;
+        let limit = self.inner.backend.config().max_payload_bytes;
         if payload.len() > limit {
             return Err(Error::PayloadTooLarge {
                 size: payload.len(),
@@ -287,7 +288,7 @@ impl Scheduler {
             });
         }
         let max_attempts = max_attempts
-            .unwrap_or(self.inner.store.config.default_max_attempts)
+            .unwrap_or(self.inner.backend.config().default_max_attempts)
             .max(1);
         Ok(NewJob {
             id,
@@ -309,7 +310,7 @@ impl Scheduler {
     async fn enqueue_prepared(&self, job: NewJob) -> Result<EnqueueOutcome, Error> {
         let replies = self
             .inner
-            .store
+            .backend
             .enqueue("enqueue", "keep", std::slice::from_ref(&job))
             .await?;
         let reply = replies
@@ -368,7 +369,7 @@ impl Scheduler {
             .collect::<Result<Vec<_>, _>>()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(BULK_BATCH) {
-            for reply in self.inner.store.enqueue("enqueue", "keep", chunk).await? {
+            for reply in self.inner.backend.enqueue("enqueue", "keep", chunk).await? {
                 outcomes.push(enqueue_outcome(reply)?);
             }
         }
@@ -391,7 +392,7 @@ impl Scheduler {
         };
         let replies = self
             .inner
-            .store
+            .backend
             .enqueue("replace", policy, std::slice::from_ref(&job))
             .await?;
         let reply = replies
@@ -400,7 +401,7 @@ impl Scheduler {
             .ok_or_else(|| Error::Corrupt("empty replace reply".into()))?;
         let run_at = reply::time(reply.run_at_ms);
         let generation = reply.generation;
-        let other = reply::opt_int(&reply.extra).unwrap_or(0);
+        let other = reply.other;
         let outcome = match reply.code.as_str() {
             "enqueued" => ReplaceOutcome::Enqueued { generation, run_at },
             "replaced" => ReplaceOutcome::Replaced {
@@ -434,7 +435,7 @@ impl Scheduler {
     /// Returns at once; see [`cancel_and_wait`](Self::cancel_and_wait).
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        let outcome = self.inner.store.cancel(job_id, None).await?;
+        let outcome = self.inner.backend.cancel(job_id, None).await?;
         info!(job_id, ?outcome, "cancel");
         Ok(outcome)
     }
@@ -447,7 +448,7 @@ impl Scheduler {
         generation: u64,
     ) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        self.inner.store.cancel(job_id, Some(generation)).await
+        self.inner.backend.cancel(job_id, Some(generation)).await
     }
 
     /// Cancels, then waits until a running job has stopped (up to `timeout`).
@@ -487,7 +488,7 @@ impl Scheduler {
     /// Everything known about a job (`None` if unknown or expired).
     pub async fn info(&self, job_id: &str) -> Result<Option<JobInfo>, Error> {
         validate_job_id(job_id)?;
-        self.inner.store.inspect(job_id).await
+        self.inner.backend.inspect(job_id).await
     }
 
     /// The stored result of a completed job of task `T`, decoded.
@@ -559,7 +560,7 @@ impl Scheduler {
         let mut cursor = "0".to_string();
         let mut all = Vec::new();
         loop {
-            let (next, mut page) = self.inner.store.list_pending(task, &cursor, 500).await?;
+            let (next, mut page) = self.inner.backend.list_pending(task, &cursor, 500).await?;
             all.append(&mut page);
             if next == "0" {
                 break;
@@ -576,19 +577,19 @@ impl Scheduler {
         offset: usize,
         count: usize,
     ) -> Result<Vec<DeadLetter>, Error> {
-        self.inner.store.dead_letters(offset, count).await
+        self.inner.backend.dead_letters(offset, count).await
     }
 
     /// Puts a dead-lettered job back in the queue with fresh attempts; returns its
     /// new generation, or `None` if the id is not in the dead letter or pending.
     pub async fn requeue_dead_letter(&self, job_id: &str) -> Result<Option<u64>, Error> {
         validate_job_id(job_id)?;
-        self.inner.store.requeue_dead(job_id, &nonce()).await
+        self.inner.backend.requeue_dead(job_id, &nonce()).await
     }
 
     /// Empties the dead letter; returns how many entries it held.
     pub async fn purge_dead_letters(&self) -> Result<u64, Error> {
-        self.inner.store.purge_dead().await
+        self.inner.backend.purge_dead().await
     }
 
     /// The validated task registry (log it at start-up to see what this binary runs).
@@ -619,7 +620,7 @@ impl Scheduler {
         if let Some(worker) = worker {
             worker.close().await;
         }
-        self.inner.store.quit().await;
+        self.inner.backend.close().await;
         info!("scheduler closed");
     }
 }

@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fred::clients::SubscriberClient;
-use fred::prelude::*;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use crate::backend::{Backend, ClaimedJob, Finished, Notice, Subscription};
 use crate::config::WorkerConfig;
 use crate::context::JobContext;
 use crate::deps::Dependencies;
@@ -19,7 +18,6 @@ use crate::error::Error;
 use crate::health::HealthState;
 use crate::registry::Registry;
 use crate::reply;
-use crate::store::{ClaimedJob, Finished, Store};
 use crate::task_result::TaskError;
 
 /// Most jobs claimed by one script call.
@@ -48,7 +46,7 @@ enum CompletionMsg {
 }
 
 pub(crate) struct Worker {
-    store: Store,
+    backend: Arc<dyn Backend>,
     registry: Registry,
     deps: Dependencies,
     config: WorkerConfig,
@@ -67,7 +65,7 @@ pub(crate) struct Worker {
 pub(crate) struct WorkerHandle {
     worker: Arc<Worker>,
     tasks: Vec<JoinHandle<()>>,
-    subscriber: SubscriberClient,
+    close_subscription: Box<dyn FnOnce() -> crate::backend::BoxFuture<'static, ()> + Send>,
 }
 
 fn stop(running: &Running, reason: StopReason) {
@@ -79,8 +77,7 @@ fn stop(running: &Running, reason: StopReason) {
 
 impl Worker {
     pub(crate) async fn start(
-        store: Store,
-        url: &str,
+        backend: Arc<dyn Backend>,
         registry: Registry,
         deps: Dependencies,
         config: WorkerConfig,
@@ -96,15 +93,7 @@ impl Worker {
                 "the heartbeat interval must be shorter than the lease".into(),
             ));
         }
-        let subscriber = crate::store::builder(url, &store.config)?
-            .build_subscriber_client()
-            .map_err(|e| Error::Config(e.details().to_string()))?;
-        subscriber.init().await.map_err(|e| store.error(e))?;
-        let keys = store.keys().clone();
-        subscriber
-            .subscribe(vec![keys.wake_channel.clone(), keys.abort_channel.clone()])
-            .await
-            .map_err(|e| store.error(e))?;
+        let Subscription { notices, close } = backend.subscribe().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let worker = Arc::new(Worker {
             id: format!(
@@ -114,7 +103,7 @@ impl Worker {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
             slots: Arc::new(Semaphore::new(config.concurrency)),
-            store,
+            backend,
             registry,
             deps,
             config,
@@ -128,8 +117,7 @@ impl Worker {
         });
         info!(worker = %worker.id, concurrency = worker.config.concurrency, tasks = %worker.registry.describe(), "worker started");
         let tasks = vec![
-            subscriber.manage_subscriptions(),
-            tokio::spawn(Arc::clone(&worker).listen(subscriber.clone())),
+            tokio::spawn(Arc::clone(&worker).listen(notices)),
             tokio::spawn(Arc::clone(&worker).claim_loop()),
             tokio::spawn(Arc::clone(&worker).heartbeat_loop()),
             tokio::spawn(Arc::clone(&worker).complete_loop(rx)),
@@ -137,7 +125,7 @@ impl Worker {
         Ok(WorkerHandle {
             worker,
             tasks,
-            subscriber,
+            close_subscription: close,
         })
     }
 
@@ -145,37 +133,16 @@ impl Worker {
         self.running.lock().map(|r| r.len()).unwrap_or(0)
     }
 
-    /// Wake-ups and abort signals published by scripts.
-    async fn listen(self: Arc<Self>, subscriber: SubscriberClient) {
-        let mut messages = subscriber.message_rx();
-        let mut reconnects = subscriber.reconnect_rx();
-        let keys = self.store.keys().clone();
+    /// Wake-ups and abort signals from the backend.
+    async fn listen(self: Arc<Self>, mut notices: mpsc::UnboundedReceiver<Notice>) {
         loop {
             tokio::select! {
                 _ = self.stop_all.cancelled() => return,
-                reconnect = reconnects.recv() => {
-                    if reconnect.is_err() && self.stop_all.is_cancelled() { return; }
-                    // Notifications may have been missed while disconnected.
-                    self.wake.notify_one();
-                }
-                message = messages.recv() => {
-                    let message = match message {
-                        Ok(m) => m,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            self.wake.notify_one();
-                            continue;
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    };
-                    if *message.channel == *keys.abort_channel {
-                        let text = reply::string(&message.value);
-                        if let Some((generation, id)) = text.split_once(':') {
-                            self.abort_local(id, generation.parse().unwrap_or(0));
-                        }
-                    } else {
-                        self.wake.notify_one();
-                    }
-                }
+                notice = notices.recv() => match notice {
+                    Some(Notice::Wake) => self.wake.notify_one(),
+                    Some(Notice::Abort { generation, id }) => self.abort_local(&id, generation),
+                    None => return,
+                },
             }
         }
     }
@@ -206,7 +173,7 @@ impl Worker {
                 }
             }
             let claim = self
-                .store
+                .backend
                 .claim(&self.id, free.min(CLAIM_BATCH), self.config.lease)
                 .await;
             let sleep_for = match claim {
@@ -354,7 +321,7 @@ impl Worker {
         let timeout = registration
             .options
             .timeout
-            .unwrap_or(self.store.config.default_timeout);
+            .unwrap_or(self.backend.config().default_timeout);
         let handle = tokio::spawn(future.instrument(span.clone()));
         let abort = handle.abort_handle();
         let outcome: Option<(&'static str, String, u64)> = tokio::select! {
@@ -459,7 +426,7 @@ impl Worker {
             }
             let mut backoff = Duration::from_millis(50);
             loop {
-                match self.store.complete(&batch).await {
+                match self.backend.complete(&batch).await {
                     Ok(codes) => {
                         self.health.ok();
                         for (f, code) in batch.iter().zip(codes.iter()) {
@@ -510,7 +477,7 @@ impl Worker {
             if snapshot.is_empty() {
                 continue;
             }
-            match self.store.renew(self.config.lease, &snapshot).await {
+            match self.backend.renew(self.config.lease, &snapshot).await {
                 Ok(codes) => {
                     self.health.ok();
                     for ((id, generation, attempt), code) in snapshot.iter().zip(codes) {
@@ -562,7 +529,7 @@ impl WorkerHandle {
         }
         let (ack, done) = oneshot::channel();
         if worker.completions.send(CompletionMsg::Flush(ack)).is_ok() {
-            let limit = worker.store.config.command_timeout * 3;
+            let limit = worker.backend.config().command_timeout * 3;
             if tokio::time::timeout(limit, done).await.is_err() {
                 error!(
                     "outcomes not recorded before shutdown; those jobs re-run after their lease"
@@ -573,7 +540,7 @@ impl WorkerHandle {
         for task in self.tasks {
             task.abort();
         }
-        let _ = self.subscriber.quit().await;
+        (self.close_subscription)().await;
         info!(worker = %worker.id, "worker stopped");
     }
 }

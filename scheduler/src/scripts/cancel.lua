@@ -30,7 +30,7 @@ if active_blob then
   end
 end
 if removed ~= nil then return {'removed', removed, ''} end
-local result = redis.call('HGET', K_RESULTS, id)
+local result = live_result(id, now)
 if result then
   local ok, r = pcall(cmsgpack.unpack, result)
   if ok and type(r) == 'table' and (want == nil or r[1] == want) then

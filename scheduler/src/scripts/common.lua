@@ -58,6 +58,13 @@ local function sweep_results(now)
   end
 end
 
+-- The outcome record of a job, unless its retention is over.
+local function live_result(id, now)
+  local expires = redis.call('ZSCORE', K_RESULTS_EXP, id)
+  if expires and tonumber(expires) <= now then return nil end
+  return redis.call('HGET', K_RESULTS, id)
+end
+
 -- Records how a job ended, kept for keep_ms (0: not kept).
 local function record_result(id, rec, state, result, err, now, keep_ms)
   if keep_ms > 0 then

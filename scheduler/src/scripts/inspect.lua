@@ -30,6 +30,6 @@ local active = redis.call('HGET', K_ACTIVE, id)
 if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, 13) end
 local pending = redis.call('HGET', K_PENDING, id)
 if pending then section('pending', redis.call('ZSCORE', K_DUE, id) or '', pending, 13) end
-local result = redis.call('HGET', K_RESULTS, id)
+local result = live_result(id, now)
 if result then section('result', '', result, 11) end
 return out

@@ -1,0 +1,178 @@
+//! The storage abstraction: one method per state transition, implemented by
+//! Redis (Lua scripts) and by the in-memory backend with the same semantics.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::SchedulerConfig;
+use crate::error::Error;
+use crate::job::{CancelOutcome, DeadLetter, JobInfo};
+
+/// A boxed future borrowing the backend.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A job ready to be written: arguments already serialized and checked.
+#[derive(Clone, Debug)]
+pub(crate) struct NewJob {
+    pub(crate) id: String,
+    pub(crate) task: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) max_attempts: u32,
+    /// ('now' | 'at' | 'after', milliseconds)
+    pub(crate) when: (&'static str, i64),
+    pub(crate) nonce: String,
+}
+
+/// One entry of an enqueue/replace script reply.
+#[derive(Clone, Debug)]
+pub(crate) struct EnqueueReply {
+    pub(crate) code: String,
+    pub(crate) generation: u64,
+    pub(crate) run_at_ms: i64,
+    /// 'deferred' | 'queued' | 'running' for a duplicate.
+    pub(crate) state: String,
+    /// The other generation or previous run time, depending on the code.
+    pub(crate) other: i64,
+}
+
+/// A job a worker claimed.
+#[derive(Clone, Debug)]
+pub(crate) struct ClaimedJob {
+    pub(crate) id: String,
+    pub(crate) task: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) generation: u64,
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) enqueued_ms: i64,
+    pub(crate) run_at_ms: i64,
+}
+
+/// The reply of one claim.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) now_ms: i64,
+    /// Redis time of the next due job or lease expiry.
+    pub(crate) next_wake_ms: Option<i64>,
+    pub(crate) jobs: Vec<ClaimedJob>,
+    /// Records that could not be read; already dead-lettered (id, reason).
+    pub(crate) rejected: Vec<(String, String)>,
+}
+
+/// A pending job as listed.
+#[derive(Clone, Debug)]
+pub(crate) struct RawPending {
+    pub(crate) id: String,
+    pub(crate) task: String,
+    pub(crate) generation: u64,
+    pub(crate) run_at_ms: i64,
+    pub(crate) attempts: u32,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// How an attempt ended, as sent to `complete.lua`.
+#[derive(Clone, Debug)]
+pub(crate) struct Finished {
+    pub(crate) id: String,
+    pub(crate) generation: u64,
+    pub(crate) attempt: u32,
+    pub(crate) outcome: &'static str,
+    pub(crate) text: String,
+    pub(crate) retry_delay_ms: u64,
+}
+
+/// What a backend tells its workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// A job became due earlier than planned: claim now.
+    Wake,
+    /// Abort the running job with this id and generation.
+    Abort { generation: u64, id: String },
+}
+
+/// A worker's stream of notices; `close` releases what feeds it.
+pub(crate) struct Subscription {
+    pub(crate) notices: mpsc::UnboundedReceiver<Notice>,
+    pub(crate) close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+}
+
+/// The state transitions. Each is atomic: a Lua script on Redis, one critical
+/// section in memory.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Settings the backend was built with.
+    fn config(&self) -> &SchedulerConfig;
+
+    /// Creates jobs ('enqueue') or replaces them ('replace' with an if-running
+    /// policy 'abort' | 'after' | 'keep').
+    fn enqueue<'a>(
+        &'a self,
+        mode: &'static str,
+        if_running: &'static str,
+        jobs: &'a [NewJob],
+    ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>>;
+
+    /// Reaps expired leases, then claims up to `max` due jobs.
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        max: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, Error>>;
+
+    /// Records attempts' outcomes, fenced by (generation, attempt).
+    fn complete<'a>(
+        &'a self,
+        finished: &'a [Finished],
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
+
+    /// Extends leases: 'ok' | 'cancel' | 'lost' per entry.
+    fn renew<'a>(
+        &'a self,
+        lease: Duration,
+        running: &'a [(String, u64, u32)],
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
+
+    /// Cancels a job (optionally only one generation).
+    fn cancel<'a>(
+        &'a self,
+        id: &'a str,
+        generation: Option<u64>,
+    ) -> BoxFuture<'a, Result<CancelOutcome, Error>>;
+
+    /// Everything known about a job.
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>>;
+
+    /// Dead letters, newest first.
+    fn dead_letters(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, Error>>;
+
+    /// Re-queues a dead letter: its new generation.
+    fn requeue_dead<'a>(
+        &'a self,
+        id: &'a str,
+        nonce: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, Error>>;
+
+    /// Empties the dead letter.
+    fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>>;
+
+    /// One page of pending jobs; cursor "0" starts and ends the walk.
+    fn list_pending<'a>(
+        &'a self,
+        task: Option<&'a str>,
+        cursor: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<(String, Vec<RawPending>), Error>>;
+
+    /// Notices for a worker.
+    fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>>;
+
+    /// Closes connections.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,594 @@
+//! The Redis side of every state transition: one script call each.
+
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
+use fred::types::scripts::Script;
+use fred::types::{Key, Value};
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::backend::{
+    Backend, BoxFuture, Claim, ClaimedJob, EnqueueReply, Finished, NewJob, Notice, RawPending,
+    Subscription,
+};
+use crate::config::SchedulerConfig;
+use crate::error::Error;
+use crate::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
+use crate::keys::Keys;
+use crate::reply::{self, corrupt};
+use crate::scripts::Scripts;
+
+/// Connection and scripts of one namespace.
+#[derive(Clone)]
+pub(crate) struct RedisBackend {
+    url: String,
+    pub(crate) client: Client,
+    keys: Keys,
+    script_keys: Vec<Key>,
+    scripts: Scripts,
+    pub(crate) config: SchedulerConfig,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("namespace", &self.keys.namespace())
+            .finish()
+    }
+}
+
+/// A fred builder with the scheduler's timeouts and reconnect policy.
+pub(crate) fn builder(url: &str, config: &SchedulerConfig) -> Result<Builder, Error> {
+    let redis_config = Config::from_url(url).map_err(|e| {
+        Error::Config(format!(
+            "redis url is invalid ({}): {}",
+            redact(url),
+            e.details()
+        ))
+    })?;
+    let timeout = config.command_timeout;
+    let mut builder = Builder::from_config(redis_config);
+    builder
+        .with_performance_config(|p| {
+            p.default_command_timeout = timeout;
+        })
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout;
+            c.internal_command_timeout = timeout;
+            c.max_command_attempts = 3;
+            c.unresponsive = UnresponsiveConfig {
+                max_timeout: Some(timeout),
+                interval: (timeout / 4).max(Duration::from_millis(50)),
+            };
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+    Ok(builder)
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl RedisBackend {
+    pub(crate) async fn connect(url: &str, config: SchedulerConfig) -> Result<Self, Error> {
+        let keys = Keys::new(&config.namespace)?;
+        let client = builder(url, &config)?
+            .build()
+            .map_err(|e| Error::Config(e.details().to_string()))?;
+        let timeout = config.command_timeout;
+        match tokio::time::timeout(timeout, client.init()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let _ = client.quit().await;
+                return Err(Error::from_redis(e, timeout));
+            }
+            Err(_) => {
+                let _ = client.quit().await;
+                return Err(Error::Unavailable(fred::error::Error::new(
+                    fred::error::ErrorKind::Timeout,
+                    format!("could not connect to {} within {timeout:?}", redact(url)),
+                )));
+            }
+        }
+        let store = RedisBackend {
+            url: url.to_string(),
+            client,
+            script_keys: keys
+                .script_keys
+                .iter()
+                .map(|k| Key::from(k.as_str()))
+                .collect(),
+            keys,
+            scripts: Scripts::new(),
+            config,
+        };
+        store.load_scripts().await?;
+        Ok(store)
+    }
+
+    pub(crate) async fn load_scripts(&self) -> Result<(), Error> {
+        for script in self.scripts.all() {
+            script.load(&self.client).await.map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn error(&self, e: fred::error::Error) -> Error {
+        Error::from_redis(e, self.config.command_timeout)
+    }
+
+    async fn call(&self, script: &Script, args: Vec<Value>) -> Result<Value, Error> {
+        script
+            .evalsha_with_reload::<Value, _, _>(&self.client, self.script_keys.clone(), args)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    fn keep_ms(&self) -> i64 {
+        self.config.keep_result.as_millis() as i64
+    }
+
+    /// A subscriber connection for the wake and abort channels, forwarded as notices.
+    async fn subscribe_notices(&self) -> Result<Subscription, Error> {
+        let subscriber = builder(&self.url, &self.config)?
+            .build_subscriber_client()
+            .map_err(|e| Error::Config(e.details().to_string()))?;
+        subscriber.init().await.map_err(|e| self.error(e))?;
+        subscriber
+            .subscribe(vec![
+                self.keys.wake_channel.clone(),
+                self.keys.abort_channel.clone(),
+            ])
+            .await
+            .map_err(|e| self.error(e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let manager = subscriber.manage_subscriptions();
+        let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
+        let abort_channel = self.keys.abort_channel.clone();
+        let forward = tokio::spawn(async move {
+            loop {
+                let notice = tokio::select! {
+                    reconnect = reconnects.recv() => match reconnect {
+                        // Notifications may have been missed while disconnected.
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Notice::Wake,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    message = messages.recv() => match message {
+                        Ok(m) if *m.channel == *abort_channel => {
+                            let text = reply::string(&m.value);
+                            match text.split_once(':') {
+                                Some((generation, id)) => Notice::Abort {
+                                    generation: generation.parse().unwrap_or(0),
+                                    id: id.to_string(),
+                                },
+                                None => continue,
+                            }
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Notice::Wake,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                if tx.send(notice).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Subscription {
+            notices: rx,
+            close: Box::new(move || {
+                Box::pin(async move {
+                    forward.abort();
+                    manager.abort();
+                    let _ = subscriber.quit().await;
+                })
+            }),
+        })
+    }
+}
+
+impl Backend for RedisBackend {
+    fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    fn enqueue<'a>(
+        &'a self,
+        mode: &'static str,
+        if_running: &'static str,
+        jobs: &'a [NewJob],
+    ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
+        Box::pin(async move {
+            let mut args: Vec<Value> = Vec::with_capacity(4 + jobs.len() * 7);
+            args.push(mode.into());
+            args.push(if_running.into());
+            args.push(self.keys.wake_channel.as_str().into());
+            args.push(self.keys.abort_channel.as_str().into());
+            for job in jobs {
+                args.push(job.id.as_str().into());
+                args.push(job.task.as_str().into());
+                args.push(Value::Bytes(job.payload.clone().into()));
+                args.push(Value::Integer(i64::from(job.max_attempts)));
+                args.push(job.when.0.into());
+                args.push(Value::Integer(job.when.1));
+                args.push(job.nonce.as_str().into());
+            }
+            let reply = self.call(&self.scripts.enqueue, args).await?;
+            reply::array(reply, "enqueue")?
+                .into_iter()
+                .map(|entry| {
+                    let mut fields = reply::array(entry, "enqueue entry")?.into_iter();
+                    let code = fields.next().ok_or_else(|| corrupt("enqueue code"))?;
+                    let generation = fields.next().ok_or_else(|| corrupt("enqueue generation"))?;
+                    let run_at = fields.next().ok_or_else(|| corrupt("enqueue run_at"))?;
+                    let extra = fields.next().unwrap_or(Value::Null);
+                    Ok(EnqueueReply {
+                        code: reply::string(&code),
+                        generation: reply::int(&generation, "generation")? as u64,
+                        run_at_ms: reply::int(&run_at, "run_at")?,
+                        state: reply::string(&extra),
+                        other: reply::opt_int(&extra).unwrap_or(0),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        max: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Claim, Error>> {
+        Box::pin(async move {
+            let args: Vec<Value> = vec![
+                worker.into(),
+                Value::Integer(max as i64),
+                Value::Integer(lease.as_millis() as i64),
+                Value::Integer(self.keep_ms()),
+                Value::Integer(i64::from(self.config.dead_letter_cap)),
+            ];
+            let reply = self.call(&self.scripts.claim, args).await?;
+            let mut parts = reply::array(reply, "claim")?.into_iter();
+            let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
+            let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
+            let mut claim = Claim {
+                now_ms,
+                next_wake_ms: (next >= 0).then_some(next),
+                jobs: Vec::new(),
+                rejected: Vec::new(),
+            };
+            for entry in reply::array(parts.next().unwrap_or(Value::Null), "claimed jobs")? {
+                let f = reply::array(entry, "claimed job")?;
+                if f.len() == 3 {
+                    claim
+                        .rejected
+                        .push((reply::string(&f[0]), reply::string(&f[2])));
+                    continue;
+                }
+                if f.len() < 8 {
+                    return Err(corrupt("claimed job fields"));
+                }
+                let mut f = f.into_iter();
+                let mut next = || f.next().unwrap_or(Value::Null);
+                let id = reply::string(&next());
+                let task = reply::string(&next());
+                let payload = reply::bytes(next());
+                claim.jobs.push(ClaimedJob {
+                    id,
+                    task,
+                    payload,
+                    generation: reply::int(&next(), "generation")? as u64,
+                    attempt: reply::int(&next(), "attempt")? as u32,
+                    max_attempts: reply::int(&next(), "max_attempts")? as u32,
+                    enqueued_ms: reply::int(&next(), "enqueued")?,
+                    run_at_ms: reply::int(&next(), "run_at")?,
+                });
+            }
+            Ok(claim)
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        finished: &'a [Finished],
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        Box::pin(async move {
+            let mut args: Vec<Value> = Vec::with_capacity(2 + finished.len() * 6);
+            args.push(Value::Integer(self.keep_ms()));
+            args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+            for f in finished {
+                args.push(f.id.as_str().into());
+                args.push(Value::Integer(f.generation as i64));
+                args.push(Value::Integer(i64::from(f.attempt)));
+                args.push(f.outcome.into());
+                args.push(f.text.as_str().into());
+                args.push(Value::Integer(f.retry_delay_ms as i64));
+            }
+            let reply = self.call(&self.scripts.complete, args).await?;
+            Ok(reply::array(reply, "complete")?
+                .iter()
+                .map(reply::string)
+                .collect())
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: Duration,
+        running: &'a [(String, u64, u32)],
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        Box::pin(async move {
+            let mut args: Vec<Value> = Vec::with_capacity(1 + running.len() * 3);
+            args.push(Value::Integer(lease.as_millis() as i64));
+            for (id, generation, attempt) in running {
+                args.push(id.as_str().into());
+                args.push(Value::Integer(*generation as i64));
+                args.push(Value::Integer(i64::from(*attempt)));
+            }
+            let reply = self.call(&self.scripts.renew, args).await?;
+            Ok(reply::array(reply, "renew")?
+                .iter()
+                .map(reply::string)
+                .collect())
+        })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        id: &'a str,
+        generation: Option<u64>,
+    ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
+        Box::pin(async move {
+            let args: Vec<Value> = vec![
+                id.into(),
+                generation
+                    .map(|g| Value::Integer(g as i64))
+                    .unwrap_or_else(|| "".into()),
+                Value::Integer(self.keep_ms()),
+                self.keys.abort_channel.as_str().into(),
+            ];
+            let reply = reply::array(self.call(&self.scripts.cancel, args).await?, "cancel")?;
+            let code = reply.first().map(reply::string).unwrap_or_default();
+            let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
+            Ok(match code.as_str() {
+                "removed" => CancelOutcome::Removed { generation },
+                "abort_signalled" => CancelOutcome::AbortSignalled { generation },
+                "finished" => {
+                    let state = reply.get(2).map(reply::string).unwrap_or_default();
+                    CancelOutcome::AlreadyFinished(
+                        FinishedState::parse(&state).ok_or_else(|| corrupt("finished state"))?,
+                    )
+                }
+                _ => CancelOutcome::NotFound,
+            })
+        })
+    }
+
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {
+        Box::pin(async move {
+            let reply = reply::array(
+                self.call(&self.scripts.inspect, vec![id.into()]).await?,
+                "inspect",
+            )?;
+            let mut sections = reply.into_iter();
+            let now = reply::int(&sections.next().unwrap_or(Value::Null), "inspect now")?;
+            let mut info: Option<JobInfo> = None;
+            for section in sections {
+                let f = reply::array(section, "inspect section")?;
+                let kind = f.first().map(reply::string).unwrap_or_default();
+                let ok = f.get(2).map(reply::string).unwrap_or_default() == "ok";
+                if !ok {
+                    return Err(Error::Corrupt(format!(
+                        "the {kind} record of job {id:?} is not readable"
+                    )));
+                }
+                let field = |i: usize| f.get(3 + i).cloned().unwrap_or(Value::Null);
+                let text = |i: usize| Some(reply::string(&field(i))).filter(|s| !s.is_empty());
+                let score = f.get(1).and_then(reply::opt_int);
+                match kind.as_str() {
+                    "active" | "pending" => {
+                        if info.is_some() {
+                            // Running job with a replacement waiting: report the running one.
+                            continue;
+                        }
+                        let blocked = reply::opt_int(&field(12));
+                        let (status, run_at) = if kind == "active" {
+                            (
+                                JobStatus::Running {
+                                    attempt: reply::opt_int(&field(3)).unwrap_or(0) as u32,
+                                    worker: reply::string(&field(10)),
+                                },
+                                reply::opt_time(&field(8)),
+                            )
+                        } else {
+                            let run_at_ms = blocked.or(score).unwrap_or(now);
+                            let at = reply::time(run_at_ms);
+                            if run_at_ms <= now || blocked.is_some() {
+                                (JobStatus::Queued { run_at: at }, Some(at))
+                            } else {
+                                (JobStatus::Deferred { run_at: at }, Some(at))
+                            }
+                        };
+                        info = Some(JobInfo {
+                            job_id: id.to_string(),
+                            task: reply::string(&field(0)),
+                            generation: reply::opt_int(&field(2)).unwrap_or(0) as u64,
+                            status,
+                            attempts: reply::opt_int(&field(3)).unwrap_or(0) as u32,
+                            max_attempts: reply::opt_int(&field(4)).unwrap_or(0) as u32,
+                            enqueued_at: reply::opt_time(&field(5)),
+                            run_at,
+                            started_at: reply::opt_time(&field(9)),
+                            finished_at: None,
+                            last_error: text(7),
+                            result: None,
+                        });
+                    }
+                    "result" => {
+                        if info.is_some() {
+                            continue;
+                        }
+                        let state = reply::string(&field(1));
+                        let status = match FinishedState::parse(&state) {
+                            Some(FinishedState::Completed) => JobStatus::Completed,
+                            Some(FinishedState::Failed) => JobStatus::Failed,
+                            Some(FinishedState::Cancelled) => JobStatus::Cancelled,
+                            None => return Err(corrupt("result state")),
+                        };
+                        info = Some(JobInfo {
+                            job_id: id.to_string(),
+                            task: reply::string(&field(4)),
+                            generation: reply::opt_int(&field(0)).unwrap_or(0) as u64,
+                            status,
+                            attempts: reply::opt_int(&field(5)).unwrap_or(0) as u32,
+                            max_attempts: reply::opt_int(&field(10)).unwrap_or(0) as u32,
+                            enqueued_at: reply::opt_time(&field(6)),
+                            run_at: reply::opt_time(&field(9)),
+                            started_at: reply::opt_time(&field(7)),
+                            finished_at: reply::opt_time(&field(8)),
+                            last_error: text(3),
+                            result: text(2),
+                        });
+                    }
+                    _ => return Err(corrupt("inspect section kind")),
+                }
+            }
+            Ok(info)
+        })
+    }
+
+    fn dead_letters(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, Error>> {
+        Box::pin(async move {
+            let args: Vec<Value> = vec![
+                "list".into(),
+                Value::Integer(offset as i64),
+                Value::Integer(count as i64),
+            ];
+            let reply = reply::array(self.call(&self.scripts.dead_letters, args).await?, "dead")?;
+            reply
+                .into_iter()
+                .map(|entry| {
+                    let f = reply::array(entry, "dead entry")?;
+                    let get = |i: usize| f.get(i).cloned().unwrap_or(Value::Null);
+                    Ok(DeadLetter {
+                        job_id: reply::string(&get(0)),
+                        task: Some(reply::string(&get(1))).filter(|s| !s.is_empty()),
+                        generation: reply::opt_int(&get(2)).filter(|g| *g > 0).map(|g| g as u64),
+                        attempts: reply::opt_int(&get(3)).unwrap_or(0) as u32,
+                        reason: reply::string(&get(4)),
+                        failed_at: reply::opt_time(&get(5)),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn requeue_dead<'a>(
+        &'a self,
+        id: &'a str,
+        nonce: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, Error>> {
+        Box::pin(async move {
+            let args: Vec<Value> = vec![
+                "requeue".into(),
+                id.into(),
+                nonce.into(),
+                self.keys.wake_channel.as_str().into(),
+            ];
+            let reply = reply::array(
+                self.call(&self.scripts.dead_letters, args).await?,
+                "requeue",
+            )?;
+            let code = reply.first().map(reply::string).unwrap_or_default();
+            Ok((code == "requeued")
+                .then(|| reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64))
+        })
+    }
+
+    fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async move {
+            let reply = reply::array(
+                self.call(&self.scripts.dead_letters, vec!["purge".into()])
+                    .await?,
+                "purge",
+            )?;
+            Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) as u64)
+        })
+    }
+
+    fn list_pending<'a>(
+        &'a self,
+        task: Option<&'a str>,
+        cursor: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<(String, Vec<RawPending>), Error>> {
+        Box::pin(async move {
+            let args: Vec<Value> = vec![
+                task.unwrap_or("").into(),
+                cursor.into(),
+                Value::Integer(count as i64),
+            ];
+            let reply = reply::array(self.call(&self.scripts.list, args).await?, "list")?;
+            let mut items = reply.into_iter();
+            let next = reply::string(&items.next().unwrap_or(Value::Null));
+            let mut entries = Vec::new();
+            for entry in items {
+                let f = reply::array(entry, "list entry")?;
+                if f.len() < 6 {
+                    return Err(corrupt("list entry fields"));
+                }
+                let mut f = f.into_iter();
+                let mut next_field = || f.next().unwrap_or(Value::Null);
+                entries.push(RawPending {
+                    id: reply::string(&next_field()),
+                    task: reply::string(&next_field()),
+                    generation: reply::opt_int(&next_field()).unwrap_or(0) as u64,
+                    run_at_ms: reply::opt_int(&next_field()).unwrap_or(0),
+                    attempts: reply::opt_int(&next_field()).unwrap_or(0) as u32,
+                    payload: reply::bytes(next_field()),
+                });
+            }
+            Ok((next, entries))
+        })
+    }
+
+    fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
+        Box::pin(async move { self.subscribe_notices().await })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.client.quit().await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+}
