@@ -14,13 +14,16 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod clock;
 mod config;
 mod context;
 mod deps;
 mod error;
+mod executor;
 mod health;
 mod job;
 mod keys;
+mod memory;
 mod redis_backend;
 mod registry;
 mod reply;
@@ -28,6 +31,7 @@ mod scheduler;
 mod scripts;
 mod task;
 mod task_result;
+pub mod testing;
 mod worker;
 
 pub use crate::config::{SchedulerConfig, WorkerConfig};

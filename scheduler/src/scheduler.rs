@@ -19,6 +19,7 @@ use crate::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, IfRunning, JobInfo, JobStatus,
     PendingJob, PendingState, ReplaceOutcome,
 };
+use crate::memory::MemoryBackend;
 use crate::redis_backend::RedisBackend;
 use crate::registry::{Registry, TaskRegistration};
 use crate::reply;
@@ -147,12 +148,23 @@ impl SchedulerBuilder {
     /// Connects, checks the task registry and dependencies, and starts the
     /// worker (unless producer-only).
     pub async fn start(self) -> Result<Scheduler, Error> {
+        // Validate before connecting: a registry or dependency mistake needs no Redis to report.
+        Registry::collect(&self.explicit)?
+            .check_dependencies_if(self.worker.is_some(), &self.deps)?;
+        let backend: Arc<dyn Backend> = match self.url.strip_prefix("memory://") {
+            Some(name) => {
+                crate::keys::Keys::new(&self.config.namespace)?;
+                Arc::new(MemoryBackend::named(name, self.config.clone()))
+            }
+            None => Arc::new(RedisBackend::connect(&self.url, self.config.clone()).await?),
+        };
+        self.start_on(backend).await
+    }
+
+    /// Starts on a given backend (the testing harness passes its own).
+    pub(crate) async fn start_on(self, backend: Arc<dyn Backend>) -> Result<Scheduler, Error> {
         let registry = Registry::collect(&self.explicit)?;
-        if self.worker.is_some() {
-            registry.check_dependencies(&self.deps)?;
-        }
-        let backend: Arc<dyn Backend> =
-            Arc::new(RedisBackend::connect(&self.url, self.config).await?);
+        registry.check_dependencies_if(self.worker.is_some(), &self.deps)?;
         let health = HealthState::new();
         let worker = match self.worker {
             Some(config) => Some(
@@ -182,6 +194,18 @@ impl SchedulerBuilder {
                 worker: Mutex::new(worker),
             }),
         })
+    }
+
+    pub(crate) fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    pub(crate) fn dependencies(&self) -> &Dependencies {
+        &self.deps
+    }
+
+    pub(crate) fn explicit_tasks(&self) -> &[&'static TaskRegistration] {
+        &self.explicit
     }
 }
 

@@ -8,36 +8,26 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{error, info, warn};
 
 use crate::backend::{Backend, ClaimedJob, Finished, Notice, Subscription};
+use crate::clock::SystemClock;
 use crate::config::WorkerConfig;
-use crate::context::JobContext;
 use crate::deps::Dependencies;
 use crate::error::Error;
+use crate::executor::{Executor, StopHandle, StopReason};
 use crate::health::HealthState;
 use crate::registry::Registry;
-use crate::reply;
-use crate::task_result::TaskError;
 
 /// Most jobs claimed by one script call.
 const CLAIM_BATCH: usize = 100;
 /// Most completions recorded by one script call.
 const COMPLETE_BATCH: usize = 100;
 
-/// Why a running job's future was stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StopReason {
-    Cancelled,
-    LeaseLost,
-    Shutdown,
-}
-
 struct Running {
     generation: u64,
     attempt: u32,
-    cancel: CancellationToken,
-    reason: Arc<Mutex<Option<StopReason>>>,
+    stop: StopHandle,
 }
 
 enum CompletionMsg {
@@ -47,8 +37,7 @@ enum CompletionMsg {
 
 pub(crate) struct Worker {
     backend: Arc<dyn Backend>,
-    registry: Registry,
-    deps: Dependencies,
+    executor: Executor,
     config: WorkerConfig,
     id: String,
     running: Mutex<HashMap<String, Running>>,
@@ -66,13 +55,6 @@ pub(crate) struct WorkerHandle {
     worker: Arc<Worker>,
     tasks: Vec<JoinHandle<()>>,
     close_subscription: Box<dyn FnOnce() -> crate::backend::BoxFuture<'static, ()> + Send>,
-}
-
-fn stop(running: &Running, reason: StopReason) {
-    if let Ok(mut r) = running.reason.lock() {
-        r.get_or_insert(reason);
-    }
-    running.cancel.cancel();
 }
 
 impl Worker {
@@ -95,17 +77,25 @@ impl Worker {
         }
         let Subscription { notices, close } = backend.subscribe().await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let worker = Arc::new(Worker {
-            id: format!(
-                "{}:{}:{}",
-                hostname(),
-                std::process::id(),
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
-            slots: Arc::new(Semaphore::new(config.concurrency)),
-            backend,
+        let id = format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let executor = Executor {
             registry,
             deps,
+            config: config.clone(),
+            default_timeout: backend.config().default_timeout,
+            worker_id: id.clone(),
+            clock: Arc::new(SystemClock),
+        };
+        let worker = Arc::new(Worker {
+            id,
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            backend,
+            executor,
             config,
             running: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -115,7 +105,7 @@ impl Worker {
             completions: tx,
             health,
         });
-        info!(worker = %worker.id, concurrency = worker.config.concurrency, tasks = %worker.registry.describe(), "worker started");
+        info!(worker = %worker.id, concurrency = worker.config.concurrency, tasks = %worker.executor.registry.describe(), "worker started");
         let tasks = vec![
             tokio::spawn(Arc::clone(&worker).listen(notices)),
             tokio::spawn(Arc::clone(&worker).claim_loop()),
@@ -154,7 +144,7 @@ impl Worker {
                     job_id = id,
                     generation, "abort requested, dropping the running job"
                 );
-                stop(job, StopReason::Cancelled);
+                job.stop.stop(StopReason::Cancelled);
             }
         }
     }
@@ -248,145 +238,26 @@ impl Worker {
     }
 
     async fn run_job(self: &Arc<Self>, job: ClaimedJob) {
-        let lateness_ms = job.run_at_ms.max(0);
-        let lateness_ms = reply::time(lateness_ms);
-        let lateness_ms = (chrono::Utc::now() - lateness_ms)
-            .num_microseconds()
-            .unwrap_or(0) as f64
-            / 1000.0;
-        let span = info_span!(
-            "job",
-            task = %job.task,
-            job_id = %job.id,
-            generation = job.generation,
-            attempt = job.attempt,
-            lateness_ms,
-            duration_ms = tracing::field::Empty,
-        );
-        let finished = |outcome: &'static str, text: String, retry_delay_ms: u64| Finished {
-            id: job.id.clone(),
-            generation: job.generation,
-            attempt: job.attempt,
-            outcome,
-            text,
-            retry_delay_ms,
-        };
-        let Some(registration) = self.registry.get(&job.task) else {
-            // A rolling deploy: a newer worker may know this task. Retry first.
-            let delay = self.config.retry_delay(job.attempt);
-            warn!(parent: &span, "unknown task (not registered in this worker); will retry");
-            self.send(finished(
-                "retry",
-                format!(
-                    "unknown task `{}` (not registered in worker {})",
-                    job.task, self.id
-                ),
-                delay.as_millis() as u64,
-            ));
-            return;
-        };
-        let ctx = JobContext::new(
-            job.id.clone(),
-            registration.name,
-            job.generation,
-            job.attempt,
-            job.max_attempts,
-            reply::time(job.run_at_ms),
-            reply::time(job.enqueued_ms),
-            self.deps.clone(),
-        );
-        let reason = Arc::new(Mutex::new(None));
-        if let Ok(mut running) = self.running.lock() {
-            let entry = Running {
-                generation: job.generation,
-                attempt: job.attempt,
-                cancel: ctx.cancel.clone(),
-                reason: Arc::clone(&reason),
-            };
-            if let Some(previous) = running.insert(job.id.clone(), entry) {
-                // Our older attempt of this job lost its lease and is still running here.
-                stop(&previous, StopReason::LeaseLost);
-            }
-        }
-        let started = std::time::Instant::now();
-        let future = match (registration.run)(ctx.clone(), &job.payload) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!(parent: &span, error = %e, "job cannot start; dead-lettering");
-                self.forget(&job.id, job.generation, job.attempt);
-                self.send(finished("fail", e.to_string(), 0));
-                return;
-            }
-        };
-        let timeout = registration
-            .options
-            .timeout
-            .unwrap_or(self.backend.config().default_timeout);
-        let handle = tokio::spawn(future.instrument(span.clone()));
-        let abort = handle.abort_handle();
-        let outcome: Option<(&'static str, String, u64)> = tokio::select! {
-            joined = handle => match joined {
-                Ok(Ok(result)) => Some(("ok", result.unwrap_or_default(), 0)),
-                Ok(Err(e)) => Some(self.failure(&job, e)),
-                Err(join) => {
-                    let text = if join.is_panic() {
-                        let payload = join.into_panic();
-                        let msg = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        format!("task panicked: {msg}")
-                    } else {
-                        "task was aborted".to_string()
+        let outcome = self
+            .executor
+            .run(&job, |stop| {
+                if let Ok(mut running) = self.running.lock() {
+                    let entry = Running {
+                        generation: job.generation,
+                        attempt: job.attempt,
+                        stop,
                     };
-                    Some(self.failure(&job, TaskError::retry(text)))
+                    if let Some(previous) = running.insert(job.id.clone(), entry) {
+                        // Our older attempt of this job lost its lease and still runs here.
+                        previous.stop.stop(StopReason::LeaseLost);
+                    }
                 }
-            },
-            _ = tokio::time::sleep(timeout) => {
-                abort.abort();
-                Some(self.failure(&job, TaskError::retry(format!("timed out after {timeout:?}"))))
-            }
-            _ = ctx.cancel.cancelled() => {
-                abort.abort();
-                let why = reason.lock().ok().and_then(|r| *r).unwrap_or(StopReason::Cancelled);
-                match why {
-                    StopReason::Cancelled => Some(("cancelled", String::new(), 0)),
-                    StopReason::Shutdown => Some(("release", String::new(), 0)),
-                    StopReason::LeaseLost => None,
-                }
-            }
-        };
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        span.record("duration_ms", duration_ms);
+            })
+            .await;
         self.forget(&job.id, job.generation, job.attempt);
-        match outcome {
-            Some((kind, text, delay)) => {
-                match kind {
-                    "ok" => debug!(parent: &span, "job completed"),
-                    "cancelled" => info!(parent: &span, "job aborted"),
-                    "release" => info!(parent: &span, "job released at shutdown"),
-                    _ => warn!(parent: &span, error = %text, outcome = kind, "job failed"),
-                }
-                self.send(finished(kind, text, delay));
-            }
-            None => warn!(parent: &span, "lease lost; another worker owns the job now"),
+        if let Some(finished) = outcome {
+            self.send(finished);
         }
-    }
-
-    /// A failed attempt: retried after a delay, or failed for good.
-    fn failure(&self, job: &ClaimedJob, error: TaskError) -> (&'static str, String, u64) {
-        if error.is_permanent() {
-            return ("fail", error.message().to_string(), 0);
-        }
-        let delay = error
-            .retry_delay()
-            .unwrap_or_else(|| self.config.retry_delay(job.attempt));
-        (
-            "retry",
-            error.message().to_string(),
-            delay.as_millis() as u64,
-        )
     }
 
     fn forget(&self, id: &str, generation: u64, attempt: u32) {
@@ -491,7 +362,7 @@ impl Worker {
                                 .get(id)
                                 .filter(|j| j.generation == *generation && j.attempt == *attempt)
                             {
-                                stop(job, reason);
+                                job.stop.stop(reason);
                             }
                         }
                     }
@@ -520,7 +391,7 @@ impl WorkerHandle {
         }
         if let Ok(running) = worker.running.lock() {
             for job in running.values() {
-                stop(job, StopReason::Shutdown);
+                job.stop.stop(StopReason::Shutdown);
             }
         }
         let release_deadline = tokio::time::Instant::now() + Duration::from_secs(2);

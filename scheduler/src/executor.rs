@@ -1,0 +1,196 @@
+//! Runs one claimed job: finds its task, builds its context, enforces the
+//! timeout, catches panics, and turns the result into the outcome to record.
+//! Shared by the background worker and the testing harness.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::backend::{ClaimedJob, Finished};
+use crate::clock::Clock;
+use crate::config::WorkerConfig;
+use crate::context::JobContext;
+use crate::deps::Dependencies;
+use crate::registry::Registry;
+use crate::reply;
+use crate::task_result::TaskError;
+
+/// Why a running job's future was stopped from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Cancelled or aborted by a user: ends `Cancelled`.
+    Cancelled,
+    /// Another worker owns the job now: record nothing.
+    LeaseLost,
+    /// The worker is closing: release the job to others.
+    Shutdown,
+}
+
+/// How to stop a running job.
+#[derive(Clone, Debug)]
+pub(crate) struct StopHandle {
+    pub(crate) token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl StopHandle {
+    /// Stops the job; the first reason given wins.
+    pub(crate) fn stop(&self, reason: StopReason) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> StopReason {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .unwrap_or(StopReason::Cancelled)
+    }
+}
+
+/// What running a job needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Executor {
+    pub(crate) registry: Registry,
+    pub(crate) deps: Dependencies,
+    pub(crate) config: WorkerConfig,
+    pub(crate) default_timeout: Duration,
+    pub(crate) worker_id: String,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Executor {
+    /// Runs `job` to its outcome; `None` when the lease was lost meanwhile.
+    /// `on_start` receives the job's stop handle before the task starts.
+    pub(crate) async fn run(
+        &self,
+        job: &ClaimedJob,
+        on_start: impl FnOnce(StopHandle),
+    ) -> Option<Finished> {
+        let lateness_ms = self.clock.now_ms() - job.run_at_ms;
+        let span = info_span!(
+            "job",
+            task = %job.task,
+            job_id = %job.id,
+            generation = job.generation,
+            attempt = job.attempt,
+            lateness_ms,
+            duration_ms = tracing::field::Empty,
+        );
+        let finished = |outcome: &'static str, text: String, retry_delay_ms: u64| Finished {
+            id: job.id.clone(),
+            generation: job.generation,
+            attempt: job.attempt,
+            outcome,
+            text,
+            retry_delay_ms,
+        };
+        let Some(registration) = self.registry.get(&job.task) else {
+            // A rolling deploy: a newer worker may know this task. Retry first.
+            warn!(parent: &span, "unknown task (not registered in this worker); will retry");
+            let delay = self.config.retry_delay(job.attempt);
+            return Some(finished(
+                "retry",
+                format!(
+                    "unknown task `{}` (not registered in worker {})",
+                    job.task, self.worker_id
+                ),
+                delay.as_millis() as u64,
+            ));
+        };
+        let ctx = JobContext::new(
+            job.id.clone(),
+            registration.name,
+            job.generation,
+            job.attempt,
+            job.max_attempts,
+            reply::time(job.run_at_ms),
+            reply::time(job.enqueued_ms),
+            self.deps.clone(),
+        );
+        let stop = StopHandle {
+            token: ctx.cancel.clone(),
+            reason: Arc::new(Mutex::new(None)),
+        };
+        on_start(stop.clone());
+        let started = std::time::Instant::now();
+        let future = match (registration.run)(ctx.clone(), &job.payload) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(parent: &span, error = %e, "job cannot start; dead-lettering");
+                return Some(finished("fail", e.to_string(), 0));
+            }
+        };
+        let timeout = registration.options.timeout.unwrap_or(self.default_timeout);
+        let handle = tokio::spawn(future.instrument(span.clone()));
+        let abort = handle.abort_handle();
+        let outcome: Option<(&'static str, String, u64)> = tokio::select! {
+            joined = handle => match joined {
+                Ok(Ok(result)) => Some(("ok", result.unwrap_or_default(), 0)),
+                Ok(Err(e)) => Some(self.failure(job, e)),
+                Err(join) => {
+                    let text = if join.is_panic() {
+                        let payload = join.into_panic();
+                        let msg = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        format!("task panicked: {msg}")
+                    } else {
+                        "task was aborted".to_string()
+                    };
+                    Some(self.failure(job, TaskError::retry(text)))
+                }
+            },
+            _ = tokio::time::sleep(timeout) => {
+                abort.abort();
+                Some(self.failure(job, TaskError::retry(format!("timed out after {timeout:?}"))))
+            }
+            _ = stop.token.cancelled() => {
+                abort.abort();
+                match stop.reason() {
+                    StopReason::Cancelled => Some(("cancelled", String::new(), 0)),
+                    StopReason::Shutdown => Some(("release", String::new(), 0)),
+                    StopReason::LeaseLost => None,
+                }
+            }
+        };
+        span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+        match outcome {
+            Some((kind, text, delay)) => {
+                match kind {
+                    "ok" => debug!(parent: &span, "job completed"),
+                    "cancelled" => info!(parent: &span, "job aborted"),
+                    "release" => info!(parent: &span, "job released at shutdown"),
+                    _ => warn!(parent: &span, error = %text, outcome = kind, "job failed"),
+                }
+                Some(finished(kind, text, delay))
+            }
+            None => {
+                warn!(parent: &span, "lease lost; another worker owns the job now");
+                None
+            }
+        }
+    }
+
+    /// A failed attempt: retried after a delay, or failed for good.
+    fn failure(&self, job: &ClaimedJob, error: TaskError) -> (&'static str, String, u64) {
+        if error.is_permanent() {
+            return ("fail", error.message().to_string(), 0);
+        }
+        let delay = error
+            .retry_delay()
+            .unwrap_or_else(|| self.config.retry_delay(job.attempt));
+        (
+            "retry",
+            error.message().to_string(),
+            delay.as_millis() as u64,
+        )
+    }
+}
