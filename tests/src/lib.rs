@@ -44,3 +44,51 @@ pub async fn wait_until<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Where a conformance test runs: a private `redis-server`, or a private
+/// in-memory store.
+pub enum Fixture {
+    Redis(RedisServer),
+    Memory(String),
+}
+
+impl Fixture {
+    pub fn redis() -> Self {
+        Fixture::Redis(RedisServer::start())
+    }
+
+    pub fn memory() -> Self {
+        Fixture::Memory(namespace("mem"))
+    }
+
+    /// The URL schedulers of this test connect to.
+    pub fn url(&self) -> String {
+        match self {
+            Fixture::Redis(server) => server.url(),
+            Fixture::Memory(name) => format!("memory://{name}"),
+        }
+    }
+}
+
+/// Instantiates each listed `async fn(Fixture)` once per backend.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Fixture::redis()).await
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Fixture::memory()).await
+                }
+            )*
+        }
+    };
+}

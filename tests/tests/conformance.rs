@@ -1,15 +1,17 @@
-//! The runtime core against real `redis-server` processes started by each test.
+//! The conformance suite: every behaviour of the runtime core, written once and
+//! run against both backends (a private `redis-server` and a private in-memory
+//! store). A behaviour that differs between them is a bug in one of them.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use scheduler::{
-    CancelOutcome, EnqueueOutcome, Error, FinishedState, IfRunning, JobRequest, JobStatus,
-    PendingState, ReplaceOutcome, Scheduler, Task, When, WorkerConfig,
+    CancelOutcome, EnqueueOutcome, FinishedState, IfRunning, JobRequest, JobStatus, PendingState,
+    ReplaceOutcome, Scheduler, Task, When, WorkerConfig,
 };
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask, QuickTimeoutTask};
-use scheduler_tests::{namespace, Probe, RedisServer};
+use scheduler_tests::{conformance, namespace, Fixture, Probe};
 
 fn fast_worker() -> WorkerConfig {
     WorkerConfig {
@@ -22,16 +24,11 @@ fn fast_worker() -> WorkerConfig {
     }
 }
 
-async fn worker(server: &RedisServer, ns: &str, probe: &Probe) -> Scheduler {
+async fn worker(server: &Fixture, ns: &str, probe: &Probe) -> Scheduler {
     worker_with(server, ns, probe, fast_worker()).await
 }
 
-async fn worker_with(
-    server: &RedisServer,
-    ns: &str,
-    probe: &Probe,
-    config: WorkerConfig,
-) -> Scheduler {
+async fn worker_with(server: &Fixture, ns: &str, probe: &Probe, config: WorkerConfig) -> Scheduler {
     scheduler_tests::init_tracing();
     Scheduler::builder(server.url())
         .namespace(ns)
@@ -44,7 +41,7 @@ async fn worker_with(
         .expect("scheduler starts")
 }
 
-async fn producer(server: &RedisServer, ns: &str) -> Scheduler {
+async fn producer(server: &Fixture, ns: &str) -> Scheduler {
     Scheduler::builder(server.url())
         .namespace(ns)
         .register::<ProbeTask>()
@@ -69,11 +66,29 @@ async fn wait_status(s: &Scheduler, id: &str, want: fn(&JobStatus) -> bool) -> J
     }
 }
 
-#[tokio::test]
-async fn enqueued_job_runs_once_and_its_result_is_kept() {
-    let server = RedisServer::start();
+conformance!(
+    enqueued_job_runs_once_and_its_result_is_kept,
+    deferred_job_waits_for_its_time,
+    duplicate_ids_are_reported_and_run_once_then_the_id_is_free,
+    replace_swaps_a_deferred_job_atomically,
+    cancelled_deferred_and_queued_jobs_never_start,
+    running_job_is_aborted_and_ends_cancelled_not_retried,
+    a_stale_cancel_never_touches_a_later_generation,
+    cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job,
+    two_workers_race_for_1000_jobs_and_each_runs_exactly_once,
+    failures_are_retried_then_dead_lettered_with_the_reason,
+    timeouts_drop_the_future_and_count_as_failed_attempts,
+    unknown_tasks_are_retried_then_dead_lettered,
+    replace_of_a_running_job_follows_the_policy,
+    close_releases_running_jobs_to_another_worker_at_once,
+    keep_result_zero_keeps_nothing_but_ids_are_reusable,
+    registry_lists_tasks_and_typed_names_match,
+    pending_jobs_of_a_task_are_listed_with_typed_arguments,
+);
+
+async fn enqueued_job_runs_once_and_its_result_is_kept(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("run"), &probe).await;
+    let s = worker(&fx, &namespace("run"), &probe).await;
     let out = s.enqueue(probe_job("a", "hello")).await.unwrap();
     assert!(out.is_enqueued(), "{out:?}");
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
@@ -88,11 +103,9 @@ async fn enqueued_job_runs_once_and_its_result_is_kept() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn deferred_job_waits_for_its_time() {
-    let server = RedisServer::start();
+async fn deferred_job_waits_for_its_time(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("defer"), &probe).await;
+    let s = worker(&fx, &namespace("defer"), &probe).await;
     let at = Utc::now() + TimeDelta::milliseconds(700);
     let out = s.enqueue(probe_job("later", "x").at(at)).await.unwrap();
     assert!(matches!(out, EnqueueOutcome::Enqueued { .. }));
@@ -115,12 +128,10 @@ async fn deferred_job_waits_for_its_time() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free() {
-    let server = RedisServer::start();
+async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("dedup");
-    let p = producer(&server, &ns).await;
+    let p = producer(&fx, &ns).await;
     let at = Utc::now() + TimeDelta::milliseconds(500);
     let first = p.enqueue(probe_job("same", "1").at(at)).await.unwrap();
     let EnqueueOutcome::Enqueued { generation: g1, .. } = first else {
@@ -133,7 +144,7 @@ async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free() {
             "{again:?}"
         );
     }
-    let s = worker(&server, &ns, &probe).await;
+    let s = worker(&fx, &ns, &probe).await;
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
     wait_status(&s, "same", |st| *st == JobStatus::Completed).await;
     // Finished: the id is free at once, and the outcome is still readable meanwhile.
@@ -149,11 +160,9 @@ async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free() {
     p.close().await;
 }
 
-#[tokio::test]
-async fn replace_swaps_a_deferred_job_atomically() {
-    let server = RedisServer::start();
+async fn replace_swaps_a_deferred_job_atomically(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("replace"), &probe).await;
+    let s = worker(&fx, &namespace("replace"), &probe).await;
     let first_at = Utc::now() + TimeDelta::seconds(60);
     s.enqueue(probe_job("r", "old").at(first_at)).await.unwrap();
     let new_at = Utc::now() + TimeDelta::milliseconds(300);
@@ -188,12 +197,10 @@ async fn replace_swaps_a_deferred_job_atomically() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn cancelled_deferred_and_queued_jobs_never_start() {
-    let server = RedisServer::start();
+async fn cancelled_deferred_and_queued_jobs_never_start(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("cancel");
-    let p = producer(&server, &ns).await;
+    let p = producer(&fx, &ns).await;
     let soon = Utc::now() + TimeDelta::milliseconds(400);
     for i in 0..20 {
         p.enqueue(probe_job(&format!("c{i}"), "x").at(soon))
@@ -218,7 +225,7 @@ async fn cancelled_deferred_and_queued_jobs_never_start() {
         p.cancel("never-existed").await.unwrap(),
         CancelOutcome::NotFound
     );
-    let s = worker(&server, &ns, &probe).await;
+    let s = worker(&fx, &ns, &probe).await;
     assert!(probe.wait_finished(10, Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ran: Vec<String> = probe.runs().into_iter().map(|r| r.job_id).collect();
@@ -235,11 +242,9 @@ async fn cancelled_deferred_and_queued_jobs_never_start() {
     p.close().await;
 }
 
-#[tokio::test]
-async fn running_job_is_aborted_and_ends_cancelled_not_retried() {
-    let server = RedisServer::start();
+async fn running_job_is_aborted_and_ends_cancelled_not_retried(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("abort"), &probe).await;
+    let s = worker(&fx, &namespace("abort"), &probe).await;
     s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(30_000)).id("long"))
         .await
         .unwrap();
@@ -264,11 +269,9 @@ async fn running_job_is_aborted_and_ends_cancelled_not_retried() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn a_stale_cancel_never_touches_a_later_generation() {
-    let server = RedisServer::start();
+async fn a_stale_cancel_never_touches_a_later_generation(fx: Fixture) {
     let ns = namespace("fence");
-    let p = producer(&server, &ns).await;
+    let p = producer(&fx, &ns).await;
     let later = Utc::now() + TimeDelta::seconds(60);
     let EnqueueOutcome::Enqueued {
         generation: old, ..
@@ -299,13 +302,11 @@ async fn a_stale_cancel_never_touches_a_later_generation() {
     p.close().await;
 }
 
-#[tokio::test]
-async fn cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job() {
-    let server = RedisServer::start();
+async fn cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("loop");
-    let s = worker(&server, &ns, &probe).await;
-    let p = producer(&server, &ns).await;
+    let s = worker(&fx, &ns, &probe).await;
+    let p = producer(&fx, &ns).await;
     let due = Utc::now() + TimeDelta::milliseconds(800);
     for i in 0..200 {
         p.cancel("plan").await.unwrap();
@@ -323,12 +324,10 @@ async fn cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job() {
     p.close().await;
 }
 
-#[tokio::test]
-async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once() {
-    let server = RedisServer::start();
+async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("race");
-    let p = producer(&server, &ns).await;
+    let p = producer(&fx, &ns).await;
     let jobs = (0..1000).map(|i| probe_job(&format!("j{i}"), "x"));
     let outcomes = p.enqueue_many(jobs).await.unwrap();
     assert_eq!(outcomes.iter().filter(|o| o.is_enqueued()).count(), 1000);
@@ -336,8 +335,8 @@ async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once() {
         concurrency: 20,
         ..fast_worker()
     };
-    let a = worker_with(&server, &ns, &probe, config.clone()).await;
-    let b = worker_with(&server, &ns, &probe, config).await;
+    let a = worker_with(&fx, &ns, &probe, config.clone()).await;
+    let b = worker_with(&fx, &ns, &probe, config).await;
     assert!(probe.wait_finished(1000, Duration::from_secs(30)).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ids: Vec<String> = probe.runs().into_iter().map(|r| r.job_id).collect();
@@ -350,11 +349,9 @@ async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once() {
     p.close().await;
 }
 
-#[tokio::test]
-async fn failures_are_retried_then_dead_lettered_with_the_reason() {
-    let server = RedisServer::start();
+async fn failures_are_retried_then_dead_lettered_with_the_reason(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("retry"), &probe).await;
+    let s = worker(&fx, &namespace("retry"), &probe).await;
     // Fails twice, succeeds on the third of three attempts.
     s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("flaky").fail(2)).id("flaky"))
         .await
@@ -426,11 +423,9 @@ async fn failures_are_retried_then_dead_lettered_with_the_reason() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn timeouts_drop_the_future_and_count_as_failed_attempts() {
-    let server = RedisServer::start();
+async fn timeouts_drop_the_future_and_count_as_failed_attempts(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("timeout"), &probe).await;
+    let s = worker(&fx, &namespace("timeout"), &probe).await;
     s.enqueue(JobRequest::<QuickTimeoutTask>::new(ProbeArgs::new("slow").sleep(5_000)).id("slow"))
         .await
         .unwrap();
@@ -445,11 +440,9 @@ async fn timeouts_drop_the_future_and_count_as_failed_attempts() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn unknown_tasks_are_retried_then_dead_lettered() {
-    let server = RedisServer::start();
+async fn unknown_tasks_are_retried_then_dead_lettered(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("unknown"), &probe).await;
+    let s = worker(&fx, &namespace("unknown"), &probe).await;
     let out = s
         .enqueue_untyped(
             "not_in_this_binary",
@@ -474,11 +467,9 @@ async fn unknown_tasks_are_retried_then_dead_lettered() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn replace_of_a_running_job_follows_the_policy() {
-    let server = RedisServer::start();
+async fn replace_of_a_running_job_follows_the_policy(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("replace-running"), &probe).await;
+    let s = worker(&fx, &namespace("replace-running"), &probe).await;
     let long = |arg: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new(arg).sleep(600)).id("job");
     s.enqueue(long("first")).await.unwrap();
     assert!(probe.wait_started(1, Duration::from_secs(10)).await);
@@ -522,9 +513,7 @@ async fn replace_of_a_running_job_follows_the_policy() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn close_releases_running_jobs_to_another_worker_at_once() {
-    let server = RedisServer::start();
+async fn close_releases_running_jobs_to_another_worker_at_once(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("close");
     let config = WorkerConfig {
@@ -532,14 +521,14 @@ async fn close_releases_running_jobs_to_another_worker_at_once() {
         heartbeat: Some(Duration::from_secs(10)),
         ..fast_worker()
     };
-    let a = worker_with(&server, &ns, &probe, config.clone()).await;
+    let a = worker_with(&fx, &ns, &probe, config.clone()).await;
     a.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(2_000)).id("long"))
         .await
         .unwrap();
     assert!(probe.wait_started(1, Duration::from_secs(10)).await);
     a.close().await; // grace 500 ms < job: released
     let released_at = Utc::now();
-    let b = worker_with(&server, &ns, &probe, config).await;
+    let b = worker_with(&fx, &ns, &probe, config).await;
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
     let runs = probe.runs_of("long");
     assert_eq!(runs.len(), 2);
@@ -549,107 +538,10 @@ async fn close_releases_running_jobs_to_another_worker_at_once() {
     b.close().await;
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_before_redis_is_touched() {
-    let server = RedisServer::start();
-    let ns = namespace("input");
-    let p = Scheduler::builder(server.url())
-        .namespace(&ns)
-        .max_payload_bytes(1024)
-        .producer_only()
-        .start()
-        .await
-        .unwrap();
-    for bad in ["", "a{b}", "tab\there", &"x".repeat(300)] {
-        let err = p.enqueue(probe_job(bad, "x")).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidJobId { .. }), "{bad:?}: {err}");
-    }
-    let big = JobRequest::<ProbeTask>::new(ProbeArgs::new(&"x".repeat(2000))).id("big");
-    assert!(
-        matches!(p.enqueue(big).await.unwrap_err(), Error::PayloadTooLarge { size, limit: 1024 } if size > 2000)
-    );
-    assert_eq!(server.cli(&["DBSIZE"]).unwrap().trim(), "0");
-    p.close().await;
-}
-
-#[tokio::test]
-async fn start_up_fails_on_missing_dependencies_and_unreachable_redis() {
-    let server = RedisServer::start();
-    let err = Scheduler::builder(server.url())
-        .namespace(namespace("deps"))
-        .register::<ProbeTask>()
-        .start()
-        .await
-        .unwrap_err();
-    let text = err.to_string();
-    assert!(matches!(err, Error::MissingDependencies { .. }), "{text}");
-    assert!(
-        text.contains("task `probe`") && text.contains("Probe"),
-        "{text}"
-    );
-
-    let mut gone = RedisServer::start();
-    let url = gone.url();
-    gone.kill();
-    let err = Scheduler::builder(url)
-        .command_timeout(Duration::from_millis(500))
-        .producer_only()
-        .start()
-        .await
-        .unwrap_err();
-    assert!(err.is_transient(), "{err:?}");
-}
-
-#[tokio::test]
-async fn garbage_in_redis_is_dead_lettered_and_the_worker_goes_on() {
-    let server = RedisServer::start();
-    let probe = Probe::default();
-    let ns = namespace("garbage");
-    let key = |k: &str| format!("{{{ns}}}:{k}");
-    // A record that is not msgpack, an index entry without a record, a payload of the wrong shape.
-    server
-        .cli(&["HSET", &key("pending"), "junk", "\u{1}not msgpack"])
-        .unwrap();
-    server.cli(&["ZADD", &key("due"), "0", "junk"]).unwrap();
-    server.cli(&["ZADD", &key("due"), "0", "orphan"]).unwrap();
-    let p = producer(&server, &ns).await;
-    p.enqueue_untyped(
-        "probe",
-        Some("shape"),
-        &serde_json::json!([1, 2, 3]),
-        When::Now,
-    )
-    .await
-    .unwrap();
-    let s = worker(&server, &ns, &probe).await;
-    s.enqueue(probe_job("fine", "ok")).await.unwrap();
-    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
-    assert_eq!(
-        wait_status(&s, "shape", |st| *st == JobStatus::Failed).await,
-        JobStatus::Failed
-    );
-    let dead = s.dead_letters(0, 10).await.unwrap();
-    let reason = |id: &str| {
-        dead.iter()
-            .find(|d| d.job_id == id)
-            .map(|d| d.reason.clone())
-            .unwrap_or_default()
-    };
-    assert!(reason("junk").contains("corrupt job record"), "{dead:?}");
-    assert!(reason("orphan").contains("record is missing"), "{dead:?}");
-    assert!(reason("shape").contains("could not be decoded"), "{dead:?}");
-    assert_eq!(probe.runs_of("fine").len(), 1);
-    assert!(s.health().is_healthy());
-    s.close().await;
-    p.close().await;
-}
-
-#[tokio::test]
-async fn keep_result_zero_keeps_nothing_but_ids_are_reusable() {
-    let server = RedisServer::start();
+async fn keep_result_zero_keeps_nothing_but_ids_are_reusable(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("keep0");
-    let s = Scheduler::builder(server.url())
+    let s = Scheduler::builder(fx.url())
         .namespace(&ns)
         .keep_result(Duration::ZERO)
         .register::<ProbeTask>()
@@ -669,21 +561,17 @@ async fn keep_result_zero_keeps_nothing_but_ids_are_reusable() {
     s.close().await;
 }
 
-#[tokio::test]
-async fn registry_lists_tasks_and_typed_names_match() {
-    let server = RedisServer::start();
+async fn registry_lists_tasks_and_typed_names_match(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&server, &namespace("registry"), &probe).await;
+    let s = worker(&fx, &namespace("registry"), &probe).await;
     let names: Vec<&str> = s.registry().tasks().map(|t| t.name).collect();
     assert!(names.contains(&ProbeTask::NAME) && names.contains(&"quick_timeout"));
     s.close().await;
 }
 
-#[tokio::test]
-async fn pending_jobs_of_a_task_are_listed_with_typed_arguments() {
-    let server = RedisServer::start();
+async fn pending_jobs_of_a_task_are_listed_with_typed_arguments(fx: Fixture) {
     let ns = namespace("pending");
-    let p = producer(&server, &ns).await;
+    let p = producer(&fx, &ns).await;
     let base = Utc::now() + TimeDelta::hours(1);
     for i in (0..5).rev() {
         p.enqueue(
@@ -720,31 +608,4 @@ async fn pending_jobs_of_a_task_are_listed_with_typed_arguments() {
         .iter()
         .any(|j| j.task == "other" && j.args == serde_json::json!({"a": 1})));
     p.close().await;
-}
-
-#[tokio::test]
-async fn the_worker_resumes_after_redis_restarts_and_reloads_its_scripts() {
-    let mut server = RedisServer::start();
-    let probe = Probe::default();
-    let ns = namespace("restart");
-    let s = worker(&server, &ns, &probe).await;
-    s.enqueue(probe_job("before", "x")).await.unwrap();
-    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
-    server.restart(); // no persistence: scripts and data are gone
-                      // Enqueue retries through the reconnect; the script cache is rebuilt on NOSCRIPT.
-    let mut enqueued = false;
-    for _ in 0..100 {
-        if s.enqueue(probe_job("after", "y")).await.is_ok() {
-            enqueued = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(enqueued);
-    assert!(
-        probe.wait_finished(2, Duration::from_secs(15)).await,
-        "the worker did not resume"
-    );
-    assert!(scheduler_tests::wait_until(Duration::from_secs(5), || s.health().is_healthy()).await);
-    s.close().await;
 }

@@ -1,0 +1,189 @@
+//! Redis-specific behaviour: input refused before Redis is touched, an
+//! unreachable server, garbage planted in Redis, a restarted server.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use scheduler::{Error, JobRequest, JobStatus, Scheduler, When, WorkerConfig};
+use scheduler_tests::tasks::{ProbeArgs, ProbeTask, QuickTimeoutTask};
+use scheduler_tests::{namespace, Probe, RedisServer};
+
+fn fast_worker() -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_millis(1000),
+        heartbeat: Some(Duration::from_millis(300)),
+        shutdown_grace: Duration::from_millis(500),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    }
+}
+
+async fn worker(server: &RedisServer, ns: &str, probe: &Probe) -> Scheduler {
+    worker_with(server, ns, probe, fast_worker()).await
+}
+
+async fn worker_with(
+    server: &RedisServer,
+    ns: &str,
+    probe: &Probe,
+    config: WorkerConfig,
+) -> Scheduler {
+    scheduler_tests::init_tracing();
+    Scheduler::builder(server.url())
+        .namespace(ns)
+        .register::<ProbeTask>()
+        .register::<QuickTimeoutTask>()
+        .provide(probe.clone())
+        .worker(config)
+        .start()
+        .await
+        .expect("scheduler starts")
+}
+
+async fn producer(server: &RedisServer, ns: &str) -> Scheduler {
+    Scheduler::builder(server.url())
+        .namespace(ns)
+        .register::<ProbeTask>()
+        .producer_only()
+        .start()
+        .await
+        .expect("producer starts")
+}
+
+fn probe_job(id: &str, arg: &str) -> JobRequest<ProbeTask> {
+    JobRequest::new(ProbeArgs::new(arg)).id(id)
+}
+
+async fn wait_status(s: &Scheduler, id: &str, want: fn(&JobStatus) -> bool) -> JobStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = s.status(id).await.unwrap();
+        if want(&status) || tokio::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_redis_is_touched() {
+    let server = RedisServer::start();
+    let ns = namespace("input");
+    let p = Scheduler::builder(server.url())
+        .namespace(&ns)
+        .max_payload_bytes(1024)
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    for bad in ["", "a{b}", "tab\there", &"x".repeat(300)] {
+        let err = p.enqueue(probe_job(bad, "x")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidJobId { .. }), "{bad:?}: {err}");
+    }
+    let big = JobRequest::<ProbeTask>::new(ProbeArgs::new(&"x".repeat(2000))).id("big");
+    assert!(
+        matches!(p.enqueue(big).await.unwrap_err(), Error::PayloadTooLarge { size, limit: 1024 } if size > 2000)
+    );
+    assert_eq!(server.cli(&["DBSIZE"]).unwrap().trim(), "0");
+    p.close().await;
+}
+
+#[tokio::test]
+async fn start_up_fails_on_missing_dependencies_and_unreachable_redis() {
+    let server = RedisServer::start();
+    let err = Scheduler::builder(server.url())
+        .namespace(namespace("deps"))
+        .register::<ProbeTask>()
+        .start()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::MissingDependencies { .. }), "{text}");
+    assert!(
+        text.contains("task `probe`") && text.contains("Probe"),
+        "{text}"
+    );
+
+    let mut gone = RedisServer::start();
+    let url = gone.url();
+    gone.kill();
+    let err = Scheduler::builder(url)
+        .command_timeout(Duration::from_millis(500))
+        .producer_only()
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
+async fn garbage_in_redis_is_dead_lettered_and_the_worker_goes_on() {
+    let server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("garbage");
+    let key = |k: &str| format!("{{{ns}}}:{k}");
+    // A record that is not msgpack, an index entry without a record, a payload of the wrong shape.
+    server
+        .cli(&["HSET", &key("pending"), "junk", "\u{1}not msgpack"])
+        .unwrap();
+    server.cli(&["ZADD", &key("due"), "0", "junk"]).unwrap();
+    server.cli(&["ZADD", &key("due"), "0", "orphan"]).unwrap();
+    let p = producer(&server, &ns).await;
+    p.enqueue_untyped(
+        "probe",
+        Some("shape"),
+        &serde_json::json!([1, 2, 3]),
+        When::Now,
+    )
+    .await
+    .unwrap();
+    let s = worker(&server, &ns, &probe).await;
+    s.enqueue(probe_job("fine", "ok")).await.unwrap();
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    assert_eq!(
+        wait_status(&s, "shape", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    let dead = s.dead_letters(0, 10).await.unwrap();
+    let reason = |id: &str| {
+        dead.iter()
+            .find(|d| d.job_id == id)
+            .map(|d| d.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(reason("junk").contains("corrupt job record"), "{dead:?}");
+    assert!(reason("orphan").contains("record is missing"), "{dead:?}");
+    assert!(reason("shape").contains("could not be decoded"), "{dead:?}");
+    assert_eq!(probe.runs_of("fine").len(), 1);
+    assert!(s.health().is_healthy());
+    s.close().await;
+    p.close().await;
+}
+
+#[tokio::test]
+async fn the_worker_resumes_after_redis_restarts_and_reloads_its_scripts() {
+    let mut server = RedisServer::start();
+    let probe = Probe::default();
+    let ns = namespace("restart");
+    let s = worker(&server, &ns, &probe).await;
+    s.enqueue(probe_job("before", "x")).await.unwrap();
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    server.restart(); // no persistence: scripts and data are gone
+                      // Enqueue retries through the reconnect; the script cache is rebuilt on NOSCRIPT.
+    let mut enqueued = false;
+    for _ in 0..100 {
+        if s.enqueue(probe_job("after", "y")).await.is_ok() {
+            enqueued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(enqueued);
+    assert!(
+        probe.wait_finished(2, Duration::from_secs(15)).await,
+        "the worker did not resume"
+    );
+    assert!(scheduler_tests::wait_until(Duration::from_secs(5), || s.health().is_healthy()).await);
+    s.close().await;
+}
