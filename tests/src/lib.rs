@@ -3,6 +3,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 pub mod child;
+pub mod cluster;
 pub mod probe;
 pub mod redis_server;
 pub mod tasks;

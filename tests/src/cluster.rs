@@ -1,0 +1,100 @@
+//! A private 3-master Redis Cluster on free ports, for the scale-out tests.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::redis_server::RedisServer;
+
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Three masters, no replicas, all 16,384 slots assigned.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .arg("--cluster-yes")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(status.success(), "cluster create failed");
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = self.nodes.iter().all(|n| {
+                n.cli(&["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("cluster did not reach state ok");
+    }
+
+    /// A URL with every node, for fred's cluster client.
+    pub fn url(&self) -> String {
+        let first = self.nodes[0].port();
+        let others: Vec<String> = self.nodes[1..].iter().map(|n| format!("node=127.0.0.1:{}", n.port())).collect();
+        format!("redis-cluster://127.0.0.1:{first}?{}", others.join("&"))
+    }
+
+    /// The node (index) that serves the slot of `key`.
+    pub fn node_of(&self, key: &str) -> usize {
+        let slot: u16 = self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .and_then(|s| s.trim().parse().ok())
+            .expect("keyslot");
+        let slots = self.nodes[0].cli(&["CLUSTER", "SLOTS"]).expect("slots");
+        // redis-cli prints: start, end, ip, port, id, per range (one value per line).
+        let lines: Vec<&str> = slots.lines().map(str::trim).collect();
+        let mut i = 0;
+        while i + 3 < lines.len() {
+            if let (Ok(start), Ok(end)) = (lines[i].parse::<u16>(), lines[i + 1].parse::<u16>()) {
+                if let Ok(port) = lines[i + 3].parse::<u16>() {
+                    if (start..=end).contains(&slot) {
+                        return self.nodes.iter().position(|n| n.port() == port).expect("known node");
+                    }
+                    i += 4;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        panic!("slot {slot} not found in {slots}");
+    }
+
+    /// Namespaces whose keys live on three different nodes.
+    pub fn namespaces_on_every_node(&self, prefix: &str) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; self.nodes.len()];
+        for i in 0..1000 {
+            let ns = format!("{prefix}-{i}");
+            let node = self.node_of(&format!("{{{ns}}}:due"));
+            if found[node].is_none() {
+                found[node] = Some(ns);
+            }
+            if found.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        found.into_iter().map(|n| n.expect("a namespace per node")).collect()
+    }
+}
