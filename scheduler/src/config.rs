@@ -21,6 +21,20 @@ pub struct SchedulerConfig {
     pub default_max_attempts: u32,
     /// Timeout of one attempt for tasks that set none. Default 300 s.
     pub default_timeout: Duration,
+    /// When set, enqueue, replace and cancel return only once this many
+    /// replicas acknowledged the write (`WAIT`), so a failover cannot lose an
+    /// acknowledged job. Default: off (Redis replication is asynchronous).
+    pub durable: Option<Durability>,
+}
+
+/// How many replicas must acknowledge a write before it is reported done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Durability {
+    /// Replicas that must have the write.
+    pub replicas: u32,
+    /// How long to wait for them before failing with
+    /// [`Error::NotReplicated`](crate::Error::NotReplicated).
+    pub timeout: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -33,6 +47,7 @@ impl Default for SchedulerConfig {
             max_payload_bytes: 512 * 1024,
             default_max_attempts: 5,
             default_timeout: Duration::from_secs(300),
+            durable: None,
         }
     }
 }

@@ -104,6 +104,17 @@ pub enum Error {
     /// Any other error Redis returned.
     #[error("redis error: {0}")]
     Redis(#[source] fred::error::Error),
+    /// A durable write reached fewer replicas than asked within the timeout; it
+    /// may or may not survive a failover.
+    #[error(
+        "the write reached {acked} of {wanted} replicas in time; it may not survive a failover"
+    )]
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acked: i64,
+        /// Replicas asked for.
+        wanted: u32,
+    },
     /// Redis answered something the scheduler did not expect (corrupt data, wrong key type).
     #[error("unexpected data in redis: {0}")]
     Corrupt(String),

@@ -34,7 +34,7 @@ mod task_result;
 pub mod testing;
 mod worker;
 
-pub use crate::config::{SchedulerConfig, WorkerConfig};
+pub use crate::config::{Durability, SchedulerConfig, WorkerConfig};
 pub use crate::context::JobContext;
 pub use crate::deps::{Dep, Dependencies, DependencyKey};
 pub use crate::error::Error;

@@ -134,6 +134,28 @@ impl RedisBackend {
             .map_err(|e| self.error(e))
     }
 
+    /// With durability on, waits until enough replicas have the writes sent so far.
+    async fn replicate(&self) -> Result<(), Error> {
+        let Some(durable) = self.config.durable else {
+            return Ok(());
+        };
+        let acked: i64 = self
+            .client
+            .wait(
+                i64::from(durable.replicas),
+                durable.timeout.as_millis() as i64,
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        if acked < i64::from(durable.replicas) {
+            return Err(Error::NotReplicated {
+                acked,
+                wanted: durable.replicas,
+            });
+        }
+        Ok(())
+    }
+
     fn keep_ms(&self) -> i64 {
         self.config.keep_result.as_millis() as i64
     }
@@ -224,6 +246,7 @@ impl Backend for RedisBackend {
                 args.push(job.nonce.as_str().into());
             }
             let reply = self.call(&self.scripts.enqueue, args).await?;
+            self.replicate().await?;
             reply::array(reply, "enqueue")?
                 .into_iter()
                 .map(|entry| {
@@ -359,6 +382,7 @@ impl Backend for RedisBackend {
                 self.keys.abort_channel.as_str().into(),
             ];
             let reply = reply::array(self.call(&self.scripts.cancel, args).await?, "cancel")?;
+            self.replicate().await?;
             let code = reply.first().map(reply::string).unwrap_or_default();
             let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
             Ok(match code.as_str() {

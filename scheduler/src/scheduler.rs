@@ -113,6 +113,14 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Makes enqueue, replace and cancel wait until `replicas` replicas have
+    /// the write (`WAIT`), failing with [`Error::NotReplicated`] after `timeout`.
+    /// Use with Sentinel so a failover cannot lose an acknowledged job.
+    pub fn durable(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.config.durable = Some(crate::config::Durability { replicas, timeout });
+        self
+    }
+
     /// Runs a worker with these settings (a worker with default settings runs
     /// unless [`producer_only`](Self::producer_only) is called).
     pub fn worker(mut self, config: WorkerConfig) -> Self {

@@ -15,12 +15,23 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 RedisServer::start_with(&[
-                    "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
                 ])
             })
             .collect();
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
         let status = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
@@ -40,7 +51,8 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let ok = self.nodes.iter().all(|n| {
-                n.cli(&["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
+                n.cli(&["CLUSTER", "INFO"])
+                    .is_some_and(|i| i.contains("cluster_state:ok"))
             });
             if ok {
                 return;
@@ -53,7 +65,10 @@ impl RedisCluster {
     /// A URL with every node, for fred's cluster client.
     pub fn url(&self) -> String {
         let first = self.nodes[0].port();
-        let others: Vec<String> = self.nodes[1..].iter().map(|n| format!("node=127.0.0.1:{}", n.port())).collect();
+        let others: Vec<String> = self.nodes[1..]
+            .iter()
+            .map(|n| format!("node=127.0.0.1:{}", n.port()))
+            .collect();
         format!("redis-cluster://127.0.0.1:{first}?{}", others.join("&"))
     }
 
@@ -71,7 +86,11 @@ impl RedisCluster {
             if let (Ok(start), Ok(end)) = (lines[i].parse::<u16>(), lines[i + 1].parse::<u16>()) {
                 if let Ok(port) = lines[i + 3].parse::<u16>() {
                     if (start..=end).contains(&slot) {
-                        return self.nodes.iter().position(|n| n.port() == port).expect("known node");
+                        return self
+                            .nodes
+                            .iter()
+                            .position(|n| n.port() == port)
+                            .expect("known node");
                     }
                     i += 4;
                     continue;
@@ -95,6 +114,9 @@ impl RedisCluster {
                 break;
             }
         }
-        found.into_iter().map(|n| n.expect("a namespace per node")).collect()
+        found
+            .into_iter()
+            .map(|n| n.expect("a namespace per node"))
+            .collect()
     }
 }

@@ -6,6 +6,7 @@ pub mod child;
 pub mod cluster;
 pub mod probe;
 pub mod redis_server;
+pub mod sentinel;
 pub mod tasks;
 
 pub use probe::{Execution, Probe};

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use scheduler::{CancelOutcome, EnqueueOutcome, IfRunning, JobRequest, JobStatus, ReplaceOutcome, Scheduler, WorkerConfig};
+use scheduler::{
+    CancelOutcome, EnqueueOutcome, IfRunning, JobRequest, JobStatus, ReplaceOutcome, Scheduler,
+    WorkerConfig,
+};
 use scheduler_tests::child::{ChildWorker, Events};
 use scheduler_tests::cluster::RedisCluster;
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
@@ -38,7 +41,10 @@ async fn core_behaviours_on_three_namespaces_on_three_masters() {
     let cluster = RedisCluster::start();
     let url = cluster.url();
     let namespaces = cluster.namespaces_on_every_node("app");
-    let mut nodes: Vec<usize> = namespaces.iter().map(|ns| cluster.node_of(&format!("{{{ns}}}:due"))).collect();
+    let mut nodes: Vec<usize> = namespaces
+        .iter()
+        .map(|ns| cluster.node_of(&format!("{{{ns}}}:due")))
+        .collect();
     nodes.sort();
     assert_eq!(nodes, vec![0, 1, 2]);
     for ns in &namespaces {
@@ -46,22 +52,54 @@ async fn core_behaviours_on_three_namespaces_on_three_masters() {
         let s = worker(&url, ns, &probe).await;
         // Defer and dedup.
         let at = Utc::now() + TimeDelta::milliseconds(300);
-        assert!(s.enqueue(job("d", "deferred").at(at)).await.unwrap().is_enqueued());
-        assert!(matches!(s.enqueue(job("d", "dup")).await.unwrap(), EnqueueOutcome::Duplicate { .. }));
+        assert!(s
+            .enqueue(job("d", "deferred").at(at))
+            .await
+            .unwrap()
+            .is_enqueued());
+        assert!(matches!(
+            s.enqueue(job("d", "dup")).await.unwrap(),
+            EnqueueOutcome::Duplicate { .. }
+        ));
         // Replace a deferred job.
-        s.enqueue(job("r", "old").at(Utc::now() + TimeDelta::seconds(60))).await.unwrap();
-        let out = s.replace(job("r", "new").at(Utc::now() + TimeDelta::milliseconds(300)), IfRunning::Abort).await.unwrap();
+        s.enqueue(job("r", "old").at(Utc::now() + TimeDelta::seconds(60)))
+            .await
+            .unwrap();
+        let out = s
+            .replace(
+                job("r", "new").at(Utc::now() + TimeDelta::milliseconds(300)),
+                IfRunning::Abort,
+            )
+            .await
+            .unwrap();
         assert!(matches!(out, ReplaceOutcome::Replaced { .. }), "{out:?}");
         // Cancel a queued-for-later job.
-        s.enqueue(job("c", "cancelled").at(Utc::now() + TimeDelta::milliseconds(300))).await.unwrap();
-        assert!(matches!(s.cancel("c").await.unwrap(), CancelOutcome::Removed { .. }));
+        s.enqueue(job("c", "cancelled").at(Utc::now() + TimeDelta::milliseconds(300)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.cancel("c").await.unwrap(),
+            CancelOutcome::Removed { .. }
+        ));
         // Cancel a running job.
-        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(30_000)).id("long")).await.unwrap();
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(30_000)).id("long"))
+            .await
+            .unwrap();
         assert!(probe.wait_started(1, Duration::from_secs(10)).await);
-        assert!(matches!(s.cancel_and_wait("long", Duration::from_secs(5)).await.unwrap(), CancelOutcome::AbortSignalled { .. }));
+        assert!(matches!(
+            s.cancel_and_wait("long", Duration::from_secs(5))
+                .await
+                .unwrap(),
+            CancelOutcome::AbortSignalled { .. }
+        ));
         assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut ran: Vec<String> = probe.runs().into_iter().filter(|r| r.end.is_some()).map(|r| r.arg).collect();
+        let mut ran: Vec<String> = probe
+            .runs()
+            .into_iter()
+            .filter(|r| r.end.is_some())
+            .map(|r| r.arg)
+            .collect();
         ran.sort();
         assert_eq!(ran, vec!["deferred", "new"], "namespace {ns}");
         assert_eq!(s.status("long").await.unwrap(), JobStatus::Cancelled);
@@ -77,17 +115,35 @@ async fn a_killed_worker_on_a_cluster_has_its_job_rerun() {
     let ns = cluster.namespaces_on_every_node("kill").pop().unwrap();
     let events = Events::default();
     let mut a = ChildWorker::spawn(BIN, &url, &ns, 1000, 300, 5, &events).await;
-    let producer = Scheduler::builder(&url).namespace(&ns).producer_only().start().await.unwrap();
+    let producer = Scheduler::builder(&url)
+        .namespace(&ns)
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
     producer
         .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("x").sleep(1000)).id("k"))
         .await
         .unwrap();
-    assert!(events.wait_pid("start", a.pid(), Duration::from_secs(10)).await);
+    assert!(
+        events
+            .wait_pid("start", a.pid(), Duration::from_secs(10))
+            .await
+    );
     let b = ChildWorker::spawn(BIN, &url, &ns, 1000, 300, 5, &events).await;
     a.kill();
-    assert!(events.wait_pid("end", b.pid(), Duration::from_secs(10)).await, "{:?}", events.all());
+    assert!(
+        events
+            .wait_pid("end", b.pid(), Duration::from_secs(10))
+            .await,
+        "{:?}",
+        events.all()
+    );
     let info = producer.info("k").await.unwrap().unwrap();
-    assert!(matches!(info.status, JobStatus::Completed | JobStatus::Running { .. }));
+    assert!(matches!(
+        info.status,
+        JobStatus::Completed | JobStatus::Running { .. }
+    ));
     assert_eq!(info.attempts, 2);
     producer.close().await;
 }
