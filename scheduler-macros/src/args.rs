@@ -84,7 +84,12 @@ impl TaskArgs {
                 )),
             }
         } else if meta.path.is_ident("crate") {
-            let path: syn::Path = meta.value()?.parse()?;
+            let path: syn::Path = meta.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected the path of the `scheduler` crate without quotes, such as `crate = my_sched`",
+                )
+            })?;
             errors.check(set_once(&mut self.krate, "crate", key, path));
         } else {
             let path = &meta.path;

@@ -297,8 +297,16 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
             ParamKind::Payload(field) => call_args.push(quote!(__scheduler_args.#field)),
         }
     }
+    // Written like `type Output` above, on the same span, so that a wrong return
+    // type gives one diagnostic (rustc drops the identical second one).
+    let finish = match model.output {
+        Some(ty) => quote_spanned!(syn::spanned::Spanned::span(ty)=>
+            <#ty as #into_task_result>::into_task_result
+        ),
+        None => quote!(<() as #into_task_result>::into_task_result),
+    };
     let call = quote_spanned!(span=> __scheduler_assert_send(async move {
-        #private::into_task_result(__scheduler_future.await)
+        #finish(__scheduler_future.await)
     }));
     let location_value = quote_spanned! {span=>
         #location {

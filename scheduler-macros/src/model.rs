@@ -61,16 +61,16 @@ impl<'a> TaskFn<'a> {
             ));
         }
         if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-            push(syn::Error::new(
-                sig.generics.span(),
+            push(syn::Error::new_spanned(
+                &sig.generics,
                 "a task cannot be generic: its arguments are decoded from a stored job and need one concrete type; remove the generic parameters and name the types",
             ));
         }
         let mut params = Vec::new();
         for input in &sig.inputs {
             match input {
-                FnArg::Receiver(receiver) => push(syn::Error::new(
-                    receiver.self_token.span,
+                FnArg::Receiver(receiver) => push(syn::Error::new_spanned(
+                    receiver,
                     "a task cannot take `self`: make it a free function outside the `impl` block, and pass what it needs as arguments or `Dep<T>`",
                 )),
                 FnArg::Typed(typed) => match check_param(&typed.pat, &typed.ty) {
@@ -131,8 +131,8 @@ fn check_param<'a>(pat: &'a Pat, ty: &'a Type) -> syn::Result<Param<'a>> {
             }
             other => format!("`{}`", quote::quote!(#other).to_string().replace(' ', "")),
         };
-        return Err(syn::Error::new(
-            reference.and_token.span,
+        return Err(syn::Error::new_spanned(
+            reference,
             format!("a task argument cannot be a reference: it is stored in the job and decoded when the job runs; take an owned value such as {instead}"),
         ));
     }
@@ -146,9 +146,12 @@ fn check_param<'a>(pat: &'a Pat, ty: &'a Type) -> syn::Result<Param<'a>> {
                 ty,
             })
         }
-        _ => Err(syn::Error::new(
-            pat.span(),
-            "a task argument must be a plain name, such as `pair: (u8, u8)`: the name is the field of the stored job; destructure it inside the function",
+        _ => Err(syn::Error::new_spanned(
+            pat,
+            format!(
+                "a task argument must be a plain name, such as `arg: {}`: the name is the field of the stored job; destructure it inside the function",
+                quote::quote!(#ty).to_string().replace(" ,", ",")
+            ),
         )),
     }
 }
