@@ -51,3 +51,51 @@ fn task_impl(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    /// Whether the tokens use a path through a crate named `scheduler` (the
+    /// helpers' `scheduler` parameter is not a path).
+    fn mentions_scheduler(tokens: TokenStream) -> bool {
+        let text = tokens.to_string();
+        text.contains("scheduler ::") || text.contains("\"scheduler::")
+    }
+
+    #[test]
+    fn crate_option_replaces_every_runtime_path() {
+        let item = quote!(
+            async fn f(d: Dep<Foo>, ctx: JobContext, x: u8) -> Result<u8, String> {
+                Ok(x)
+            }
+        );
+        let default = super::task_impl(quote!(), item.clone());
+        assert!(mentions_scheduler(default));
+        let renamed = super::task_impl(quote!(crate = my_sched), item.clone());
+        assert!(!mentions_scheduler(renamed.clone()));
+        assert!(renamed
+            .to_string()
+            .contains("\"my_sched::__private::serde\""));
+        // The fallback too (an option error keeps the expansion).
+        let fallback = super::task_impl(quote!(crate = my_sched, timeout = "x"), item);
+        assert!(!mentions_scheduler(fallback.clone()));
+        assert!(fallback.to_string().contains("compile_error"));
+    }
+
+    #[test]
+    fn fallback_keeps_the_function_and_stubs_the_helpers() {
+        let out = super::task_impl(
+            quote!(),
+            quote!(
+                fn f(x: u8, y: &str) {}
+            ),
+        );
+        let text = out.to_string();
+        assert!(text.contains("fn f (x : u8 , y : & str)"), "{text}");
+        assert!(text.contains("struct f { }"), "{text}");
+        assert!(text.contains("fn job (x : u8)"), "{text}");
+        assert_eq!(text.matches("compile_error").count(), 2, "{text}");
+    }
+}
