@@ -19,8 +19,8 @@ pub(crate) fn expand(model: &TaskFn<'_>, args: &TaskArgs) -> TokenStream {
     quote! {
         #item
         #task_struct
-        #args_struct
         const _: () = {
+            #args_struct
             #helpers
             #task_impl
         };
@@ -60,11 +60,37 @@ fn args_struct(model: &TaskFn<'_>, paths: &Paths) -> TokenStream {
         "The stored arguments of the task [`{name}`](fn@{name}).",
         name = ident.unraw_name()
     );
+    let result = Paths::result();
     let fields = model.payload().map(|(field, ty)| {
         let doc = format!("The `{}` argument.", field.unraw_name());
-        quote!(#[doc = #doc] #vis #field: #ty,)
+        // Each field goes through `__SchedulerWith<T>`, whose bounds are checked
+        // on the argument's own type: serde's "derive `Serialize`" (and
+        // `Deserialize`) diagnostics point there instead of into derived code.
+        let with = syn::LitStr::new(
+            &format!("__SchedulerWith::<{}>", quote!(#ty)),
+            syn::spanned::Spanned::span(ty),
+        );
+        quote!(#[doc = #doc] #[serde(with = #with)] #vis #field: #ty,)
     });
     quote! {
+        struct __SchedulerWith<T>(::core::marker::PhantomData<T>);
+        impl<T> __SchedulerWith<T> {
+            fn serialize<S>(value: &T, serializer: S) -> #result<S::Ok, S::Error>
+            where
+                S: #serde::Serializer,
+                T: #serde::Serialize,
+            {
+                #serde::Serialize::serialize(value, serializer)
+            }
+            fn deserialize<'de, D>(deserializer: D) -> #result<T, D::Error>
+            where
+                D: #serde::Deserializer<'de>,
+                T: #serde::de::DeserializeOwned,
+            {
+                <T as #serde::Deserialize<'de>>::deserialize(deserializer)
+            }
+        }
+
         #[doc = #doc]
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
