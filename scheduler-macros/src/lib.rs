@@ -1,8 +1,8 @@
 //! The `#[task]` attribute of the `scheduler` crate. Use it through `scheduler::task`.
 //!
-//! A small pipeline: [`args`] reads the options, [`model`] checks the function,
-//! [`expand`] writes the tokens, [`fallback`] keeps the output usable on error,
-//! and [`paths`] holds every absolute path.
+//! A small pipeline: `args` reads the options, `model` checks the function,
+//! `expand` writes the tokens, `fallback` keeps the output usable on error,
+//! and `paths` holds every absolute path.
 
 use proc_macro::TokenStream;
 
