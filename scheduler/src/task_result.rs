@@ -91,11 +91,17 @@ impl std::error::Error for TaskError {}
     label = "this return type cannot be recorded as a job outcome"
 )]
 pub trait IntoTaskResult {
+    /// The value a successful run produces: `()` for `()`, `T` for `Result<T, E>`.
+    /// It is what [`Task::Output`](crate::Task::Output) is set to.
+    type Output;
+
     /// Converts the task's return value: `Ok(Some(json))` for a stored value.
     fn into_task_result(self) -> Result<Option<String>, TaskError>;
 }
 
 impl IntoTaskResult for () {
+    type Output = ();
+
     fn into_task_result(self) -> Result<Option<String>, TaskError> {
         Ok(None)
     }
@@ -106,6 +112,8 @@ where
     T: serde::Serialize,
     E: fmt::Display + 'static,
 {
+    type Output = T;
+
     fn into_task_result(self) -> Result<Option<String>, TaskError> {
         match self {
             Ok(value) => match serde_json::to_string(&value) {

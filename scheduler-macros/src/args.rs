@@ -1,0 +1,237 @@
+//! The options of `#[task(...)]`, parsed with `syn::meta::parser`.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{LitInt, LitStr};
+
+/// The options a task accepts, for the "unknown option" message.
+const VALID: &str = "`name = \"...\"`, `max_attempts = N`, `timeout = \"30s\"`, `crate = path`";
+
+/// The accepted forms of `timeout`.
+const TIMEOUT_FORMS: &str =
+    "a whole number followed by `ms`, `s`, `m` or `h`, such as \"500ms\", \"30s\", \"5m\" or \"1h\"";
+
+/// The options of one task, each with the span of its key.
+#[derive(Default)]
+pub(crate) struct TaskArgs {
+    /// `name = "..."`: the wire name.
+    pub(crate) name: Option<(Span, String)>,
+    /// `max_attempts = N`.
+    pub(crate) max_attempts: Option<(Span, u32)>,
+    /// `timeout = "30s"`, in milliseconds.
+    pub(crate) timeout: Option<(Span, u64)>,
+    /// `crate = path`: where the runtime crate is.
+    pub(crate) krate: Option<(Span, syn::Path)>,
+}
+
+impl TaskArgs {
+    /// Parses the attribute's arguments. Every problem is reported; the options
+    /// that parsed are kept (the fallback still needs `crate`).
+    pub(crate) fn parse(tokens: TokenStream) -> (TaskArgs, Option<syn::Error>) {
+        let mut args = TaskArgs::default();
+        let mut errors = Errors::default();
+        let parser = syn::meta::parser(|meta| args.option(meta, &mut errors));
+        if let Err(error) = parser.parse2(tokens) {
+            errors.push(error);
+        }
+        (args, errors.0)
+    }
+
+    /// One `key = value`. Problems with a value are collected and parsing goes on;
+    /// a syntax error stops it.
+    fn option(&mut self, meta: ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<()> {
+        let key = meta.path.span();
+        if meta.path.is_ident("name") {
+            let lit: LitStr = meta.value()?.parse()?;
+            match validate_name(&lit.value()) {
+                Ok(()) => errors.check(set_once(&mut self.name, "name", key, lit.value())),
+                Err(message) => errors.push(syn::Error::new(lit.span(), message)),
+            }
+        } else if meta.path.is_ident("max_attempts") {
+            let value = meta.value()?;
+            let lit: LitInt = value.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a whole number of attempts, such as `max_attempts = 3`",
+                )
+            })?;
+            match lit.base10_parse::<u32>() {
+                Ok(0) => errors.push(syn::Error::new(
+                    lit.span(),
+                    "`max_attempts` must be at least 1: write `max_attempts = 1` for a task that is never retried",
+                )),
+                Ok(n) => errors.check(set_once(&mut self.max_attempts, "max_attempts", key, n)),
+                Err(_) => errors.push(syn::Error::new(
+                    lit.span(),
+                    "`max_attempts` must be a whole number from 1 to 4294967295, such as `max_attempts = 3`",
+                )),
+            }
+        } else if meta.path.is_ident("timeout") {
+            let value = meta.value()?;
+            let lit: LitStr = value.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    format!("expected a quoted duration: {TIMEOUT_FORMS}"),
+                )
+            })?;
+            match parse_duration_ms(&lit.value()) {
+                Some(ms) => errors.check(set_once(&mut self.timeout, "timeout", key, ms)),
+                None => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("invalid timeout {:?}: write {TIMEOUT_FORMS}", lit.value()),
+                )),
+            }
+        } else if meta.path.is_ident("crate") {
+            let path: syn::Path = meta.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected the path of the `scheduler` crate without quotes, such as `crate = my_sched`",
+                )
+            })?;
+            errors.check(set_once(&mut self.krate, "crate", key, path));
+        } else {
+            let path = &meta.path;
+            let name = quote::quote!(#path).to_string().replace(' ', "");
+            errors.push(syn::Error::new(
+                key,
+                format!("unknown option `{name}`; the options are {VALID}"),
+            ));
+            skip_value(&meta)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores an option, or says it was given twice (on the second one).
+fn set_once<T>(slot: &mut Option<(Span, T)>, name: &str, span: Span, value: T) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            span,
+            format!("`{name}` given twice; keep only one `{name} = ...`"),
+        ));
+    }
+    *slot = Some((span, value));
+    Ok(())
+}
+
+/// Consumes the value of an unknown option, so the following ones are still read.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        meta.value()?.parse::<syn::Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.input.parse::<proc_macro2::Group>()?;
+    }
+    Ok(())
+}
+
+/// Accumulates errors with `syn::Error::combine`.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(existing) => existing.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn check(&mut self, result: syn::Result<()>) {
+        if let Err(error) = result {
+            self.push(error);
+        }
+    }
+}
+
+/// A task's wire name: the same rules as a job id, minus whitespace.
+fn validate_name(name: &str) -> Result<(), String> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 256 {
+        "it is longer than 256 bytes"
+    } else if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        "it contains whitespace or a control character"
+    } else if name.contains(['{', '}']) {
+        "it contains `{` or `}`, which Redis Cluster reads as a hash tag"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "invalid task name {name:?}: {reason}; write a name such as `name = \"send_notification\"`, or remove the option to use the function's name"
+    ))
+}
+
+/// `"500ms"`, `"30s"`, `"5m"`, `"1h"` in milliseconds; `None` for anything else
+/// (including zero and overflow).
+pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(factor).filter(|ms| *ms > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        for bad in [
+            "abc",
+            "",
+            "s",
+            "0s",
+            "1.5s",
+            "-1s",
+            "30 s",
+            "30sec",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn all_options() {
+        let (args, err) = TaskArgs::parse(quote!(
+            name = "n",
+            max_attempts = 3,
+            timeout = "2s",
+            crate = my::sched
+        ));
+        assert!(err.is_none());
+        assert_eq!(args.name.map(|n| n.1), Some("n".to_string()));
+        assert_eq!(args.max_attempts.map(|n| n.1), Some(3));
+        assert_eq!(args.timeout.map(|n| n.1), Some(2_000));
+        assert!(args.krate.is_some());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let (args, err) =
+            TaskArgs::parse(quote!(queue = "q", timeout = "abc", name = "", crate = foo));
+        let messages: Vec<String> = err.into_iter().flatten().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].starts_with("unknown option `queue`"));
+        assert!(messages[1].starts_with("invalid timeout"));
+        assert!(messages[2].starts_with("invalid task name"));
+        assert!(
+            args.krate.is_some(),
+            "crate is still known for the fallback"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+use scheduler::task;
+
+#[task(name = "")]
+async fn send(to: String) {
+    let _ = to;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use scheduler::task;
+
+#[task]
+struct Send {
+    to: String,
+}
+
+fn main() {}

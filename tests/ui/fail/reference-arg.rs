@@ -1,0 +1,8 @@
+use scheduler::task;
+
+#[task]
+async fn greet(name: &str) {
+    let _ = name;
+}
+
+fn main() {}
