@@ -15,19 +15,19 @@ mod notifications {
     use serde::{Deserialize, Serialize};
 
     /// Where notifications go.
-    pub trait Outbox: Send + Sync {
+    pub(crate) trait Outbox: Send + Sync {
         fn deliver(&self, user: &str, text: &str, job_id: &str);
     }
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub struct Message {
-        pub title: String,
-        pub content: String,
+    pub(crate) struct Message {
+        pub(crate) title: String,
+        pub(crate) content: String,
     }
 
     /// Sends a message to users; returns how many got it.
     #[task(max_attempts = 2)]
-    pub async fn notify_users(
+    pub(crate) async fn notify_users(
         outbox: Dep<dyn Outbox>,
         ctx: JobContext,
         user_ids: Vec<String>,
