@@ -87,3 +87,8 @@ pub mod __private {
         value.into_task_result()
     }
 }
+
+/// The README's examples, compiled and run as doctests so it stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

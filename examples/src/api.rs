@@ -1,0 +1,209 @@
+//! The HTTP API: defer, re-plan, cancel and inspect notifications.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use scheduler::{CancelOutcome, JobStatus, ReplaceOutcome, Scheduler};
+use serde::{Deserialize, Serialize};
+
+use crate::notifications::{send_notification, Message};
+
+/// The job id of the admin's test notification (as in the guide).
+pub const TEST_JOB_ID: &str = "send_test_future_notification";
+
+/// What handlers share: the scheduler handle and the admin's token.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The scheduler (cheap to clone).
+    pub scheduler: Scheduler,
+    /// Bearer token of the admin user.
+    pub admin_token: String,
+    /// How far ahead the test notification is planned (10 s in the guide).
+    pub test_delay: Duration,
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/notification/test/send/future",
+            post(send_test_future_notification),
+        )
+        .route("/notification/send/future", post(send_future_notification))
+        .route(
+            "/notification/jobs/{job_id}",
+            get(job_status).delete(cancel_job),
+        )
+        .with_state(state)
+}
+
+/// An error answered as JSON.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<scheduler::Error> for ApiError {
+    fn from(e: scheduler::Error) -> Self {
+        let status = match e {
+            scheduler::Error::InvalidJobId { .. }
+            | scheduler::Error::PayloadTooLarge { .. }
+            | scheduler::Error::Serialize { .. }
+            | scheduler::Error::InvalidRunTime(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ref e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+/// Only the admin may call the test endpoint: 401 without a token, 403 with a wrong one.
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match token {
+        None => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token".into(),
+        )),
+        Some(t) if t == state.admin_token => Ok(()),
+        Some(_) => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "only admins can use this endpoint".into(),
+        )),
+    }
+}
+
+/// Query of the test endpoint.
+#[derive(Debug, Deserialize)]
+pub struct TestQuery {
+    /// Recipient (default: the admin).
+    pub user_id: Option<String>,
+}
+
+/// What a deferral did.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Planned {
+    /// The job id.
+    pub job_id: String,
+    /// `enqueued`, `replaced`, `aborted_running` or `queued_after_running`.
+    pub outcome: String,
+    /// When it runs.
+    pub run_at: DateTime<Utc>,
+}
+
+fn planned(job_id: &str, outcome: ReplaceOutcome) -> Planned {
+    let (name, run_at) = match outcome {
+        ReplaceOutcome::Enqueued { run_at, .. } => ("enqueued", run_at),
+        ReplaceOutcome::Replaced { run_at, .. } => ("replaced", run_at),
+        ReplaceOutcome::AbortedRunning { run_at, .. } => ("aborted_running", run_at),
+        ReplaceOutcome::QueuedAfterRunning { run_at, .. } => ("queued_after_running", run_at),
+        ReplaceOutcome::Running { .. } => ("running", Utc::now()),
+    };
+    Planned {
+        job_id: job_id.to_string(),
+        outcome: name.to_string(),
+        run_at,
+    }
+}
+
+/// `POST /notification/test/send/future`: the admin sends themself a test
+/// notification in 10 s. Calling it again re-plans the same job (one atomic
+/// replace) instead of sending twice.
+async fn send_test_future_notification(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<TestQuery>,
+) -> Result<Json<Planned>, ApiError> {
+    require_admin(&state, &headers)?;
+    let message = Message {
+        title: "Test notification future".into(),
+        content: "Ceci est un test de notification future".into(),
+        action_module: "test".into(),
+    };
+    let when = Utc::now() + state.test_delay;
+    let user = query.user_id.unwrap_or_else(|| "admin".into());
+    let outcome =
+        send_notification::replace(&state.scheduler, TEST_JOB_ID, when, vec![user], message)
+            .await?;
+    Ok(Json(planned(TEST_JOB_ID, outcome)))
+}
+
+/// Body of `POST /notification/send/future`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FutureNotification {
+    /// The job id (re-planning the same id replaces the pending notification).
+    pub job_id: String,
+    /// Recipients.
+    pub user_ids: Vec<String>,
+    /// The message.
+    pub message: Message,
+    /// When to send it.
+    pub at: DateTime<Utc>,
+}
+
+/// `POST /notification/send/future`: defer a notification to a given time.
+async fn send_future_notification(
+    State(state): State<AppState>,
+    Json(body): Json<FutureNotification>,
+) -> Result<Json<Planned>, ApiError> {
+    let outcome = send_notification::replace(
+        &state.scheduler,
+        &body.job_id,
+        body.at,
+        body.user_ids,
+        body.message,
+    )
+    .await?;
+    Ok(Json(planned(&body.job_id, outcome)))
+}
+
+/// `DELETE /notification/jobs/{job_id}`: cancel; a planned notification is never sent.
+async fn cancel_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let outcome = send_notification::cancel(&state.scheduler, &job_id).await?;
+    let name = match outcome {
+        CancelOutcome::Removed { .. } => "removed",
+        CancelOutcome::AbortSignalled { .. } => "abort_signalled",
+        CancelOutcome::NotFound => "not_found",
+        CancelOutcome::AlreadyFinished(_) => "already_finished",
+    };
+    Ok(Json(
+        serde_json::json!({ "job_id": job_id, "outcome": name }),
+    ))
+}
+
+/// `GET /notification/jobs/{job_id}`: where the job is.
+async fn job_status(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = send_notification::status(&state.scheduler, &job_id).await?;
+    let body = match status {
+        JobStatus::Deferred { run_at } => {
+            serde_json::json!({ "status": "deferred", "run_at": run_at })
+        }
+        JobStatus::Queued { run_at } => serde_json::json!({ "status": "queued", "run_at": run_at }),
+        JobStatus::Running { attempt, worker } => {
+            serde_json::json!({ "status": "running", "attempt": attempt, "worker": worker })
+        }
+        JobStatus::Completed => serde_json::json!({ "status": "completed" }),
+        JobStatus::Failed => serde_json::json!({ "status": "failed" }),
+        JobStatus::Cancelled => serde_json::json!({ "status": "cancelled" }),
+        JobStatus::NotFound => serde_json::json!({ "status": "not_found" }),
+    };
+    Ok(Json(body))
+}

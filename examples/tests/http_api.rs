@@ -1,0 +1,187 @@
+//! The example's HTTP API, driven over HTTP against the in-memory backend.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use scheduler::Scheduler;
+use scheduler_examples::api::{FutureNotification, Planned, TEST_JOB_ID};
+use scheduler_examples::{router, AppState, Message, NotificationManager};
+
+struct App {
+    base: String,
+    manager: Arc<NotificationManager>,
+    scheduler: Scheduler,
+    http: reqwest::Client,
+}
+
+async fn app(name: &str) -> App {
+    let manager = Arc::new(NotificationManager::default());
+    let scheduler = Scheduler::builder(format!("memory://{name}"))
+        .provide_arc(Arc::clone(&manager))
+        .start()
+        .await
+        .unwrap();
+    let state = AppState {
+        scheduler: scheduler.clone(),
+        admin_token: "secret".into(),
+        test_delay: Duration::from_millis(500),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    App {
+        base,
+        manager,
+        scheduler,
+        http: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_test_endpoint_refuses_non_admins_and_queues_nothing() {
+    let app = app("auth").await;
+    let url = format!("{}/notification/test/send/future", app.base);
+    let missing = app.http.post(&url).send().await.unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let wrong = app
+        .http
+        .post(&url)
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::FORBIDDEN);
+    assert!(app.scheduler.pending_untyped().await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(app.manager.deliveries().is_empty());
+}
+
+#[tokio::test]
+async fn calling_the_test_endpoint_twice_delivers_once_after_the_delay() {
+    let app = app("twice").await;
+    let url = format!("{}/notification/test/send/future", app.base);
+    let first: Planned = app
+        .http
+        .post(&url)
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first.outcome, "enqueued");
+    let second: Planned = app
+        .http
+        .post(&url)
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second.outcome, "replaced");
+    assert!(app.manager.deliveries().is_empty(), "not before its delay");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deliveries = app.manager.deliveries_of(TEST_JOB_ID);
+    assert_eq!(deliveries.len(), 1);
+    assert!(deliveries[0].delivered_at >= second.run_at);
+}
+
+#[tokio::test]
+async fn a_deferred_notification_is_delivered_once_and_a_cancelled_one_never() {
+    let app = app("defer-cancel").await;
+    let body = |id: &str| FutureNotification {
+        job_id: id.into(),
+        user_ids: vec!["ada".into()],
+        message: Message {
+            title: id.into(),
+            content: "c".into(),
+            action_module: "m".into(),
+        },
+        at: Utc::now() + TimeDelta::milliseconds(400),
+    };
+    let url = format!("{}/notification/send/future", app.base);
+    for id in ["kept", "dropped"] {
+        let planned: Planned = app
+            .http
+            .post(&url)
+            .json(&body(id))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(planned.outcome, "enqueued");
+    }
+    let cancel: serde_json::Value = app
+        .http
+        .delete(format!("{}/notification/jobs/dropped", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancel["outcome"], "removed");
+    let status: serde_json::Value = app
+        .http
+        .get(format!("{}/notification/jobs/kept", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "deferred");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.manager.deliveries_of("kept").len(), 1);
+    assert!(app.manager.deliveries_of("dropped").is_empty());
+    let status: serde_json::Value = app
+        .http
+        .get(format!("{}/notification/jobs/kept", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "completed");
+    let status: serde_json::Value = app
+        .http
+        .get(format!("{}/notification/jobs/dropped", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn bad_job_ids_are_refused_with_422() {
+    let app = app("bad-id").await;
+    let body = FutureNotification {
+        job_id: "a{b}".into(),
+        user_ids: vec![],
+        message: Message {
+            title: "t".into(),
+            content: "c".into(),
+            action_module: "m".into(),
+        },
+        at: Utc::now(),
+    };
+    let response = app
+        .http
+        .post(format!("{}/notification/send/future", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+}
