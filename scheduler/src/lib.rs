@@ -16,6 +16,7 @@
 mod backend;
 mod clock;
 mod config;
+mod connection;
 mod context;
 mod deps;
 mod error;
@@ -35,6 +36,7 @@ pub mod testing;
 mod worker;
 
 pub use crate::config::{Durability, SchedulerConfig, WorkerConfig};
+pub use crate::connection::RedisConnection;
 pub use crate::context::JobContext;
 pub use crate::deps::{Dep, Dependencies, DependencyKey};
 pub use crate::error::Error;
