@@ -353,7 +353,7 @@ impl MemoryBackend {
         let now = tx.now;
         let lease_ms = lease.as_millis() as i64;
         // As claim.lua: an idle worker's claims drain expired outcomes.
-        tx.sweep_results_up_to(200);
+        tx.sweep_results_up_to(500);
         for (id, _) in tx.s.leases.up_to(now, 100) {
             tx.expire_lease(&id);
         }

@@ -66,7 +66,6 @@ impl std::fmt::Debug for Scheduler {
 }
 
 /// Builds a [`Scheduler`]; see [`Scheduler::builder`].
-#[derive(Debug)]
 #[must_use = "call `.start().await` to connect"]
 pub struct SchedulerBuilder {
     url: String,
@@ -74,6 +73,18 @@ pub struct SchedulerBuilder {
     worker: Option<WorkerConfig>,
     deps: Dependencies,
     explicit: Vec<&'static TaskRegistration>,
+}
+
+impl std::fmt::Debug for SchedulerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password of the URL.
+        f.debug_struct("SchedulerBuilder")
+            .field("url", &crate::redis_backend::redact(&self.url))
+            .field("config", &self.config)
+            .field("worker", &self.worker)
+            .field("deps", &self.deps)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SchedulerBuilder {
@@ -166,6 +177,7 @@ impl SchedulerBuilder {
         let registry = Registry::collect(&self.explicit)?;
         registry.check_dependencies_if(self.worker.is_some(), &self.deps)?;
         let health = HealthState::new();
+        backend.attach_health(&health);
         let worker = match self.worker {
             Some(config) => Some(
                 Worker::start(
@@ -629,6 +641,14 @@ impl Scheduler {
     /// Whether the last Redis calls of the worker worked.
     pub fn health(&self) -> Health {
         self.inner.health.get()
+    }
+
+    /// Risky Redis settings found at start-up (also logged as warnings):
+    /// a `maxmemory-policy` that evicts keys, persistence turned off. Empty
+    /// when all is well, for the in-memory backend, or when the Redis user may
+    /// not run `CONFIG GET`.
+    pub fn startup_warnings(&self) -> Vec<String> {
+        self.inner.backend.startup_warnings()
     }
 
     /// A receiver that sees every health change.

@@ -9,7 +9,7 @@ local now = now_ms()
 
 -- Finishing a job sweeps a few expired outcomes; once the queue is idle only
 -- claims run, so they sweep too (else the last outcomes would stay forever).
-sweep_results(now, 200)
+sweep_results(now, 500)
 
 local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do

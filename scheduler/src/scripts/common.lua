@@ -50,7 +50,7 @@ local function opt(v)
 end
 
 -- Drops outcome records whose retention is over (a few per call, amortized:
--- 20 per finished job, more per claim so that an idle worker drains the rest).
+-- 20 per finished job, 500 per claim so that an idle worker drains the rest).
 local function sweep_results(now, limit)
   local expired = redis.call('ZRANGEBYSCORE', K_RESULTS_EXP, '-inf', now, 'LIMIT', 0, limit or 20)
   for _, id in ipairs(expired) do
