@@ -209,22 +209,16 @@ async fn planted_garbage_is_dead_lettered_with_a_reason_and_the_worker_goes_on()
         ("counter", "attempt counter is not a number"),
         ("orphan", "the job record is missing"),
     ];
-    let mut dead = Vec::new();
-    let all_there = {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            dead = s.dead_letters(0, 100).await.unwrap();
-            if expected
-                .iter()
-                .all(|(id, _)| dead.iter().any(|d| d.job_id == *id))
-                || tokio::time::Instant::now() > deadline
-            {
-                break expected
-                    .iter()
-                    .all(|(id, _)| dead.iter().any(|d| d.job_id == *id));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (dead, all_there) = loop {
+        let dead = s.dead_letters(0, 100).await.unwrap();
+        let all_there = expected
+            .iter()
+            .all(|(id, _)| dead.iter().any(|d| d.job_id == *id));
+        if all_there || tokio::time::Instant::now() > deadline {
+            break (dead, all_there);
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(all_there, "{dead:#?}");
     for (id, words) in expected {

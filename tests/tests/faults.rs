@@ -108,7 +108,7 @@ async fn a_poison_pill_is_dead_lettered_as_stalled_while_other_jobs_flow() {
     let url = server.url();
     let spawn = || ChildWorker::spawn(BIN, &url, &ns, 1000, 300, 1, &events);
     // Concurrency 1 each: the poison never takes an innocent job down with it.
-    let mut workers = vec![spawn().await, spawn().await];
+    let mut workers = [spawn().await, spawn().await];
     let p = producer(&server, &ns).await;
     p.enqueue(job("poison", ProbeArgs::new("p").mode("exit")))
         .await
