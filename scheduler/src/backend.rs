@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::config::SchedulerConfig;
 use crate::error::Error;
+use crate::health::HealthState;
 use crate::job::{CancelOutcome, DeadLetter, JobInfo};
 
 /// A boxed future borrowing the backend.
@@ -104,6 +105,14 @@ pub(crate) struct Subscription {
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Settings the backend was built with.
     fn config(&self) -> &SchedulerConfig;
+
+    /// Risky server settings found when connecting (none for memory).
+    fn startup_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Where the backend reports problems it finds on its own (a restart that lost data).
+    fn attach_health(&self, _health: &HealthState) {}
 
     /// Creates jobs ('enqueue') or replaces them ('replace' with an if-running
     /// policy 'abort' | 'after' | 'keep').

@@ -1,6 +1,7 @@
 //! The health a scheduler reports: whether its last Redis calls worked.
 
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -29,16 +30,43 @@ impl Health {
 #[derive(Clone, Debug)]
 pub(crate) struct HealthState {
     tx: watch::Sender<Health>,
+    /// Until when an alert (data loss) keeps the health degraded, whatever
+    /// later calls succeed, so that periodic health checks see it.
+    alert_until: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How long an alert keeps the health degraded.
+const ALERT_HOLD: Duration = Duration::from_secs(60);
 
 impl HealthState {
     pub(crate) fn new() -> Self {
         HealthState {
             tx: watch::Sender::new(Health::Healthy),
+            alert_until: Arc::new(Mutex::new(None)),
         }
     }
 
+    /// Reports something worse than a failed call (e.g. data lost): degraded
+    /// with this reason, replacing any other, for `ALERT_HOLD`.
+    pub(crate) fn alert(&self, reason: &str) {
+        if let Ok(mut until) = self.alert_until.lock() {
+            *until = Some(Instant::now() + ALERT_HOLD);
+        }
+        self.tx.send_replace(Health::Degraded {
+            reason: reason.to_string(),
+            since: SystemTime::now(),
+        });
+    }
+
     pub(crate) fn ok(&self) {
+        let alerting = self
+            .alert_until
+            .lock()
+            .map(|u| u.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false);
+        if alerting {
+            return;
+        }
         self.tx.send_if_modified(|h| {
             if h.is_healthy() {
                 false

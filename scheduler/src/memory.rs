@@ -352,6 +352,8 @@ impl MemoryBackend {
         let mut tx = self.begin();
         let now = tx.now;
         let lease_ms = lease.as_millis() as i64;
+        // As claim.lua: an idle worker's claims drain expired outcomes.
+        tx.sweep_results_up_to(500);
         for (id, _) in tx.s.leases.up_to(now, 100) {
             tx.expire_lease(&id);
         }
@@ -725,7 +727,12 @@ impl Tx<'_> {
     }
 
     fn sweep_results(&mut self) {
-        for (id, _) in self.s.results_exp.up_to(self.now, 20) {
+        self.sweep_results_up_to(20);
+    }
+
+    /// Mirrors `sweep_results(now, limit)` of common.lua.
+    fn sweep_results_up_to(&mut self, limit: usize) {
+        for (id, _) in self.s.results_exp.up_to(self.now, limit) {
             self.s.results.remove(&id);
             self.s.results_exp.remove(&id);
         }

@@ -1,13 +1,16 @@
 //! The Redis side of every state transition: one script call each.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
 use fred::types::scripts::Script;
-use fred::types::{Key, Value};
+use fred::types::{CustomCommand, InfoKind, Key, Value};
 
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimedJob, EnqueueReply, Finished, NewJob, Notice, RawPending,
@@ -15,6 +18,7 @@ use crate::backend::{
 };
 use crate::config::SchedulerConfig;
 use crate::error::Error;
+use crate::health::HealthState;
 use crate::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
 use crate::keys::Keys;
 use crate::reply::{self, corrupt};
@@ -29,6 +33,15 @@ pub(crate) struct RedisBackend {
     script_keys: Vec<Key>,
     scripts: Scripts,
     pub(crate) config: SchedulerConfig,
+    /// Risky server settings found at connect (see [`startup_warnings`]).
+    warnings: Arc<Vec<String>>,
+    /// The highest generation this process has seen in the namespace: a
+    /// reconnect finding the counter below it means Redis lost its data.
+    known_generation: Arc<AtomicU64>,
+    /// Where a detected data loss is reported.
+    health: Arc<OnceLock<HealthState>>,
+    /// Watches reconnects for a restart that lost the data.
+    restart_watch: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -67,6 +80,46 @@ pub(crate) fn builder(url: &str, config: &SchedulerConfig) -> Result<Builder, Er
     Ok(builder)
 }
 
+/// One server setting, `None` when CONFIG GET is refused (ACL) or unknown.
+async fn config_value(client: &Client, name: &'static str) -> Option<String> {
+    let reply: Value = client
+        .custom(
+            CustomCommand::new_static("CONFIG", None::<u16>, false),
+            vec!["GET", name],
+        )
+        .await
+        .ok()?;
+    match reply {
+        Value::Array(items) => items.get(1).map(reply::string),
+        Value::Map(map) => map.inner().into_values().next().map(|v| reply::string(&v)),
+        _ => None,
+    }
+}
+
+/// Server settings under which jobs can be lost: eviction and no persistence.
+/// Each is logged at start-up and returned by `Scheduler::startup_warnings`.
+/// Skipped quietly when the user may not run CONFIG GET.
+pub(crate) async fn startup_warnings(client: &Client) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(policy) = config_value(client, "maxmemory-policy").await {
+        if policy != "noeviction" {
+            warnings.push(format!(
+                "redis maxmemory-policy is `{policy}`: at maxmemory Redis may evict scheduler keys and silently lose jobs; set it to `noeviction`"
+            ));
+        }
+    }
+    let appendonly = config_value(client, "appendonly").await;
+    let save = config_value(client, "save").await;
+    if let (Some(appendonly), Some(save)) = (appendonly, save) {
+        if appendonly != "yes" && save.trim().is_empty() {
+            warnings.push(
+                "redis persistence is off (appendonly no, save \"\"): a restart of Redis loses every job; enable AOF (`appendonly yes`)".to_string(),
+            );
+        }
+    }
+    warnings
+}
+
 /// The URL without its password, for messages.
 pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -100,7 +153,15 @@ impl RedisBackend {
                 )));
             }
         }
+        let warnings = startup_warnings(&client).await;
+        for warning in &warnings {
+            tracing::warn!(warning = %warning, "risky redis configuration");
+        }
         let store = RedisBackend {
+            warnings: Arc::new(warnings),
+            known_generation: Arc::new(AtomicU64::new(0)),
+            health: Arc::new(OnceLock::new()),
+            restart_watch: Arc::new(Mutex::new(None)),
             url: url.to_string(),
             client,
             script_keys: keys
@@ -113,7 +174,83 @@ impl RedisBackend {
             config,
         };
         store.load_scripts().await?;
+        if let Some(seq) = store.generation_counter().await {
+            store.saw_generation(seq);
+        }
+        let run_id = store.run_id().await;
+        let watch = store.watch_restarts(run_id);
+        if let Ok(mut slot) = store.restart_watch.lock() {
+            *slot = Some(watch);
+        }
         Ok(store)
+    }
+
+    fn saw_generation(&self, generation: u64) {
+        self.known_generation
+            .fetch_max(generation, Ordering::Relaxed);
+    }
+
+    /// The namespace's generation counter (0 when the key is absent); `None`
+    /// when Redis cannot answer (retried briefly: a restarted server may be loading).
+    async fn generation_counter(&self) -> Option<u64> {
+        for _ in 0..20 {
+            match self
+                .client
+                .get::<Option<u64>, _>(self.keys.script_keys[8].as_str())
+                .await
+            {
+                Ok(seq) => return Some(seq.unwrap_or(0)),
+                Err(e) if self.error(e.clone()).is_transient() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// The server's `run_id` (new at every server start).
+    async fn run_id(&self) -> Option<String> {
+        let info: String = self.client.info(Some(InfoKind::Server)).await.ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_string())
+    }
+
+    /// After every reconnect: a new server process whose generation counter is
+    /// below what this process saw has lost data (restarted without
+    /// persistence, or flushed). Logged as an error and reported as degraded health.
+    fn watch_restarts(&self, run_id: Option<String>) -> JoinHandle<()> {
+        let mut reconnects = self.client.reconnect_rx();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut last_run_id = run_id;
+            loop {
+                match reconnects.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+                let run_id = this.run_id().await;
+                let Some(seq) = this.generation_counter().await else {
+                    continue;
+                };
+                let known = this.known_generation.load(Ordering::Relaxed);
+                if seq < known {
+                    let reason = format!(
+                        "redis restarted empty: the generation counter of namespace {:?} went back from {known} to {seq} (server run id {} -> {}); jobs stored before the restart may be lost",
+                        this.keys.namespace(),
+                        last_run_id.as_deref().unwrap_or("?"),
+                        run_id.as_deref().unwrap_or("?"),
+                    );
+                    tracing::error!(known, seq, "{reason}");
+                    if let Some(health) = this.health.get() {
+                        health.alert(&reason);
+                    }
+                    this.known_generation.store(seq, Ordering::Relaxed);
+                }
+                last_run_id = run_id.or(last_run_id);
+            }
+        })
     }
 
     pub(crate) async fn load_scripts(&self) -> Result<(), Error> {
@@ -247,7 +384,7 @@ impl Backend for RedisBackend {
             }
             let reply = self.call(&self.scripts.enqueue, args).await?;
             self.replicate().await?;
-            reply::array(reply, "enqueue")?
+            let replies = reply::array(reply, "enqueue")?
                 .into_iter()
                 .map(|entry| {
                     let mut fields = reply::array(entry, "enqueue entry")?.into_iter();
@@ -263,7 +400,11 @@ impl Backend for RedisBackend {
                         other: reply::opt_int(&extra).unwrap_or(0),
                     })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, Error>>()?;
+            if let Some(max) = replies.iter().map(|r| r.generation).max() {
+                self.saw_generation(max);
+            }
+            Ok(replies)
         })
     }
 
@@ -317,6 +458,9 @@ impl Backend for RedisBackend {
                     enqueued_ms: reply::int(&next(), "enqueued")?,
                     run_at_ms: reply::int(&next(), "run_at")?,
                 });
+            }
+            if let Some(max) = claim.jobs.iter().map(|j| j.generation).max() {
+                self.saw_generation(max);
             }
             Ok(claim)
         })
@@ -595,8 +739,19 @@ impl Backend for RedisBackend {
         Box::pin(async move { self.subscribe_notices().await })
     }
 
+    fn startup_warnings(&self) -> Vec<String> {
+        self.warnings.as_ref().clone()
+    }
+
+    fn attach_health(&self, health: &HealthState) {
+        let _ = self.health.set(health.clone());
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            if let Some(watch) = self.restart_watch.lock().ok().and_then(|mut w| w.take()) {
+                watch.abort();
+            }
             let _ = self.client.quit().await;
         })
     }

@@ -115,6 +115,11 @@ impl ChildWorker {
         self.child.id()
     }
 
+    /// Whether the process has ended (crashed, aborted, killed).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .arg(format!("-{sig}"))

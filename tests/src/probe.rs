@@ -14,6 +14,10 @@ pub struct Execution {
     pub scheduled_at: DateTime<Utc>,
     pub start: DateTime<Utc>,
     pub end: Option<DateTime<Utc>>,
+    /// `ProbeArgs::big` as the task received it.
+    pub big: Option<(u64, i64)>,
+    /// The id of the worker process that ran it.
+    pub pid: u32,
 }
 
 /// Shared log of executions; a dependency of the test tasks.
@@ -48,7 +52,8 @@ impl Probe {
         }
     }
 
-    pub fn start(&self, ctx: &scheduler::JobContext, arg: &str) -> usize {
+    pub fn start(&self, ctx: &scheduler::JobContext, args: &crate::tasks::ProbeArgs) -> usize {
+        let arg = &args.arg;
         let mut runs = self.runs.lock().unwrap();
         let run = Execution {
             job_id: ctx.job_id().to_string(),
@@ -58,6 +63,8 @@ impl Probe {
             scheduled_at: ctx.scheduled_at(),
             start: Utc::now(),
             end: None,
+            big: args.big,
+            pid: std::process::id(),
         };
         self.report("start", &run);
         runs.push(run);

@@ -130,6 +130,14 @@ impl RedisServer {
         self.kill();
         self.spawn();
     }
+
+    /// Starts a killed server again on the same port and directory (after
+    /// [`kill`](Self::kill), to stay down for a while without blocking the runtime).
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+    }
 }
 
 impl Drop for RedisServer {

@@ -27,6 +27,12 @@ pub struct ProbeArgs {
     /// "block-first" (blocks on the first attempt only).
     #[serde(default)]
     pub mode: String,
+    /// Large integers that must survive the round trip (recorded with the execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub big: Option<(u64, i64)>,
+    /// A float (non-finite ones must be refused at enqueue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float: Option<f64>,
 }
 
 impl ProbeArgs {
@@ -58,7 +64,7 @@ async fn probe_body(
     probe: Dep<Probe>,
     args: ProbeArgs,
 ) -> Result<usize, TaskError> {
-    let index = probe.start(&ctx, &args.arg);
+    let index = probe.start(&ctx, &args);
     if args.mode == "exit" {
         std::process::abort();
     }

@@ -7,6 +7,10 @@ local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 
+-- Finishing a job sweeps a few expired outcomes; once the queue is idle only
+-- claims run, so they sweep too (else the last outcomes would stay forever).
+sweep_results(now, 500)
+
 local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
   expire_lease(id, now, keep_ms, cap)

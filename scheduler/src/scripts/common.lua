@@ -49,9 +49,10 @@ local function opt(v)
   return v
 end
 
--- Drops outcome records whose retention is over (a few per call, amortized).
-local function sweep_results(now)
-  local expired = redis.call('ZRANGEBYSCORE', K_RESULTS_EXP, '-inf', now, 'LIMIT', 0, 20)
+-- Drops outcome records whose retention is over (a few per call, amortized:
+-- 20 per finished job, 500 per claim so that an idle worker drains the rest).
+local function sweep_results(now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', K_RESULTS_EXP, '-inf', now, 'LIMIT', 0, limit or 20)
   for _, id in ipairs(expired) do
     redis.call('HDEL', K_RESULTS, id)
     redis.call('ZREM', K_RESULTS_EXP, id)
