@@ -46,7 +46,10 @@ impl RedisConnection {
 
     /// The master that these sentinels name for `service`; clients follow
     /// failovers.
-    pub fn sentinel<H: Into<String>>(service: impl Into<String>, sentinels: impl IntoIterator<Item = (H, u16)>) -> Self {
+    pub fn sentinel<H: Into<String>>(
+        service: impl Into<String>,
+        sentinels: impl IntoIterator<Item = (H, u16)>,
+    ) -> Self {
         Self::with(Topology::Sentinel(service.into(), nodes(sentinels)))
     }
 
@@ -111,8 +114,12 @@ impl RedisConnection {
                 format!("redis{s}://{auth}{host}:{port}/{}", self.database)
             }
             Topology::Sentinel(service, sentinels) => {
-                let (first, rest) = sentinels.split_first().map_or((None, &[][..]), |(f, r)| (Some(f), r));
-                let (host, port) = first.cloned().unwrap_or_else(|| ("127.0.0.1".into(), 26379));
+                let (first, rest) = sentinels
+                    .split_first()
+                    .map_or((None, &[][..]), |(f, r)| (Some(f), r));
+                let (host, port) = first
+                    .cloned()
+                    .unwrap_or_else(|| ("127.0.0.1".into(), 26379));
                 let mut url = format!(
                     "redis{s}-sentinel://{auth}{host}:{port}/{}?sentinelServiceName={}",
                     self.database,
@@ -125,7 +132,9 @@ impl RedisConnection {
                 url
             }
             Topology::Cluster(seeds) => {
-                let (first, rest) = seeds.split_first().map_or((None, &[][..]), |(f, r)| (Some(f), r));
+                let (first, rest) = seeds
+                    .split_first()
+                    .map_or((None, &[][..]), |(f, r)| (Some(f), r));
                 let (host, port) = first.cloned().unwrap_or_else(|| ("127.0.0.1".into(), 6379));
                 let mut url = format!("redis{s}-cluster://{auth}{host}:{port}");
                 if !rest.is_empty() {
@@ -180,10 +189,17 @@ mod tests {
             "redis://localhost:6379/0"
         );
         assert_eq!(
-            RedisConnection::standalone("h", 1).password("a b").database(2).tls().to_url(),
+            RedisConnection::standalone("h", 1)
+                .password("a b")
+                .database(2)
+                .tls()
+                .to_url(),
             "rediss://:a%20b@h:1/2"
         );
-        let debug = format!("{:?}", RedisConnection::standalone("h", 1).password("secret"));
+        let debug = format!(
+            "{:?}",
+            RedisConnection::standalone("h", 1).password("secret")
+        );
         assert!(!debug.contains("secret"));
     }
 }

@@ -413,6 +413,13 @@ impl MemoryBackend {
         let mut tx = self.begin();
         let now = tx.now;
         let mut out = Vec::with_capacity(finished.len());
+        // Jobs that became due now (released, or a replacement that waited) wake workers.
+        let mut earliest: Option<i64> = None;
+        let mut due_at = |t: Option<i64>| {
+            if let Some(t) = t {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        };
         for f in finished {
             let Some(mut rec) =
                 tx.s.active
@@ -425,24 +432,25 @@ impl MemoryBackend {
             };
             let has_pending = tx.s.pending.contains_key(&f.id);
             let code = if f.outcome == "ok" {
-                tx.finish_active(&f.id, &rec, FinishedState::Completed, &f.text, "");
+                due_at(tx.finish_active(&f.id, &rec, FinishedState::Completed, &f.text, ""));
                 "completed"
             } else if f.outcome == "cancelled" || rec.cancel {
-                tx.finish_active(&f.id, &rec, FinishedState::Cancelled, "", "cancelled");
+                due_at(tx.finish_active(&f.id, &rec, FinishedState::Cancelled, "", "cancelled"));
                 "cancelled"
             } else if f.outcome == "release" {
                 if has_pending {
-                    tx.finish_active(
+                    due_at(tx.finish_active(
                         &f.id,
                         &rec,
                         FinishedState::Cancelled,
                         "",
                         "superseded by a replacement at shutdown",
-                    );
+                    ));
                     "cancelled"
                 } else {
                     rec.attempts -= 1;
                     tx.requeue_active(&f.id, rec, now, None);
+                    due_at(Some(now));
                     "released"
                 }
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts && !has_pending {
@@ -454,7 +462,7 @@ impl MemoryBackend {
                 );
                 "retrying"
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts {
-                tx.finish_active(&f.id, &rec, FinishedState::Failed, "", &f.text);
+                due_at(tx.finish_active(&f.id, &rec, FinishedState::Failed, "", &f.text));
                 "failed"
             } else {
                 let reason = if f.outcome == "retry" {
@@ -466,10 +474,13 @@ impl MemoryBackend {
                     f.text.clone()
                 };
                 tx.dead_letter(&f.id, Some(&rec), &reason);
-                tx.finish_active(&f.id, &rec, FinishedState::Failed, "", &reason);
+                due_at(tx.finish_active(&f.id, &rec, FinishedState::Failed, "", &reason));
                 "failed"
             };
             out.push(code);
+        }
+        if let Some(t) = earliest {
+            tx.wake_if_earliest(t);
         }
         self.commit(tx);
         out.into_iter().map(str::to_string).collect()
@@ -789,14 +800,14 @@ impl Tx<'_> {
         }
     }
 
-    fn unblock_pending(&mut self, id: &str) {
+    /// A replacement that waited for the running job may start: when it became due.
+    fn unblock_pending(&mut self, id: &str) -> Option<i64> {
         let now = self.now;
-        if let Some(rec) = self.s.pending.get_mut(id) {
-            if let Some(blocked) = rec.blocked.take() {
-                let run_at = blocked.max(now);
-                self.s.due.add(id, run_at);
-            }
-        }
+        let rec = self.s.pending.get_mut(id)?;
+        let blocked = rec.blocked.take()?;
+        let run_at = blocked.max(now);
+        self.s.due.add(id, run_at);
+        Some(run_at)
     }
 
     fn finish_active(
@@ -806,11 +817,11 @@ impl Tx<'_> {
         state: FinishedState,
         result: &str,
         error: &str,
-    ) {
+    ) -> Option<i64> {
         self.s.active.remove(id);
         self.s.leases.remove(id);
         self.record_result(id, Some(rec), state, result, error);
-        self.unblock_pending(id);
+        self.unblock_pending(id)
     }
 
     fn requeue_active(&mut self, id: &str, mut rec: Record, run_at: i64, error: Option<String>) {

@@ -474,6 +474,7 @@ impl Backend for RedisBackend {
             let mut args: Vec<Value> = Vec::with_capacity(2 + finished.len() * 6);
             args.push(Value::Integer(self.keep_ms()));
             args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+            args.push(self.keys.wake_channel.as_str().into());
             for f in finished {
                 args.push(f.id.as_str().into());
                 args.push(Value::Integer(f.generation as i64));

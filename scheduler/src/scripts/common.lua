@@ -97,9 +97,10 @@ local function dead_letter(id, raw, rec, reason, now, cap)
 end
 
 -- A pending job that waited for the running one with the same id may start now.
+-- Returns the time it became due, or nil.
 local function unblock_pending(id, now)
   local blob = redis.call('HGET', K_PENDING, id)
-  if not blob then return end
+  if not blob then return nil end
   local rec = decode(blob)
   if rec and rec[13] then
     local run_at = rec[13]
@@ -107,15 +108,18 @@ local function unblock_pending(id, now)
     rec[13] = false
     redis.call('HSET', K_PENDING, id, encode(rec))
     redis.call('ZADD', K_DUE, run_at, id)
+    return run_at
   end
+  return nil
 end
 
--- Ends a running job: outcome kept, record removed, a waiting replacement released.
+-- Ends a running job: outcome kept, record removed, a waiting replacement released
+-- (the time it became due is returned, or nil).
 local function finish_active(id, rec, state, result, err, now, keep_ms)
   redis.call('HDEL', K_ACTIVE, id)
   redis.call('ZREM', K_LEASES, id)
   record_result(id, rec, state, result, err, now, keep_ms)
-  unblock_pending(id, now)
+  return unblock_pending(id, now)
 end
 
 -- Puts a running job back in the queue (retry, expired lease, release).

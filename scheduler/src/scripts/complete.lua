@@ -1,13 +1,18 @@
--- ARGV: keep_result ms, dead-letter cap, then 6 values per finished attempt:
+-- ARGV: keep_result ms, dead-letter cap, wake channel, then 6 values per finished attempt:
 --   id, generation, attempt, outcome ('ok' | 'retry' | 'fail' | 'cancelled' | 'release'),
 --   result JSON or error text, retry delay ms
 -- Every entry is fenced by (generation, attempt): a worker whose lease was taken
 -- over cannot change the job any more.
 -- Returns one code per entry: 'completed' | 'retrying' | 'failed' | 'cancelled' | 'released' | 'stale'
-local keep_ms, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local keep_ms, cap, wake_channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
 local out = {}
-for i = 3, #ARGV, 6 do
+-- Jobs that became due now (released, or a replacement that waited) wake the workers.
+local earliest = nil
+local function due_at(t)
+  if t and (earliest == nil or t < earliest) then earliest = t end
+end
+for i = 4, #ARGV, 6 do
   local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local outcome, text, delay = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
   local blob = redis.call('HGET', K_ACTIVE, id)
@@ -15,18 +20,19 @@ for i = 3, #ARGV, 6 do
   if not rec or rec[3] ~= gen or rec[4] ~= attempt then
     out[#out + 1] = 'stale'
   elseif outcome == 'ok' then
-    finish_active(id, rec, 'completed', text, '', now, keep_ms)
+    due_at(finish_active(id, rec, 'completed', text, '', now, keep_ms))
     out[#out + 1] = 'completed'
   elseif outcome == 'cancelled' or rec[12] == 1 then
-    finish_active(id, rec, 'cancelled', '', 'cancelled', now, keep_ms)
+    due_at(finish_active(id, rec, 'cancelled', '', 'cancelled', now, keep_ms))
     out[#out + 1] = 'cancelled'
   elseif outcome == 'release' then
     if redis.call('HEXISTS', K_PENDING, id) == 1 then
-      finish_active(id, rec, 'cancelled', '', 'superseded by a replacement at shutdown', now, keep_ms)
+      due_at(finish_active(id, rec, 'cancelled', '', 'superseded by a replacement at shutdown', now, keep_ms))
       out[#out + 1] = 'cancelled'
     else
       rec[4] = rec[4] - 1
       requeue_active(id, rec, now, nil)
+      due_at(now)
       out[#out + 1] = 'released'
     end
   elseif outcome == 'retry' and rec[4] < rec[5] and redis.call('HEXISTS', K_PENDING, id) == 0 then
@@ -34,7 +40,7 @@ for i = 3, #ARGV, 6 do
     out[#out + 1] = 'retrying'
   elseif outcome == 'retry' and rec[4] < rec[5] then
     -- A replacement is waiting: it wins over retrying the old arguments.
-    finish_active(id, rec, 'failed', '', text, now, keep_ms)
+    due_at(finish_active(id, rec, 'failed', '', text, now, keep_ms))
     out[#out + 1] = 'failed'
   else
     local reason = text
@@ -42,8 +48,9 @@ for i = 3, #ARGV, 6 do
       reason = 'attempts exhausted (' .. rec[4] .. ' of ' .. rec[5] .. '): ' .. text
     end
     dead_letter(id, nil, rec, reason, now, cap)
-    finish_active(id, rec, 'failed', '', reason, now, keep_ms)
+    due_at(finish_active(id, rec, 'failed', '', reason, now, keep_ms))
     out[#out + 1] = 'failed'
   end
 end
+if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
 return out
