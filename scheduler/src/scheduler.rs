@@ -352,11 +352,12 @@ impl Scheduler {
     }
 
     async fn enqueue_prepared(&self, job: NewJob) -> Result<EnqueueOutcome, Error> {
-        let replies = self
-            .inner
-            .backend
-            .enqueue("enqueue", "keep", std::slice::from_ref(&job))
-            .await?;
+        let replies = self.observe(
+            self.inner
+                .backend
+                .enqueue("enqueue", "keep", std::slice::from_ref(&job))
+                .await,
+        )?;
         let reply = replies
             .into_iter()
             .next()
@@ -413,7 +414,7 @@ impl Scheduler {
             .collect::<Result<Vec<_>, _>>()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(BULK_BATCH) {
-            for reply in self.inner.backend.enqueue("enqueue", "keep", chunk).await? {
+            for reply in self.observe(self.inner.backend.enqueue("enqueue", "keep", chunk).await)? {
                 outcomes.push(enqueue_outcome(reply)?);
             }
         }
@@ -434,11 +435,12 @@ impl Scheduler {
             IfRunning::QueueAfter => "after",
             IfRunning::Keep => "keep",
         };
-        let replies = self
-            .inner
-            .backend
-            .enqueue("replace", policy, std::slice::from_ref(&job))
-            .await?;
+        let replies = self.observe(
+            self.inner
+                .backend
+                .enqueue("replace", policy, std::slice::from_ref(&job))
+                .await,
+        )?;
         let reply = replies
             .into_iter()
             .next()
@@ -479,7 +481,7 @@ impl Scheduler {
     /// Returns at once; see [`cancel_and_wait`](Self::cancel_and_wait).
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        let outcome = self.inner.backend.cancel(job_id, None).await?;
+        let outcome = self.observe(self.inner.backend.cancel(job_id, None).await)?;
         info!(job_id, ?outcome, "cancel");
         Ok(outcome)
     }
@@ -492,7 +494,7 @@ impl Scheduler {
         generation: u64,
     ) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        self.inner.backend.cancel(job_id, Some(generation)).await
+        self.observe(self.inner.backend.cancel(job_id, Some(generation)).await)
     }
 
     /// Cancels, then waits until a running job has stopped (up to `timeout`).
@@ -532,7 +534,7 @@ impl Scheduler {
     /// Everything known about a job (`None` if unknown or expired).
     pub async fn info(&self, job_id: &str) -> Result<Option<JobInfo>, Error> {
         validate_job_id(job_id)?;
-        self.inner.backend.inspect(job_id).await
+        self.observe(self.inner.backend.inspect(job_id).await)
     }
 
     /// The stored result of a completed job of task `T`, decoded.
@@ -646,7 +648,17 @@ impl Scheduler {
         &self.inner.deps
     }
 
-    /// Whether the last Redis calls of the worker worked.
+    /// Records whether a call reached Redis, for [`health`](Self::health).
+    fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        match &result {
+            Ok(_) => self.inner.health.ok(),
+            Err(e) if e.is_transient() => self.inner.health.degraded(&e.to_string()),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Whether the last Redis calls (the worker's and this handle's) worked.
     pub fn health(&self) -> Health {
         self.inner.health.get()
     }

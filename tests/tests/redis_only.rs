@@ -193,3 +193,42 @@ async fn the_worker_resumes_after_redis_restarts_and_reloads_its_scripts() {
     );
     s.close().await;
 }
+
+#[tokio::test]
+async fn a_producer_reports_its_own_health() {
+    let mut server = RedisServer::start();
+    let p = Scheduler::builder(server.url())
+        .namespace(namespace("producer-health"))
+        .command_timeout(Duration::from_millis(500))
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    assert!(p.health().is_healthy());
+    server.kill();
+    let err = p
+        .enqueue_untyped("t", Some("a"), &serde_json::json!(1), When::Now)
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        !p.health().is_healthy(),
+        "a failed call degrades the producer's health"
+    );
+    server.restart();
+    let mut ok = false;
+    for _ in 0..50 {
+        if p.enqueue_untyped("t", Some("b"), &serde_json::json!(1), When::Now)
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok);
+    // The restarted server is empty but this producer never saw a job: no data-loss alert.
+    assert!(p.health().is_healthy(), "{:?}", p.health());
+    p.close().await;
+}
