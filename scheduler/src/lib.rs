@@ -19,6 +19,7 @@ mod config;
 mod connection;
 mod context;
 mod deps;
+mod encode;
 mod error;
 mod executor;
 mod health;
