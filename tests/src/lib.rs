@@ -8,6 +8,7 @@ pub mod probe;
 pub mod proxy;
 pub mod redis_server;
 pub mod sentinel;
+pub mod setup;
 pub mod tasks;
 
 pub use probe::{Execution, Probe};

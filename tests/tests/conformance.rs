@@ -10,61 +10,9 @@ use scheduler::{
     CancelOutcome, EnqueueOutcome, FinishedState, IfRunning, JobRequest, JobStatus, PendingState,
     ReplaceOutcome, Scheduler, Task, When, WorkerConfig,
 };
+use scheduler_tests::setup::{fast_worker, probe_job, producer, wait_status, worker, worker_with};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask, QuickTimeoutTask};
 use scheduler_tests::{conformance, namespace, Fixture, Probe};
-
-fn fast_worker() -> WorkerConfig {
-    WorkerConfig {
-        lease: Duration::from_millis(1000),
-        heartbeat: Some(Duration::from_millis(300)),
-        shutdown_grace: Duration::from_millis(500),
-        retry_base: Duration::from_millis(50),
-        retry_max: Duration::from_millis(200),
-        ..WorkerConfig::default()
-    }
-}
-
-async fn worker(server: &Fixture, ns: &str, probe: &Probe) -> Scheduler {
-    worker_with(server, ns, probe, fast_worker()).await
-}
-
-async fn worker_with(server: &Fixture, ns: &str, probe: &Probe, config: WorkerConfig) -> Scheduler {
-    scheduler_tests::init_tracing();
-    Scheduler::builder(server.url())
-        .namespace(ns)
-        .register::<ProbeTask>()
-        .register::<QuickTimeoutTask>()
-        .provide(probe.clone())
-        .worker(config)
-        .start()
-        .await
-        .expect("scheduler starts")
-}
-
-async fn producer(server: &Fixture, ns: &str) -> Scheduler {
-    Scheduler::builder(server.url())
-        .namespace(ns)
-        .register::<ProbeTask>()
-        .producer_only()
-        .start()
-        .await
-        .expect("producer starts")
-}
-
-fn probe_job(id: &str, arg: &str) -> JobRequest<ProbeTask> {
-    JobRequest::new(ProbeArgs::new(arg)).id(id)
-}
-
-async fn wait_status(s: &Scheduler, id: &str, want: fn(&JobStatus) -> bool) -> JobStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = s.status(id).await.unwrap();
-        if want(&status) || tokio::time::Instant::now() > deadline {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 conformance!(
     enqueued_job_runs_once_and_its_result_is_kept,
@@ -88,7 +36,7 @@ conformance!(
 
 async fn enqueued_job_runs_once_and_its_result_is_kept(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("run"), &probe).await;
+    let s = worker(&fx.url(), &namespace("run"), &probe).await;
     let out = s.enqueue(probe_job("a", "hello")).await.unwrap();
     assert!(out.is_enqueued(), "{out:?}");
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
@@ -105,7 +53,7 @@ async fn enqueued_job_runs_once_and_its_result_is_kept(fx: Fixture) {
 
 async fn deferred_job_waits_for_its_time(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("defer"), &probe).await;
+    let s = worker(&fx.url(), &namespace("defer"), &probe).await;
     let at = Utc::now() + TimeDelta::milliseconds(700);
     let out = s.enqueue(probe_job("later", "x").at(at)).await.unwrap();
     assert!(matches!(out, EnqueueOutcome::Enqueued { .. }));
@@ -131,7 +79,7 @@ async fn deferred_job_waits_for_its_time(fx: Fixture) {
 async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("dedup");
-    let p = producer(&fx, &ns).await;
+    let p = producer(&fx.url(), &ns).await;
     let at = Utc::now() + TimeDelta::milliseconds(500);
     let first = p.enqueue(probe_job("same", "1").at(at)).await.unwrap();
     let EnqueueOutcome::Enqueued { generation: g1, .. } = first else {
@@ -144,7 +92,7 @@ async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free(fx: Fixture
             "{again:?}"
         );
     }
-    let s = worker(&fx, &ns, &probe).await;
+    let s = worker(&fx.url(), &ns, &probe).await;
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
     wait_status(&s, "same", |st| *st == JobStatus::Completed).await;
     // Finished: the id is free at once, and the outcome is still readable meanwhile.
@@ -162,7 +110,7 @@ async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free(fx: Fixture
 
 async fn replace_swaps_a_deferred_job_atomically(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("replace"), &probe).await;
+    let s = worker(&fx.url(), &namespace("replace"), &probe).await;
     let first_at = Utc::now() + TimeDelta::seconds(60);
     s.enqueue(probe_job("r", "old").at(first_at)).await.unwrap();
     let new_at = Utc::now() + TimeDelta::milliseconds(300);
@@ -200,7 +148,7 @@ async fn replace_swaps_a_deferred_job_atomically(fx: Fixture) {
 async fn cancelled_deferred_and_queued_jobs_never_start(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("cancel");
-    let p = producer(&fx, &ns).await;
+    let p = producer(&fx.url(), &ns).await;
     let soon = Utc::now() + TimeDelta::milliseconds(400);
     for i in 0..20 {
         p.enqueue(probe_job(&format!("c{i}"), "x").at(soon))
@@ -225,7 +173,7 @@ async fn cancelled_deferred_and_queued_jobs_never_start(fx: Fixture) {
         p.cancel("never-existed").await.unwrap(),
         CancelOutcome::NotFound
     );
-    let s = worker(&fx, &ns, &probe).await;
+    let s = worker(&fx.url(), &ns, &probe).await;
     assert!(probe.wait_finished(10, Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ran: Vec<String> = probe.runs().into_iter().map(|r| r.job_id).collect();
@@ -244,7 +192,7 @@ async fn cancelled_deferred_and_queued_jobs_never_start(fx: Fixture) {
 
 async fn running_job_is_aborted_and_ends_cancelled_not_retried(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("abort"), &probe).await;
+    let s = worker(&fx.url(), &namespace("abort"), &probe).await;
     s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(30_000)).id("long"))
         .await
         .unwrap();
@@ -271,7 +219,7 @@ async fn running_job_is_aborted_and_ends_cancelled_not_retried(fx: Fixture) {
 
 async fn a_stale_cancel_never_touches_a_later_generation(fx: Fixture) {
     let ns = namespace("fence");
-    let p = producer(&fx, &ns).await;
+    let p = producer(&fx.url(), &ns).await;
     let later = Utc::now() + TimeDelta::seconds(60);
     let EnqueueOutcome::Enqueued {
         generation: old, ..
@@ -305,8 +253,8 @@ async fn a_stale_cancel_never_touches_a_later_generation(fx: Fixture) {
 async fn cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("loop");
-    let s = worker(&fx, &ns, &probe).await;
-    let p = producer(&fx, &ns).await;
+    let s = worker(&fx.url(), &ns, &probe).await;
+    let p = producer(&fx.url(), &ns).await;
     let due = Utc::now() + TimeDelta::milliseconds(800);
     for i in 0..200 {
         p.cancel("plan").await.unwrap();
@@ -327,7 +275,7 @@ async fn cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job(fx: Fixture) {
 async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once(fx: Fixture) {
     let probe = Probe::default();
     let ns = namespace("race");
-    let p = producer(&fx, &ns).await;
+    let p = producer(&fx.url(), &ns).await;
     let jobs = (0..1000).map(|i| probe_job(&format!("j{i}"), "x"));
     let outcomes = p.enqueue_many(jobs).await.unwrap();
     assert_eq!(outcomes.iter().filter(|o| o.is_enqueued()).count(), 1000);
@@ -335,8 +283,8 @@ async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once(fx: Fixture) 
         concurrency: 20,
         ..fast_worker()
     };
-    let a = worker_with(&fx, &ns, &probe, config.clone()).await;
-    let b = worker_with(&fx, &ns, &probe, config).await;
+    let a = worker_with(&fx.url(), &ns, &probe, config.clone()).await;
+    let b = worker_with(&fx.url(), &ns, &probe, config).await;
     assert!(probe.wait_finished(1000, Duration::from_secs(30)).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ids: Vec<String> = probe.runs().into_iter().map(|r| r.job_id).collect();
@@ -351,7 +299,7 @@ async fn two_workers_race_for_1000_jobs_and_each_runs_exactly_once(fx: Fixture) 
 
 async fn failures_are_retried_then_dead_lettered_with_the_reason(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("retry"), &probe).await;
+    let s = worker(&fx.url(), &namespace("retry"), &probe).await;
     // Fails twice, succeeds on the third of three attempts.
     s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("flaky").fail(2)).id("flaky"))
         .await
@@ -425,7 +373,7 @@ async fn failures_are_retried_then_dead_lettered_with_the_reason(fx: Fixture) {
 
 async fn timeouts_drop_the_future_and_count_as_failed_attempts(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("timeout"), &probe).await;
+    let s = worker(&fx.url(), &namespace("timeout"), &probe).await;
     s.enqueue(JobRequest::<QuickTimeoutTask>::new(ProbeArgs::new("slow").sleep(5_000)).id("slow"))
         .await
         .unwrap();
@@ -442,7 +390,7 @@ async fn timeouts_drop_the_future_and_count_as_failed_attempts(fx: Fixture) {
 
 async fn unknown_tasks_are_retried_then_dead_lettered(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("unknown"), &probe).await;
+    let s = worker(&fx.url(), &namespace("unknown"), &probe).await;
     let out = s
         .enqueue_untyped(
             "not_in_this_binary",
@@ -469,7 +417,7 @@ async fn unknown_tasks_are_retried_then_dead_lettered(fx: Fixture) {
 
 async fn replace_of_a_running_job_follows_the_policy(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("replace-running"), &probe).await;
+    let s = worker(&fx.url(), &namespace("replace-running"), &probe).await;
     let long = |arg: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new(arg).sleep(600)).id("job");
     s.enqueue(long("first")).await.unwrap();
     assert!(probe.wait_started(1, Duration::from_secs(10)).await);
@@ -521,14 +469,14 @@ async fn close_releases_running_jobs_to_another_worker_at_once(fx: Fixture) {
         heartbeat: Some(Duration::from_secs(10)),
         ..fast_worker()
     };
-    let a = worker_with(&fx, &ns, &probe, config.clone()).await;
+    let a = worker_with(&fx.url(), &ns, &probe, config.clone()).await;
     a.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(2_000)).id("long"))
         .await
         .unwrap();
     assert!(probe.wait_started(1, Duration::from_secs(10)).await);
     a.close().await; // grace 500 ms < job: released
     let released_at = Utc::now();
-    let b = worker_with(&fx, &ns, &probe, config).await;
+    let b = worker_with(&fx.url(), &ns, &probe, config).await;
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
     let runs = probe.runs_of("long");
     assert_eq!(runs.len(), 2);
@@ -563,7 +511,7 @@ async fn keep_result_zero_keeps_nothing_but_ids_are_reusable(fx: Fixture) {
 
 async fn registry_lists_tasks_and_typed_names_match(fx: Fixture) {
     let probe = Probe::default();
-    let s = worker(&fx, &namespace("registry"), &probe).await;
+    let s = worker(&fx.url(), &namespace("registry"), &probe).await;
     let names: Vec<&str> = s.registry().tasks().map(|t| t.name).collect();
     assert!(names.contains(&ProbeTask::NAME) && names.contains(&"quick_timeout"));
     s.close().await;
@@ -571,7 +519,7 @@ async fn registry_lists_tasks_and_typed_names_match(fx: Fixture) {
 
 async fn pending_jobs_of_a_task_are_listed_with_typed_arguments(fx: Fixture) {
     let ns = namespace("pending");
-    let p = producer(&fx, &ns).await;
+    let p = producer(&fx.url(), &ns).await;
     let base = Utc::now() + TimeDelta::hours(1);
     for i in (0..5).rev() {
         p.enqueue(

@@ -4,67 +4,10 @@
 
 use std::time::Duration;
 
-use scheduler::{Error, JobRequest, JobStatus, Scheduler, When, WorkerConfig};
-use scheduler_tests::tasks::{ProbeArgs, ProbeTask, QuickTimeoutTask};
+use scheduler::{Error, JobRequest, JobStatus, Scheduler, When};
+use scheduler_tests::setup::{probe_job, producer, wait_status, worker};
+use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
 use scheduler_tests::{namespace, Probe, RedisServer};
-
-fn fast_worker() -> WorkerConfig {
-    WorkerConfig {
-        lease: Duration::from_millis(1000),
-        heartbeat: Some(Duration::from_millis(300)),
-        shutdown_grace: Duration::from_millis(500),
-        retry_base: Duration::from_millis(50),
-        retry_max: Duration::from_millis(200),
-        ..WorkerConfig::default()
-    }
-}
-
-async fn worker(server: &RedisServer, ns: &str, probe: &Probe) -> Scheduler {
-    worker_with(server, ns, probe, fast_worker()).await
-}
-
-async fn worker_with(
-    server: &RedisServer,
-    ns: &str,
-    probe: &Probe,
-    config: WorkerConfig,
-) -> Scheduler {
-    scheduler_tests::init_tracing();
-    Scheduler::builder(server.url())
-        .namespace(ns)
-        .register::<ProbeTask>()
-        .register::<QuickTimeoutTask>()
-        .provide(probe.clone())
-        .worker(config)
-        .start()
-        .await
-        .expect("scheduler starts")
-}
-
-async fn producer(server: &RedisServer, ns: &str) -> Scheduler {
-    Scheduler::builder(server.url())
-        .namespace(ns)
-        .register::<ProbeTask>()
-        .producer_only()
-        .start()
-        .await
-        .expect("producer starts")
-}
-
-fn probe_job(id: &str, arg: &str) -> JobRequest<ProbeTask> {
-    JobRequest::new(ProbeArgs::new(arg)).id(id)
-}
-
-async fn wait_status(s: &Scheduler, id: &str, want: fn(&JobStatus) -> bool) -> JobStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = s.status(id).await.unwrap();
-        if want(&status) || tokio::time::Instant::now() > deadline {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test]
 async fn bad_input_is_refused_before_redis_is_touched() {
@@ -129,7 +72,7 @@ async fn garbage_in_redis_is_dead_lettered_and_the_worker_goes_on() {
         .unwrap();
     server.cli(&["ZADD", &key("due"), "0", "junk"]).unwrap();
     server.cli(&["ZADD", &key("due"), "0", "orphan"]).unwrap();
-    let p = producer(&server, &ns).await;
+    let p = producer(&server.url(), &ns).await;
     p.enqueue_untyped(
         "probe",
         Some("shape"),
@@ -138,7 +81,7 @@ async fn garbage_in_redis_is_dead_lettered_and_the_worker_goes_on() {
     )
     .await
     .unwrap();
-    let s = worker(&server, &ns, &probe).await;
+    let s = worker(&server.url(), &ns, &probe).await;
     s.enqueue(probe_job("fine", "ok")).await.unwrap();
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
     assert_eq!(
@@ -166,7 +109,7 @@ async fn the_worker_resumes_after_redis_restarts_and_reloads_its_scripts() {
     let mut server = RedisServer::start();
     let probe = Probe::default();
     let ns = namespace("restart");
-    let s = worker(&server, &ns, &probe).await;
+    let s = worker(&server.url(), &ns, &probe).await;
     s.enqueue(probe_job("before", "x")).await.unwrap();
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
     server.restart(); // no persistence: scripts and data are gone
