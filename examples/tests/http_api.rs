@@ -39,6 +39,22 @@ async fn app(name: &str) -> App {
     }
 }
 
+impl App {
+    /// The status the API reports for a job.
+    async fn status(&self, job_id: &str) -> String {
+        let body: serde_json::Value = self
+            .http
+            .get(format!("{}/notification/jobs/{job_id}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["status"].as_str().unwrap_or_default().to_string()
+    }
+}
+
 #[tokio::test]
 async fn the_test_endpoint_refuses_non_admins_and_queues_nothing() {
     let app = app("auth").await;
@@ -128,39 +144,12 @@ async fn a_deferred_notification_is_delivered_once_and_a_cancelled_one_never() {
         .await
         .unwrap();
     assert_eq!(cancel["outcome"], "removed");
-    let status: serde_json::Value = app
-        .http
-        .get(format!("{}/notification/jobs/kept", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status["status"], "deferred");
+    assert_eq!(app.status("kept").await, "deferred");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.manager.deliveries_of("kept").len(), 1);
     assert!(app.manager.deliveries_of("dropped").is_empty());
-    let status: serde_json::Value = app
-        .http
-        .get(format!("{}/notification/jobs/kept", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status["status"], "completed");
-    let status: serde_json::Value = app
-        .http
-        .get(format!("{}/notification/jobs/dropped", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status["status"], "cancelled");
+    assert_eq!(app.status("kept").await, "completed");
+    assert_eq!(app.status("dropped").await, "cancelled");
 }
 
 #[tokio::test]

@@ -144,124 +144,135 @@ impl Timeline {
     }
 }
 
+/// The example's API, as a client sees it.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+impl Api {
+    async fn test_notification(&self, token: &str) -> DemoResult<reqwest::Response> {
+        Ok(self
+            .http
+            .post(format!("{}/notification/test/send/future", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?)
+    }
+
+    async fn defer(&self, job_id: &str, title: &str, in_ms: i64) -> DemoResult<Planned> {
+        let body = FutureNotification {
+            job_id: job_id.into(),
+            user_ids: vec!["ada".into(), "bob".into()],
+            message: Message {
+                title: title.into(),
+                content: "…".into(),
+                action_module: "demo".into(),
+            },
+            at: Utc::now() + TimeDelta::milliseconds(in_ms),
+        };
+        let response = self
+            .http
+            .post(format!("{}/notification/send/future", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        Ok(response.error_for_status()?.json().await?)
+    }
+
+    async fn cancel(&self, job_id: &str) -> DemoResult<String> {
+        let response = self
+            .http
+            .delete(format!("{}/notification/jobs/{job_id}", self.base))
+            .send()
+            .await?;
+        let body: serde_json::Value = response.error_for_status()?.json().await?;
+        Ok(body["outcome"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn status(&self, job_id: &str) -> DemoResult<String> {
+        let response = self
+            .http
+            .get(format!("{}/notification/jobs/{job_id}", self.base))
+            .send()
+            .await?;
+        let body: serde_json::Value = response.error_for_status()?.json().await?;
+        Ok(body["status"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+fn planned_line(job: &str, planned: &Planned) -> String {
+    format!(
+        "{job}: {} for {}",
+        planned.outcome,
+        planned.run_at.format("%H:%M:%S%.3f")
+    )
+}
+
 /// The scripted tour: every step is checked; any surprise fails the demo.
-async fn demo(
-    base: &str,
-    token: &str,
-    manager: &NotificationManager,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let http = reqwest::Client::new();
+async fn demo(base: &str, token: &str, manager: &NotificationManager) -> DemoResult<()> {
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: base.to_string(),
+        token: token.to_string(),
+    };
     let mut timeline = Timeline {
         start: Utc::now(),
         lines: Vec::new(),
     };
     let mut problems: Vec<String> = Vec::new();
+    let mut expect = |what: &str, got: &str, want: &str| {
+        if got != want {
+            problems.push(format!("{what}: got {got}, expected {want}"));
+        }
+    };
 
     // 1. A wrong token is refused and queues nothing.
-    let refused = http
-        .post(format!("{base}/notification/test/send/future"))
-        .bearer_auth("not-the-admin")
-        .send()
-        .await?;
+    let refused = api.test_notification("not-the-admin").await?.status();
     timeline.note(format!(
         "test notification with a wrong token: HTTP {}",
-        refused.status().as_u16()
+        refused.as_u16()
     ));
-    if refused.status() != reqwest::StatusCode::FORBIDDEN {
-        problems.push(format!("wrong token got {}", refused.status()));
-    }
+    expect("wrong token", refused.as_str(), "403");
 
     // 2. The admin's test notification, 2 s ahead; called twice: re-planned, not duplicated.
-    for call in 1..=2 {
-        let planned: Planned = http
-            .post(format!("{base}/notification/test/send/future"))
-            .bearer_auth(token)
-            .send()
+    for (call, want) in [(1, "enqueued"), (2, "replaced")] {
+        let planned: Planned = api
+            .test_notification(&api.token)
             .await?
             .error_for_status()?
             .json()
             .await?;
-        timeline.note(format!(
-            "test notification call {call}: {} for {}",
-            planned.outcome,
-            planned.run_at.format("%H:%M:%S%.3f")
+        timeline.note(planned_line(
+            &format!("test notification call {call}"),
+            &planned,
         ));
-        let expected = if call == 1 { "enqueued" } else { "replaced" };
-        if planned.outcome != expected {
-            problems.push(format!(
-                "call {call} of the test endpoint was {}, expected {expected}",
-                planned.outcome
-            ));
-        }
+        expect(
+            &format!("test endpoint call {call}"),
+            &planned.outcome,
+            want,
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    // 3. A notification planned for 1.5 s ahead, cancelled before it fires.
-    let defer = |job_id: &str, title: &str, ms: i64| FutureNotification {
-        job_id: job_id.into(),
-        user_ids: vec!["ada".into(), "bob".into()],
-        message: Message {
-            title: title.into(),
-            content: "…".into(),
-            action_module: "demo".into(),
-        },
-        at: Utc::now() + TimeDelta::milliseconds(ms),
-    };
-    let planned: Planned = http
-        .post(format!("{base}/notification/send/future"))
-        .json(&defer("reminder-cancelled", "Cancelled reminder", 1500))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+    // 3. A notification planned 1.5 s ahead, cancelled before it fires.
+    let planned = api
+        .defer("reminder-cancelled", "Cancelled reminder", 1500)
         .await?;
-    timeline.note(format!(
-        "reminder-cancelled: {} for {}",
-        planned.outcome,
-        planned.run_at.format("%H:%M:%S%.3f")
-    ));
-    let cancelled: serde_json::Value = http
-        .delete(format!("{base}/notification/jobs/reminder-cancelled"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    timeline.note(format!(
-        "reminder-cancelled: cancel → {}",
-        cancelled["outcome"]
-    ));
-    if cancelled["outcome"] != "removed" {
-        problems.push(format!("cancel answered {}", cancelled["outcome"]));
-    }
+    timeline.note(planned_line("reminder-cancelled", &planned));
+    let cancelled = api.cancel("reminder-cancelled").await?;
+    timeline.note(format!("reminder-cancelled: cancel → {cancelled}"));
+    expect("cancel", &cancelled, "removed");
 
     // 4. One more, and its status while deferred.
-    let planned: Planned = http
-        .post(format!("{base}/notification/send/future"))
-        .json(&defer("reminder-kept", "Kept reminder", 2500))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    timeline.note(format!(
-        "reminder-kept: {} for {}",
-        planned.outcome,
-        planned.run_at.format("%H:%M:%S%.3f")
-    ));
-    let status: serde_json::Value = http
-        .get(format!("{base}/notification/jobs/reminder-kept"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    timeline.note(format!("reminder-kept: status {}", status["status"]));
-    if status["status"] != "deferred" {
-        problems.push(format!(
-            "reminder-kept was {} before its time",
-            status["status"]
-        ));
-    }
+    let planned = api.defer("reminder-kept", "Kept reminder", 2500).await?;
+    timeline.note(planned_line("reminder-kept", &planned));
+    let status = api.status("reminder-kept").await?;
+    timeline.note(format!("reminder-kept: status {status}"));
+    expect("reminder-kept before its time", &status, "deferred");
 
     // 5. Wait for the deliveries, then check everything.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -272,28 +283,21 @@ async fn demo(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await; // anything extra would show up by now
-    let status: serde_json::Value = http
-        .get(format!("{base}/notification/jobs/reminder-kept"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    timeline.note(format!("reminder-kept: status {}", status["status"]));
-    if status["status"] != "completed" {
-        problems.push(format!("reminder-kept ended {}", status["status"]));
-    }
-    let test_deliveries = manager.deliveries_of(TEST_JOB_ID).len();
-    if test_deliveries != 1 {
-        problems.push(format!(
-            "the test notification was delivered {test_deliveries} times, expected once"
-        ));
-    }
-    if !manager.deliveries_of("reminder-cancelled").is_empty() {
-        problems.push("the cancelled reminder was delivered".into());
-    }
-    if manager.deliveries_of("reminder-kept").len() != 2 {
-        problems.push("reminder-kept did not reach both users".into());
-    }
+    let status = api.status("reminder-kept").await?;
+    timeline.note(format!("reminder-kept: status {status}"));
+    expect("reminder-kept at the end", &status, "completed");
+    let count = |job: &str| manager.deliveries_of(job).len().to_string();
+    expect(
+        "deliveries of the test notification",
+        &count(TEST_JOB_ID),
+        "1",
+    );
+    expect(
+        "deliveries of the cancelled reminder",
+        &count("reminder-cancelled"),
+        "0",
+    );
+    expect("deliveries of reminder-kept", &count("reminder-kept"), "2");
     for d in manager.deliveries() {
         if d.delivered_at < d.planned_at {
             problems.push(format!("{} was delivered before its time", d.job_id));
