@@ -117,7 +117,7 @@ async fn bench_job(
     let end = now_ms();
     stats.last_end.fetch_max(end.to_bits(), Ordering::Relaxed);
     let n = stats.count.fetch_add(1, Ordering::Relaxed) + 1;
-    if n % PROGRESS_EVERY == 0 {
+    if n.is_multiple_of(PROGRESS_EVERY) {
         emit(stats.event("progress", n));
     }
     if stats.expect > 0 && n >= stats.expect && !stats.done.swap(true, Ordering::Relaxed) {
