@@ -385,7 +385,7 @@ fn info() {
     emit(json!({
         "system": "scheduler",
         "version": env!("V_SCHEDULER"),
-        "runtime": format!("Rust, tokio {} multi-thread runtime, release build", env!("V_TOKIO")),
+        "runtime": format!("Rust, tokio {} (worker: multi-thread runtime; client subcommands: current-thread runtime), release build", env!("V_TOKIO")),
         "client_lib": format!("fred {}", env!("V_FRED")),
         "supports": {"bulk": true, "cancel": true, "dedup": true},
         "default_concurrency": WorkerConfig::default().concurrency.to_string(),
@@ -399,9 +399,31 @@ fn info() {
     }));
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let a = Args::parse(std::env::args().skip(1));
+    // The worker gets tokio's default multi-thread runtime, as an application
+    // would run it. The client subcommands are one sequential caller: on a
+    // current-thread runtime the connection task and the caller share a thread,
+    // so no cross-thread wake-up per command.
+    let runtime = if a.cmd == "worker" || a.cmd == "memory-baseline" {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(a)),
+        Err(e) => {
+            eprintln!("scheduler-bench: cannot start the tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(a: Args) {
     let result = match a.cmd.as_str() {
         "info" => {
             info();
