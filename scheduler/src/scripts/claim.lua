@@ -19,40 +19,55 @@ end
 local jobs = {}
 if max_jobs > 0 then
   local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now, 'WITHSCORES', 'LIMIT', 0, max_jobs)
-  for i = 1, #due, 2 do
-    local id, run_at = due[i], tonumber(due[i + 1])
-    local blob = redis.call('HGET', K_PENDING, id)
-    if not blob then
-      redis.call('ZREM', K_DUE, id)
-      local reason = 'the job record is missing (index entry without a job)'
-      dead_letter(id, nil, nil, reason, now, cap)
-      jobs[#jobs + 1] = {id, '', reason}
-    else
-      local rec, why = decode(blob)
-      if not rec then
+  if #due > 0 then
+    -- One read of each hash for the whole batch, one write of each for the jobs
+    -- claimed (the ids are distinct, so batching changes no outcome).
+    local ids = {}
+    for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
+    local blobs = call_many('HMGET', K_PENDING, ids)
+    local running = call_many('HMGET', K_ACTIVE, ids)
+    local claimed, active_args, lease_args = {}, {}, {}
+    for j, id in ipairs(ids) do
+      local run_at, blob = tonumber(due[2 * j]), blobs[j]
+      if not blob then
         redis.call('ZREM', K_DUE, id)
-        redis.call('HDEL', K_PENDING, id)
-        dead_letter(id, blob, nil, why, now, cap)
-        record_result(id, nil, 'failed', '', why, now, keep_ms)
-        jobs[#jobs + 1] = {id, '', why}
-      elseif redis.call('HEXISTS', K_ACTIVE, id) == 1 then
-        -- The previous run of this id is still going: start after it.
-        rec[13] = rec[13] or run_at
-        redis.call('HSET', K_PENDING, id, encode(rec))
-        redis.call('ZADD', K_DUE, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
+        local reason = 'the job record is missing (index entry without a job)'
+        dead_letter(id, nil, nil, reason, now, cap)
+        jobs[#jobs + 1] = {id, '', reason}
       else
-        redis.call('ZREM', K_DUE, id)
-        redis.call('HDEL', K_PENDING, id)
-        rec[4] = rec[4] + 1
-        rec[9] = run_at
-        rec[10] = now
-        rec[11] = worker
-        rec[12] = false
-        rec[13] = false
-        redis.call('HSET', K_ACTIVE, id, encode(rec))
-        redis.call('ZADD', K_LEASES, now + lease_ms, id)
-        jobs[#jobs + 1] = {id, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], run_at}
+        local rec, why = decode(blob)
+        if not rec then
+          redis.call('ZREM', K_DUE, id)
+          redis.call('HDEL', K_PENDING, id)
+          dead_letter(id, blob, nil, why, now, cap)
+          record_result(id, nil, 'failed', '', why, now, keep_ms)
+          jobs[#jobs + 1] = {id, '', why}
+        elseif running[j] then
+          -- The previous run of this id is still going: start after it.
+          rec[13] = rec[13] or run_at
+          redis.call('HSET', K_PENDING, id, encode(rec))
+          redis.call('ZADD', K_DUE, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
+        else
+          rec[4] = rec[4] + 1
+          rec[9] = run_at
+          rec[10] = now
+          rec[11] = worker
+          rec[12] = false
+          rec[13] = false
+          claimed[#claimed + 1] = id
+          active_args[#active_args + 1] = id
+          active_args[#active_args + 1] = encode(rec)
+          lease_args[#lease_args + 1] = now + lease_ms
+          lease_args[#lease_args + 1] = id
+          jobs[#jobs + 1] = {id, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], run_at}
+        end
       end
+    end
+    if #claimed > 0 then
+      call_many('ZREM', K_DUE, claimed)
+      call_many('HDEL', K_PENDING, claimed)
+      call_many('HSET', K_ACTIVE, active_args)
+      call_many('ZADD', K_LEASES, lease_args)
     end
   end
 end

@@ -44,6 +44,20 @@ local function encode(rec)
   return cmsgpack.pack(rec)
 end
 
+-- redis.call(cmd, key, args...) in chunks of at most 1000 arguments (Lua's
+-- unpack is limited to ~8000 values); chunks stay even, so pairs are never split.
+-- Returns the replies concatenated (for HMGET).
+local function call_many(cmd, key, args)
+  local out = {}
+  for first = 1, #args, 1000 do
+    local reply = redis.call(cmd, key, unpack(args, first, math.min(first + 999, #args)))
+    if type(reply) == 'table' then
+      for _, v in ipairs(reply) do out[#out + 1] = v end
+    end
+  end
+  return out
+end
+
 local function opt(v)
   if v == false or v == nil then return '' end
   return v
@@ -66,13 +80,17 @@ local function live_result(id, now)
   return redis.call('HGET', K_RESULTS, id)
 end
 
+-- The outcome record of a job (msgpack).
+local function result_blob(rec, state, result, err, now)
+  return cmsgpack.pack({rec and rec[3] or 0, state, result or '', err or '', rec and rec[1] or '',
+    rec and rec[4] or 0, rec and rec[6] or 0, rec and opt(rec[10]) or '', now, rec and opt(rec[9]) or '',
+    rec and rec[5] or 0})
+end
+
 -- Records how a job ended, kept for keep_ms (0: not kept).
 local function record_result(id, rec, state, result, err, now, keep_ms)
   if keep_ms > 0 then
-    local out = {rec and rec[3] or 0, state, result or '', err or '', rec and rec[1] or '',
-      rec and rec[4] or 0, rec and rec[6] or 0, rec and opt(rec[10]) or '', now, rec and opt(rec[9]) or '',
-      rec and rec[5] or 0}
-    redis.call('HSET', K_RESULTS, id, cmsgpack.pack(out))
+    redis.call('HSET', K_RESULTS, id, result_blob(rec, state, result, err, now))
     redis.call('ZADD', K_RESULTS_EXP, now + keep_ms, id)
   else
     redis.call('HDEL', K_RESULTS, id)

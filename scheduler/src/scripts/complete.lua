@@ -12,13 +12,38 @@ local earliest = nil
 local function due_at(t)
   if t and (earliest == nil or t < earliest) then earliest = t end
 end
+
+-- The running records of the whole batch in one read. Only when every id is
+-- distinct: then each entry touches its own job alone, and the successes can
+-- be written together at the end (same writes, fewer calls).
+local ids, seen, distinct = {}, {}, true
+for i = 4, #ARGV, 6 do
+  local id = ARGV[i]
+  if seen[id] then distinct = false end
+  seen[id] = true
+  ids[#ids + 1] = id
+end
+local prefetched = distinct and #ids > 0 and call_many('HMGET', K_ACTIVE, ids) or nil
+local ok_ids, ok_active, ok_leases, ok_results, ok_exp = {}, {}, {}, {}, {}
+
 for i = 4, #ARGV, 6 do
   local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local outcome, text, delay = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
-  local blob = redis.call('HGET', K_ACTIVE, id)
+  local blob
+  if prefetched then blob = prefetched[(i - 4) / 6 + 1] else blob = redis.call('HGET', K_ACTIVE, id) end
   local rec = blob and decode(blob)
   if not rec or rec[3] ~= gen or rec[4] ~= attempt then
     out[#out + 1] = 'stale'
+  elseif outcome == 'ok' and prefetched then
+    -- finish_active, batched below
+    ok_ids[#ok_ids + 1] = id
+    if keep_ms > 0 then
+      ok_results[#ok_results + 1] = id
+      ok_results[#ok_results + 1] = result_blob(rec, 'completed', text, '', now)
+      ok_exp[#ok_exp + 1] = now + keep_ms
+      ok_exp[#ok_exp + 1] = id
+    end
+    out[#out + 1] = 'completed'
   elseif outcome == 'ok' then
     due_at(finish_active(id, rec, 'completed', text, '', now, keep_ms))
     out[#out + 1] = 'completed'
@@ -50,6 +75,25 @@ for i = 4, #ARGV, 6 do
     dead_letter(id, nil, rec, reason, now, cap)
     due_at(finish_active(id, rec, 'failed', '', reason, now, keep_ms))
     out[#out + 1] = 'failed'
+  end
+end
+
+if #ok_ids > 0 then
+  call_many('HDEL', K_ACTIVE, ok_ids)
+  call_many('ZREM', K_LEASES, ok_ids)
+  if keep_ms > 0 then
+    call_many('HSET', K_RESULTS, ok_results)
+    call_many('ZADD', K_RESULTS_EXP, ok_exp)
+  else
+    call_many('HDEL', K_RESULTS, ok_ids)
+    call_many('ZREM', K_RESULTS_EXP, ok_ids)
+  end
+  -- As much sweeping as one record_result per job would do.
+  sweep_results(now, 20 * #ok_ids)
+  -- unblock_pending for each: a replacement waiting for its run to end.
+  local pending = call_many('HMGET', K_PENDING, ok_ids)
+  for j, id in ipairs(ok_ids) do
+    if pending[j] then due_at(unblock_pending(id, now)) end
   end
 end
 if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
