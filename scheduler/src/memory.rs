@@ -17,6 +17,9 @@ use crate::error::Error;
 use crate::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
 use crate::reply::time;
 
+/// Expired outcomes one claim drops at most (`SWEEP` in claim.lua).
+const SWEEP: usize = 2000;
+
 /// A sorted set: the `ZSET` of the Redis layout (score, then id).
 #[derive(Debug, Default)]
 struct ScoreSet {
@@ -353,7 +356,7 @@ impl MemoryBackend {
         let now = tx.now;
         let lease_ms = lease.as_millis() as i64;
         // As claim.lua: an idle worker's claims drain expired outcomes.
-        tx.sweep_results_up_to(500);
+        let swept = tx.sweep_results_up_to(SWEEP);
         for (id, _) in tx.s.leases.up_to(now, 100) {
             tx.expire_lease(&id);
         }
@@ -405,6 +408,10 @@ impl MemoryBackend {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if swept == SWEEP {
+            // More expired outcomes than one sweep takes: come back at once.
+            claim.next_wake_ms = Some(now);
+        }
         self.commit(tx);
         claim
     }
@@ -742,11 +749,13 @@ impl Tx<'_> {
     }
 
     /// Mirrors `sweep_results(now, limit)` of common.lua.
-    fn sweep_results_up_to(&mut self, limit: usize) {
-        for (id, _) in self.s.results_exp.up_to(self.now, limit) {
-            self.s.results.remove(&id);
-            self.s.results_exp.remove(&id);
+    fn sweep_results_up_to(&mut self, limit: usize) -> usize {
+        let expired = self.s.results_exp.up_to(self.now, limit);
+        for (id, _) in &expired {
+            self.s.results.remove(id);
+            self.s.results_exp.remove(id);
         }
+        expired.len()
     }
 
     fn record_result(

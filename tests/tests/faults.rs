@@ -374,7 +374,14 @@ async fn keys_and_memory_return_to_baseline_after_retention() {
     // Retention (1 s) passes; the idle worker's claims sweep what is left.
     let settled = wait_until(Duration::from_secs(15), || dbsize(&server) <= base_keys + 3).await;
     let keys = dbsize(&server);
-    assert!(settled, "{keys} keys remain (baseline {base_keys})");
+    let names = server
+        .cli(&["KEYS", "*"])
+        .unwrap_or_default()
+        .replace('\n', " ");
+    assert!(
+        settled,
+        "{keys} keys remain (baseline {base_keys}): {names}"
+    );
     let dead_len: u64 = server
         .cli(&["HLEN", &format!("{{{ns}}}:dead")])
         .unwrap()

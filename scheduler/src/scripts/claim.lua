@@ -9,7 +9,8 @@ local now = now_ms()
 
 -- Finishing a job sweeps a few expired outcomes; once the queue is idle only
 -- claims run, so they sweep too (else the last outcomes would stay forever).
-sweep_results(now, 500)
+local SWEEP = 2000
+local swept = sweep_results(now, SWEEP)
 
 local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
@@ -80,4 +81,6 @@ if lease_head[2] ~= nil then
   local l = tonumber(lease_head[2])
   if next_wake < 0 or l < next_wake then next_wake = l end
 end
+-- More expired outcomes than one sweep takes: come back at once.
+if swept == SWEEP then next_wake = now end
 return {now, next_wake, jobs}
