@@ -52,6 +52,26 @@ pub(crate) struct ClaimedJob {
     pub(crate) run_at_ms: i64,
 }
 
+/// Identifies a claim call, so that a claim whose reply was lost can be sent
+/// again and get its jobs back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClaimTicket {
+    /// This claim's id (the same when a failed call is retried).
+    pub(crate) nonce: String,
+    /// The previous claim whose reply arrived: its log entry can go.
+    pub(crate) ack: Option<String>,
+}
+
+impl ClaimTicket {
+    /// A fresh ticket that acknowledges `ack`.
+    pub(crate) fn new(ack: Option<String>) -> Self {
+        ClaimTicket {
+            nonce: format!("{:016x}", fastrand::u64(..)),
+            ack,
+        }
+    }
+}
+
 /// The reply of one claim.
 #[derive(Debug)]
 pub(crate) struct Claim {
@@ -123,12 +143,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>>;
 
-    /// Reaps expired leases, then claims up to `max` due jobs.
+    /// Reaps expired leases, then claims up to `max` due jobs. Idempotent per
+    /// `ticket.nonce`: a claim sent again (its reply lost) returns the same jobs.
     fn claim<'a>(
         &'a self,
         worker: &'a str,
         max: usize,
         lease: Duration,
+        ticket: &'a ClaimTicket,
     ) -> BoxFuture<'a, Result<Claim, Error>>;
 
     /// Records attempts' outcomes, fenced by (generation, attempt).

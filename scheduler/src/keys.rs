@@ -14,7 +14,7 @@ pub(crate) struct Keys {
 }
 
 /// Key suffixes in `KEYS` order.
-const SCRIPT_KEYS: [&str; 9] = [
+const SCRIPT_KEYS: [&str; 11] = [
     "due",
     "pending",
     "active",
@@ -24,6 +24,8 @@ const SCRIPT_KEYS: [&str; 9] = [
     "dead",
     "dead_order",
     "seq",
+    "claim_log",
+    "claim_exp",
 ];
 
 impl Keys {

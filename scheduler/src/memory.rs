@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimedJob, EnqueueReply, Finished, NewJob, Notice, RawPending,
-    Subscription,
+    Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, Notice,
+    RawPending, Subscription,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::SchedulerConfig;
@@ -906,6 +906,8 @@ impl Backend for MemoryBackend {
         worker: &'a str,
         max: usize,
         lease: Duration,
+        // In one process a reply cannot be lost: nothing to replay.
+        _ticket: &'a ClaimTicket,
     ) -> BoxFuture<'a, Result<Claim, Error>> {
         Box::pin(async move { Ok(self.claim_now(worker, max, lease)) })
     }

@@ -13,8 +13,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimedJob, EnqueueReply, Finished, NewJob, Notice, RawPending,
-    Subscription,
+    Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, Notice,
+    RawPending, Subscription,
 };
 use crate::config::SchedulerConfig;
 use crate::error::Error;
@@ -413,6 +413,7 @@ impl Backend for RedisBackend {
         worker: &'a str,
         max: usize,
         lease: Duration,
+        ticket: &'a ClaimTicket,
     ) -> BoxFuture<'a, Result<Claim, Error>> {
         Box::pin(async move {
             let args: Vec<Value> = vec![
@@ -421,6 +422,8 @@ impl Backend for RedisBackend {
                 Value::Integer(lease.as_millis() as i64),
                 Value::Integer(self.keep_ms()),
                 Value::Integer(i64::from(self.config.dead_letter_cap)),
+                ticket.nonce.as_str().into(),
+                ticket.ack.as_deref().unwrap_or("").into(),
             ];
             let reply = self.call(&self.scripts.claim, args).await?;
             let mut parts = reply::array(reply, "claim")?.into_iter();

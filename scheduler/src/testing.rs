@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ClaimTicket};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::{SchedulerConfig, WorkerConfig};
 use crate::error::Error;
@@ -190,7 +190,12 @@ impl TestScheduler {
     pub async fn run_pending(&self) -> Result<usize, Error> {
         let claim = self
             .backend
-            .claim("test", usize::MAX, Duration::from_secs(3600))
+            .claim(
+                "test",
+                usize::MAX,
+                Duration::from_secs(3600),
+                &ClaimTicket::default(),
+            )
             .await?;
         let mut ran = 0;
         for job in &claim.jobs {
@@ -239,7 +244,7 @@ impl TestScheduler {
         loop {
             let next = self
                 .backend
-                .claim("test", 0, Duration::ZERO)
+                .claim("test", 0, Duration::ZERO, &ClaimTicket::default())
                 .await?
                 .next_wake_ms;
             match next {

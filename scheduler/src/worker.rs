@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::backend::{Backend, ClaimedJob, Finished, Notice, Subscription};
+use crate::backend::{Backend, ClaimTicket, ClaimedJob, Finished, Notice, Subscription};
 use crate::clock::SystemClock;
 use crate::config::WorkerConfig;
 use crate::deps::Dependencies;
@@ -151,6 +151,9 @@ impl Worker {
 
     async fn claim_loop(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(50);
+        // A failed claim is retried with the same ticket, so that jobs it took
+        // before its reply was lost come back instead of waiting out a lease.
+        let mut ticket = ClaimTicket::new(None);
         loop {
             if self.stop_claiming.is_cancelled() {
                 return;
@@ -164,7 +167,7 @@ impl Worker {
             }
             let claim = self
                 .backend
-                .claim(&self.id, free.min(CLAIM_BATCH), self.config.lease)
+                .claim(&self.id, free.min(CLAIM_BATCH), self.config.lease, &ticket)
                 .await;
             let sleep_for = match claim {
                 Ok(claim) => {
@@ -174,6 +177,8 @@ impl Worker {
                         warn!(job_id = %id, reason = %reason, "unreadable job dead-lettered");
                     }
                     let claimed = claim.jobs.len();
+                    let answered = std::mem::take(&mut ticket.nonce);
+                    ticket = ClaimTicket::new((claimed > 0).then_some(answered));
                     for job in claim.jobs {
                         self.spawn_job(job);
                     }

@@ -507,3 +507,70 @@ async fn a_half_open_connection_is_detected_and_work_resumes() {
     assert_eq!(probe.runs_of("during").len(), 1);
     w.close().await;
 }
+
+/// A claim whose reply is lost (executed by Redis, answered after the client
+/// gave up) does not strand its jobs until their lease expires: the worker
+/// sends the claim again with the same ticket and gets the same jobs back.
+#[tokio::test]
+async fn a_claim_whose_reply_is_lost_gets_its_jobs_back() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("lost-claim");
+    let probe = Probe::default();
+    let lease = Duration::from_secs(10);
+    let w = Scheduler::builder(proxy.url())
+        .namespace(&ns)
+        .command_timeout(Duration::from_millis(400))
+        .register::<ProbeTask>()
+        .provide(probe.clone())
+        .worker(WorkerConfig {
+            lease,
+            heartbeat: Some(Duration::from_secs(3)),
+            max_idle: Duration::from_millis(100),
+            ..WorkerConfig::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let p = Scheduler::builder(server.url())
+        .namespace(&ns)
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    // Every reply now arrives after the worker's command timeout.
+    proxy.set_mode(Mode::Delay(Duration::from_millis(1200)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids: Vec<String> = (0..5).map(|i| format!("l{i}")).collect();
+    for id in &ids {
+        p.enqueue(job(id, ProbeArgs::new("x"))).await.unwrap();
+    }
+    // Redis runs the worker's claims; their replies are lost.
+    let taken = wait_until(Duration::from_secs(5), || {
+        server
+            .cli(&["HLEN", &format!("{{{ns}}}:active")])
+            .is_some_and(|n| n.trim() != "0")
+    })
+    .await;
+    assert!(taken, "no claim reached Redis through the delaying proxy");
+    proxy.set_mode(Mode::Pass);
+    let started = Instant::now();
+    // Well before the 10 s lease: the retried claim got the jobs back.
+    assert!(
+        probe.wait_finished(ids.len(), Duration::from_secs(6)).await,
+        "claimed jobs waited for their lease: {} of {} ran",
+        probe.finished(),
+        ids.len()
+    );
+    assert!(started.elapsed() < lease);
+    for id in &ids {
+        let runs = probe.runs_of(id);
+        assert_eq!(runs.len(), 1, "{id}");
+        assert_eq!(
+            runs[0].attempt, 1,
+            "{id}: an attempt was used up without a run"
+        );
+    }
+    w.close().await;
+    p.close().await;
+}

@@ -1,11 +1,28 @@
--- ARGV: worker id, max jobs, lease ms, keep_result ms, dead-letter cap
+-- ARGV: worker id, max jobs, lease ms, keep_result ms, dead-letter cap,
+--       claim nonce, nonce of the previous claim whose reply arrived ('' if none)
 -- Reaps expired leases, then claims up to max due jobs.
+-- Idempotent per nonce: the ids a claim took are logged under its nonce for a
+-- lease; a claim re-sent after a lost reply (reconnect, client timeout) with the
+-- same nonce gets the same jobs back instead of leaving them to expire.
 -- Returns {now, next_wake_ms_or_-1, jobs...} where each job is
 --   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at}
 -- and bad records found on the way are returned as {id, '', reason} after being dead-lettered.
 local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+local nonce, ack = ARGV[6], ARGV[7]
 local now = now_ms()
+
+-- The claim log: the previous reply arrived, and old entries are dropped.
+if ack ~= '' then
+  redis.call('HDEL', K_CLAIM_LOG, ack)
+  redis.call('ZREM', K_CLAIM_EXP, ack)
+end
+local stale_claims = redis.call('ZRANGEBYSCORE', K_CLAIM_EXP, '-inf', now, 'LIMIT', 0, 100)
+if #stale_claims > 0 then
+  call_many('HDEL', K_CLAIM_LOG, stale_claims)
+  call_many('ZREM', K_CLAIM_EXP, stale_claims)
+end
+local logged = redis.call('HGET', K_CLAIM_LOG, nonce)
 
 -- Finishing a job sweeps a few expired outcomes; once the queue is idle only
 -- claims run, so they sweep too (else the last outcomes would stay forever).
@@ -18,7 +35,18 @@ for _, id in ipairs(expired) do
 end
 
 local jobs = {}
-if max_jobs > 0 then
+if logged then
+  -- This claim already ran: return the jobs it took that are still ours.
+  local ids = {}
+  for id in string.gmatch(logged, '[^%z]+') do ids[#ids + 1] = id end
+  local running = call_many('HMGET', K_ACTIVE, ids)
+  for j, id in ipairs(ids) do
+    local rec = running[j] and decode(running[j])
+    if rec and rec[11] == worker then
+      jobs[#jobs + 1] = {id, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[9] or now}
+    end
+  end
+elseif max_jobs > 0 then
   local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now, 'WITHSCORES', 'LIMIT', 0, max_jobs)
   if #due > 0 then
     -- One read of each hash for the whole batch, one write of each for the jobs
@@ -69,6 +97,9 @@ if max_jobs > 0 then
       call_many('HDEL', K_PENDING, claimed)
       call_many('HSET', K_ACTIVE, active_args)
       call_many('ZADD', K_LEASES, lease_args)
+      -- Job ids never contain control characters: NUL separates them.
+      redis.call('HSET', K_CLAIM_LOG, nonce, table.concat(claimed, '\0'))
+      redis.call('ZADD', K_CLAIM_EXP, now + lease_ms, nonce)
     end
   end
 end

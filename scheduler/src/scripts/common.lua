@@ -9,12 +9,15 @@
 --   7 dead       HASH  id -> dead-letter record
 --   8 dead_order ZSET  id -> when it was dead-lettered (ms)
 --   9 seq        STRING generation counter
+--  10 claim_log  HASH  claim nonce -> ids it claimed (NUL-separated), for a lease
+--  11 claim_exp  ZSET  claim nonce -> when its log entry expires (ms)
 -- Job record fields (msgpack array):
 --   1 task, 2 payload, 3 generation, 4 attempts started, 5 max attempts,
 --   6 enqueued_ms, 7 nonce, 8 last error, 9 run_at of the current attempt,
 --   10 started_ms, 11 worker, 12 cancel requested (1), 13 blocked run_at
 local K_DUE, K_PENDING, K_ACTIVE, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_CLAIM_LOG, K_CLAIM_EXP = KEYS[10], KEYS[11]
 
 local function now_ms()
   local t = redis.call('TIME')
