@@ -12,7 +12,9 @@
 //! `memory://` and on Redis, to show what the backend costs.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod abort;
 mod args;
+mod scale;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -435,6 +437,8 @@ async fn run(a: Args) {
         "enqueue-dup" => enqueue_dup(&a).await,
         "enqueue-cancel" => enqueue_cancel(&a).await,
         "memory-baseline" => memory_baseline(&a).await,
+        "abort-latency" => abort::abort_latency(&a).await,
+        "scale" => scale::scale(&a).await,
         other => {
             eprintln!("unknown subcommand {other:?}; see the crate docs");
             std::process::exit(2);
