@@ -81,7 +81,9 @@ pub(crate) async fn abort_latency(a: &Args) -> Result<(), Error> {
         let t0 = Instant::now();
         let outcome = held_job::cancel(&scheduler, &id).await?;
         if !matches!(outcome, CancelOutcome::AbortSignalled { .. }) {
-            return Err(Error::Config(format!("unexpected cancel outcome {outcome:?}")));
+            return Err(Error::Config(format!(
+                "unexpected cancel outcome {outcome:?}"
+            )));
         }
         let dropped = loop {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {

@@ -117,9 +117,13 @@ pub(crate) async fn scale(a: &Args) -> Result<(), Error> {
         }
         let elapsed = t0.elapsed().as_secs_f64();
         let redis_cpu = cpu_seconds(redis_pid) - redis_cpu0;
-        let workers_cpu: f64 = children.iter().map(|c| cpu_seconds(c.id())).sum::<f64>() - workers_cpu0;
+        let workers_cpu: f64 =
+            children.iter().map(|c| cpu_seconds(c.id())).sum::<f64>() - workers_cpu0;
         for child in &mut children {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.wait();
         }
         let row = json!({

@@ -58,16 +58,16 @@ pub(crate) struct ClaimedJob {
 pub(crate) struct ClaimTicket {
     /// This claim's id (the same when a failed call is retried).
     pub(crate) nonce: String,
-    /// The previous claim whose reply arrived: its log entry can go.
-    pub(crate) ack: Option<String>,
+    /// Whether this call retries a claim that got no reply.
+    pub(crate) retry: bool,
 }
 
 impl ClaimTicket {
-    /// A fresh ticket that acknowledges `ack`.
-    pub(crate) fn new(ack: Option<String>) -> Self {
+    /// A fresh ticket.
+    pub(crate) fn new() -> Self {
         ClaimTicket {
             nonce: format!("{:016x}", fastrand::u64(..)),
-            ack,
+            retry: false,
         }
     }
 }

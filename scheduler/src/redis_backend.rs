@@ -423,7 +423,7 @@ impl Backend for RedisBackend {
                 Value::Integer(self.keep_ms()),
                 Value::Integer(i64::from(self.config.dead_letter_cap)),
                 ticket.nonce.as_str().into(),
-                ticket.ack.as_deref().unwrap_or("").into(),
+                if ticket.retry { "1" } else { "" }.into(),
             ];
             let reply = self.call(&self.scripts.claim, args).await?;
             let mut parts = reply::array(reply, "claim")?.into_iter();

@@ -153,7 +153,7 @@ impl Worker {
         let mut backoff = Duration::from_millis(50);
         // A failed claim is retried with the same ticket, so that jobs it took
         // before its reply was lost come back instead of waiting out a lease.
-        let mut ticket = ClaimTicket::new(None);
+        let mut ticket = ClaimTicket::new();
         loop {
             if self.stop_claiming.is_cancelled() {
                 return;
@@ -177,8 +177,7 @@ impl Worker {
                         warn!(job_id = %id, reason = %reason, "unreadable job dead-lettered");
                     }
                     let claimed = claim.jobs.len();
-                    let answered = std::mem::take(&mut ticket.nonce);
-                    ticket = ClaimTicket::new((claimed > 0).then_some(answered));
+                    ticket = ClaimTicket::new();
                     for job in claim.jobs {
                         self.spawn_job(job);
                     }
@@ -194,6 +193,8 @@ impl Worker {
                 Err(e) => {
                     self.health.degraded(&e.to_string());
                     warn!(error = %e, "claiming failed; retrying");
+                    // The claim may have run with its reply lost: ask for its jobs.
+                    ticket.retry = true;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     backoff
                 }

@@ -1,28 +1,36 @@
 -- ARGV: worker id, max jobs, lease ms, keep_result ms, dead-letter cap,
---       claim nonce, nonce of the previous claim whose reply arrived ('' if none)
+--       claim nonce, '1' when this call retries a claim whose reply was lost
 -- Reaps expired leases, then claims up to max due jobs.
--- Idempotent per nonce: the ids a claim took are logged under its nonce for a
--- lease; a claim re-sent after a lost reply (reconnect, client timeout) with the
--- same nonce gets the same jobs back instead of leaving them to expire.
+-- Idempotent per nonce: each worker's last claim (nonce and ids) is logged
+-- under the worker's id for a lease; a claim retried after a lost reply
+-- (reconnect, client timeout) with the same nonce gets the same jobs back
+-- instead of leaving them to wait out their lease.
 -- Returns {now, next_wake_ms_or_-1, jobs...} where each job is
 --   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at}
 -- and bad records found on the way are returned as {id, '', reason} after being dead-lettered.
 local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
-local nonce, ack = ARGV[6], ARGV[7]
+local nonce, retry = ARGV[6], ARGV[7] == '1'
 local now = now_ms()
 
--- The claim log: the previous reply arrived, and old entries are dropped.
-if ack ~= '' then
-  redis.call('HDEL', K_CLAIM_LOG, ack)
-  redis.call('ZREM', K_CLAIM_EXP, ack)
-end
-local stale_claims = redis.call('ZRANGEBYSCORE', K_CLAIM_EXP, '-inf', now, 'LIMIT', 0, 100)
+-- Log entries of workers that stopped claiming a lease ago are dropped.
+local stale_claims = redis.call('ZRANGEBYSCORE', K_CLAIM_EXP, '-inf', now, 'LIMIT', 0, 20)
 if #stale_claims > 0 then
   call_many('HDEL', K_CLAIM_LOG, stale_claims)
   call_many('ZREM', K_CLAIM_EXP, stale_claims)
 end
-local logged = redis.call('HGET', K_CLAIM_LOG, nonce)
+local replay = nil
+if retry then
+  local logged = redis.call('HGET', K_CLAIM_LOG, worker)
+  if logged then
+    local parts = {}
+    for part in string.gmatch(logged, '[^%z]+') do parts[#parts + 1] = part end
+    if parts[1] == nonce then
+      table.remove(parts, 1)
+      replay = parts
+    end
+  end
+end
 
 -- Finishing a job sweeps a few expired outcomes; once the queue is idle only
 -- claims run, so they sweep too (else the last outcomes would stay forever).
@@ -35,10 +43,9 @@ for _, id in ipairs(expired) do
 end
 
 local jobs = {}
-if logged then
+if replay then
   -- This claim already ran: return the jobs it took that are still ours.
-  local ids = {}
-  for id in string.gmatch(logged, '[^%z]+') do ids[#ids + 1] = id end
+  local ids = replay
   local running = call_many('HMGET', K_ACTIVE, ids)
   for j, id in ipairs(ids) do
     local rec = running[j] and decode(running[j])
@@ -97,9 +104,9 @@ elseif max_jobs > 0 then
       call_many('HDEL', K_PENDING, claimed)
       call_many('HSET', K_ACTIVE, active_args)
       call_many('ZADD', K_LEASES, lease_args)
-      -- Job ids never contain control characters: NUL separates them.
-      redis.call('HSET', K_CLAIM_LOG, nonce, table.concat(claimed, '\0'))
-      redis.call('ZADD', K_CLAIM_EXP, now + lease_ms, nonce)
+      -- Nonces and job ids never contain control characters: NUL separates them.
+      redis.call('HSET', K_CLAIM_LOG, worker, nonce .. '\0' .. table.concat(claimed, '\0'))
+      redis.call('ZADD', K_CLAIM_EXP, now + lease_ms, worker)
     end
   end
 end

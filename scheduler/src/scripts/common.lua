@@ -9,8 +9,8 @@
 --   7 dead       HASH  id -> dead-letter record
 --   8 dead_order ZSET  id -> when it was dead-lettered (ms)
 --   9 seq        STRING generation counter
---  10 claim_log  HASH  claim nonce -> ids it claimed (NUL-separated), for a lease
---  11 claim_exp  ZSET  claim nonce -> when its log entry expires (ms)
+--  10 claim_log  HASH  worker id -> its last claim's nonce and ids (NUL-separated)
+--  11 claim_exp  ZSET  worker id -> when that log entry expires (ms)
 -- Job record fields (msgpack array):
 --   1 task, 2 payload, 3 generation, 4 attempts started, 5 max attempts,
 --   6 enqueued_ms, 7 nonce, 8 last error, 9 run_at of the current attempt,
