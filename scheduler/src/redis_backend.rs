@@ -368,7 +368,7 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
-            let mut args: Vec<Value> = Vec::with_capacity(4 + jobs.len() * 7);
+            let mut args: Vec<Value> = Vec::with_capacity(4 + jobs.len() * 8);
             args.push(mode.into());
             args.push(if_running.into());
             args.push(self.keys.wake_channel.as_str().into());
@@ -381,6 +381,14 @@ impl Backend for RedisBackend {
                 args.push(job.when.0.into());
                 args.push(Value::Integer(job.when.1));
                 args.push(job.nonce.as_str().into());
+                args.push(
+                    if job.unique_until_result_expires {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .into(),
+                );
             }
             let reply = self.call(&self.scripts.enqueue, args).await?;
             self.replicate().await?;

@@ -1,7 +1,10 @@
 -- ARGV: mode ('enqueue' | 'replace'), if_running ('abort' | 'after' | 'keep'), wake channel,
---       abort channel, then 7 values per job:
---       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce
+--       abort channel, then 8 values per job:
+--       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce,
+--       unique until the result expires ('1' | '0')
 -- Returns one array per job: {code, generation, run_at, extra}
+-- ('finished' in 'enqueue' mode with the unique flag: {code, generation of the
+-- finished job, when it finished, its state}).
 --
 -- In 'enqueue' mode with distinct ids (every bulk enqueue), the hashes are read
 -- once for the batch (one HMGET of pending, one of active) and the new jobs are
@@ -10,7 +13,7 @@
 -- the batch reads what another one writes: same replies, same final state as
 -- the per-job path, which 'replace' and batches with a repeated id keep.
 local mode, if_running, wake_channel, abort_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local STRIDE = 7
+local STRIDE = 8
 local now = now_ms()
 local out = {}
 local earliest = nil
@@ -99,6 +102,7 @@ for j = 1, #ids do
   local run_at
   run_at, run_at_text = run_at_of(ARGV[i + 4], ARGV[i + 5])
   local nonce = ARGV[i + 6]
+  local unique = ARGV[i + 7] == '1'
   local pending_blob, active_blob
   if batched then
     pending_blob, active_blob = pending_blobs[j], active_blobs[j]
@@ -135,7 +139,20 @@ for j = 1, #ids do
     elseif active then
       out[#out + 1] = {'duplicate', active[3], active[9] or now, 'running'}
     else
-      create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
+      -- Asked to keep the id taken while a finished outcome is kept: report it.
+      local finished = nil
+      if unique then
+        local blob = live_result(id, now)
+        if blob then
+          local ok, res = pcall(cmsgpack.unpack, blob)
+          if ok and type(res) == 'table' and type(res[2]) == 'string' then finished = res end
+        end
+      end
+      if finished then
+        out[#out + 1] = {'finished', tonumber(finished[1]) or 0, tonumber(finished[9]) or now, finished[2]}
+      else
+        create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
+      end
     end
   else
     if pending then
