@@ -392,23 +392,24 @@ impl Backend for RedisBackend {
             }
             let reply = self.call(&self.scripts.enqueue, args).await?;
             self.replicate().await?;
-            let replies = reply::array(reply, "enqueue")?
-                .into_iter()
-                .map(|entry| {
-                    let mut fields = reply::array(entry, "enqueue entry")?.into_iter();
-                    let code = fields.next().ok_or_else(|| corrupt("enqueue code"))?;
-                    let generation = fields.next().ok_or_else(|| corrupt("enqueue generation"))?;
-                    let run_at = fields.next().ok_or_else(|| corrupt("enqueue run_at"))?;
-                    let extra = fields.next().unwrap_or(Value::Null);
-                    Ok(EnqueueReply {
-                        code: reply::string(&code),
-                        generation: reply::int(&generation, "generation")? as u64,
-                        run_at_ms: reply::int(&run_at, "run_at")?,
-                        state: reply::string(&extra),
-                        other: reply::opt_int(&extra).unwrap_or(0),
-                    })
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
+            // Four values per job, flat: code, generation, run_at, extra.
+            let values = reply::array(reply, "enqueue")?;
+            if values.len() != 4 * jobs.len() {
+                return Err(corrupt("enqueue reply length"));
+            }
+            let mut values = values.into_iter();
+            let mut replies = Vec::with_capacity(jobs.len());
+            while let (Some(code), Some(generation), Some(run_at), Some(extra)) =
+                (values.next(), values.next(), values.next(), values.next())
+            {
+                replies.push(EnqueueReply {
+                    code: reply::string(&code),
+                    generation: reply::int(&generation, "generation")? as u64,
+                    run_at_ms: reply::int(&run_at, "run_at")?,
+                    state: reply::string(&extra),
+                    other: reply::opt_int(&extra).unwrap_or(0),
+                });
+            }
             if let Some(max) = replies.iter().map(|r| r.generation).max() {
                 self.saw_generation(max);
             }

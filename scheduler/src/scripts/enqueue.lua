@@ -2,9 +2,9 @@
 --       abort channel, then 8 values per job:
 --       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce,
 --       unique until the result expires ('1' | '0')
--- Returns one array per job: {code, generation, run_at, extra}
--- ('finished' in 'enqueue' mode with the unique flag: {code, generation of the
--- finished job, when it finished, its state}).
+-- Returns 4 values per job, flat (no array per job): code, generation, run_at, extra
+-- ('finished' in 'enqueue' mode with the unique flag: 'finished', generation of
+-- the finished job, when it finished, its state).
 --
 -- In 'enqueue' mode with distinct ids (every bulk enqueue), the hashes are read
 -- once for the batch (one HMGET of pending, one of active) and the new jobs are
@@ -17,6 +17,12 @@ local STRIDE = 8
 local now = now_ms()
 local out = {}
 local earliest = nil
+
+-- Appends one job's reply (4 values, none nil).
+local function reply(code, generation, run_at, extra)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = code, generation, run_at, extra
+end
 
 local ids = {}
 local batched = mode == 'enqueue'
@@ -34,7 +40,7 @@ if batched then
   pending_blobs = call_many('HMGET', K_PENDING, ids)
   active_blobs = call_many('HMGET', K_ACTIVE, ids)
 end
--- Jobs created by a batched call, written at the end: {reply, id, record, score}.
+-- Jobs created by a batched call, written at the end: {index of the generation in out, id, record, score}.
 local created = {}
 
 local now_text = string.format('%d', now)
@@ -50,7 +56,7 @@ end
 -- The current job's run time as text, or nil (set by the loop below, read by create).
 local run_at_text
 
--- Creates a job and appends the reply {code, generation, run_at, extra}.
+-- Creates a job and appends its reply (code, generation, run_at, extra).
 local function create(id, task, payload, max_attempts, run_at, nonce, blocked, code, extra)
   local rec = {task, payload, 0, 0, max_attempts, now, nonce}
   local score = run_at_text or run_at
@@ -59,15 +65,16 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
     score = blocked
   end
   if not blocked and (earliest == nil or run_at < earliest) then earliest = run_at end
-  local reply = {code, 0, run_at, extra}
-  out[#out + 1] = reply
+  -- out[at] is the generation, filled in once it is known.
+  local at = #out + 2
+  reply(code, 0, run_at, extra)
   if batched then
-    created[#created + 1] = {reply, id, rec, score}
+    created[#created + 1] = {at, id, rec, score}
     return
   end
   local gen = redis.call('INCR', K_SEQ)
   rec[3] = gen
-  reply[2] = gen
+  out[at] = gen
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', K_DUE, score, id)
 end
@@ -79,9 +86,9 @@ local function write_created()
   local first = redis.call('INCRBY', K_SEQ, n) - n
   local fields, scores = {}, {}
   for k = 1, n do
-    local reply, id, rec, score = created[k][1], created[k][2], created[k][3], created[k][4]
+    local at, id, rec, score = created[k][1], created[k][2], created[k][3], created[k][4]
     rec[3] = first + k
-    reply[2] = first + k
+    out[at] = first + k
     fields[2 * k - 1] = id
     fields[2 * k] = encode(rec)
     scores[2 * k - 1] = score
@@ -126,18 +133,18 @@ for j = 1, #ids do
 
   if pending and pending[7] == nonce then
     -- The same request, re-sent after a reconnect: report what it did the first time.
-    out[#out + 1] = {'enqueued', pending[3], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0}
+    reply('enqueued', pending[3], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0)
   elseif active and active[7] == nonce then
-    out[#out + 1] = {'enqueued', active[3], active[9] or now, 0}
+    reply('enqueued', active[3], active[9] or now, 0)
   elseif mode == 'enqueue' then
     if pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
       local planned = pending[13] or score
       local state = 'deferred'
       if pending[13] or score <= now then state = 'queued' end
-      out[#out + 1] = {'duplicate', pending[3], planned, state}
+      reply('duplicate', pending[3], planned, state)
     elseif active then
-      out[#out + 1] = {'duplicate', active[3], active[9] or now, 'running'}
+      reply('duplicate', active[3], active[9] or now, 'running')
     else
       -- Asked to keep the id taken while a finished outcome is kept: report it.
       local finished = nil
@@ -149,7 +156,7 @@ for j = 1, #ids do
         end
       end
       if finished then
-        out[#out + 1] = {'finished', tonumber(finished[1]) or 0, tonumber(finished[9]) or now, finished[2]}
+        reply('finished', tonumber(finished[1]) or 0, tonumber(finished[9]) or now, finished[2])
       else
         create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
       end
@@ -163,7 +170,7 @@ for j = 1, #ids do
       create(id, task, payload, max_attempts, run_at, nonce, blocked, 'replaced', previous)
     elseif active then
       if if_running == 'keep' then
-        out[#out + 1] = {'running', active[3], active[9] or now, 0}
+        reply('running', active[3], active[9] or now, 0)
       else
         local code = 'queued_after'
         if if_running == 'abort' then
