@@ -25,6 +25,8 @@ pub(crate) struct NewJob {
     /// ('now' | 'at' | 'after', milliseconds)
     pub(crate) when: (&'static str, i64),
     pub(crate) nonce: String,
+    /// An enqueue changes nothing while a finished outcome of the id is kept.
+    pub(crate) unique_until_result_expires: bool,
 }
 
 /// One entry of an enqueue/replace script reply.

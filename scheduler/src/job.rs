@@ -65,10 +65,23 @@ pub enum EnqueueOutcome {
         /// When the existing job runs (or was planned to run).
         run_at: DateTime<Utc>,
     },
+    /// Only with [`JobRequest::unique_until_result_expires`](crate::JobRequest::unique_until_result_expires):
+    /// a job with this id has finished and its outcome is still kept
+    /// (`keep_result`); nothing changed.
+    RecentlyFinished {
+        /// How the finished job ended.
+        state: FinishedState,
+        /// The finished job's generation.
+        generation: u64,
+        /// When it finished.
+        finished_at: DateTime<Utc>,
+    },
 }
 
 impl EnqueueOutcome {
-    /// Whether a new job was created.
+    /// Whether a new job was created (false for
+    /// [`Duplicate`](EnqueueOutcome::Duplicate) and
+    /// [`RecentlyFinished`](EnqueueOutcome::RecentlyFinished)).
     pub fn is_enqueued(&self) -> bool {
         matches!(self, EnqueueOutcome::Enqueued { .. })
     }
@@ -171,6 +184,15 @@ impl FinishedState {
             "failed" => Some(FinishedState::Failed),
             "cancelled" => Some(FinishedState::Cancelled),
             _ => None,
+        }
+    }
+
+    /// The name `parse` reads (as stored in outcome records).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FinishedState::Completed => "completed",
+            FinishedState::Failed => "failed",
+            FinishedState::Cancelled => "cancelled",
         }
     }
 }

@@ -304,6 +304,18 @@ impl MemoryBackend {
                         "running",
                         0,
                     ));
+                } else if let Some(r) = job
+                    .unique_until_result_expires
+                    .then(|| tx.live_result(&job.id))
+                    .flatten()
+                {
+                    out.push(reply(
+                        "finished",
+                        r.generation,
+                        r.finished_ms,
+                        r.state.as_str(),
+                        0,
+                    ));
                 } else {
                     let generation = create(&mut tx, None);
                     out.push(reply("enqueued", generation, run_at, "", 0));

@@ -368,7 +368,7 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
-            let mut args: Vec<Value> = Vec::with_capacity(4 + jobs.len() * 7);
+            let mut args: Vec<Value> = Vec::with_capacity(4 + jobs.len() * 8);
             args.push(mode.into());
             args.push(if_running.into());
             args.push(self.keys.wake_channel.as_str().into());
@@ -381,26 +381,35 @@ impl Backend for RedisBackend {
                 args.push(job.when.0.into());
                 args.push(Value::Integer(job.when.1));
                 args.push(job.nonce.as_str().into());
+                args.push(
+                    if job.unique_until_result_expires {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .into(),
+                );
             }
             let reply = self.call(&self.scripts.enqueue, args).await?;
             self.replicate().await?;
-            let replies = reply::array(reply, "enqueue")?
-                .into_iter()
-                .map(|entry| {
-                    let mut fields = reply::array(entry, "enqueue entry")?.into_iter();
-                    let code = fields.next().ok_or_else(|| corrupt("enqueue code"))?;
-                    let generation = fields.next().ok_or_else(|| corrupt("enqueue generation"))?;
-                    let run_at = fields.next().ok_or_else(|| corrupt("enqueue run_at"))?;
-                    let extra = fields.next().unwrap_or(Value::Null);
-                    Ok(EnqueueReply {
-                        code: reply::string(&code),
-                        generation: reply::int(&generation, "generation")? as u64,
-                        run_at_ms: reply::int(&run_at, "run_at")?,
-                        state: reply::string(&extra),
-                        other: reply::opt_int(&extra).unwrap_or(0),
-                    })
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
+            // Four values per job, flat: code, generation, run_at, extra.
+            let values = reply::array(reply, "enqueue")?;
+            if values.len() != 4 * jobs.len() {
+                return Err(corrupt("enqueue reply length"));
+            }
+            let mut values = values.into_iter();
+            let mut replies = Vec::with_capacity(jobs.len());
+            while let (Some(code), Some(generation), Some(run_at), Some(extra)) =
+                (values.next(), values.next(), values.next(), values.next())
+            {
+                replies.push(EnqueueReply {
+                    code: reply::string(&code),
+                    generation: reply::int(&generation, "generation")? as u64,
+                    run_at_ms: reply::int(&run_at, "run_at")?,
+                    state: reply::string(&extra),
+                    other: reply::opt_int(&extra).unwrap_or(0),
+                });
+            }
             if let Some(max) = replies.iter().map(|r| r.generation).max() {
                 self.saw_generation(max);
             }

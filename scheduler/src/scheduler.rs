@@ -16,8 +16,8 @@ use crate::encode::encode_args;
 use crate::error::Error;
 use crate::health::{Health, HealthState};
 use crate::job::{
-    validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, IfRunning, JobInfo, JobStatus,
-    PendingJob, PendingState, ReplaceOutcome,
+    validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning, JobInfo,
+    JobStatus, PendingJob, PendingState, ReplaceOutcome,
 };
 use crate::memory::MemoryBackend;
 use crate::redis_backend::RedisBackend;
@@ -278,6 +278,13 @@ fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
                 run_at,
             })
         }
+        "finished" => Ok(EnqueueOutcome::RecentlyFinished {
+            state: FinishedState::parse(&reply.state).ok_or_else(|| {
+                Error::Corrupt(format!("unexpected finished state {:?}", reply.state))
+            })?,
+            generation: reply.generation,
+            finished_at: run_at,
+        }),
         other => Err(Error::Corrupt(format!(
             "unexpected enqueue outcome {other:?}"
         ))),
@@ -307,13 +314,15 @@ impl Scheduler {
             None => uuid::Uuid::new_v4().to_string(),
         };
         let payload = encode_args(T::NAME, &request.args)?;
-        self.prepare_raw(
+        let mut job = self.prepare_raw(
             id,
             T::NAME,
             payload,
             request.when,
             request.max_attempts.or(T::OPTIONS.max_attempts),
-        )
+        )?;
+        job.unique_until_result_expires = request.unique_until_result_expires;
+        Ok(job)
     }
 
     fn prepare_raw(
@@ -341,11 +350,15 @@ impl Scheduler {
             max_attempts,
             when: when_arg(when)?,
             nonce: nonce(),
+            unique_until_result_expires: false,
         })
     }
 
     /// Enqueues a typed job. If a job with this id is already deferred, queued or
     /// running, nothing changes and [`EnqueueOutcome::Duplicate`] says where it is.
+    /// A finished job's id is free at once, unless the request asks for
+    /// [`unique_until_result_expires`](JobRequest::unique_until_result_expires)
+    /// ([`EnqueueOutcome::RecentlyFinished`] while its outcome is kept).
     pub async fn enqueue<T: Task>(&self, request: JobRequest<T>) -> Result<EnqueueOutcome, Error> {
         let job = self.prepare(request)?;
         self.enqueue_prepared(job).await
@@ -371,6 +384,11 @@ impl Scheduler {
                 state, generation, ..
             } => {
                 debug!(job_id = %job.id, task = %job.task, generation, ?state, "duplicate enqueue ignored")
+            }
+            EnqueueOutcome::RecentlyFinished {
+                state, generation, ..
+            } => {
+                debug!(job_id = %job.id, task = %job.task, generation, ?state, "enqueue of a recently finished id ignored")
             }
         }
         Ok(outcome)

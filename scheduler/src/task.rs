@@ -68,6 +68,7 @@ pub struct JobRequest<T: Task> {
     pub(crate) when: When,
     pub(crate) args: T::Args,
     pub(crate) max_attempts: Option<u32>,
+    pub(crate) unique_until_result_expires: bool,
 }
 
 impl<T: Task> JobRequest<T> {
@@ -78,6 +79,7 @@ impl<T: Task> JobRequest<T> {
             when: When::Now,
             args,
             max_attempts: None,
+            unique_until_result_expires: false,
         }
     }
 
@@ -108,6 +110,24 @@ impl<T: Task> JobRequest<T> {
     /// Overrides the task's `max_attempts` for this job.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Keeps the id taken after the job finishes, for as long as its outcome is
+    /// kept (`keep_result`, default 1 h).
+    ///
+    /// By default an id is free as soon as its job has finished: enqueueing it
+    /// again creates a new job. With this option,
+    /// [`Scheduler::enqueue`](crate::Scheduler::enqueue) and
+    /// [`Scheduler::enqueue_many`](crate::Scheduler::enqueue_many) change nothing
+    /// while a finished outcome of the id is kept and return
+    /// [`EnqueueOutcome::RecentlyFinished`](crate::EnqueueOutcome::RecentlyFinished);
+    /// once that outcome expires the id is free again. For "run at most once per
+    /// retention period" (e.g. a message id that must not be processed twice).
+    /// With `keep_result` zero no outcome is kept, so the option has no effect.
+    /// [`Scheduler::replace`](crate::Scheduler::replace) ignores it.
+    pub fn unique_until_result_expires(mut self) -> Self {
+        self.unique_until_result_expires = true;
         self
     }
 

@@ -18,6 +18,7 @@ conformance!(
     enqueued_job_runs_once_and_its_result_is_kept,
     deferred_job_waits_for_its_time,
     duplicate_ids_are_reported_and_run_once_then_the_id_is_free,
+    unique_until_result_expires_keeps_a_finished_id_taken_while_its_outcome_is_kept,
     replace_swaps_a_deferred_job_atomically,
     cancelled_deferred_and_queued_jobs_never_start,
     running_job_is_aborted_and_ends_cancelled_not_retried,
@@ -106,6 +107,78 @@ async fn duplicate_ids_are_reported_and_run_once_then_the_id_is_free(fx: Fixture
     assert_eq!(args, vec!["1", "3"]);
     s.close().await;
     p.close().await;
+}
+
+async fn unique_until_result_expires_keeps_a_finished_id_taken_while_its_outcome_is_kept(
+    fx: Fixture,
+) {
+    let probe = Probe::default();
+    let keep = Duration::from_millis(2000);
+    let s = Scheduler::builder(fx.url())
+        .namespace(namespace("unique"))
+        .keep_result(keep)
+        .register::<ProbeTask>()
+        .provide(probe.clone())
+        .worker(fast_worker())
+        .start()
+        .await
+        .unwrap();
+    // Default: a finished job's id is free at once, though its outcome is kept.
+    let EnqueueOutcome::Enqueued { generation: d1, .. } =
+        s.enqueue(probe_job("plain", "1")).await.unwrap()
+    else {
+        panic!("first enqueue")
+    };
+    wait_status(&s, "plain", |st| *st == JobStatus::Completed).await;
+    let again = s.enqueue(probe_job("plain", "2")).await.unwrap();
+    assert!(
+        matches!(again, EnqueueOutcome::Enqueued { generation, .. } if generation > d1),
+        "{again:?}"
+    );
+    assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
+
+    // With the option: still a plain duplicate while the job is pending.
+    let once = || probe_job("once", "x").unique_until_result_expires();
+    let at = Utc::now() + TimeDelta::milliseconds(300);
+    let EnqueueOutcome::Enqueued { generation: g1, .. } = s.enqueue(once().at(at)).await.unwrap()
+    else {
+        panic!("first enqueue with the option")
+    };
+    let dup = s.enqueue(once()).await.unwrap();
+    assert!(
+        matches!(dup, EnqueueOutcome::Duplicate { generation, .. } if generation == g1),
+        "{dup:?}"
+    );
+    wait_status(&s, "once", |st| *st == JobStatus::Completed).await;
+    let finished_at = s.info("once").await.unwrap().unwrap().finished_at.unwrap();
+    // Finished and kept: nothing changes, single and bulk.
+    let want = EnqueueOutcome::RecentlyFinished {
+        state: FinishedState::Completed,
+        generation: g1,
+        finished_at,
+    };
+    assert_eq!(s.enqueue(once()).await.unwrap(), want);
+    let many = s
+        .enqueue_many([once(), probe_job("other", "y")])
+        .await
+        .unwrap();
+    assert_eq!(many[0], want);
+    assert!(many[1].is_enqueued(), "{:?}", many[1]);
+    assert!(!want.is_enqueued());
+    // Retention over: the id is free again.
+    assert_eq!(
+        wait_status(&s, "once", |st| *st == JobStatus::NotFound).await,
+        JobStatus::NotFound
+    );
+    let reuse = s.enqueue(once()).await.unwrap();
+    assert!(
+        matches!(reuse, EnqueueOutcome::Enqueued { generation, .. } if generation > g1),
+        "{reuse:?}"
+    );
+    assert!(probe.wait_finished(5, Duration::from_secs(10)).await);
+    assert_eq!(probe.runs_of("once").len(), 2);
+    assert_eq!(probe.runs_of("plain").len(), 2);
+    s.close().await;
 }
 
 async fn replace_swaps_a_deferred_job_atomically(fx: Fixture) {

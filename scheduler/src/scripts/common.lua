@@ -39,9 +39,18 @@ local function decode(blob)
   return rec
 end
 
+-- Encodes a job record. Absent trailing fields (8-13) are left out: decode
+-- reads them as nil, and every reader treats nil like false (tests with `or`,
+-- `== 1`, `~= 1`, opt()). Records written with all 13 fields (false for absent
+-- ones) decode the same.
 local function encode(rec)
-  -- cmsgpack stops an array at the first nil: store absent fields as false.
-  for i = 1, 13 do
+  local n = 13
+  while n > 7 and (rec[n] == nil or rec[n] == false) do
+    rec[n] = nil
+    n = n - 1
+  end
+  -- cmsgpack stops an array at the first nil: store absent inner fields as false.
+  for i = 1, n do
     if rec[i] == nil then rec[i] = false end
   end
   return cmsgpack.pack(rec)

@@ -1,43 +1,122 @@
 -- ARGV: mode ('enqueue' | 'replace'), if_running ('abort' | 'after' | 'keep'), wake channel,
---       abort channel, then 7 values per job:
---       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce
--- Returns one array per job: {code, generation, run_at, extra}
+--       abort channel, then 8 values per job:
+--       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce,
+--       unique until the result expires ('1' | '0')
+-- Returns 4 values per job, flat (no array per job): code, generation, run_at, extra
+-- ('finished' in 'enqueue' mode with the unique flag: 'finished', generation of
+-- the finished job, when it finished, its state).
+--
+-- In 'enqueue' mode with distinct ids (every bulk enqueue), the hashes are read
+-- once for the batch (one HMGET of pending, one of active) and the new jobs are
+-- written together at the end (one INCRBY of seq for their count, generations
+-- assigned in job order, one HSET, one ZADD). Ids are distinct, so no job of
+-- the batch reads what another one writes: same replies, same final state as
+-- the per-job path, which 'replace' and batches with a repeated id keep.
 local mode, if_running, wake_channel, abort_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local STRIDE = 8
 local now = now_ms()
 local out = {}
 local earliest = nil
 
-local function run_at_of(kind, value)
-  if kind == 'at' then return tonumber(value) end
-  if kind == 'after' then return now + tonumber(value) end
-  return now
+-- Appends one job's reply (4 values, none nil).
+local function reply(code, generation, run_at, extra)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = code, generation, run_at, extra
 end
 
-local function create(id, task, payload, max_attempts, run_at, nonce, blocked)
-  local gen = redis.call('INCR', K_SEQ)
-  local rec = {task, payload, gen, 0, max_attempts, now, nonce}
-  local score = run_at
+local ids = {}
+local batched = mode == 'enqueue'
+do
+  local seen = {}
+  for i = 5, #ARGV, STRIDE do
+    local id = ARGV[i]
+    if seen[id] then batched = false end
+    seen[id] = true
+    ids[#ids + 1] = id
+  end
+end
+local pending_blobs, active_blobs
+if batched then
+  pending_blobs = call_many('HMGET', K_PENDING, ids)
+  active_blobs = call_many('HMGET', K_ACTIVE, ids)
+end
+-- Jobs created by a batched call, written at the end: {index of the generation in out, id, record, score}.
+local created = {}
+
+local now_text = string.format('%d', now)
+
+-- The run time, and the same as text for ZADD when it is at hand (Redis would
+-- format a Lua number with %.17g for every score of a batch otherwise).
+local function run_at_of(kind, value)
+  if kind == 'at' then return tonumber(value), value end
+  if kind == 'after' then return now + tonumber(value), nil end
+  return now, now_text
+end
+
+-- The current job's run time as text, or nil (set by the loop below, read by create).
+local run_at_text
+
+-- Creates a job and appends its reply (code, generation, run_at, extra).
+local function create(id, task, payload, max_attempts, run_at, nonce, blocked, code, extra)
+  local rec = {task, payload, 0, 0, max_attempts, now, nonce}
+  local score = run_at_text or run_at
   if blocked then
     rec[13] = run_at
     score = blocked
   end
+  if not blocked and (earliest == nil or run_at < earliest) then earliest = run_at end
+  -- out[at] is the generation, filled in once it is known.
+  local at = #out + 2
+  reply(code, 0, run_at, extra)
+  if batched then
+    created[#created + 1] = {at, id, rec, score}
+    return
+  end
+  local gen = redis.call('INCR', K_SEQ)
+  rec[3] = gen
+  out[at] = gen
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', K_DUE, score, id)
-  if not blocked and (earliest == nil or run_at < earliest) then earliest = run_at end
-  return gen
+end
+
+-- Writes the jobs a batched call created.
+local function write_created()
+  local n = #created
+  if n == 0 then return end
+  local first = redis.call('INCRBY', K_SEQ, n) - n
+  local fields, scores = {}, {}
+  for k = 1, n do
+    local at, id, rec, score = created[k][1], created[k][2], created[k][3], created[k][4]
+    rec[3] = first + k
+    out[at] = first + k
+    fields[2 * k - 1] = id
+    fields[2 * k] = encode(rec)
+    scores[2 * k - 1] = score
+    scores[2 * k] = id
+  end
+  call_many('HSET', K_PENDING, fields)
+  call_many('ZADD', K_DUE, scores)
 end
 
 local function running_lease(id)
   return tonumber(redis.call('ZSCORE', K_LEASES, id) or now)
 end
 
-for i = 5, #ARGV, 7 do
+for j = 1, #ids do
+  local i = 5 + (j - 1) * STRIDE
   local id, task, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local max_attempts = tonumber(ARGV[i + 3])
-  local run_at = run_at_of(ARGV[i + 4], ARGV[i + 5])
+  local run_at
+  run_at, run_at_text = run_at_of(ARGV[i + 4], ARGV[i + 5])
   local nonce = ARGV[i + 6]
-  local pending_blob = redis.call('HGET', K_PENDING, id)
-  local active_blob = redis.call('HGET', K_ACTIVE, id)
+  local unique = ARGV[i + 7] == '1'
+  local pending_blob, active_blob
+  if batched then
+    pending_blob, active_blob = pending_blobs[j], active_blobs[j]
+  else
+    pending_blob = redis.call('HGET', K_PENDING, id)
+    active_blob = redis.call('HGET', K_ACTIVE, id)
+  end
   local pending = pending_blob and decode(pending_blob)
   local active = active_blob and decode(active_blob)
   if pending_blob and not pending then
@@ -54,21 +133,33 @@ for i = 5, #ARGV, 7 do
 
   if pending and pending[7] == nonce then
     -- The same request, re-sent after a reconnect: report what it did the first time.
-    out[#out + 1] = {'enqueued', pending[3], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0}
+    reply('enqueued', pending[3], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0)
   elseif active and active[7] == nonce then
-    out[#out + 1] = {'enqueued', active[3], active[9] or now, 0}
+    reply('enqueued', active[3], active[9] or now, 0)
   elseif mode == 'enqueue' then
     if pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
       local planned = pending[13] or score
       local state = 'deferred'
       if pending[13] or score <= now then state = 'queued' end
-      out[#out + 1] = {'duplicate', pending[3], planned, state}
+      reply('duplicate', pending[3], planned, state)
     elseif active then
-      out[#out + 1] = {'duplicate', active[3], active[9] or now, 'running'}
+      reply('duplicate', active[3], active[9] or now, 'running')
     else
-      local gen = create(id, task, payload, max_attempts, run_at, nonce, nil)
-      out[#out + 1] = {'enqueued', gen, run_at, 0}
+      -- Asked to keep the id taken while a finished outcome is kept: report it.
+      local finished = nil
+      if unique then
+        local blob = live_result(id, now)
+        if blob then
+          local ok, res = pcall(cmsgpack.unpack, blob)
+          if ok and type(res) == 'table' and type(res[2]) == 'string' then finished = res end
+        end
+      end
+      if finished then
+        reply('finished', tonumber(finished[1]) or 0, tonumber(finished[9]) or now, finished[2])
+      else
+        create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
+      end
     end
   else
     if pending then
@@ -76,11 +167,10 @@ for i = 5, #ARGV, 7 do
       local previous = pending[13] or score
       local blocked = nil
       if active then blocked = running_lease(id) end
-      local gen = create(id, task, payload, max_attempts, run_at, nonce, blocked)
-      out[#out + 1] = {'replaced', gen, run_at, previous}
+      create(id, task, payload, max_attempts, run_at, nonce, blocked, 'replaced', previous)
     elseif active then
       if if_running == 'keep' then
-        out[#out + 1] = {'running', active[3], active[9] or now, 0}
+        reply('running', active[3], active[9] or now, 0)
       else
         local code = 'queued_after'
         if if_running == 'abort' then
@@ -91,15 +181,14 @@ for i = 5, #ARGV, 7 do
           end
           redis.call('PUBLISH', abort_channel, active[3] .. ':' .. id)
         end
-        local gen = create(id, task, payload, max_attempts, run_at, nonce, running_lease(id))
-        out[#out + 1] = {code, gen, run_at, active[3]}
+        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[3])
       end
     else
-      local gen = create(id, task, payload, max_attempts, run_at, nonce, nil)
-      out[#out + 1] = {'enqueued', gen, run_at, 0}
+      create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
     end
   end
 end
 
+write_created()
 if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
 return out
