@@ -122,18 +122,6 @@ impl Registry {
         }
     }
 
-    pub(crate) fn check_dependencies_if(
-        &self,
-        worker: bool,
-        deps: &crate::deps::Dependencies,
-    ) -> Result<(), Error> {
-        if worker {
-            self.check_dependencies(deps)
-        } else {
-            Ok(())
-        }
-    }
-
     /// One line per task: name, location, options. Logged at start-up.
     pub fn describe(&self) -> String {
         self.tasks()

@@ -168,8 +168,7 @@ impl SchedulerBuilder {
     /// worker (unless producer-only).
     pub async fn start(self) -> Result<Scheduler, Error> {
         // Validate before connecting: a registry or dependency mistake needs no Redis to report.
-        Registry::collect(&self.explicit)?
-            .check_dependencies_if(self.worker.is_some(), &self.deps)?;
+        let registry = self.validated_registry()?;
         let backend: Arc<dyn Backend> = match self.url.strip_prefix("memory://") {
             Some(name) => {
                 crate::keys::Keys::new(&self.config.namespace)?;
@@ -177,13 +176,26 @@ impl SchedulerBuilder {
             }
             None => Arc::new(RedisBackend::connect(&self.url, self.config.clone()).await?),
         };
-        self.start_on(backend).await
+        self.start_on(backend, registry).await
     }
 
-    /// Starts on a given backend (the testing harness passes its own).
-    pub(crate) async fn start_on(self, backend: Arc<dyn Backend>) -> Result<Scheduler, Error> {
+    /// The registry of every task in the binary plus the explicit ones; with a
+    /// worker, every task's dependencies must be provided.
+    pub(crate) fn validated_registry(&self) -> Result<Registry, Error> {
         let registry = Registry::collect(&self.explicit)?;
-        registry.check_dependencies_if(self.worker.is_some(), &self.deps)?;
+        if self.worker.is_some() {
+            registry.check_dependencies(&self.deps)?;
+        }
+        Ok(registry)
+    }
+
+    /// Starts on a given backend with an already validated registry (the
+    /// testing harness passes its own backend).
+    pub(crate) async fn start_on(
+        self,
+        backend: Arc<dyn Backend>,
+        registry: Registry,
+    ) -> Result<Scheduler, Error> {
         let health = HealthState::new();
         backend.attach_health(&health);
         let worker = match self.worker {

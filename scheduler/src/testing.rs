@@ -125,14 +125,15 @@ impl TestSchedulerBuilder {
             None => ManualClock::now_frozen(),
         });
         let config = self.inner.scheduler_config().clone();
+        // The harness runs every job itself: all dependencies are needed.
         let registry = Registry::collect(self.inner.explicit_tasks())?;
-        registry.check_dependencies_if(true, self.inner.dependencies())?;
+        registry.check_dependencies(self.inner.dependencies())?;
         let backend = Arc::new(MemoryBackend::new(
             config.clone(),
             Arc::clone(&clock) as Arc<dyn Clock>,
         ));
         let executor = Executor {
-            registry,
+            registry: registry.clone(),
             deps: self.inner.dependencies().clone(),
             config: self.worker,
             default_timeout: config.default_timeout,
@@ -142,7 +143,7 @@ impl TestSchedulerBuilder {
         let scheduler = self
             .inner
             .producer_only()
-            .start_on(Arc::clone(&backend) as Arc<dyn Backend>)
+            .start_on(Arc::clone(&backend) as Arc<dyn Backend>, registry)
             .await?;
         Ok(TestScheduler {
             scheduler,

@@ -88,16 +88,7 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server; its stdout.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        cli_at(self.port, args)
     }
 
     fn signal(&self, sig: &str) {
