@@ -368,11 +368,12 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
-            let mut args: Vec<Value> = Vec::with_capacity(4 + jobs.len() * 8);
+            let mut args: Vec<Value> = Vec::with_capacity(5 + jobs.len() * 8);
             args.push(mode.into());
             args.push(if_running.into());
             args.push(self.keys.wake_channel.as_str().into());
             args.push(self.keys.abort_channel.as_str().into());
+            args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
             for job in jobs {
                 args.push(job.id.as_str().into());
                 args.push(job.task.as_str().into());

@@ -1,5 +1,5 @@
 -- ARGV: mode ('enqueue' | 'replace'), if_running ('abort' | 'after' | 'keep'), wake channel,
---       abort channel, then 8 values per job:
+--       abort channel, dead-letter cap, then 8 values per job:
 --       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce,
 --       unique until the result expires ('1' | '0')
 -- Returns 4 values per job, flat (no array per job): code, generation, run_at, extra
@@ -13,6 +13,9 @@
 -- the batch reads what another one writes: same replies, same final state as
 -- the per-job path, which 'replace' and batches with a repeated id keep.
 local mode, if_running, wake_channel, abort_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local cap = tonumber(ARGV[5])
+-- Where the jobs start in ARGV.
+local FIRST = 6
 local STRIDE = 8
 local now = now_ms()
 local out = {}
@@ -28,7 +31,7 @@ local ids = {}
 local batched = mode == 'enqueue'
 do
   local seen = {}
-  for i = 5, #ARGV, STRIDE do
+  for i = FIRST, #ARGV, STRIDE do
     local id = ARGV[i]
     if seen[id] then batched = false end
     seen[id] = true
@@ -103,7 +106,7 @@ local function running_lease(id)
 end
 
 for j = 1, #ids do
-  local i = 5 + (j - 1) * STRIDE
+  local i = FIRST + (j - 1) * STRIDE
   local id, task, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local max_attempts = tonumber(ARGV[i + 3])
   local run_at
@@ -121,12 +124,12 @@ for j = 1, #ids do
   local active = active_blob and decode(active_blob)
   if pending_blob and not pending then
     -- Garbage under this id: keep it for inspection, then start afresh.
-    dead_letter(id, pending_blob, nil, 'corrupt job record replaced by a new enqueue', now, 10000)
+    dead_letter(id, pending_blob, nil, 'corrupt job record replaced by a new enqueue', now, cap)
     redis.call('HDEL', K_PENDING, id)
     redis.call('ZREM', K_DUE, id)
   end
   if active_blob and not active then
-    dead_letter(id, active_blob, nil, 'corrupt running job record replaced by a new enqueue', now, 10000)
+    dead_letter(id, active_blob, nil, 'corrupt running job record replaced by a new enqueue', now, cap)
     redis.call('HDEL', K_ACTIVE, id)
     redis.call('ZREM', K_LEASES, id)
   end
