@@ -267,8 +267,23 @@ fn when_arg(when: When) -> Result<(&'static str, i64), Error> {
     }
 }
 
+/// The characters of a request nonce: 64 of them, 6 bits each.
+const NONCE_ALPHABET: &[u8; 64] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
+
+/// A random tag stored in the job record, so that an enqueue re-sent after a
+/// lost reply is recognised as the same request. 8 characters (48 random bits)
+/// rather than 16 hex digits: it sits in every pending record, and a clash only
+/// matters between two requests for the same id while the first one's job
+/// exists (odds 2^-48 per such pair).
 fn nonce() -> String {
-    format!("{:016x}", fastrand::u64(..))
+    let mut bits = fastrand::u64(..);
+    let mut out = String::with_capacity(8);
+    for _ in 0..8 {
+        out.push(char::from(NONCE_ALPHABET[(bits & 63) as usize]));
+        bits >>= 6;
+    }
+    out
 }
 
 fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
@@ -737,5 +752,14 @@ mod tests {
             when_arg(When::After(Duration::from_micros(1500))).ok(),
             Some(("after", 2))
         );
+    }
+
+    #[test]
+    fn nonces_are_eight_url_safe_characters_and_differ() {
+        let a = nonce();
+        let b = nonce();
+        assert_eq!(a.len(), 8);
+        assert!(a.bytes().all(|c| NONCE_ALPHABET.contains(&c)), "{a}");
+        assert_ne!(a, b);
     }
 }
