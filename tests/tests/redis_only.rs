@@ -175,3 +175,64 @@ async fn a_producer_reports_its_own_health() {
     assert!(p.health().is_healthy(), "{:?}", p.health());
     p.close().await;
 }
+
+/// The enqueue script recognises a request sent again (a client that
+/// reconnected after losing the reply re-sends the same arguments, nonce
+/// included): it answers "enqueued" with the first generation, creates no
+/// second job, and a different request for the id is still a duplicate.
+#[test]
+fn an_enqueue_sent_twice_is_one_job_and_answers_enqueued_both_times() {
+    let server = RedisServer::start();
+    let script = format!(
+        "{}\n{}",
+        include_str!("../../scheduler/src/scripts/common.lua"),
+        include_str!("../../scheduler/src/scripts/enqueue.lua")
+    );
+    let keys = [
+        "due",
+        "pending",
+        "active",
+        "leases",
+        "results",
+        "results_exp",
+        "dead",
+        "dead_order",
+        "seq",
+        "claim_log",
+        "claim_exp",
+    ]
+    .map(|k| format!("{{resend}}:{k}"));
+    let send = |nonce: &str| {
+        let mut args = vec!["EVAL", script.as_str(), "11"];
+        args.extend(keys.iter().map(String::as_str));
+        args.extend([
+            "enqueue",
+            "abort",
+            "{resend}:wake",
+            "{resend}:abort",
+            "100", // header
+            "job-1",
+            "t",
+            "[1]",
+            "3",
+            "after",
+            "60000",
+            nonce,
+            "0", // one job
+        ]);
+        server.cli(&args).unwrap()
+    };
+    let first: Vec<String> = send("AbCd1234").lines().map(str::to_string).collect();
+    let again: Vec<String> = send("AbCd1234").lines().map(str::to_string).collect();
+    let other: Vec<String> = send("zzzz9999").lines().map(str::to_string).collect();
+    assert_eq!(first[0], "enqueued", "{first:?}");
+    assert_eq!(again[0], "enqueued", "the re-sent request: {again:?}");
+    assert_eq!(again[1], first[1], "same generation");
+    assert_eq!(other[0], "duplicate", "{other:?}");
+    assert_eq!(other[1], first[1]);
+    assert_eq!(
+        server.cli(&["HLEN", "{resend}:pending"]).unwrap().trim(),
+        "1"
+    );
+    assert_eq!(server.cli(&["GET", "{resend}:seq"]).unwrap().trim(), "1");
+}
