@@ -46,6 +46,11 @@ pub struct TaskRegistration {
     pub location: Location,
     /// Options from `#[task(...)]`.
     pub options: TaskOptions,
+    /// How the payload is laid out. `Some(names)`: a JSON array holding the
+    /// stored arguments in this order (what `#[task]` emits, with the
+    /// parameters' names, `r#type` as `"type"`). `None`: the task's own JSON
+    /// (hand-written tasks).
+    pub params: Option<&'static [&'static str]>,
     /// The dependency types the task takes.
     pub dependencies: fn() -> Vec<DependencyKey>,
     /// Starts a run.

@@ -20,6 +20,7 @@ use crate::job::{
     JobStatus, PendingJob, PendingState, ReplaceOutcome,
 };
 use crate::memory::MemoryBackend;
+use crate::positional;
 use crate::redis_backend::RedisBackend;
 use crate::registry::{Registry, TaskRegistration};
 use crate::reply;
@@ -325,7 +326,7 @@ impl Scheduler {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let payload = encode_args(T::NAME, &request.args)?;
+        let payload = encode_args(T::NAME, T::registration().params, &request.args)?;
         let mut job = self.prepare_raw(
             id,
             T::NAME,
@@ -422,7 +423,7 @@ impl Scheduler {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let payload = encode_args(task, args)?;
+        let payload = encode_args(task, None, args)?;
         let max_attempts = self
             .inner
             .registry
@@ -590,13 +591,13 @@ impl Scheduler {
 
     /// The deferred and queued jobs of task `T`, with typed arguments, sorted by
     /// run time. Walks this namespace's pending jobs (never the keyspace).
+    /// Arguments stored by position and objects written by earlier versions
+    /// both decode.
     pub async fn pending<T: Task>(&self) -> Result<Vec<PendingJob<T::Args>>, Error> {
+        let params = T::registration().params;
         let mut jobs = Vec::new();
         for raw in self.pending_raw(Some(T::NAME)).await? {
-            let args = serde_json::from_slice(&raw.payload).map_err(|source| Error::Payload {
-                task: T::NAME.to_string(),
-                source,
-            })?;
+            let args = positional::decode(T::NAME, params, &raw.payload)?;
             jobs.push(PendingJob {
                 job_id: raw.id,
                 task: raw.task,
