@@ -49,7 +49,9 @@ pub(crate) fn task_struct(model: &TaskFn<'_>) -> TokenStream {
     }
 }
 
-/// The serialized arguments: one field per payload parameter.
+/// The serialized arguments: one field per payload parameter, stored by
+/// position as a JSON array (`["noop", 0.0]`), read back from an array or,
+/// for records written by earlier versions, from an object by name.
 fn args_struct(model: &TaskFn<'_>, paths: &Paths) -> TokenStream {
     let ident = model.ident;
     let vis = model.vis;
@@ -57,30 +59,45 @@ fn args_struct(model: &TaskFn<'_>, paths: &Paths) -> TokenStream {
     let serde = paths.serde();
     let serde_crate = paths.serde_crate_string();
     let doc = format!(
-        "The stored arguments of the task [`{name}`](fn@{name}).",
+        "The stored arguments of the task [`{name}`](fn@{name}), by position.",
         name = ident.unraw_name()
     );
     let result = Paths::result();
-    let fields = model.payload().map(|(field, ty)| {
+    let payload: Vec<(&Ident, &Type)> = model.payload().collect();
+    let fields = payload.iter().map(|(field, ty)| {
         let doc = format!("The `{}` argument.", field.unraw_name());
-        // Each field goes through `__SchedulerWith<T>`, whose bounds are checked
-        // on the argument's own type: serde's "derive `Serialize`" (and
-        // `Deserialize`) diagnostics point there instead of into derived code.
+        // Each field goes through `__SchedulerWith<T>`, whose bound is checked
+        // on the argument's own type: serde's "derive `Deserialize`" diagnostic
+        // points there instead of into derived code.
         let with = syn::LitStr::new(
-            &format!("__SchedulerWith::<{}>", quote!(#ty)),
+            &format!("__SchedulerWith::<{}>::deserialize", quote!(#ty)),
             syn::spanned::Spanned::span(ty),
         );
-        quote!(#[doc = #doc] #[serde(with = #with)] #vis #field: #ty,)
+        quote!(#[doc = #doc] #[serde(deserialize_with = #with)] #vis #field: #ty,)
+    });
+    let len = payload.len();
+    // Written on the argument's type, so that a missing `Serialize` is reported
+    // there, like the `Deserialize` bound above.
+    let elements = payload.iter().map(|(field, ty)| {
+        let span = syn::spanned::Spanned::span(ty);
+        let mut field = (*field).clone();
+        field.set_span(span);
+        quote_spanned! {span=>
+            __SchedulerWith::<#ty>::serialize_element(
+                &mut __scheduler_tuple,
+                &self.#field,
+            )?;
+        }
     });
     quote! {
         struct __SchedulerWith<T>(::core::marker::PhantomData<T>);
         impl<T> __SchedulerWith<T> {
-            fn serialize<S>(value: &T, serializer: S) -> #result<S::Ok, S::Error>
+            fn serialize_element<S>(tuple: &mut S, value: &T) -> #result<(), S::Error>
             where
-                S: #serde::Serializer,
+                S: #serde::ser::SerializeTuple,
                 T: #serde::Serialize,
             {
-                #serde::Serialize::serialize(value, serializer)
+                #serde::ser::SerializeTuple::serialize_element(tuple, value)
             }
             fn deserialize<'de, D>(deserializer: D) -> #result<T, D::Error>
             where
@@ -94,10 +111,27 @@ fn args_struct(model: &TaskFn<'_>, paths: &Paths) -> TokenStream {
         #[doc = #doc]
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
-        #[derive(#serde::Serialize, #serde::Deserialize)]
+        #[derive(#serde::Deserialize)]
         #[serde(crate = #serde_crate)]
         #vis struct #args_ident {
             #(#fields)*
+        }
+
+        // By position, like Sidekiq: `[a, b]`, `[a]` for one argument, `[]` for none.
+        impl #serde::Serialize for #args_ident {
+            fn serialize<__SchedulerS>(
+                &self,
+                __scheduler_serializer: __SchedulerS,
+            ) -> #result<__SchedulerS::Ok, __SchedulerS::Error>
+            where
+                __SchedulerS: #serde::Serializer,
+            {
+                #[allow(unused_mut)]
+                let mut __scheduler_tuple =
+                    #serde::Serializer::serialize_tuple(__scheduler_serializer, #len)?;
+                #(#elements)*
+                #serde::ser::SerializeTuple::end(__scheduler_tuple)
+            }
         }
     }
 }
@@ -287,6 +321,7 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
     let private = paths.private();
     let inventory = paths.inventory();
 
+    let param_names = model.payload().map(|(field, _)| field.unraw_name());
     let max_attempts = match &args.max_attempts {
         Some((_, n)) => quote!(#option::Some(#n)),
         None => quote!(#option::None),
@@ -361,9 +396,13 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
             name: <#ident as #task>::NAME,
             location: #location_value,
             options: <#ident as #task>::OPTIONS,
+            params: #option::Some(__SCHEDULER_PARAMS),
             dependencies: __scheduler_dependencies,
             run: __scheduler_run,
         };
+
+        /// The payload parameters' names, in the order they are stored.
+        const __SCHEDULER_PARAMS: &[&::core::primitive::str] = &[#(#param_names),*];
 
         static __SCHEDULER_REGISTRATION: #registration = __SCHEDULER_REGISTRATION_VALUE;
 
@@ -387,7 +426,11 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
             __scheduler_payload: &[::core::primitive::u8],
         ) -> #result<#task_future, #error> {
             let __scheduler_args: #args_ident =
-                #private::decode_args(<#ident as #task>::NAME, __scheduler_payload)?;
+                #private::decode_args(
+                    <#ident as #task>::NAME,
+                    __SCHEDULER_PARAMS,
+                    __scheduler_payload,
+                )?;
             #(#resolve)*
             let __scheduler_future = #ident(#(#call_args),*);
             #result::Ok(#call)

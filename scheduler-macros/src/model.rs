@@ -149,7 +149,7 @@ fn check_param<'a>(pat: &'a Pat, ty: &'a Type) -> syn::Result<Param<'a>> {
         _ => Err(syn::Error::new_spanned(
             pat,
             format!(
-                "a task argument must be a plain name, such as `arg: {}`: the name is the field of the stored job; destructure it inside the function",
+                "a task argument must be a plain name, such as `arg: {}`: the name is how listings and the untyped API show the argument; destructure it inside the function",
                 quote::quote!(#ty).to_string().replace(" ,", ",")
             ),
         )),

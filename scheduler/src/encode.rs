@@ -10,12 +10,18 @@ use crate::error::Error;
 /// serde_json writes NaN and ±infinity as `null` without an error, so a job
 /// would silently run with other arguments than it was given (or fail to
 /// decode much later). A first pass walks the arguments and refuses them.
-pub(crate) fn encode_args<A: Serialize + ?Sized>(task: &str, args: &A) -> Result<Vec<u8>, Error> {
+/// `params` names the elements of arguments stored by position, so that the
+/// refusal says `.price` rather than `[2]`.
+pub(crate) fn encode_args<A: Serialize + ?Sized>(
+    task: &str,
+    params: Option<&[&str]>,
+    args: &A,
+) -> Result<Vec<u8>, Error> {
     let serialize_error = |reason: String| Error::Serialize {
         task: task.to_string(),
         reason,
     };
-    finite::check(args).map_err(serialize_error)?;
+    finite::check(args, params.unwrap_or_default()).map_err(serialize_error)?;
     serde_json::to_vec(args).map_err(|e| serialize_error(e.to_string()))
 }
 
@@ -44,16 +50,21 @@ mod finite {
     }
 
     /// `Ok` when every float in `value` is finite; else what and where.
-    pub(super) fn check<T: Serialize + ?Sized>(value: &T) -> Result<(), String> {
-        let mut checker = Checker { path: Vec::new() };
+    /// `names` names the top-level elements of a sequence (the arguments).
+    pub(super) fn check<T: Serialize + ?Sized>(value: &T, names: &[&str]) -> Result<(), String> {
+        let mut checker = Checker {
+            path: Vec::new(),
+            names,
+        };
         value.serialize(&mut checker).map_err(|e| e.0)
     }
 
-    struct Checker {
+    struct Checker<'n> {
         path: Vec<String>,
+        names: &'n [&'n str],
     }
 
-    impl Checker {
+    impl Checker<'_> {
         fn float(&self, value: f64) -> Result<(), Refused> {
             if value.is_finite() {
                 return Ok(());
@@ -87,16 +98,16 @@ mod finite {
         };
     }
 
-    impl<'a> ser::Serializer for &'a mut Checker {
+    impl<'a, 'n> ser::Serializer for &'a mut Checker<'n> {
         type Ok = ();
         type Error = Refused;
-        type SerializeSeq = Compound<'a>;
-        type SerializeTuple = Compound<'a>;
-        type SerializeTupleStruct = Compound<'a>;
-        type SerializeTupleVariant = Compound<'a>;
-        type SerializeMap = Compound<'a>;
-        type SerializeStruct = Compound<'a>;
-        type SerializeStructVariant = Compound<'a>;
+        type SerializeSeq = Compound<'a, 'n>;
+        type SerializeTuple = Compound<'a, 'n>;
+        type SerializeTupleStruct = Compound<'a, 'n>;
+        type SerializeTupleVariant = Compound<'a, 'n>;
+        type SerializeMap = Compound<'a, 'n>;
+        type SerializeStruct = Compound<'a, 'n>;
+        type SerializeStructVariant = Compound<'a, 'n>;
 
         ok!(
             serialize_bool(bool),
@@ -157,17 +168,17 @@ mod finite {
         ) -> Result<(), Refused> {
             self.nested(format!(".{variant}"), v)
         }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, Refused> {
+        fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a, 'n>, Refused> {
             Ok(Compound::new(self))
         }
-        fn serialize_tuple(self, _: usize) -> Result<Compound<'a>, Refused> {
+        fn serialize_tuple(self, _: usize) -> Result<Compound<'a, 'n>, Refused> {
             Ok(Compound::new(self))
         }
         fn serialize_tuple_struct(
             self,
             _: &'static str,
             _: usize,
-        ) -> Result<Compound<'a>, Refused> {
+        ) -> Result<Compound<'a, 'n>, Refused> {
             Ok(Compound::new(self))
         }
         fn serialize_tuple_variant(
@@ -176,14 +187,14 @@ mod finite {
             _: u32,
             variant: &'static str,
             _: usize,
-        ) -> Result<Compound<'a>, Refused> {
+        ) -> Result<Compound<'a, 'n>, Refused> {
             self.path.push(format!(".{variant}"));
             Ok(Compound::variant(self))
         }
-        fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, Refused> {
+        fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a, 'n>, Refused> {
             Ok(Compound::new(self))
         }
-        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, Refused> {
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a, 'n>, Refused> {
             Ok(Compound::new(self))
         }
         fn serialize_struct_variant(
@@ -192,22 +203,22 @@ mod finite {
             _: u32,
             variant: &'static str,
             _: usize,
-        ) -> Result<Compound<'a>, Refused> {
+        ) -> Result<Compound<'a, 'n>, Refused> {
             self.path.push(format!(".{variant}"));
             Ok(Compound::variant(self))
         }
     }
 
     /// Walks the elements of a sequence, map or struct, tracking the path.
-    pub(super) struct Compound<'a> {
-        checker: &'a mut Checker,
+    pub(super) struct Compound<'a, 'n> {
+        checker: &'a mut Checker<'n>,
         index: usize,
         key: String,
         pops: bool,
     }
 
-    impl<'a> Compound<'a> {
-        fn new(checker: &'a mut Checker) -> Self {
+    impl<'a, 'n> Compound<'a, 'n> {
+        fn new(checker: &'a mut Checker<'n>) -> Self {
             Compound {
                 checker,
                 index: 0,
@@ -216,7 +227,7 @@ mod finite {
             }
         }
 
-        fn variant(checker: &'a mut Checker) -> Self {
+        fn variant(checker: &'a mut Checker<'n>) -> Self {
             Compound {
                 pops: true,
                 ..Compound::new(checker)
@@ -224,7 +235,16 @@ mod finite {
         }
 
         fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Refused> {
-            let seg = format!("[{}]", self.index);
+            // An argument stored by position is named like a field.
+            let name = if self.checker.path.is_empty() {
+                self.checker.names.get(self.index)
+            } else {
+                None
+            };
+            let seg = match name {
+                Some(name) => format!(".{name}"),
+                None => format!("[{}]", self.index),
+            };
             self.index += 1;
             self.checker.nested(seg, v)
         }
@@ -241,7 +261,7 @@ mod finite {
         }
     }
 
-    impl ser::SerializeSeq for Compound<'_> {
+    impl ser::SerializeSeq for Compound<'_, '_> {
         type Ok = ();
         type Error = Refused;
         fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Refused> {
@@ -252,7 +272,7 @@ mod finite {
         }
     }
 
-    impl ser::SerializeTuple for Compound<'_> {
+    impl ser::SerializeTuple for Compound<'_, '_> {
         type Ok = ();
         type Error = Refused;
         fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Refused> {
@@ -263,7 +283,7 @@ mod finite {
         }
     }
 
-    impl ser::SerializeTupleStruct for Compound<'_> {
+    impl ser::SerializeTupleStruct for Compound<'_, '_> {
         type Ok = ();
         type Error = Refused;
         fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Refused> {
@@ -274,7 +294,7 @@ mod finite {
         }
     }
 
-    impl ser::SerializeTupleVariant for Compound<'_> {
+    impl ser::SerializeTupleVariant for Compound<'_, '_> {
         type Ok = ();
         type Error = Refused;
         fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Refused> {
@@ -285,7 +305,7 @@ mod finite {
         }
     }
 
-    impl ser::SerializeMap for Compound<'_> {
+    impl ser::SerializeMap for Compound<'_, '_> {
         type Ok = ();
         type Error = Refused;
         fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Refused> {
@@ -301,7 +321,7 @@ mod finite {
         }
     }
 
-    impl ser::SerializeStruct for Compound<'_> {
+    impl ser::SerializeStruct for Compound<'_, '_> {
         type Ok = ();
         type Error = Refused;
         fn serialize_field<T: Serialize + ?Sized>(
@@ -316,7 +336,7 @@ mod finite {
         }
     }
 
-    impl ser::SerializeStructVariant for Compound<'_> {
+    impl ser::SerializeStructVariant for Compound<'_, '_> {
         type Ok = ();
         type Error = Refused;
         fn serialize_field<T: Serialize + ?Sized>(
@@ -355,22 +375,45 @@ mod tests {
             },
             single: f32::MIN_POSITIVE,
         };
-        assert!(encode_args("t", &ok).is_ok());
+        assert!(encode_args("t", None, &ok).is_ok());
         let nan = Args {
             inner: Inner {
                 values: vec![1.0, f64::NAN],
             },
             ..ok
         };
-        let err = encode_args("t", &nan).expect_err("NaN refused").to_string();
+        let err = encode_args("t", None, &nan)
+            .expect_err("NaN refused")
+            .to_string();
         assert!(
             err.contains("NaN") && err.contains("`.inner.values[1]`"),
             "{err}"
         );
         let map: std::collections::BTreeMap<&str, f32> = [("k", f32::INFINITY)].into();
-        let err = encode_args("t", &map).expect_err("inf refused").to_string();
+        let err = encode_args("t", None, &map)
+            .expect_err("inf refused")
+            .to_string();
         assert!(err.contains("inf") && err.contains("[\"k\"]"), "{err}");
-        assert!(encode_args("t", &serde_json::json!({"a": [1.5, null]})).is_ok());
-        assert!(encode_args("t", &f64::NEG_INFINITY).is_err());
+        assert!(encode_args("t", None, &serde_json::json!({"a": [1.5, null]})).is_ok());
+        assert!(encode_args("t", None, &f64::NEG_INFINITY).is_err());
+    }
+
+    #[test]
+    fn arguments_stored_by_position_are_named_in_refusals() {
+        let args = ("x", vec![1.0, f64::NAN], f64::INFINITY);
+        let names: &[&str] = &["name", "values", "price"];
+        let err = encode_args("t", Some(names), &args)
+            .expect_err("NaN refused")
+            .to_string();
+        assert!(err.contains("`.values[1]`"), "{err}");
+        let err = encode_args("t", Some(names), &("x", vec![1.0], f64::INFINITY))
+            .expect_err("inf refused")
+            .to_string();
+        assert!(err.contains("`.price`"), "{err}");
+        // Without names, by index.
+        let err = encode_args("t", None, &args)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("`[1][1]`"), "{err}");
     }
 }

@@ -39,6 +39,17 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Untyped arguments do not match the parameters of the task they are for
+    /// (an unknown or missing name, or an array of the wrong length).
+    #[error("arguments of task `{task}` do not match its parameters ({params}): {problem}")]
+    Arguments {
+        /// The task.
+        task: String,
+        /// Its parameters, in order.
+        params: String,
+        /// What does not match.
+        problem: String,
+    },
     /// A run time that cannot be stored (beyond ±285,000 years).
     #[error("run time {0} is outside the supported range")]
     InvalidRunTime(String),

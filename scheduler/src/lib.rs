@@ -26,6 +26,7 @@ mod health;
 mod job;
 mod keys;
 mod memory;
+mod positional;
 mod redis_backend;
 mod registry;
 mod reply;
@@ -67,15 +68,15 @@ pub mod __private {
 
     use crate::{Error, IntoTaskResult, JobContext, TaskError};
 
-    /// Not public API. Decodes a job's arguments.
+    /// Not public API. Decodes a job's arguments: an array by position, or an
+    /// object by name (written by earlier versions). An array of the wrong
+    /// length is reported as such, with the parameters' names.
     pub fn decode_args<A: ::serde::de::DeserializeOwned>(
         task: &'static str,
+        params: &'static [&'static str],
         payload: &[u8],
     ) -> Result<A, Error> {
-        ::serde_json::from_slice(payload).map_err(|source| Error::Payload {
-            task: task.to_string(),
-            source,
-        })
+        crate::positional::decode(task, Some(params), payload)
     }
 
     /// Not public API. Resolves a `Dep<T>` parameter.

@@ -46,6 +46,12 @@ pub struct TaskRegistration {
     pub location: Location,
     /// Options from `#[task(...)]`.
     pub options: TaskOptions,
+    /// How the payload is laid out. `Some(names)`: a JSON array holding the
+    /// stored arguments in this order (what `#[task]` emits, with the
+    /// parameters' names, `r#type` as `"type"`); the untyped API converts
+    /// between it and an object by name. `None`: the task's own JSON, which
+    /// the untyped API passes through unchanged (hand-written tasks).
+    pub params: Option<&'static [&'static str]>,
     /// The dependency types the task takes.
     pub dependencies: fn() -> Vec<DependencyKey>,
     /// Starts a run.

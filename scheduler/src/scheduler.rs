@@ -20,6 +20,7 @@ use crate::job::{
     JobStatus, PendingJob, PendingState, ReplaceOutcome,
 };
 use crate::memory::MemoryBackend;
+use crate::positional::{self, to_named, to_positional};
 use crate::redis_backend::RedisBackend;
 use crate::registry::{Registry, TaskRegistration};
 use crate::reply;
@@ -340,7 +341,7 @@ impl Scheduler {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let payload = encode_args(T::NAME, &request.args)?;
+        let payload = encode_args(T::NAME, T::registration().params, &request.args)?;
         let mut job = self.prepare_raw(
             id,
             T::NAME,
@@ -423,6 +424,14 @@ impl Scheduler {
 
     /// Enqueues a job of a task known only by name, with JSON arguments (the
     /// untyped path: prefer the typed helpers of `#[task]`).
+    ///
+    /// `args` is a JSON object by parameter name (`{"user": "ada", "n": 3}`) or
+    /// an array in the parameters' order (`["ada", 3]`). For a `#[task]`
+    /// registered in this binary, an object is stored as the array (arguments
+    /// are stored by position) and is checked first: an unknown or missing name,
+    /// or an array of the wrong length, is [`Error::Arguments`] instead of a job
+    /// that fails when it runs. For a task this binary does not know (or one
+    /// registered by hand with `params: None`), `args` is stored unchanged.
     pub async fn enqueue_untyped(
         &self,
         task: &str,
@@ -437,12 +446,12 @@ impl Scheduler {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let payload = encode_args(task, args)?;
-        let max_attempts = self
-            .inner
-            .registry
-            .get(task)
-            .and_then(|t| t.options.max_attempts);
+        let registration = self.inner.registry.get(task);
+        let payload = match registration.and_then(|r| r.params) {
+            Some(params) => encode_args(task, None, &to_positional(task, params, args)?)?,
+            None => encode_args(task, None, args)?,
+        };
+        let max_attempts = registration.and_then(|t| t.options.max_attempts);
         let job = self.prepare_raw(id, task, payload, when, max_attempts)?;
         self.enqueue_prepared(job).await
     }
@@ -605,13 +614,13 @@ impl Scheduler {
 
     /// The deferred and queued jobs of task `T`, with typed arguments, sorted by
     /// run time. Walks this namespace's pending jobs (never the keyspace).
+    /// Arguments stored by position and objects written by earlier versions
+    /// both decode.
     pub async fn pending<T: Task>(&self) -> Result<Vec<PendingJob<T::Args>>, Error> {
+        let params = T::registration().params;
         let mut jobs = Vec::new();
         for raw in self.pending_raw(Some(T::NAME)).await? {
-            let args = serde_json::from_slice(&raw.payload).map_err(|source| Error::Payload {
-                task: T::NAME.to_string(),
-                source,
-            })?;
+            let args = positional::decode(T::NAME, params, &raw.payload)?;
             jobs.push(PendingJob {
                 job_id: raw.id,
                 task: raw.task,
@@ -625,16 +634,27 @@ impl Scheduler {
     }
 
     /// Every deferred and queued job, with its arguments as JSON, sorted by run time.
+    ///
+    /// Arguments are stored by position; for a `#[task]` registered in this
+    /// binary, a stored array with one element per parameter is shown as an
+    /// object by parameter name (`{"user": "ada", "n": 3}`), the shape
+    /// [`enqueue_untyped`](Self::enqueue_untyped) takes. Anything else (a task
+    /// this binary does not know, an object written by an earlier version, an
+    /// array of another length) is returned as stored.
     pub async fn pending_untyped(&self) -> Result<Vec<PendingJob<serde_json::Value>>, Error> {
         self.pending_raw(None)
             .await?
             .into_iter()
             .map(|raw| {
-                let args =
+                let stored: serde_json::Value =
                     serde_json::from_slice(&raw.payload).map_err(|source| Error::Payload {
                         task: raw.task.clone(),
                         source,
                     })?;
+                let args = match self.inner.registry.get(&raw.task).and_then(|r| r.params) {
+                    Some(params) => to_named(params, stored),
+                    None => stored,
+                };
                 Ok(PendingJob {
                     job_id: raw.id,
                     task: raw.task,

@@ -14,6 +14,7 @@
 //! #     name: "ping",
 //! #     location: Location { file: file!(), line: line!(), column: column!(), module_path: module_path!() },
 //! #     options: TaskOptions::DEFAULT,
+//! #     params: None,
 //! #     dependencies: Vec::new,
 //! #     run: |_ctx: JobContext, _payload: &[u8]| -> Result<TaskFuture, Error> { Ok(Box::pin(async { Ok(None) })) },
 //! # };

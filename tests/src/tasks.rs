@@ -104,6 +104,8 @@ macro_rules! probe_task {
                 module_path: module_path!(),
             },
             options: $options,
+            // `ProbeArgs` is stored as a JSON object: the untyped API passes it through.
+            params: None,
             dependencies: probe_dependencies,
             run: $run,
         };

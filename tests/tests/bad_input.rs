@@ -4,12 +4,22 @@
 //! the wrong type); the worker keeps running either way.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use scheduler::{Error, Health, JobRequest, JobStatus, Scheduler, When, WorkerConfig};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
 use scheduler_tests::{namespace, wait_until, Probe, RedisServer};
+
+/// The runs of `greet`, by name and count.
+static GREETED: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+
+/// A `#[task]`: its arguments are stored by position, `["ada", 2]`.
+#[scheduler::task]
+async fn greet(name: String, times: u32) {
+    GREETED.lock().unwrap().push((name, times));
+}
 
 fn fast_worker() -> WorkerConfig {
     WorkerConfig {
@@ -183,6 +193,16 @@ async fn planted_garbage_is_dead_lettered_with_a_reason_and_the_worker_goes_on()
         "0",
     );
     plant(&server, &ns, "shape", "probe", "[1,2,3]", "0");
+    // A `#[task]`'s arguments by position, one short and one too many.
+    plant(&server, &ns, "arity-short", "greet", r#"["ada"]"#, "0");
+    plant(
+        &server,
+        &ns,
+        "arity-long",
+        "greet",
+        r#"["ada",2,true]"#,
+        "0",
+    );
     plant(
         &server,
         &ns,
@@ -205,6 +225,14 @@ async fn planted_garbage_is_dead_lettered_with_a_reason_and_the_worker_goes_on()
         ("non-utf8", "could not be decoded"),
         ("truncated", "could not be decoded"),
         ("shape", "could not be decoded"),
+        (
+            "arity-short",
+            "payload of task `greet` could not be decoded: 1 argument stored by position, the task takes 2 (name, times)",
+        ),
+        (
+            "arity-long",
+            "payload of task `greet` could not be decoded: 3 arguments stored by position, the task takes 2 (name, times)",
+        ),
         ("unknown", "unknown task `no_such_task`"),
         ("counter", "attempt counter is not a number"),
         ("orphan", "the job record is missing"),
@@ -227,11 +255,58 @@ async fn planted_garbage_is_dead_lettered_with_a_reason_and_the_worker_goes_on()
     }
     // None of them ran; the worker is healthy and still takes work.
     assert_eq!(probe.runs().len(), 1);
+    assert!(!GREETED
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(name, _)| name == "ada"));
     s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("ok")).id("after"))
         .await
         .unwrap();
     assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
     assert!(s.health().is_healthy(), "{:?}", s.health());
+    s.close().await;
+}
+
+#[tokio::test]
+async fn arguments_by_position_and_objects_from_earlier_versions_both_run() {
+    let server = RedisServer::start();
+    let ns = namespace("positional");
+    // Written by an earlier version (an object by name), and by this one.
+    plant(
+        &server,
+        &ns,
+        "old",
+        "greet",
+        r#"{"name":"old","times":1}"#,
+        "0",
+    );
+    let probe = Probe::default();
+    let s = worker(&server, &ns, &probe).await;
+    greet::enqueue(&s, "new", "new".into(), 2).await.unwrap();
+    let ran = wait_until(Duration::from_secs(10), || {
+        let greeted = GREETED.lock().unwrap();
+        ["old", "new"]
+            .iter()
+            .all(|n| greeted.iter().any(|(name, _)| name == n))
+    })
+    .await;
+    assert!(ran, "{:?}", GREETED.lock().unwrap());
+    let greeted = GREETED.lock().unwrap().clone();
+    assert!(greeted.contains(&("old".to_string(), 1)), "{greeted:?}");
+    assert!(greeted.contains(&("new".to_string(), 2)), "{greeted:?}");
+    for id in ["old", "new"] {
+        let status = s.status(id).await.unwrap();
+        assert_eq!(status, JobStatus::Completed, "{id}");
+    }
+    // What this version stores: the arguments by position, no names.
+    let pending = format!("{{{ns}}}:pending");
+    greet::defer_by(&s, "stored", Duration::from_secs(60), "ada".into(), 3)
+        .await
+        .unwrap();
+    let record = server.cli(&["HGET", &pending, "stored"]).unwrap();
+    assert!(record.contains(r#"["ada",3]"#), "{record:?}");
+    assert!(!record.contains("times"), "{record:?}");
     s.close().await;
 }
 

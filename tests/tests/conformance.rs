@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use scheduler::{
-    CancelOutcome, EnqueueOutcome, FinishedState, IfRunning, JobRequest, JobStatus, PendingState,
-    ReplaceOutcome, Scheduler, Task, When, WorkerConfig,
+    CancelOutcome, EnqueueOutcome, Error, FinishedState, IfRunning, JobRequest, JobStatus,
+    PendingState, ReplaceOutcome, Scheduler, Task, When, WorkerConfig,
 };
 use scheduler_tests::setup::{fast_worker, probe_job, producer, wait_status, worker, worker_with};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask, QuickTimeoutTask};
@@ -33,7 +33,14 @@ conformance!(
     keep_result_zero_keeps_nothing_but_ids_are_reusable,
     registry_lists_tasks_and_typed_names_match,
     pending_jobs_of_a_task_are_listed_with_typed_arguments,
+    untyped_arguments_are_checked_against_the_task_parameters,
 );
+
+/// A `#[task]` of this binary: stored by position, shown to the untyped API by name.
+#[scheduler::task]
+async fn remind(user: String, minutes: u32) {
+    let _ = (user, minutes);
+}
 
 async fn enqueued_job_runs_once_and_its_result_is_kept(fx: Fixture) {
     let probe = Probe::default();
@@ -601,6 +608,7 @@ async fn pending_jobs_of_a_task_are_listed_with_typed_arguments(fx: Fixture) {
         .await
         .unwrap();
     }
+    // A task this binary does not know: its JSON is stored and listed as given.
     p.enqueue_untyped(
         "other",
         Some("o"),
@@ -609,6 +617,31 @@ async fn pending_jobs_of_a_task_are_listed_with_typed_arguments(fx: Fixture) {
     )
     .await
     .unwrap();
+    // A `#[task]` of this binary, by name and by position: both stored by position.
+    p.enqueue_untyped(
+        "remind",
+        Some("r-named"),
+        &serde_json::json!({"minutes": 5, "user": "ada"}),
+        When::At(base + TimeDelta::minutes(10)),
+    )
+    .await
+    .unwrap();
+    p.enqueue_untyped(
+        "remind",
+        Some("r-positional"),
+        &serde_json::json!(["bob", 6]),
+        When::At(base + TimeDelta::minutes(11)),
+    )
+    .await
+    .unwrap();
+    let reminders: Vec<(String, u32)> = p
+        .pending::<remind>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.args.user, j.args.minutes))
+        .collect();
+    assert_eq!(reminders, [("ada".to_string(), 5), ("bob".to_string(), 6)]);
     let pending = p.pending::<ProbeTask>().await.unwrap();
     let listed: Vec<(String, String)> = pending
         .iter()
@@ -624,9 +657,77 @@ async fn pending_jobs_of_a_task_are_listed_with_typed_arguments(fx: Fixture) {
         base.timestamp_millis() / 1000
     );
     let all = p.pending_untyped().await.unwrap();
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 8);
+    let args_of = |id: &str| all.iter().find(|j| j.job_id == id).map(|j| j.args.clone());
+    assert_eq!(args_of("o"), Some(serde_json::json!({"a": 1})));
+    // Shown by name, whichever form they were given in.
+    assert_eq!(
+        args_of("r-named"),
+        Some(serde_json::json!({"user": "ada", "minutes": 5}))
+    );
+    assert_eq!(
+        args_of("r-positional"),
+        Some(serde_json::json!({"user": "bob", "minutes": 6}))
+    );
+    // A hand-written task's own JSON (`params: None`) is shown as stored.
+    assert_eq!(
+        args_of("p0").and_then(|a| a.get("arg").cloned()),
+        Some(serde_json::json!("user-0"))
+    );
+    p.close().await;
+}
+
+async fn untyped_arguments_are_checked_against_the_task_parameters(fx: Fixture) {
+    let ns = namespace("untyped-args");
+    let p = producer(&fx.url(), &ns).await;
+    let cases = [
+        (
+            serde_json::json!({"user": "ada", "minutse": 5}),
+            "unknown argument `minutse`; missing argument `minutes`",
+        ),
+        (
+            serde_json::json!({"user": "ada"}),
+            "missing argument `minutes`",
+        ),
+        (
+            serde_json::json!(["ada", 5, "extra"]),
+            "3 arguments given by position, 2 expected",
+        ),
+        (
+            serde_json::json!("ada"),
+            "expected a JSON object (by name) or array (by position), not a string",
+        ),
+    ];
+    for (args, problem) in cases {
+        let err = p
+            .enqueue_untyped("remind", Some("bad"), &args, When::Now)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Arguments { .. }), "{args}: {err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "arguments of task `remind` do not match its parameters (user, minutes): {problem}"
+            ),
+            "{args}"
+        );
+    }
+    assert_eq!(p.status("bad").await.unwrap(), JobStatus::NotFound);
+    // A task this binary does not know, or one with its own JSON: passed through.
+    for (task, id) in [("elsewhere", "e"), ("probe", "h")] {
+        p.enqueue_untyped(
+            task,
+            Some(id),
+            &serde_json::json!({"any": "thing"}),
+            When::Now,
+        )
+        .await
+        .unwrap();
+    }
+    let all = p.pending_untyped().await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
     assert!(all
         .iter()
-        .any(|j| j.task == "other" && j.args == serde_json::json!({"a": 1})));
+        .all(|j| j.args == serde_json::json!({"any": "thing"})));
     p.close().await;
 }

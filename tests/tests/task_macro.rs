@@ -56,6 +56,18 @@ async fn clash(when: u64, job_id: String, delay: bool, scheduler: ()) {
     let _ = (when, job_id, delay, scheduler);
 }
 
+/// The benchmark's task: its record must stay small.
+#[task]
+async fn bench_like(k: String, s: f64, p: String) {
+    let _ = (k, s, p);
+}
+
+/// A raw identifier as an argument: stored under its name without `r#`.
+#[task]
+async fn raw_name(r#type: String, n: u8) {
+    let _ = (r#type, n);
+}
+
 mod nested {
     use scheduler::task;
 
@@ -133,39 +145,94 @@ fn dependencies_list_the_dep_types() {
 }
 
 #[test]
-fn stored_arguments_are_the_payload_parameters_by_name() {
+fn stored_arguments_are_the_payload_parameters_by_position() {
     let request: JobRequest<send_notification> = send_notification::job(
         vec!["u1".into(), "u2".into()],
         Message { text: "hi".into() },
     );
-    let json = serde_json::to_value(request.args()).expect("serializes");
+    let json = serde_json::to_string(request.args()).expect("serializes");
+    assert_eq!(json, r#"[["u1","u2"],{"text":"hi"}]"#);
+    // One argument is still an array; none is an empty one.
+    let json = serde_json::to_string(cleanup::job(30).args()).expect("serializes");
+    assert_eq!(json, "[30]");
+    let json = serde_json::to_string(quick::job().args()).expect("serializes");
+    assert_eq!(json, "[]");
+    // The names, in order, are in the registration (raw identifiers unprefixed).
     assert_eq!(
-        json,
-        serde_json::json!({ "user_ids": ["u1", "u2"], "message": { "text": "hi" } })
+        send_notification::registration().params,
+        Some(&["user_ids", "message"][..])
     );
-    // The runtime decodes the same shape.
-    let payload = br#"{"user_ids":["a"],"message":{"text":"x"}}"#;
-    let args: <send_notification as Task>::Args =
-        scheduler::__private::decode_args(send_notification::NAME, payload).expect("decodes");
-    assert_eq!(args.user_ids, vec!["a".to_string()]);
-    assert_eq!(args.message, Message { text: "x".into() });
-
-    let bad = scheduler::__private::decode_args::<<send_notification as Task>::Args>(
-        send_notification::NAME,
-        br#"{"user_ids":"not a list"}"#,
-    );
-    assert!(
-        matches!(bad, Err(scheduler::Error::Payload { ref task, .. }) if task == "send_notification")
-    );
+    assert_eq!(raw_name::registration().params, Some(&["type", "n"][..]));
+    assert_eq!(quick::registration().params, Some(&[][..]));
 }
 
 #[test]
-fn clashing_names_are_still_fields() {
+fn the_benchmark_payload_carries_no_names() {
+    let request = bench_like::job("noop".into(), 0.0, "x".repeat(100));
+    let json = serde_json::to_string(request.args()).expect("serializes");
+    assert_eq!(json, format!(r#"["noop",0.0,"{}"]"#, "x".repeat(100)));
+    assert_eq!(json.len(), 115, "127 bytes as an object by name");
+}
+
+#[test]
+fn stored_arguments_decode_by_position_and_by_name() {
+    type Args = <send_notification as Task>::Args;
+    let decode = |payload: &[u8]| {
+        scheduler::__private::decode_args::<Args>(
+            send_notification::NAME,
+            send_notification::registration().params.unwrap_or_default(),
+            payload,
+        )
+    };
+    // What this version writes.
+    let args = decode(br#"[["a"],{"text":"x"}]"#).expect("decodes an array");
+    assert_eq!(args.user_ids, vec!["a".to_string()]);
+    assert_eq!(args.message, Message { text: "x".into() });
+    // What earlier versions wrote: still runs.
+    let args = decode(br#"{"user_ids":["b"],"message":{"text":"y"}}"#).expect("decodes an object");
+    assert_eq!(args.user_ids, vec!["b".to_string()]);
+    assert_eq!(args.message, Message { text: "y".into() });
+    // A round trip through the typed request.
+    let request = send_notification::job(vec!["c".into()], Message { text: "z".into() });
+    let payload = serde_json::to_vec(request.args()).expect("serializes");
+    assert_eq!(decode(&payload).expect("round trip").user_ids, ["c"]);
+
+    let bad = decode(br#"{"user_ids":"not a list"}"#);
+    assert!(
+        matches!(bad, Err(scheduler::Error::Payload { ref task, .. }) if task == "send_notification")
+    );
+    // A wrong number of arguments says so, with the parameters' names.
+    for (payload, found) in [
+        (&br#"[["a"]]"#[..], "1 argument"),
+        (br#"[["a"],{"text":"x"},3]"#, "3 arguments"),
+    ] {
+        let Err(err) = decode(payload) else {
+            panic!("a wrong arity decoded")
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "payload of task `send_notification` could not be decoded: {found} stored \
+                 by position, the task takes 2 (user_ids, message)"
+            )
+        );
+    }
+}
+
+#[test]
+fn clashing_names_are_still_arguments() {
     let request = clash::job(7, "id".into(), true, ());
     let json = serde_json::to_value(request.args()).expect("serializes");
+    assert_eq!(json, serde_json::json!([7, "id", true, null]));
     assert_eq!(
-        json,
-        serde_json::json!({ "when": 7, "job_id": "id", "delay": true, "scheduler": null })
+        clash::registration().params,
+        Some(&["when", "job_id", "delay", "scheduler"][..])
+    );
+    let args: <clash as Task>::Args =
+        serde_json::from_value(serde_json::json!([8, "other", false, null])).expect("decodes");
+    assert_eq!(
+        (args.when, args.job_id.as_str(), args.delay),
+        (8, "other", false)
     );
 }
 
