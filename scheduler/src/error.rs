@@ -100,6 +100,12 @@ pub enum Error {
         #[source]
         source: fred::error::Error,
     },
+    /// The TLS connection to Redis could not be set up: most often the server's
+    /// certificate is not trusted. `rediss://` checks it against the system's
+    /// trust store (or the PEM file named by `SSL_CERT_FILE`). Not transient:
+    /// retrying does not change the certificate.
+    #[error("TLS with redis failed: {0} (rediss:// checks the server's certificate against the system's trust store; to trust a private CA, point SSL_CERT_FILE at its PEM file)")]
+    Tls(#[source] fred::error::Error),
     /// Redis refused the credentials.
     #[error("redis refused the credentials (check the username and password in the URL)")]
     Auth(#[source] fred::error::Error),
@@ -145,6 +151,9 @@ impl Error {
                 source: error,
             },
             ErrorKind::Auth => Error::Auth(error),
+            ErrorKind::Tls => Error::Tls(error),
+            // rustls reports a rejected certificate as an I/O error of the handshake.
+            ErrorKind::IO if details.contains("InvalidCertificate") => Error::Tls(error),
             ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
                 Error::Unavailable(error)
             }
@@ -174,5 +183,33 @@ impl Error {
             self,
             Error::Unavailable(_) | Error::Timeout { .. } | Error::Busy(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fred::error::{Error as RedisError, ErrorKind};
+
+    #[test]
+    fn a_rejected_certificate_is_a_tls_error_not_a_transient_one() {
+        let timeout = Duration::from_secs(1);
+        // What fred reports when rustls rejects the server's certificate.
+        let rejected = RedisError::new(
+            ErrorKind::IO,
+            "Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }",
+        );
+        let err = Error::from_redis(rejected, timeout);
+        assert!(matches!(err, Error::Tls(_)), "{err:?}");
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains("SSL_CERT_FILE"), "{err}");
+        let tls = Error::from_redis(RedisError::new(ErrorKind::Tls, "bad config"), timeout);
+        assert!(matches!(tls, Error::Tls(_)), "{tls:?}");
+        // A connection refused stays transient.
+        let refused = Error::from_redis(
+            RedisError::new(ErrorKind::IO, "Connection refused"),
+            timeout,
+        );
+        assert!(refused.is_transient(), "{refused:?}");
     }
 }

@@ -717,7 +717,9 @@ impl Scheduler {
     fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         match &result {
             Ok(_) => self.inner.health.ok(),
-            Err(e) if e.is_transient() => self.inner.health.degraded(&e.to_string()),
+            Err(e) if e.is_transient() || matches!(e, Error::Tls(_)) => {
+                self.inner.health.degraded(&e.to_string())
+            }
             Err(_) => {}
         }
         result

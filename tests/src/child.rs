@@ -67,7 +67,30 @@ impl ChildWorker {
         concurrency: usize,
         events: &Events,
     ) -> Self {
+        Self::spawn_with_env(
+            bin,
+            url,
+            namespace,
+            (lease_ms, heartbeat_ms, concurrency),
+            &[],
+            events,
+        )
+        .await
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables (e.g. `SSL_CERT_FILE`);
+    /// `worker` is (lease ms, heartbeat ms, concurrency).
+    pub async fn spawn_with_env(
+        bin: &str,
+        url: &str,
+        namespace: &str,
+        worker: (u64, u64, usize),
+        env: &[(&str, &str)],
+        events: &Events,
+    ) -> Self {
+        let (lease_ms, heartbeat_ms, concurrency) = worker;
         let mut child = Command::new(bin)
+            .envs(env.iter().copied())
             .args([
                 url,
                 namespace,

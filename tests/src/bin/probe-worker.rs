@@ -3,7 +3,7 @@
 //! SIGSTOP and SIGCONT it and still know exactly what ran.
 //!
 //! Usage: `probe-worker REDIS_URL NAMESPACE LEASE_MS HEARTBEAT_MS CONCURRENCY`
-#![allow(clippy::print_stdout, clippy::unwrap_used)]
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -39,7 +39,10 @@ async fn main() {
         .worker(config)
         .start()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            eprintln!("probe-worker: cannot start: {e}");
+            std::process::exit(1);
+        });
     println!(
         "{}",
         serde_json::json!({"event": "ready", "pid": std::process::id()})
