@@ -75,11 +75,18 @@ fn degraded_reasons(seen: &Mutex<Vec<Health>>) -> Vec<String> {
         .collect()
 }
 
-/// Enqueues until accepted, retrying transient errors (the same id: a
-/// retry after an unknown outcome is a duplicate, never a second job).
+/// Enqueues until accepted, retrying transient errors. The id stays taken
+/// while the outcome is kept (`unique_until_result_expires`): a retry after an
+/// unknown outcome whose job has already run and finished is then
+/// `RecentlyFinished`, never a second job. Without it the id is free once the
+/// job finished (the default), and such a retry, or the client re-sending the
+/// command after a reconnect, runs the job again as a new generation.
 async fn enqueue_retrying(s: &Scheduler, id: &str, args: ProbeArgs) {
     for _ in 0..200 {
-        match s.enqueue(job(id, args.clone())).await {
+        match s
+            .enqueue(job(id, args.clone()).unique_until_result_expires())
+            .await
+        {
             Ok(_) => return,
             Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(e) => panic!("{id}: {e:?}"),
@@ -96,15 +103,26 @@ async fn enqueue_retrying(s: &Scheduler, id: &str, args: ProbeArgs) {
 /// connection) takes the job, nobody runs it, and its lease expires.
 /// Returns (jobs run more than once, attempts consumed without a run).
 async fn check_runs(s: &Scheduler, probe: &Probe, ids: &[String]) -> (usize, u32) {
-    let mut by_job: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut by_job: HashMap<String, Vec<(u64, u32)>> = HashMap::new();
     for r in probe.runs() {
-        by_job.entry(r.job_id.clone()).or_default().push(r.attempt);
+        by_job
+            .entry(r.job_id.clone())
+            .or_default()
+            .push((r.generation, r.attempt));
     }
     let (mut rerun, mut unrun) = (0, 0);
     for id in ids {
         let info = s.info(id).await.unwrap().unwrap();
         assert_eq!(info.status, JobStatus::Completed, "{info:?}");
-        let mut attempts = by_job.remove(id).unwrap_or_default();
+        let runs = by_job.remove(id).unwrap_or_default();
+        // One job per id: a second generation would be a second job.
+        assert!(
+            runs.iter()
+                .all(|(generation, _)| *generation == info.generation),
+            "{id}: runs of another generation than {}: {runs:?}",
+            info.generation
+        );
+        let mut attempts: Vec<u32> = runs.iter().map(|(_, attempt)| *attempt).collect();
         attempts.sort_unstable();
         let n = attempts.len();
         attempts.dedup();
