@@ -113,6 +113,8 @@ struct Outcome {
     finished_ms: i64,
     run_at: Option<i64>,
     max_attempts: u32,
+    /// The nonce of the request that created the job.
+    nonce: String,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +288,14 @@ impl MemoryBackend {
                     "",
                     0,
                 ));
+            } else if let Some(done) =
+                tx.s.results
+                    .get(&job.id)
+                    .filter(|r| pending.is_none() && active.is_none() && r.nonce == job.nonce)
+            {
+                // Re-sent after its job already ran (or was cancelled): still one job.
+                let run_at = done.run_at.unwrap_or(done.finished_ms);
+                out.push(reply("enqueued", done.generation, run_at, "", 0));
             } else if mode == "enqueue" {
                 if let Some(p) = &pending {
                     let score = tx.s.due.score(&job.id).unwrap_or(now);
@@ -791,6 +801,7 @@ impl Tx<'_> {
                 finished_ms: self.now,
                 run_at: rec.and_then(|r| r.run_at),
                 max_attempts: rec.map(|r| r.max_attempts).unwrap_or(0),
+                nonce: rec.map(|r| r.nonce.clone()).unwrap_or_default(),
             };
             self.s.results.insert(id.to_string(), outcome);
             let expires = self.now + self.keep_ms;

@@ -176,17 +176,13 @@ async fn a_producer_reports_its_own_health() {
     p.close().await;
 }
 
-/// The enqueue script recognises a request sent again (a client that
-/// reconnected after losing the reply re-sends the same arguments, nonce
-/// included): it answers "enqueued" with the first generation, creates no
-/// second job, and a different request for the id is still a duplicate.
-#[test]
-fn an_enqueue_sent_twice_is_one_job_and_answers_enqueued_both_times() {
-    let server = RedisServer::start();
+/// Runs one of the scheduler's Lua scripts (with `common.lua`) through
+/// `redis-cli EVAL`, with the namespace `{resend}`; the reply's lines.
+fn eval_script(server: &RedisServer, body: &str, args: &[&str]) -> Vec<String> {
     let script = format!(
         "{}\n{}",
         include_str!("../../scheduler/src/scripts/common.lua"),
-        include_str!("../../scheduler/src/scripts/enqueue.lua")
+        body
     );
     let keys = [
         "due",
@@ -202,29 +198,38 @@ fn an_enqueue_sent_twice_is_one_job_and_answers_enqueued_both_times() {
         "claim_exp",
     ]
     .map(|k| format!("{{resend}}:{k}"));
-    let send = |nonce: &str| {
-        let mut args = vec!["EVAL", script.as_str(), "11"];
-        args.extend(keys.iter().map(String::as_str));
-        args.extend([
-            "enqueue",
-            "abort",
-            "{resend}:wake",
-            "{resend}:abort",
-            "100", // header
-            "job-1",
-            "t",
-            "[1]",
-            "3",
-            "after",
-            "60000",
-            nonce,
-            "0", // one job
-        ]);
-        server.cli(&args).unwrap()
-    };
-    let first: Vec<String> = send("AbCd1234").lines().map(str::to_string).collect();
-    let again: Vec<String> = send("AbCd1234").lines().map(str::to_string).collect();
-    let other: Vec<String> = send("zzzz9999").lines().map(str::to_string).collect();
+    let mut cli = vec!["EVAL", script.as_str(), "11"];
+    cli.extend(keys.iter().map(String::as_str));
+    cli.extend(args);
+    server
+        .cli(&cli)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+const ENQUEUE: &str = include_str!("../../scheduler/src/scripts/enqueue.lua");
+
+/// One enqueue of job-1 (task `t`, one argument) with this nonce.
+fn enqueue_job_1(server: &RedisServer, when: (&str, &str), nonce: &str) -> Vec<String> {
+    let header = ["enqueue", "keep", "{resend}:wake", "{resend}:abort", "100"];
+    let job = ["job-1", "t", "[1]", "3", when.0, when.1, nonce, "0"];
+    let args: Vec<&str> = header.iter().chain(job.iter()).copied().collect();
+    eval_script(server, ENQUEUE, &args)
+}
+
+/// The enqueue script recognises a request sent again (a client that
+/// reconnected after losing the reply re-sends the same arguments, nonce
+/// included): it answers "enqueued" with the first generation, creates no
+/// second job, and a different request for the id is still a duplicate.
+#[test]
+fn an_enqueue_sent_twice_is_one_job_and_answers_enqueued_both_times() {
+    let server = RedisServer::start();
+    let later = ("after", "60000");
+    let first = enqueue_job_1(&server, later, "AbCd1234");
+    let again = enqueue_job_1(&server, later, "AbCd1234");
+    let other = enqueue_job_1(&server, later, "zzzz9999");
     assert_eq!(first[0], "enqueued", "{first:?}");
     assert_eq!(again[0], "enqueued", "the re-sent request: {again:?}");
     assert_eq!(again[1], first[1], "same generation");
@@ -235,4 +240,52 @@ fn an_enqueue_sent_twice_is_one_job_and_answers_enqueued_both_times() {
         "1"
     );
     assert_eq!(server.cli(&["GET", "{resend}:seq"]).unwrap().trim(), "1");
+}
+
+/// The same, when the re-sent request arrives after its job already ran: the
+/// outcome record keeps the request's nonce, so the re-send answers "enqueued"
+/// with the finished job's generation instead of running the job a second time.
+/// A new request (another nonce) then creates the next job, as the id is free.
+#[test]
+fn an_enqueue_re_sent_after_its_job_finished_does_not_run_it_again() {
+    let server = RedisServer::start();
+    let now = ("now", "0");
+    let first = enqueue_job_1(&server, now, "AbCd1234");
+    assert_eq!(first[..2], ["enqueued", "1"], "{first:?}");
+    let claim = eval_script(
+        &server,
+        include_str!("../../scheduler/src/scripts/claim.lua"),
+        &["w1", "10", "30000", "3600000", "100", "claim-1", "0"],
+    );
+    assert!(claim.iter().any(|l| l == "job-1"), "claimed: {claim:?}");
+    let complete = eval_script(
+        &server,
+        include_str!("../../scheduler/src/scripts/complete.lua"),
+        &[
+            "3600000",
+            "100",
+            "{resend}:wake",
+            "job-1",
+            "1",
+            "1",
+            "ok",
+            "null",
+            "0",
+        ],
+    );
+    assert_eq!(complete, ["completed"]);
+    let again = enqueue_job_1(&server, now, "AbCd1234");
+    assert_eq!(
+        again[..2],
+        ["enqueued", "1"],
+        "the re-sent request: {again:?}"
+    );
+    assert_eq!(server.cli(&["GET", "{resend}:seq"]).unwrap().trim(), "1");
+    assert_eq!(
+        server.cli(&["HLEN", "{resend}:pending"]).unwrap().trim(),
+        "0",
+        "no second job"
+    );
+    let next = enqueue_job_1(&server, now, "zzzz9999");
+    assert_eq!(next[..2], ["enqueued", "2"], "a new request: {next:?}");
 }

@@ -94,11 +94,25 @@ local function live_result(id, now)
   return redis.call('HGET', K_RESULTS, id)
 end
 
--- The outcome record of a job (msgpack).
+-- The outcome record of a job (msgpack): generation, state, result, error, task,
+-- attempts, enqueued_ms, started_ms, finished_ms, run_at, max attempts, and the
+-- nonce of the request that created the job (so that the request, re-sent after
+-- the job finished, is still recognised).
 local function result_blob(rec, state, result, err, now)
   return cmsgpack.pack({rec and rec[3] or 0, state, result or '', err or '', rec and rec[1] or '',
     rec and rec[4] or 0, rec and rec[6] or 0, rec and opt(rec[10]) or '', now, rec and opt(rec[9]) or '',
-    rec and rec[5] or 0})
+    rec and rec[5] or 0, rec and opt(rec[7]) or ''})
+end
+
+-- The generation and run time of the finished job created by the request with
+-- this nonce, from its outcome record (nil when there is none or it is another job's).
+local function finished_by(blob, nonce)
+  if not blob then return nil end
+  local ok, res = pcall(cmsgpack.unpack, blob)
+  if ok and type(res) == 'table' and res[12] == nonce and type(res[1]) == 'number' then
+    return res[1], tonumber(res[10]) or tonumber(res[9])
+  end
+  return nil
 end
 
 -- Records how a job ended, kept for keep_ms (0: not kept).

@@ -40,10 +40,11 @@ if batched then
     seen[ids[j]] = true
   end
 end
-local pending_blobs, active_blobs
+local pending_blobs, active_blobs, result_blobs
 if batched then
   pending_blobs = call_many('HMGET', K_PENDING, ids)
   active_blobs = call_many('HMGET', K_ACTIVE, ids)
+  result_blobs = call_many('HMGET', K_RESULTS, ids)
 end
 -- Jobs created by a batched call, written at the end: {index of the generation in out, id, record, score}.
 local created = {}
@@ -136,11 +137,23 @@ for j = 1, #ids do
     redis.call('ZREM', K_LEASES, id)
   end
 
+  -- The outcome of a finished job under this id, read only when no job is
+  -- pending or running: the same request may have created it and be re-sent.
+  local done_gen, done_run_at
+  if not pending_blob and not active_blob then
+    local result_blob
+    if batched then result_blob = result_blobs[j] else result_blob = redis.call('HGET', K_RESULTS, id) end
+    done_gen, done_run_at = finished_by(result_blob, nonce)
+  end
+
   if pending and pending[7] == nonce then
     -- The same request, re-sent after a reconnect: report what it did the first time.
     reply('enqueued', pending[3], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0)
   elseif active and active[7] == nonce then
     reply('enqueued', active[3], active[9] or now, 0)
+  elseif done_gen then
+    -- Re-sent after its job already ran (or was cancelled): still one job.
+    reply('enqueued', done_gen, done_run_at or now, 0)
   elseif mode == 'enqueue' then
     if pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
