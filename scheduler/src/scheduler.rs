@@ -646,11 +646,7 @@ impl Scheduler {
             .await?
             .into_iter()
             .map(|raw| {
-                let stored: serde_json::Value =
-                    serde_json::from_slice(&raw.payload).map_err(|source| Error::Payload {
-                        task: raw.task.clone(),
-                        source,
-                    })?;
+                let stored: serde_json::Value = positional::decode(&raw.task, None, &raw.payload)?;
                 let args = match self.inner.registry.get(&raw.task).and_then(|r| r.params) {
                     Some(params) => to_named(params, stored),
                     None => stored,

@@ -1,12 +1,11 @@
 //! A private Sentinel setup: one master, two replicas (so that after a
 //! failover the new master still has one), three sentinels.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis_server::RedisServer;
+use crate::redis_server::{free_port, RedisServer};
 
 pub const SERVICE: &str = "mymaster";
 
@@ -15,13 +14,6 @@ pub struct SentinelSetup {
     pub replicas: Vec<RedisServer>,
     sentinels: Vec<(Child, u16)>,
     dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 impl SentinelSetup {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use scheduler::JobStatus;
 use scheduler_tests::child::{ChildWorker, Events};
+use scheduler_tests::redis_server::free_port;
 use scheduler_tests::setup::{probe_job, producer, wait_status};
 use scheduler_tests::{namespace, RedisServer};
 
@@ -18,11 +19,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_probe-worker");
 
 fn fixture(name: &str) -> String {
     format!("{}/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// A server with its plain port (for the test's own producer) and a TLS port.

@@ -104,14 +104,11 @@ local function result_blob(rec, state, result, err, now)
     rec and rec[5] or 0, rec and opt(rec[7]) or ''})
 end
 
--- The generation and run time of the finished job created by the request with
--- this nonce, from its outcome record (nil when there is none or it is another job's).
-local function finished_by(blob, nonce)
+-- A decoded outcome record, or nil (none, or not msgpack).
+local function decode_result(blob)
   if not blob then return nil end
   local ok, res = pcall(cmsgpack.unpack, blob)
-  if ok and type(res) == 'table' and res[12] == nonce and type(res[1]) == 'number' then
-    return res[1], tonumber(res[10]) or tonumber(res[9])
-  end
+  if ok and type(res) == 'table' then return res end
   return nil
 end
 

@@ -7,7 +7,7 @@
 -- the finished job, when it finished, its state).
 --
 -- In 'enqueue' mode with two or more distinct ids (a bulk enqueue), the hashes are read
--- once for the batch (one HMGET of pending, one of active) and the new jobs are
+-- once for the batch (one HMGET each of pending, active and results) and the new jobs are
 -- written together at the end (one INCRBY of seq for their count, generations
 -- assigned in job order, one HSET, one ZADD). Ids are distinct, so no job of
 -- the batch reads what another one writes: same replies, same final state as
@@ -137,13 +137,14 @@ for j = 1, #ids do
     redis.call('ZREM', K_LEASES, id)
   end
 
-  -- The outcome of a finished job under this id, read only when no job is
-  -- pending or running: the same request may have created it and be re-sent.
-  local done_gen, done_run_at
-  if not pending_blob and not active_blob then
-    local result_blob
-    if batched then result_blob = result_blobs[j] else result_blob = redis.call('HGET', K_RESULTS, id) end
-    done_gen, done_run_at = finished_by(result_blob, nonce)
+  -- The outcome record of a finished job under this id, read only when no job
+  -- is pending or running: the same request may have created it and be re-sent,
+  -- and a request with the unique flag reports it.
+  local done
+  if not pending and not active then
+    local outcome_blob
+    if batched then outcome_blob = result_blobs[j] else outcome_blob = redis.call('HGET', K_RESULTS, id) end
+    done = decode_result(outcome_blob)
   end
 
   if pending and pending[7] == nonce then
@@ -151,9 +152,9 @@ for j = 1, #ids do
     reply('enqueued', pending[3], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0)
   elseif active and active[7] == nonce then
     reply('enqueued', active[3], active[9] or now, 0)
-  elseif done_gen then
+  elseif done and done[12] == nonce and type(done[1]) == 'number' then
     -- Re-sent after its job already ran (or was cancelled): still one job.
-    reply('enqueued', done_gen, done_run_at or now, 0)
+    reply('enqueued', done[1], tonumber(done[10]) or tonumber(done[9]) or now, 0)
   elseif mode == 'enqueue' then
     if pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
@@ -165,13 +166,11 @@ for j = 1, #ids do
       reply('duplicate', active[3], active[9] or now, 'running')
     else
       -- Asked to keep the id taken while a finished outcome is kept: report it.
+      -- (The record read above, unless its retention is over: live_result.)
       local finished = nil
-      if unique then
-        local blob = live_result(id, now)
-        if blob then
-          local ok, res = pcall(cmsgpack.unpack, blob)
-          if ok and type(res) == 'table' and type(res[2]) == 'string' then finished = res end
-        end
+      if unique and done and type(done[2]) == 'string' then
+        local expires = redis.call('ZSCORE', K_RESULTS_EXP, id)
+        if not (expires and tonumber(expires) <= now) then finished = done end
       end
       if finished then
         reply('finished', tonumber(finished[1]) or 0, tonumber(finished[9]) or now, finished[2])
