@@ -29,6 +29,7 @@ conformance!(
     timeouts_drop_the_future_and_count_as_failed_attempts,
     unknown_tasks_are_retried_then_dead_lettered,
     replace_of_a_running_job_follows_the_policy,
+    a_replacement_waiting_for_a_running_job_starts_when_it_ends_not_at_its_lease_expiry,
     close_releases_running_jobs_to_another_worker_at_once,
     keep_result_zero_keeps_nothing_but_ids_are_reusable,
     registry_lists_tasks_and_typed_names_match,
@@ -537,6 +538,81 @@ async fn replace_of_a_running_job_follows_the_policy(fx: Fixture) {
     assert_eq!(
         wait_status(&s, "job", |st| *st == JobStatus::Completed).await,
         JobStatus::Completed
+    );
+    s.close().await;
+}
+
+/// A replacement queued behind a running job is due at that job's lease expiry
+/// (its worker may have died); finishing the run must release it at once. With a
+/// 30 s lease, a replacement released only by the lease would miss every bound here.
+async fn a_replacement_waiting_for_a_running_job_starts_when_it_ends_not_at_its_lease_expiry(
+    fx: Fixture,
+) {
+    let probe = Probe::default();
+    let config = WorkerConfig {
+        lease: Duration::from_secs(30),
+        heartbeat: Some(Duration::from_secs(10)),
+        ..fast_worker()
+    };
+    let s = worker_with(&fx.url(), &namespace("replace-waits"), &probe, config).await;
+    let job =
+        |arg: &str, ms: u64| JobRequest::<ProbeTask>::new(ProbeArgs::new(arg).sleep(ms)).id("job");
+    let soon = TimeDelta::seconds(5);
+
+    // QueueAfter, then a second replacement of the waiting one: the last one runs
+    // right after the first ends, and the one it replaced never runs.
+    s.enqueue(job("first", 600)).await.unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    let out = s
+        .replace(job("second", 0), IfRunning::QueueAfter)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, ReplaceOutcome::QueuedAfterRunning { .. }),
+        "{out:?}"
+    );
+    let out = s
+        .replace(job("third", 600), IfRunning::QueueAfter)
+        .await
+        .unwrap();
+    assert!(matches!(out, ReplaceOutcome::Replaced { .. }), "{out:?}");
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    let runs = probe.runs();
+    assert_eq!(runs[1].arg, "third");
+    let first_end = runs[0].end.expect("the first run ended");
+    assert!(
+        first_end <= runs[1].start,
+        "the new run overlapped the old one"
+    );
+    assert!(
+        runs[1].start - first_end < soon,
+        "released {} after the run ended",
+        runs[1].start - first_end
+    );
+
+    // Abort: the replacement starts as soon as the aborted run stopped.
+    let out = s.replace(job("fourth", 0), IfRunning::Abort).await.unwrap();
+    assert!(
+        matches!(out, ReplaceOutcome::AbortedRunning { .. }),
+        "{out:?}"
+    );
+    let asked = Utc::now();
+    assert!(probe.wait_started(3, Duration::from_secs(10)).await);
+    let runs = probe.runs();
+    assert_eq!(runs[2].arg, "fourth");
+    assert!(
+        runs[2].start - asked < soon,
+        "released {} after the abort",
+        runs[2].start - asked
+    );
+    assert_eq!(
+        wait_status(&s, "job", |st| *st == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    assert_eq!(
+        probe.runs_of("second").len(),
+        0,
+        "a replaced replacement ran"
     );
     s.close().await;
 }

@@ -12,9 +12,13 @@ local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local nonce, retry = ARGV[6], ARGV[7] == '1'
 local now = now_ms()
+-- Numbers go to Redis as text formatted once here: Redis formats each Lua
+-- number argument with snprintf('%.17g'), a few thousand instructions each.
+local now_text = string.format('%d', now)
+local lease_until = string.format('%d', now + lease_ms)
 
 -- Log entries of workers that stopped claiming a lease ago are dropped.
-local stale_claims = redis.call('ZRANGEBYSCORE', K_CLAIM_EXP, '-inf', now, 'LIMIT', 0, 20)
+local stale_claims = redis.call('ZRANGEBYSCORE', K_CLAIM_EXP, '-inf', now_text, 'LIMIT', '0', '20')
 if #stale_claims > 0 then
   call_many('HDEL', K_CLAIM_LOG, stale_claims)
   call_many('ZREM', K_CLAIM_EXP, stale_claims)
@@ -37,7 +41,7 @@ end
 local SWEEP = 2000
 local swept = sweep_results(now, SWEEP)
 
-local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, 100)
+local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_text, 'LIMIT', '0', '100')
 for _, id in ipairs(expired) do
   expire_lease(id, now, keep_ms, cap)
 end
@@ -54,7 +58,7 @@ if replay then
     end
   end
 elseif max_jobs > 0 then
-  local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now, 'WITHSCORES', 'LIMIT', 0, max_jobs)
+  local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now_text, 'WITHSCORES', 'LIMIT', '0', ARGV[2])
   if #due > 0 then
     -- One read of each hash for the whole batch, one write of each for the jobs
     -- claimed (the ids are distinct, so batching changes no outcome).
@@ -79,7 +83,10 @@ elseif max_jobs > 0 then
           record_result(id, nil, 'failed', '', why, now, keep_ms)
           jobs[#jobs + 1] = {id, '', why}
         elseif running[j] then
-          -- The previous run of this id is still going: start after it.
+          -- The previous run of this id is still going: start after it, and
+          -- make sure finishing that run releases this job.
+          local previous = decode(running[j])
+          if previous then mark_replacement_waits(id, previous) end
           rec[13] = rec[13] or run_at
           redis.call('HSET', K_PENDING, id, encode(rec))
           redis.call('ZADD', K_DUE, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
@@ -93,7 +100,7 @@ elseif max_jobs > 0 then
           claimed[#claimed + 1] = id
           active_args[#active_args + 1] = id
           active_args[#active_args + 1] = encode(rec)
-          lease_args[#lease_args + 1] = now + lease_ms
+          lease_args[#lease_args + 1] = lease_until
           lease_args[#lease_args + 1] = id
           jobs[#jobs + 1] = {id, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], run_at}
         end
@@ -106,15 +113,15 @@ elseif max_jobs > 0 then
       call_many('ZADD', K_LEASES, lease_args)
       -- Nonces and job ids never contain control characters: NUL separates them.
       redis.call('HSET', K_CLAIM_LOG, worker, nonce .. '\0' .. table.concat(claimed, '\0'))
-      redis.call('ZADD', K_CLAIM_EXP, now + lease_ms, worker)
+      redis.call('ZADD', K_CLAIM_EXP, lease_until, worker)
     end
   end
 end
 
 local next_wake = -1
-local head = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')
+local head = redis.call('ZRANGE', K_DUE, '0', '0', 'WITHSCORES')
 if head[2] ~= nil then next_wake = tonumber(head[2]) end
-local lease_head = redis.call('ZRANGE', K_LEASES, 0, 0, 'WITHSCORES')
+local lease_head = redis.call('ZRANGE', K_LEASES, '0', '0', 'WITHSCORES')
 if lease_head[2] ~= nil then
   local l = tonumber(lease_head[2])
   if next_wake < 0 or l < next_wake then next_wake = l end

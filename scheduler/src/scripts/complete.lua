@@ -6,6 +6,8 @@
 -- Returns one code per entry: 'completed' | 'retrying' | 'failed' | 'cancelled' | 'released' | 'stale'
 local keep_ms, cap, wake_channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
+-- As text, formatted once (see claim.lua).
+local keep_until = string.format('%d', now + keep_ms)
 local out = {}
 -- Jobs that became due now (released, or a replacement that waited) wake the workers.
 local earliest = nil
@@ -24,7 +26,9 @@ for i = 4, #ARGV, 6 do
   ids[#ids + 1] = id
 end
 local prefetched = distinct and #ids > 0 and call_many('HMGET', K_ACTIVE, ids) or nil
-local ok_ids, ok_active, ok_leases, ok_results, ok_exp = {}, {}, {}, {}, {}
+local ok_ids, ok_results, ok_exp = {}, {}, {}
+-- Those of ok_ids whose running record says a replacement waits (field 14).
+local ok_waited = {}
 
 for i = 4, #ARGV, 6 do
   local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -37,10 +41,11 @@ for i = 4, #ARGV, 6 do
   elseif outcome == 'ok' and prefetched then
     -- finish_active, batched below
     ok_ids[#ok_ids + 1] = id
+    if rec[14] == 1 then ok_waited[#ok_waited + 1] = id end
     if keep_ms > 0 then
       ok_results[#ok_results + 1] = id
       ok_results[#ok_results + 1] = result_blob(rec, 'completed', text, '', now)
-      ok_exp[#ok_exp + 1] = now + keep_ms
+      ok_exp[#ok_exp + 1] = keep_until
       ok_exp[#ok_exp + 1] = id
     end
     out[#out + 1] = 'completed'
@@ -52,6 +57,7 @@ for i = 4, #ARGV, 6 do
     out[#out + 1] = 'cancelled'
   elseif outcome == 'release' then
     if redis.call('HEXISTS', K_PENDING, id) == 1 then
+      rec[14] = 1
       due_at(finish_active(id, rec, 'cancelled', '', 'superseded by a replacement at shutdown', now, keep_ms))
       out[#out + 1] = 'cancelled'
     else
@@ -65,6 +71,7 @@ for i = 4, #ARGV, 6 do
     out[#out + 1] = 'retrying'
   elseif outcome == 'retry' and rec[4] < rec[5] then
     -- A replacement is waiting: it wins over retrying the old arguments.
+    rec[14] = 1
     due_at(finish_active(id, rec, 'failed', '', text, now, keep_ms))
     out[#out + 1] = 'failed'
   else
@@ -90,11 +97,8 @@ if #ok_ids > 0 then
   end
   -- As much sweeping as one record_result per job would do.
   sweep_results(now, 20 * #ok_ids)
-  -- unblock_pending for each: a replacement waiting for its run to end.
-  local pending = call_many('HMGET', K_PENDING, ok_ids)
-  for j, id in ipairs(ok_ids) do
-    if pending[j] then due_at(unblock_pending(id, now)) end
-  end
+  -- unblock_pending for each whose replacement waits (as finish_active does).
+  for _, id in ipairs(ok_waited) do due_at(unblock_pending(id, now)) end
 end
 if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
 return out

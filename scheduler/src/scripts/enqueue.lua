@@ -183,19 +183,26 @@ for j = 1, #ids do
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
       local previous = pending[13] or score
       local blocked = nil
-      if active then blocked = running_lease(id) end
+      if active then
+        blocked = running_lease(id)
+        mark_replacement_waits(id, active)
+      end
       create(id, task, payload, max_attempts, run_at, nonce, blocked, 'replaced', previous)
     elseif active then
       if if_running == 'keep' then
         reply('running', active[3], active[9] or now, 0)
       else
         local code = 'queued_after'
-        if if_running == 'abort' then
+        -- The running job learns that a replacement waits (field 14) and,
+        -- with 'abort', that it is asked to stop (field 12): one write.
+        local abort = if_running == 'abort'
+        if active[14] ~= 1 or (abort and active[12] ~= 1) then
+          active[14] = 1
+          if abort then active[12] = 1 end
+          redis.call('HSET', K_ACTIVE, id, encode(active))
+        end
+        if abort then
           code = 'aborted'
-          if active[12] ~= 1 then
-            active[12] = 1
-            redis.call('HSET', K_ACTIVE, id, encode(active))
-          end
           redis.call('PUBLISH', abort_channel, active[3] .. ':' .. id)
         end
         create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[3])

@@ -2,6 +2,8 @@
 -- Returns one code per job: 'ok' (lease extended), 'cancel' (abort requested), 'lost'
 local lease_ms = tonumber(ARGV[1])
 local now = now_ms()
+-- As text, formatted once (see claim.lua).
+local lease_until = string.format('%d', now + lease_ms)
 local out = {}
 for i = 2, #ARGV, 3 do
   local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -10,7 +12,7 @@ for i = 2, #ARGV, 3 do
   if not rec or rec[3] ~= gen or rec[4] ~= attempt then
     out[#out + 1] = 'lost'
   else
-    redis.call('ZADD', K_LEASES, now + lease_ms, id)
+    redis.call('ZADD', K_LEASES, lease_until, id)
     if rec[12] == 1 then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
   end
 end
