@@ -4,7 +4,7 @@ use fred::types::scripts::Script;
 
 const COMMON: &str = include_str!("scripts/common.lua");
 
-/// Every script, with `common.lua` prepended.
+/// Every script, with `common.lua` prepended and the call's KEYS bound.
 #[derive(Clone, Debug)]
 pub(crate) struct Scripts {
     pub(crate) enqueue: Script,
@@ -18,7 +18,7 @@ pub(crate) struct Scripts {
 }
 
 fn build(body: &str) -> Script {
-    Script::from_lua(format!("{COMMON}\n{body}"))
+    Script::from_lua(format!("{COMMON}\nbind(KEYS)\n{body}"))
 }
 
 impl Scripts {
