@@ -1,12 +1,11 @@
 //! The Redis side of every state transition: one script call each.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
-use fred::types::scripts::Script;
 use fred::types::{CustomCommand, InfoKind, Key, Value};
 
 use tokio::sync::{broadcast, mpsc};
@@ -22,7 +21,7 @@ use crate::health::HealthState;
 use crate::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
 use crate::keys::Keys;
 use crate::reply::{self, corrupt};
-use crate::scripts::Scripts;
+use crate::scripts::{Lua, Scripts};
 
 /// Connection and scripts of one namespace.
 #[derive(Clone)]
@@ -32,6 +31,9 @@ pub(crate) struct RedisBackend {
     keys: Keys,
     script_keys: Vec<Key>,
     scripts: Scripts,
+    /// Whether the scripts are called as functions of the loaded library
+    /// (FCALL); false where the server refused FUNCTION LOAD (EVALSHA).
+    functions: Arc<AtomicBool>,
     pub(crate) config: SchedulerConfig,
     /// Risky server settings found at connect (see [`startup_warnings`]).
     warnings: Arc<Vec<String>>,
@@ -171,6 +173,7 @@ impl RedisBackend {
                 .collect(),
             keys,
             scripts: Scripts::new(),
+            functions: Arc::new(AtomicBool::new(false)),
             config,
         };
         store.load_scripts().await?;
@@ -253,19 +256,79 @@ impl RedisBackend {
         })
     }
 
+    /// Loads the function library, or, where the server refuses it (Redis < 7,
+    /// an ACL without FUNCTION, ...), the scripts for EVALSHA.
     pub(crate) async fn load_scripts(&self) -> Result<(), Error> {
-        for script in self.scripts.all() {
-            script.load(&self.client).await.map_err(|e| self.error(e))?;
+        match self.load_library().await {
+            Ok(()) => {
+                self.functions.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => self.use_evalsha(&e),
+        }
+        for lua in self.scripts.all() {
+            lua.script
+                .load(&self.client)
+                .await
+                .map_err(|e| self.error(e))?;
         }
         Ok(())
+    }
+
+    /// FUNCTION LOAD of the library, on every primary of a cluster. REPLACE is
+    /// harmless: the name is content-addressed, so it only replaces itself.
+    async fn load_library(&self) -> Result<(), Error> {
+        self.client
+            .function_load_cluster::<Value, _>(true, self.scripts.library.code.as_str())
+            .await
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    fn use_evalsha(&self, refusal: &Error) {
+        self.functions.store(false, Ordering::Relaxed);
+        tracing::info!(
+            library = %self.scripts.library.name,
+            reason = %refusal,
+            "redis refused the scheduler's function library; calling its scripts with EVALSHA"
+        );
     }
 
     pub(crate) fn error(&self, e: fred::error::Error) -> Error {
         Error::from_redis(e, self.config.command_timeout)
     }
 
-    async fn call(&self, script: &Script, args: Vec<Value>) -> Result<Value, Error> {
-        script
+    /// Runs one script: FCALL of its function, loading the library again and
+    /// retrying once when the server lost it (restart, FUNCTION FLUSH,
+    /// failover), as EVALSHA reloads on NOSCRIPT; or EVALSHA where functions
+    /// were refused.
+    async fn call(&self, lua: &Lua, args: Vec<Value>) -> Result<Value, Error> {
+        if self.functions.load(Ordering::Relaxed) {
+            let keys = self.script_keys.clone();
+            match self
+                .client
+                .fcall::<Value, _, _, _>(lua.function.as_str(), keys.clone(), args.clone())
+                .await
+            {
+                Err(e) if e.details().starts_with("ERR Function not found") => {
+                    match self.load_library().await {
+                        Ok(()) => {
+                            return self
+                                .client
+                                .fcall(lua.function.as_str(), keys, args)
+                                .await
+                                .map_err(|e| self.error(e));
+                        }
+                        Err(e) if e.is_transient() => return Err(e),
+                        // Now refused (e.g. failed over to an older server).
+                        Err(e) => self.use_evalsha(&e),
+                    }
+                }
+                result => return result.map_err(|e| self.error(e)),
+            }
+        }
+        lua.script
             .evalsha_with_reload::<Value, _, _>(&self.client, self.script_keys.clone(), args)
             .await
             .map_err(|e| self.error(e))

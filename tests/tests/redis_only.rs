@@ -180,7 +180,7 @@ async fn a_producer_reports_its_own_health() {
 /// `redis-cli EVAL`, with the namespace `{resend}`; the reply's lines.
 fn eval_script(server: &RedisServer, body: &str, args: &[&str]) -> Vec<String> {
     let script = format!(
-        "{}\n{}",
+        "{}\nbind(KEYS)\n{}",
         include_str!("../../scheduler/src/scripts/common.lua"),
         body
     );

@@ -17,9 +17,17 @@
 --   10 started_ms, 11 worker, 12 cancel requested (1), 13 blocked run_at,
 --   14 a replacement waits (1; on a running job: a pending job with the same id
 --      waits for this run to end, so finishing it must release that job)
-local K_DUE, K_PENDING, K_ACTIVE, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local K_CLAIM_LOG, K_CLAIM_EXP = KEYS[10], KEYS[11]
+-- Bound to the call's KEYS by bind() before each script body runs (by the EVAL
+-- form and by each function of the library form; see scripts.rs).
+local K_DUE, K_PENDING, K_ACTIVE, K_LEASES
+local K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ
+local K_CLAIM_LOG, K_CLAIM_EXP
+
+local function bind(keys)
+  K_DUE, K_PENDING, K_ACTIVE, K_LEASES = keys[1], keys[2], keys[3], keys[4]
+  K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = keys[5], keys[6], keys[7], keys[8], keys[9]
+  K_CLAIM_LOG, K_CLAIM_EXP = keys[10], keys[11]
+end
 
 local function now_ms()
   local t = redis.call('TIME')
