@@ -28,7 +28,11 @@ use crate::task::{JobRequest, Task, When};
 use crate::worker::{Worker, WorkerHandle};
 
 /// Most jobs written by one script call of [`Scheduler::enqueue_many`].
-const BULK_BATCH: usize = 1000;
+const BULK_BATCH: usize = 250;
+/// How many of those calls [`Scheduler::enqueue_many`] keeps in flight on the
+/// connection: while Redis runs one batch, the next is encoded, sent and the
+/// previous reply decoded, instead of each side waiting for the other.
+const BULK_IN_FLIGHT: usize = 4;
 /// Largest time a score can hold exactly (2^53 ms).
 const MAX_MS: i64 = 1 << 53;
 
@@ -456,19 +460,56 @@ impl Scheduler {
         self.enqueue_prepared(job).await
     }
 
-    /// Enqueues many typed jobs, 1,000 per round trip; each is deduplicated on
-    /// its own. Outcomes come back in order.
+    /// Enqueues many typed jobs; each is deduplicated on its own, as by
+    /// [`Scheduler::enqueue`]. Outcomes come back in order.
+    ///
+    /// The jobs go to Redis in batches of 250, one atomic script call each,
+    /// with up to 4 batches in flight at once (pipelined on the connection).
+    /// The call as a whole is not atomic: when it returns an error, the
+    /// batches that Redis had answered are enqueued. Calling again with the
+    /// same job ids is safe: those jobs are reported as duplicates, and the
+    /// rest are enqueued.
+    ///
+    /// ```
+    /// #[scheduler::task]
+    /// async fn notify(user: u64) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://enqueue-many")
+    ///     .register::<notify>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// let requests = (0..1_000u64).map(|user| notify::job(user).id(format!("notify-{user}")));
+    /// let outcomes = s.enqueue_many(requests).await?;
+    /// assert!(outcomes.iter().all(|o| o.is_enqueued()));
+    /// // Sent again, every job is a duplicate: nothing runs twice.
+    /// let again = s.enqueue_many((0..1_000u64).map(|user| notify::job(user).id(format!("notify-{user}")))).await?;
+    /// assert!(again.iter().all(|o| !o.is_enqueued()));
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn enqueue_many<T: Task>(
         &self,
         requests: impl IntoIterator<Item = JobRequest<T>>,
     ) -> Result<Vec<EnqueueOutcome>, Error> {
+        use futures_util::stream::{self, StreamExt};
         let jobs = requests
             .into_iter()
             .map(|r| self.prepare(r))
             .collect::<Result<Vec<_>, _>>()?;
+        let batches: Vec<_> = stream::iter(jobs.chunks(BULK_BATCH))
+            .map(|chunk| self.inner.backend.enqueue("enqueue", "keep", chunk))
+            .buffered(BULK_IN_FLIGHT)
+            .collect()
+            .await;
         let mut outcomes = Vec::with_capacity(jobs.len());
-        for chunk in jobs.chunks(BULK_BATCH) {
-            for reply in self.observe(self.inner.backend.enqueue("enqueue", "keep", chunk).await)? {
+        for batch in batches {
+            for reply in self.observe(batch)? {
                 outcomes.push(enqueue_outcome(reply)?);
             }
         }

@@ -25,6 +25,7 @@ conformance!(
     a_stale_cancel_never_touches_a_later_generation,
     cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job,
     two_workers_race_for_1000_jobs_and_each_runs_exactly_once,
+    a_bulk_enqueue_in_many_batches_answers_in_order_and_dedups_across_batches,
     failures_are_retried_then_dead_lettered_with_the_reason,
     timeouts_drop_the_future_and_count_as_failed_attempts,
     unknown_tasks_are_retried_then_dead_lettered,
@@ -350,6 +351,45 @@ async fn cancel_then_enqueue_in_a_tight_loop_keeps_the_last_job(fx: Fixture) {
     let args: Vec<String> = probe.runs().into_iter().map(|r| r.arg).collect();
     assert_eq!(args, vec!["199"]);
     s.close().await;
+    p.close().await;
+}
+
+/// `enqueue_many` sends its jobs in several batches, some in flight at once:
+/// the outcomes still come back in request order, and an id repeated in a later
+/// batch (or the same one) is a duplicate of the first job, not a second job.
+async fn a_bulk_enqueue_in_many_batches_answers_in_order_and_dedups_across_batches(fx: Fixture) {
+    let p = producer(&fx.url(), &namespace("bulk-batches")).await;
+    // 2,000 distinct ids, then 600 of them again (ids j0..j599), 2,600 requests.
+    let ids: Vec<String> = (0..2000).chain(0..600).map(|i| format!("j{i}")).collect();
+    let outcomes = p
+        .enqueue_many(ids.iter().map(|id| probe_job(id, "x")))
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), ids.len());
+    let generation = |o: &EnqueueOutcome| match o {
+        EnqueueOutcome::Enqueued { generation, .. }
+        | EnqueueOutcome::Duplicate { generation, .. }
+        | EnqueueOutcome::RecentlyFinished { generation, .. } => *generation,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (i, o) in outcomes.iter().take(2000).enumerate() {
+        assert!(o.is_enqueued(), "request {i}: {o:?}");
+        assert!(seen.insert(generation(o)), "request {i}: generation reused");
+    }
+    for (k, o) in outcomes.iter().skip(2000).enumerate() {
+        assert!(
+            matches!(o, EnqueueOutcome::Duplicate { .. }),
+            "request {}: {o:?}",
+            2000 + k
+        );
+        assert_eq!(
+            generation(o),
+            generation(&outcomes[k]),
+            "request {} answered for another job than j{k}",
+            2000 + k
+        );
+    }
+    assert_eq!(p.pending::<ProbeTask>().await.unwrap().len(), 2000);
     p.close().await;
 }
 
