@@ -303,12 +303,15 @@ impl RedisBackend {
     /// retrying once when the server lost it (restart, FUNCTION FLUSH,
     /// failover), as EVALSHA reloads on NOSCRIPT; or EVALSHA where functions
     /// were refused.
-    async fn call(&self, lua: &Lua, args: Vec<Value>) -> Result<Value, Error> {
+    ///
+    /// `args` builds the arguments; it runs again for the retry, so that the
+    /// usual call moves them instead of keeping a copy (cloning a few thousand
+    /// `Bytes` per bulk call cost measurable client CPU).
+    async fn call(&self, lua: &Lua, args: impl Fn() -> Vec<Value>) -> Result<Value, Error> {
         if self.functions.load(Ordering::Relaxed) {
-            let keys = self.script_keys.clone();
             match self
                 .client
-                .fcall::<Value, _, _, _>(lua.function.as_str(), keys.clone(), args.clone())
+                .fcall::<Value, _, _, _>(lua.function.as_str(), self.script_keys.clone(), args())
                 .await
             {
                 Err(e) if e.details().starts_with("ERR Function not found") => {
@@ -316,7 +319,7 @@ impl RedisBackend {
                         Ok(()) => {
                             return self
                                 .client
-                                .fcall(lua.function.as_str(), keys, args)
+                                .fcall(lua.function.as_str(), self.script_keys.clone(), args())
                                 .await
                                 .map_err(|e| self.error(e));
                         }
@@ -329,7 +332,7 @@ impl RedisBackend {
             }
         }
         lua.script
-            .evalsha_with_reload::<Value, _, _>(&self.client, self.script_keys.clone(), args)
+            .evalsha_with_reload::<Value, _, _>(&self.client, self.script_keys.clone(), args())
             .await
             .map_err(|e| self.error(e))
     }
@@ -431,29 +434,32 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
-            let mut args: Vec<Value> = Vec::with_capacity(5 + jobs.len() * 8);
-            args.push(mode.into());
-            args.push(if_running.into());
-            args.push(self.keys.wake_channel.as_str().into());
-            args.push(self.keys.abort_channel.as_str().into());
-            args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
-            for job in jobs {
-                args.push(job.id.as_str().into());
-                args.push(job.task.as_str().into());
-                args.push(Value::Bytes(job.payload.clone().into()));
-                args.push(Value::Integer(i64::from(job.max_attempts)));
-                args.push(job.when.0.into());
-                args.push(Value::Integer(job.when.1));
-                args.push(job.nonce.as_str().into());
-                args.push(
-                    if job.unique_until_result_expires {
-                        "1"
-                    } else {
-                        "0"
-                    }
-                    .into(),
-                );
-            }
+            let args = || {
+                let mut args: Vec<Value> = Vec::with_capacity(5 + jobs.len() * 8);
+                args.push(mode.into());
+                args.push(if_running.into());
+                args.push(self.keys.wake_channel.as_str().into());
+                args.push(self.keys.abort_channel.as_str().into());
+                args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+                for job in jobs {
+                    args.push(job.id.as_str().into());
+                    args.push(job.task.as_str().into());
+                    args.push(Value::Bytes(job.payload.clone().into()));
+                    args.push(Value::Integer(i64::from(job.max_attempts)));
+                    args.push(job.when.0.into());
+                    args.push(Value::Integer(job.when.1));
+                    args.push(job.nonce.as_str().into());
+                    args.push(
+                        if job.unique_until_result_expires {
+                            "1"
+                        } else {
+                            "0"
+                        }
+                        .into(),
+                    );
+                }
+                args
+            };
             let reply = self.call(&self.scripts.enqueue, args).await?;
             self.replicate().await?;
             // Four values per job, flat: code, generation, run_at, extra.
@@ -498,7 +504,7 @@ impl Backend for RedisBackend {
                 ticket.nonce.as_str().into(),
                 if ticket.retry { "1" } else { "" }.into(),
             ];
-            let reply = self.call(&self.scripts.claim, args).await?;
+            let reply = self.call(&self.scripts.claim, || args.clone()).await?;
             let mut parts = reply::array(reply, "claim")?.into_iter();
             let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
             let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
@@ -547,18 +553,21 @@ impl Backend for RedisBackend {
         finished: &'a [Finished],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         Box::pin(async move {
-            let mut args: Vec<Value> = Vec::with_capacity(2 + finished.len() * 6);
-            args.push(Value::Integer(self.keep_ms()));
-            args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
-            args.push(self.keys.wake_channel.as_str().into());
-            for f in finished {
-                args.push(f.id.as_str().into());
-                args.push(Value::Integer(f.generation as i64));
-                args.push(Value::Integer(i64::from(f.attempt)));
-                args.push(f.outcome.into());
-                args.push(f.text.as_str().into());
-                args.push(Value::Integer(f.retry_delay_ms as i64));
-            }
+            let args = || {
+                let mut args: Vec<Value> = Vec::with_capacity(2 + finished.len() * 6);
+                args.push(Value::Integer(self.keep_ms()));
+                args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+                args.push(self.keys.wake_channel.as_str().into());
+                for f in finished {
+                    args.push(f.id.as_str().into());
+                    args.push(Value::Integer(f.generation as i64));
+                    args.push(Value::Integer(i64::from(f.attempt)));
+                    args.push(f.outcome.into());
+                    args.push(f.text.as_str().into());
+                    args.push(Value::Integer(f.retry_delay_ms as i64));
+                }
+                args
+            };
             let reply = self.call(&self.scripts.complete, args).await?;
             Ok(reply::array(reply, "complete")?
                 .iter()
@@ -580,7 +589,7 @@ impl Backend for RedisBackend {
                 args.push(Value::Integer(*generation as i64));
                 args.push(Value::Integer(i64::from(*attempt)));
             }
-            let reply = self.call(&self.scripts.renew, args).await?;
+            let reply = self.call(&self.scripts.renew, || args.clone()).await?;
             Ok(reply::array(reply, "renew")?
                 .iter()
                 .map(reply::string)
@@ -602,7 +611,10 @@ impl Backend for RedisBackend {
                 Value::Integer(self.keep_ms()),
                 self.keys.abort_channel.as_str().into(),
             ];
-            let reply = reply::array(self.call(&self.scripts.cancel, args).await?, "cancel")?;
+            let reply = reply::array(
+                self.call(&self.scripts.cancel, || args.clone()).await?,
+                "cancel",
+            )?;
             self.replicate().await?;
             let code = reply.first().map(reply::string).unwrap_or_default();
             let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
@@ -623,7 +635,7 @@ impl Backend for RedisBackend {
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {
         Box::pin(async move {
             let reply = reply::array(
-                self.call(&self.scripts.inspect, vec![id.into()]).await?,
+                self.call(&self.scripts.inspect, || vec![id.into()]).await?,
                 "inspect",
             )?;
             let mut sections = reply.into_iter();
@@ -724,7 +736,11 @@ impl Backend for RedisBackend {
                 Value::Integer(offset as i64),
                 Value::Integer(count as i64),
             ];
-            let reply = reply::array(self.call(&self.scripts.dead_letters, args).await?, "dead")?;
+            let reply = reply::array(
+                self.call(&self.scripts.dead_letters, || args.clone())
+                    .await?,
+                "dead",
+            )?;
             reply
                 .into_iter()
                 .map(|entry| {
@@ -756,7 +772,8 @@ impl Backend for RedisBackend {
                 self.keys.wake_channel.as_str().into(),
             ];
             let reply = reply::array(
-                self.call(&self.scripts.dead_letters, args).await?,
+                self.call(&self.scripts.dead_letters, || args.clone())
+                    .await?,
                 "requeue",
             )?;
             let code = reply.first().map(reply::string).unwrap_or_default();
@@ -768,7 +785,7 @@ impl Backend for RedisBackend {
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(async move {
             let reply = reply::array(
-                self.call(&self.scripts.dead_letters, vec!["purge".into()])
+                self.call(&self.scripts.dead_letters, || vec!["purge".into()])
                     .await?,
                 "purge",
             )?;
@@ -788,7 +805,10 @@ impl Backend for RedisBackend {
                 cursor.into(),
                 Value::Integer(count as i64),
             ];
-            let reply = reply::array(self.call(&self.scripts.list, args).await?, "list")?;
+            let reply = reply::array(
+                self.call(&self.scripts.list, || args.clone()).await?,
+                "list",
+            )?;
             let mut items = reply.into_iter();
             let next = reply::string(&items.next().unwrap_or(Value::Null));
             let mut entries = Vec::new();
