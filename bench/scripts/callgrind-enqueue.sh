@@ -55,7 +55,7 @@ esac
 payload="[\"noop\",0.0,\"$(printf 'x%.0s' $(seq 100))\"]"
 args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
   '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'
-  enqueue keep '{q}:wake' '{q}:abort' 10000
+  enqueue keep '{q}:wake' '{q}:abort' 10000 ''
   'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 0)
 redis-benchmark -p "$port" -n 200 -c 1 -r 100000000 --csv "${args[@]}" >/dev/null 2>&1
 callgrind_control -z "$vg" >/dev/null 2>&1

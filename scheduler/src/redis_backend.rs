@@ -422,6 +422,124 @@ impl RedisBackend {
     }
 }
 
+/// Whether `enqueue.lua` gets these jobs in its 'uniform' layout: two or
+/// more jobs that share task, attempts, run time and unique flag (a bulk
+/// enqueue, usually) send those once, 3 values per job instead of 8, and a
+/// created job is answered with its generation alone.
+fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
+    mode == "enqueue"
+        && jobs.len() > 1
+        && jobs.iter().all(|job| {
+            job.task == jobs[0].task
+                && job.max_attempts == jobs[0].max_attempts
+                && job.when == jobs[0].when
+                && job.unique_until_result_expires == jobs[0].unique_until_result_expires
+        })
+}
+
+/// One job's `enqueue.lua` reply from its four values.
+fn enqueue_reply(
+    code: &Value,
+    generation: &Value,
+    run_at: &Value,
+    extra: &Value,
+) -> Result<EnqueueReply, Error> {
+    Ok(EnqueueReply {
+        code: reply::string(code),
+        generation: reply::int(generation, "generation")? as u64,
+        run_at_ms: reply::int(run_at, "run_at")?,
+        state: reply::string(extra),
+        other: reply::opt_int(extra).unwrap_or(0),
+    })
+}
+
+/// Four values per job, flat: code, generation, run_at, extra.
+fn flat_enqueue_replies(values: Vec<Value>, jobs: usize) -> Result<Vec<EnqueueReply>, Error> {
+    if values.len() != 4 * jobs {
+        return Err(corrupt("enqueue reply length"));
+    }
+    values
+        .chunks_exact(4)
+        .map(|v| enqueue_reply(&v[0], &v[1], &v[2], &v[3]))
+        .collect()
+}
+
+/// The run time of the created jobs, then per job its generation (created)
+/// or its four values as an array.
+fn uniform_enqueue_replies(values: Vec<Value>, jobs: usize) -> Result<Vec<EnqueueReply>, Error> {
+    if values.len() != 1 + jobs {
+        return Err(corrupt("enqueue reply length"));
+    }
+    let mut values = values.into_iter();
+    let run_at_ms = reply::int(&values.next().unwrap_or(Value::Null), "run_at")?;
+    values
+        .map(|entry| match entry {
+            Value::Integer(generation) => Ok(EnqueueReply {
+                code: "enqueued".to_string(),
+                generation: generation as u64,
+                run_at_ms,
+                state: String::new(),
+                other: 0,
+            }),
+            entry => match reply::array(entry, "enqueue entry")?.as_slice() {
+                [code, generation, run_at, extra] => enqueue_reply(code, generation, run_at, extra),
+                _ => Err(corrupt("enqueue entry length")),
+            },
+        })
+        .collect()
+}
+
+/// The arguments of `enqueue.lua` (its header documents them).
+fn enqueue_args(
+    mode: &'static str,
+    if_running: &'static str,
+    uniform: bool,
+    keys: &Keys,
+    config: &SchedulerConfig,
+    jobs: &[NewJob],
+) -> Vec<Value> {
+    let unique = |job: &NewJob| {
+        if job.unique_until_result_expires {
+            "1"
+        } else {
+            "0"
+        }
+    };
+    let mut args: Vec<Value> = Vec::with_capacity(11 + jobs.len() * if uniform { 3 } else { 8 });
+    args.push(mode.into());
+    args.push(if_running.into());
+    args.push(keys.wake_channel.as_str().into());
+    args.push(keys.abort_channel.as_str().into());
+    args.push(Value::Integer(i64::from(config.dead_letter_cap)));
+    if uniform {
+        let first = &jobs[0];
+        args.push("uniform".into());
+        args.push(first.task.as_str().into());
+        args.push(Value::Integer(i64::from(first.max_attempts)));
+        args.push(first.when.0.into());
+        args.push(Value::Integer(first.when.1));
+        args.push(unique(first).into());
+        for job in jobs {
+            args.push(job.id.as_str().into());
+            args.push(Value::Bytes(job.payload.clone().into()));
+            args.push(job.nonce.as_str().into());
+        }
+        return args;
+    }
+    args.push("".into());
+    for job in jobs {
+        args.push(job.id.as_str().into());
+        args.push(job.task.as_str().into());
+        args.push(Value::Bytes(job.payload.clone().into()));
+        args.push(Value::Integer(i64::from(job.max_attempts)));
+        args.push(job.when.0.into());
+        args.push(Value::Integer(job.when.1));
+        args.push(job.nonce.as_str().into());
+        args.push(unique(job).into());
+    }
+    args
+}
+
 impl Backend for RedisBackend {
     fn config(&self) -> &SchedulerConfig {
         &self.config
@@ -434,52 +552,16 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
-            let args = || {
-                let mut args: Vec<Value> = Vec::with_capacity(5 + jobs.len() * 8);
-                args.push(mode.into());
-                args.push(if_running.into());
-                args.push(self.keys.wake_channel.as_str().into());
-                args.push(self.keys.abort_channel.as_str().into());
-                args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
-                for job in jobs {
-                    args.push(job.id.as_str().into());
-                    args.push(job.task.as_str().into());
-                    args.push(Value::Bytes(job.payload.clone().into()));
-                    args.push(Value::Integer(i64::from(job.max_attempts)));
-                    args.push(job.when.0.into());
-                    args.push(Value::Integer(job.when.1));
-                    args.push(job.nonce.as_str().into());
-                    args.push(
-                        if job.unique_until_result_expires {
-                            "1"
-                        } else {
-                            "0"
-                        }
-                        .into(),
-                    );
-                }
-                args
-            };
+            let uniform = uniform_batch(mode, jobs);
+            let args = || enqueue_args(mode, if_running, uniform, &self.keys, &self.config, jobs);
             let reply = self.call(&self.scripts.enqueue, args).await?;
             self.replicate().await?;
-            // Four values per job, flat: code, generation, run_at, extra.
             let values = reply::array(reply, "enqueue")?;
-            if values.len() != 4 * jobs.len() {
-                return Err(corrupt("enqueue reply length"));
-            }
-            let mut values = values.into_iter();
-            let mut replies = Vec::with_capacity(jobs.len());
-            while let (Some(code), Some(generation), Some(run_at), Some(extra)) =
-                (values.next(), values.next(), values.next(), values.next())
-            {
-                replies.push(EnqueueReply {
-                    code: reply::string(&code),
-                    generation: reply::int(&generation, "generation")? as u64,
-                    run_at_ms: reply::int(&run_at, "run_at")?,
-                    state: reply::string(&extra),
-                    other: reply::opt_int(&extra).unwrap_or(0),
-                });
-            }
+            let replies = if uniform {
+                uniform_enqueue_replies(values, jobs.len())?
+            } else {
+                flat_enqueue_replies(values, jobs.len())?
+            };
             if let Some(max) = replies.iter().map(|r| r.generation).max() {
                 self.saw_generation(max);
             }

@@ -390,6 +390,50 @@ async fn a_bulk_enqueue_in_many_batches_answers_in_order_and_dedups_across_batch
         );
     }
     assert_eq!(p.pending::<ProbeTask>().await.unwrap().len(), 2000);
+
+    // Jobs of one batch that differ in run time or attempts keep their own
+    // (a batch sends shared settings once only when every job shares them).
+    let at = Utc::now() + TimeDelta::hours(1);
+    // An id twice in one batch: one job, and the second request is its duplicate.
+    let twice = p
+        .enqueue_many([probe_job("d", "x"), probe_job("d", "x")])
+        .await
+        .unwrap();
+    assert!(twice[0].is_enqueued(), "{twice:?}");
+    assert!(
+        matches!(twice[1], EnqueueOutcome::Duplicate { .. }),
+        "{twice:?}"
+    );
+    assert_eq!(generation(&twice[0]), generation(&twice[1]));
+
+    // Two batches, each differing in one setting only.
+    let attempts_differ = vec![probe_job("m0", "a").max_attempts(2), probe_job("m1", "b")];
+    let times_differ = vec![probe_job("m2", "c"), probe_job("m3", "d").at(at)];
+    let uniform = (0..3).map(|i| probe_job(&format!("u{i}"), "u").at(at).max_attempts(7));
+    for batch in [attempts_differ, times_differ] {
+        for out in p.enqueue_many(batch).await.unwrap() {
+            assert!(out.is_enqueued(), "{out:?}");
+        }
+    }
+    for out in p.enqueue_many(uniform).await.unwrap() {
+        assert!(out.is_enqueued(), "{out:?}");
+    }
+    let info = |id: &'static str| {
+        let p = p.clone();
+        async move { p.info(id).await.unwrap().unwrap() }
+    };
+    let (m0, m1) = (info("m0").await, info("m1").await);
+    // The probe task declares 3 attempts.
+    assert_eq!((m0.max_attempts, m1.max_attempts), (2, 3));
+    let planned = |i: &scheduler::JobInfo| i.run_at.unwrap();
+    let (m2, m3) = (info("m2").await, info("m3").await);
+    assert!(planned(&m2) < at - TimeDelta::minutes(59), "{m2:?}");
+    assert!((planned(&m3) - at).num_milliseconds().abs() <= 1, "{m3:?}");
+    for id in ["u0", "u1", "u2"] {
+        let u = info(id).await;
+        assert_eq!(u.max_attempts, 7, "{u:?}");
+        assert!((planned(&u) - at).num_milliseconds().abs() <= 1, "{u:?}");
+    }
     p.close().await;
 }
 

@@ -213,7 +213,14 @@ const ENQUEUE: &str = include_str!("../../scheduler/src/scripts/enqueue.lua");
 
 /// One enqueue of job-1 (task `t`, one argument) with this nonce.
 fn enqueue_job_1(server: &RedisServer, when: (&str, &str), nonce: &str) -> Vec<String> {
-    let header = ["enqueue", "keep", "{resend}:wake", "{resend}:abort", "100"];
+    let header = [
+        "enqueue",
+        "keep",
+        "{resend}:wake",
+        "{resend}:abort",
+        "100",
+        "",
+    ];
     let job = ["job-1", "t", "[1]", "3", when.0, when.1, nonce, "0"];
     let args: Vec<&str> = header.iter().chain(job.iter()).copied().collect();
     eval_script(server, ENQUEUE, &args)

@@ -1,10 +1,19 @@
 -- ARGV: mode ('enqueue' | 'replace'), if_running ('abort' | 'after' | 'keep'), wake channel,
---       abort channel, dead-letter cap, then 8 values per job:
+--       abort channel, dead-letter cap, layout ('' | 'uniform'), then
+--   layout '': 8 values per job:
 --       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce,
 --       unique until the result expires ('1' | '0')
+--   layout 'uniform' (a batch whose jobs share everything but id, payload and
+--   nonce, as a bulk enqueue usually does): task, max_attempts, when kind, when ms,
+--   unique once, then 3 values per job: id, payload, nonce. (Each argument costs
+--   Redis about 1,300 instructions to parse and hand to Lua: 5 fewer per job.)
 -- Returns 4 values per job, flat (no array per job): code, generation, run_at, extra
 -- ('finished' in 'enqueue' mode with the unique flag: 'finished', generation of
 -- the finished job, when it finished, its state).
+-- Layout 'uniform' returns the run time of the jobs it created first, then one
+-- entry per job: the generation alone for a job it created, else the array
+-- {code, generation, run_at, extra}. (A value costs Redis and the client a few
+-- thousand instructions to send and decode: 1 per created job instead of 4.)
 --
 -- In 'enqueue' mode with two or more distinct ids (a bulk enqueue), the hashes are read
 -- once for the batch (one HMGET each of pending, active and results) and the new jobs are
@@ -14,9 +23,16 @@
 -- the per-job path, which 'replace' and batches with a repeated id keep.
 local mode, if_running, wake_channel, abort_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cap = tonumber(ARGV[5])
--- Where the jobs start in ARGV.
-local FIRST = 6
-local STRIDE = 8
+local uniform = ARGV[6] == 'uniform'
+-- Where the jobs start in ARGV, and how many values each takes.
+local FIRST, STRIDE = 7, 8
+-- The shared values of a uniform batch (its run time is worked out once, at the first job).
+local u_task, u_max_attempts, u_kind, u_when, u_unique, u_run_at, u_run_at_text
+if uniform then
+  FIRST, STRIDE = 12, 3
+  u_task, u_max_attempts, u_kind, u_when = ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
+  u_unique = ARGV[11] == '1'
+end
 local now = now_ms()
 local out = {}
 local earliest = nil
@@ -24,8 +40,15 @@ local earliest = nil
 -- Appends one job's reply (4 values, none nil).
 local function reply(code, generation, run_at, extra)
   local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = code, generation, run_at, extra
+  if uniform then
+    out[n + 1] = {code, generation, run_at, extra}
+  else
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = code, generation, run_at, extra
+  end
 end
+-- A uniform batch's reply starts with the run time of the jobs it creates
+-- (set at the end: it is worked out at the first job).
+if uniform then out[1] = 0 end
 
 local ids = {}
 for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i] end
@@ -71,16 +94,22 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
     score = blocked
   end
   if not blocked and (earliest == nil or run_at < earliest) then earliest = run_at end
-  -- out[at] is the generation, filled in once it is known.
-  local at = #out + 2
-  reply(code, 0, run_at, extra)
+  -- holder[at] is the generation in the reply, filled in once it is known.
+  local holder, at = out, #out + 2
+  if uniform and not blocked and code == 'enqueued' then
+    at = #out + 1
+    out[at] = 0
+  else
+    reply(code, 0, run_at, extra)
+    if uniform then holder, at = out[#out], 2 end
+  end
   if batched then
-    created[#created + 1] = {at, id, rec, score}
+    created[#created + 1] = {holder, at, id, rec, score}
     return
   end
   local gen = redis.call('INCR', K_SEQ)
   rec[3] = gen
-  out[at] = gen
+  holder[at] = gen
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', K_DUE, score, id)
 end
@@ -92,9 +121,10 @@ local function write_created()
   local first = redis.call('INCRBY', K_SEQ, n) - n
   local fields, scores = {}, {}
   for k = 1, n do
-    local at, id, rec, score = created[k][1], created[k][2], created[k][3], created[k][4]
+    local entry = created[k]
+    local holder, at, id, rec, score = entry[1], entry[2], entry[3], entry[4], entry[5]
     rec[3] = first + k
-    out[at] = first + k
+    holder[at] = first + k
     fields[2 * k - 1] = id
     fields[2 * k] = encode(rec)
     scores[2 * k - 1] = score
@@ -110,12 +140,22 @@ end
 
 for j = 1, #ids do
   local i = FIRST + (j - 1) * STRIDE
-  local id, task, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local max_attempts = tonumber(ARGV[i + 3])
-  local run_at
-  run_at, run_at_text = run_at_of(ARGV[i + 4], ARGV[i + 5])
-  local nonce = ARGV[i + 6]
-  local unique = ARGV[i + 7] == '1'
+  local id, task, payload, max_attempts, nonce, unique, run_at
+  if uniform then
+    id, payload, nonce = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    task, max_attempts, unique = u_task, u_max_attempts, u_unique
+    if not u_run_at then
+      u_run_at, u_run_at_text = run_at_of(u_kind, u_when)
+      u_run_at_text = u_run_at_text or string.format('%d', u_run_at)
+    end
+    run_at, run_at_text = u_run_at, u_run_at_text
+  else
+    id, task, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    max_attempts = tonumber(ARGV[i + 3])
+    run_at, run_at_text = run_at_of(ARGV[i + 4], ARGV[i + 5])
+    nonce = ARGV[i + 6]
+    unique = ARGV[i + 7] == '1'
+  end
   local pending_blob, active_blob
   if batched then
     pending_blob, active_blob = pending_blobs[j], active_blobs[j]
@@ -214,5 +254,6 @@ for j = 1, #ids do
 end
 
 write_created()
+if uniform then out[1] = u_run_at or now end
 if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
 return out
