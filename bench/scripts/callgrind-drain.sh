@@ -18,23 +18,18 @@ port=${3:-6398}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench="$root/target/release/scheduler-bench"
 url="redis://127.0.0.1:$port/0"
-out=$(mktemp -d)
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
-
-valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
-  redis-server --port "$port" --save "" --appendonly no >/dev/null 2>&1 &
-vg=$!
-for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.2; done
+# shellcheck source=callgrind-redis.sh
+. "$root/bench/scripts/callgrind-redis.sh"
+callgrind_redis_start "$port"
 if [ "$backlog" -gt 0 ]; then
   "$bench" --redis-url "$url" enqueue --n "$backlog" --mode preload --delay-s 86400 --id-prefix far- >/dev/null
 fi
 "$bench" --redis-url "$url" enqueue --n "$jobs" --mode preload --id-prefix now- >/dev/null
-callgrind_control -z "$vg" >/dev/null 2>&1
+callgrind_zero
 setsid "$bench" --redis-url "$url" worker --concurrency 50 --expect "$jobs" >"$out/worker.out" 2>/dev/null &
 worker=$!
 for _ in $(seq 600); do grep -q '"done"' "$out/worker.out" && break; sleep 0.2; done
-callgrind_control -d "$vg" >/dev/null 2>&1
+total=$(callgrind_total)
 kill -TERM -- "-$worker" 2>/dev/null || true
 wait "$worker" 2>/dev/null || true
-total=$(grep -m1 -E '^(summary|totals):' "$out/cg.out.1" | awk '{print $2}')
 echo "backlog $backlog: $((total / jobs)) instructions per drained job in redis-server"

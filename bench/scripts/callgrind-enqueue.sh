@@ -18,14 +18,10 @@ mode=${MODE:-evalsha}
 calls=${1:-2000}
 port=${2:-6397}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-out=$(mktemp -d)
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
-
 src="$root/scheduler/src/scripts"
-valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
-  redis-server --port "$port" --save "" --appendonly no >/dev/null 2>&1 &
-vg=$!
-for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.2; done
+# shellcheck source=callgrind-redis.sh
+. "$root/bench/scripts/callgrind-redis.sh"
+callgrind_redis_start "$port"
 case "$mode" in
   evalsha)
     script="$(cat "$src/common.lua")
@@ -58,8 +54,7 @@ args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:res
   enqueue keep '{q}:wake' '{q}:abort' 10000 ''
   'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 0)
 redis-benchmark -p "$port" -n 200 -c 1 -r 100000000 --csv "${args[@]}" >/dev/null 2>&1
-callgrind_control -z "$vg" >/dev/null 2>&1
+callgrind_zero
 redis-benchmark -p "$port" -n "$calls" -c 1 -r 100000000 --csv "${args[@]}" >/dev/null 2>&1
-callgrind_control -d "$vg" >/dev/null 2>&1
-total=$(grep -m1 -E '^(summary|totals):' "$out/cg.out.1" | awk '{print $2}')
+total=$(callgrind_total)
 echo "enqueue.lua ($mode): $((total / calls)) instructions per call in redis-server ($calls calls)"
