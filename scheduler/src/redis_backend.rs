@@ -309,20 +309,17 @@ impl RedisBackend {
     /// `Bytes` per bulk call cost measurable client CPU).
     async fn call(&self, lua: &Lua, args: impl Fn() -> Vec<Value>) -> Result<Value, Error> {
         if self.functions.load(Ordering::Relaxed) {
-            match self
-                .client
-                .fcall::<Value, _, _, _>(lua.function.as_str(), self.script_keys.clone(), args())
-                .await
-            {
+            let fcall = || {
+                self.client.fcall::<Value, _, _, _>(
+                    lua.function.as_str(),
+                    self.script_keys.clone(),
+                    args(),
+                )
+            };
+            match fcall().await {
                 Err(e) if e.details().starts_with("ERR Function not found") => {
                     match self.load_library().await {
-                        Ok(()) => {
-                            return self
-                                .client
-                                .fcall(lua.function.as_str(), self.script_keys.clone(), args())
-                                .await
-                                .map_err(|e| self.error(e));
-                        }
+                        Ok(()) => return fcall().await.map_err(|e| self.error(e)),
                         Err(e) if e.is_transient() => return Err(e),
                         // Now refused (e.g. failed over to an older server).
                         Err(e) => self.use_evalsha(&e),
@@ -577,16 +574,18 @@ impl Backend for RedisBackend {
         ticket: &'a ClaimTicket,
     ) -> BoxFuture<'a, Result<Claim, Error>> {
         Box::pin(async move {
-            let args: Vec<Value> = vec![
-                worker.into(),
-                Value::Integer(max as i64),
-                Value::Integer(lease.as_millis() as i64),
-                Value::Integer(self.keep_ms()),
-                Value::Integer(i64::from(self.config.dead_letter_cap)),
-                ticket.nonce.as_str().into(),
-                if ticket.retry { "1" } else { "" }.into(),
-            ];
-            let reply = self.call(&self.scripts.claim, || args.clone()).await?;
+            let args = || -> Vec<Value> {
+                vec![
+                    worker.into(),
+                    Value::Integer(max as i64),
+                    Value::Integer(lease.as_millis() as i64),
+                    Value::Integer(self.keep_ms()),
+                    Value::Integer(i64::from(self.config.dead_letter_cap)),
+                    ticket.nonce.as_str().into(),
+                    if ticket.retry { "1" } else { "" }.into(),
+                ]
+            };
+            let reply = self.call(&self.scripts.claim, args).await?;
             let mut parts = reply::array(reply, "claim")?.into_iter();
             let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
             let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
@@ -664,14 +663,17 @@ impl Backend for RedisBackend {
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         Box::pin(async move {
-            let mut args: Vec<Value> = Vec::with_capacity(1 + running.len() * 3);
-            args.push(Value::Integer(lease.as_millis() as i64));
-            for (id, generation, attempt) in running {
-                args.push(id.as_str().into());
-                args.push(Value::Integer(*generation as i64));
-                args.push(Value::Integer(i64::from(*attempt)));
-            }
-            let reply = self.call(&self.scripts.renew, || args.clone()).await?;
+            let args = || {
+                let mut args: Vec<Value> = Vec::with_capacity(1 + running.len() * 3);
+                args.push(Value::Integer(lease.as_millis() as i64));
+                for (id, generation, attempt) in running {
+                    args.push(id.as_str().into());
+                    args.push(Value::Integer(*generation as i64));
+                    args.push(Value::Integer(i64::from(*attempt)));
+                }
+                args
+            };
+            let reply = self.call(&self.scripts.renew, args).await?;
             Ok(reply::array(reply, "renew")?
                 .iter()
                 .map(reply::string)
@@ -685,18 +687,17 @@ impl Backend for RedisBackend {
         generation: Option<u64>,
     ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
         Box::pin(async move {
-            let args: Vec<Value> = vec![
-                id.into(),
-                generation
-                    .map(|g| Value::Integer(g as i64))
-                    .unwrap_or_else(|| "".into()),
-                Value::Integer(self.keep_ms()),
-                self.keys.abort_channel.as_str().into(),
-            ];
-            let reply = reply::array(
-                self.call(&self.scripts.cancel, || args.clone()).await?,
-                "cancel",
-            )?;
+            let args = || -> Vec<Value> {
+                vec![
+                    id.into(),
+                    generation
+                        .map(|g| Value::Integer(g as i64))
+                        .unwrap_or_else(|| "".into()),
+                    Value::Integer(self.keep_ms()),
+                    self.keys.abort_channel.as_str().into(),
+                ]
+            };
+            let reply = reply::array(self.call(&self.scripts.cancel, args).await?, "cancel")?;
             self.replicate().await?;
             let code = reply.first().map(reply::string).unwrap_or_default();
             let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
@@ -813,16 +814,14 @@ impl Backend for RedisBackend {
         count: usize,
     ) -> BoxFuture<'_, Result<Vec<DeadLetter>, Error>> {
         Box::pin(async move {
-            let args: Vec<Value> = vec![
-                "list".into(),
-                Value::Integer(offset as i64),
-                Value::Integer(count as i64),
-            ];
-            let reply = reply::array(
-                self.call(&self.scripts.dead_letters, || args.clone())
-                    .await?,
-                "dead",
-            )?;
+            let args = || -> Vec<Value> {
+                vec![
+                    "list".into(),
+                    Value::Integer(offset as i64),
+                    Value::Integer(count as i64),
+                ]
+            };
+            let reply = reply::array(self.call(&self.scripts.dead_letters, args).await?, "dead")?;
             reply
                 .into_iter()
                 .map(|entry| {
@@ -847,15 +846,16 @@ impl Backend for RedisBackend {
         nonce: &'a str,
     ) -> BoxFuture<'a, Result<Option<u64>, Error>> {
         Box::pin(async move {
-            let args: Vec<Value> = vec![
-                "requeue".into(),
-                id.into(),
-                nonce.into(),
-                self.keys.wake_channel.as_str().into(),
-            ];
+            let args = || -> Vec<Value> {
+                vec![
+                    "requeue".into(),
+                    id.into(),
+                    nonce.into(),
+                    self.keys.wake_channel.as_str().into(),
+                ]
+            };
             let reply = reply::array(
-                self.call(&self.scripts.dead_letters, || args.clone())
-                    .await?,
+                self.call(&self.scripts.dead_letters, args).await?,
                 "requeue",
             )?;
             let code = reply.first().map(reply::string).unwrap_or_default();
@@ -882,15 +882,14 @@ impl Backend for RedisBackend {
         count: usize,
     ) -> BoxFuture<'a, Result<(String, Vec<RawPending>), Error>> {
         Box::pin(async move {
-            let args: Vec<Value> = vec![
-                task.unwrap_or("").into(),
-                cursor.into(),
-                Value::Integer(count as i64),
-            ];
-            let reply = reply::array(
-                self.call(&self.scripts.list, || args.clone()).await?,
-                "list",
-            )?;
+            let args = || -> Vec<Value> {
+                vec![
+                    task.unwrap_or("").into(),
+                    cursor.into(),
+                    Value::Integer(count as i64),
+                ]
+            };
+            let reply = reply::array(self.call(&self.scripts.list, args).await?, "list")?;
             let mut items = reply.into_iter();
             let next = reply::string(&items.next().unwrap_or(Value::Null));
             let mut entries = Vec::new();
