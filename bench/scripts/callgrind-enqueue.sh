@@ -2,7 +2,7 @@
 # Instructions redis-server spends per single-job enqueue (enqueue.lua), counted by
 # valgrind's callgrind: repeatable whatever else the machine is doing, unlike time.
 #
-#   [MODE=evalsha|fcall] bench/scripts/callgrind-enqueue.sh [calls] [port]
+#   [MODE=evalsha|fcall|one] bench/scripts/callgrind-enqueue.sh [calls] [port]
 #
 # Starts its own redis-server under callgrind on PORT (default 6397), loads
 # enqueue.lua, runs 200 warm-up calls, zeroes the counters, runs CALLS (default
@@ -13,6 +13,8 @@
 # MODE=fcall: FUNCTION LOAD of a library built as scripts.rs builds it (every
 # script wrapped in a function after common.lua; the name here is fixed, not
 # the content hash), then FCALL of its enqueue function.
+# MODE=one: the same library, FCALL of its enqueue_one function (the first send
+# of one job, the path a plain enqueue takes), with its 4 keys and 8 arguments.
 set -euo pipefail
 mode=${MODE:-evalsha}
 calls=${1:-2000}
@@ -29,7 +31,7 @@ bind(KEYS)
 $(cat "$src/enqueue.lua")"
     call=(evalsha "$(redis-cli -p "$port" script load "$script")")
     ;;
-  fcall)
+  fcall | one)
     # Same shape as scripts.rs' library form (flags as there).
     library="#!lua name=scheduler_bench
 $(cat "$src/common.lua")"
@@ -43,18 +45,28 @@ $(cat "$src/$name.lua")
 end
 redis.register_function{function_name = 'scheduler_bench_$name', callback = run_$name${flags:+, flags = {'$flags'\}}}"
     done
+    library+="
+local function run_enqueue_one(KEYS, ARGV)
+$(cat "$src/enqueue_one.lua")
+end
+redis.register_function{function_name = 'scheduler_bench_enqueue_one', callback = run_enqueue_one}"
     printf '%s\n' "$library" | redis-cli -p "$port" -x function load replace >/dev/null
     call=(fcall scheduler_bench_enqueue)
     ;;
-  *) echo "MODE must be evalsha or fcall" >&2; exit 2 ;;
+  *) echo "MODE must be evalsha, fcall or one" >&2; exit 2 ;;
 esac
 payload="[\"noop\",0.0,\"$(printf 'x%.0s' $(seq 100))\"]"
-args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
-  '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'
-  enqueue keep '{q}:wake' '{q}:abort' 10000 ''
-  'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 0)
+if [ "$mode" = one ]; then
+  args=(fcall scheduler_bench_enqueue_one 4 '{q}:due' '{q}:pending' '{q}:active' '{q}:seq'
+    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000)
+else
+  args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
+    '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'
+    enqueue keep '{q}:wake' '{q}:abort' 10000 ''
+    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 0)
+fi
 redis-benchmark -p "$port" -n 200 -c 1 -r 100000000 --csv "${args[@]}" >/dev/null 2>&1
 callgrind_zero
 redis-benchmark -p "$port" -n "$calls" -c 1 -r 100000000 --csv "${args[@]}" >/dev/null 2>&1
 total=$(callgrind_total)
-echo "enqueue.lua ($mode): $((total / calls)) instructions per call in redis-server ($calls calls)"
+echo "enqueue ($mode): $((total / calls)) instructions per call in redis-server ($calls calls)"

@@ -14,7 +14,7 @@ pub(crate) struct Keys {
 }
 
 /// Key suffixes in `KEYS` order.
-const SCRIPT_KEYS: [&str; 11] = [
+pub(crate) const SCRIPT_KEYS: [&str; 11] = [
     "due",
     "pending",
     "active",

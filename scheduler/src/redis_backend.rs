@@ -30,6 +30,8 @@ pub(crate) struct RedisBackend {
     pub(crate) client: Client,
     keys: Keys,
     script_keys: Vec<Key>,
+    /// `enqueue_one`'s keys: due, pending, active, seq.
+    enqueue_one_keys: Vec<Key>,
     scripts: Scripts,
     /// Whether the scripts are called as functions of the loaded library
     /// (FCALL); false where the server refused FUNCTION LOAD (EVALSHA).
@@ -170,6 +172,10 @@ impl RedisBackend {
                 .script_keys
                 .iter()
                 .map(|k| Key::from(k.as_str()))
+                .collect(),
+            enqueue_one_keys: [0, 1, 2, 8]
+                .iter()
+                .map(|&i| Key::from(keys.script_keys[i].as_str()))
                 .collect(),
             keys,
             scripts: Scripts::new(),
@@ -334,6 +340,48 @@ impl RedisBackend {
             .map_err(|e| self.error(e))
     }
 
+    /// Sends the first request for one job to `enqueue_one` (see its header),
+    /// exactly once: fred's re-sends are off for this call, since a re-send
+    /// after a lost reply must go to `enqueue.lua`, which also finds a job that
+    /// the first send created and that already finished. `None` when the
+    /// server now refuses functions (the caller then uses `enqueue.lua`).
+    async fn enqueue_first_send(&self, job: &NewJob) -> Result<Option<Value>, Error> {
+        let once = self.client.with_options(&Options {
+            max_attempts: Some(1),
+            ..Options::default()
+        });
+        let fcall = || {
+            once.fcall::<Value, _, _, _>(
+                self.scripts.enqueue_one.as_str(),
+                self.enqueue_one_keys.clone(),
+                vec![
+                    Value::from(job.id.as_str()),
+                    job.task.as_str().into(),
+                    Value::Bytes(job.payload.clone().into()),
+                    Value::Integer(i64::from(job.max_attempts)),
+                    job.when.0.into(),
+                    Value::Integer(job.when.1),
+                    job.nonce.as_str().into(),
+                    Value::Integer(i64::from(self.config.dead_letter_cap)),
+                ],
+            )
+        };
+        match fcall().await {
+            Err(e) if e.details().starts_with("ERR Function not found") => {
+                // Refused before it ran: still the first send.
+                match self.load_library().await {
+                    Ok(()) => fcall().await.map(Some).map_err(|e| self.error(e)),
+                    Err(e) if e.is_transient() => Err(e),
+                    Err(e) => {
+                        self.use_evalsha(&e);
+                        Ok(None)
+                    }
+                }
+            }
+            result => result.map(Some).map_err(|e| self.error(e)),
+        }
+    }
+
     /// With durability on, waits until enough replicas have the writes sent so far.
     async fn replicate(&self) -> Result<(), Error> {
         let Some(durable) = self.config.durable else {
@@ -432,6 +480,15 @@ fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
                 && job.when == jobs[0].when
                 && job.unique_until_result_expires == jobs[0].unique_until_result_expires
         })
+}
+
+/// The job of a request `enqueue_one` can take: one job, 'enqueue' mode,
+/// without the unique flag (which needs the finished-job lookup it skips).
+fn first_send_of_one<'a>(mode: &str, jobs: &'a [NewJob]) -> Option<&'a NewJob> {
+    match jobs {
+        [job] if mode == "enqueue" && !job.unique_until_result_expires => Some(job),
+        _ => None,
+    }
 }
 
 /// One job's `enqueue.lua` reply from its four values.
@@ -549,6 +606,26 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
+            let first_send =
+                first_send_of_one(mode, jobs).filter(|_| self.functions.load(Ordering::Relaxed));
+            if let Some(job) = first_send {
+                match self.enqueue_first_send(job).await {
+                    Ok(Some(reply)) => {
+                        self.replicate().await?;
+                        let replies = flat_enqueue_replies(reply::array(reply, "enqueue")?, 1)?;
+                        self.saw_generation(replies[0].generation);
+                        return Ok(replies);
+                    }
+                    Ok(None) => {}
+                    // The connection failed with the request sent or not: ask
+                    // again through enqueue.lua, which recognises this request
+                    // (its nonce) in every state its job can have reached.
+                    Err(Error::Unavailable(e)) => {
+                        tracing::debug!(job_id = %job.id, error = %e, "enqueue sent again after a connection failure");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             let uniform = uniform_batch(mode, jobs);
             let args = || enqueue_args(mode, if_running, uniform, &self.keys, &self.config, jobs);
             let reply = self.call(&self.scripts.enqueue, args).await?;

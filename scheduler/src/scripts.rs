@@ -36,6 +36,12 @@ const SOURCES: [(&str, &str, &str); 8] = [
     ("list", include_str!("scripts/list.lua"), "no-writes"),
 ];
 
+/// Scripts of the library only (no EVALSHA form): name, body, flags. Their
+/// bodies read their own KEYS (no `bind`), and may call the functions above
+/// them (`run_<name>`), as `enqueue_one` hands a rare case to `run_enqueue`.
+const LIBRARY_ONLY: [(&str, &str, &str); 1] =
+    [("enqueue_one", include_str!("scripts/enqueue_one.lua"), "")];
+
 /// One script: its EVALSHA form and its function's name in the library.
 #[derive(Clone, Debug)]
 pub(crate) struct Lua {
@@ -66,6 +72,9 @@ pub(crate) struct Scripts {
     pub(crate) inspect: Lua,
     pub(crate) dead_letters: Lua,
     pub(crate) list: Lua,
+    /// The name of `enqueue_one`'s function (library only: the first send of
+    /// one job, see the script's header).
+    pub(crate) enqueue_one: String,
     pub(crate) library: Library,
 }
 
@@ -78,14 +87,16 @@ fn eval_form(body: &str) -> String {
 /// taking KEYS and ARGV as parameters, so that it runs verbatim.
 fn library_functions(prefix: &str) -> String {
     let mut code = String::new();
-    for (name, body, flags) in SOURCES {
+    let bound = SOURCES.iter().map(|source| (source, "bind(KEYS)\n"));
+    let own_keys = LIBRARY_ONLY.iter().map(|source| (source, ""));
+    for ((name, body, flags), bind) in bound.chain(own_keys) {
         let flags = if flags.is_empty() {
             String::new()
         } else {
             format!(", flags = {{'{flags}'}}")
         };
         code.push_str(&format!(
-            "\nlocal function run_{name}(KEYS, ARGV)\nbind(KEYS)\n{body}\nend\n\
+            "\nlocal function run_{name}(KEYS, ARGV)\n{bind}{body}\nend\n\
              redis.register_function{{function_name = '{prefix}_{name}', callback = run_{name}{flags}}}\n"
         ));
     }
@@ -120,6 +131,7 @@ impl Scripts {
             inspect: lua(5),
             dead_letters: lua(6),
             list: lua(7),
+            enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             library,
         }
     }
@@ -152,6 +164,21 @@ mod tests {
             assert_eq!(lua.function, format!("{}_{name}", lib.name));
             assert!(lib.code.contains(&format!("'{}'", lua.function)));
         }
+        assert!(lib.code.contains(&format!("'{}'", scripts.enqueue_one)));
         assert_eq!(Scripts::new().library.name, lib.name);
+    }
+
+    #[test]
+    fn common_lua_lists_the_key_suffixes_in_keys_order() {
+        let quoted: Vec<String> = crate::keys::SCRIPT_KEYS
+            .iter()
+            .map(|suffix| format!("'{suffix}'"))
+            .collect();
+        let lua: String = COMMON
+            .split_once("local KEY_SUFFIXES = {")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(list, _)| list.split_whitespace().collect())
+            .expect("KEY_SUFFIXES in common.lua");
+        assert_eq!(lua, quoted.join(","));
     }
 }

@@ -592,3 +592,48 @@ async fn a_claim_whose_reply_is_lost_gets_its_jobs_back() {
     w.close().await;
     p.close().await;
 }
+
+/// An enqueue whose reply is lost after its job already ran: the client asks
+/// again (through enqueue.lua, which finds the finished job by the request's
+/// nonce) and gets the same job, not a second one. The first send of a plain
+/// enqueue skips that lookup (`enqueue_one.lua`), so its re-send must not be
+/// the same call.
+#[tokio::test]
+async fn an_enqueue_whose_reply_is_lost_after_its_job_ran_is_still_one_job() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("lost-enqueue");
+    let probe = Probe::default();
+    let w = start(
+        &server.url(),
+        &ns,
+        &probe,
+        Duration::from_secs(2),
+        Some(fast_worker()),
+    )
+    .await;
+    let p = start(&proxy.url(), &ns, &probe, Duration::from_secs(10), None).await;
+    // The request reaches Redis after the delay, its reply after as much again.
+    proxy.set_mode(Mode::Delay(Duration::from_millis(1500)));
+    let enqueue = tokio::spawn({
+        let p = p.clone();
+        async move { p.enqueue(job("once", ProbeArgs::new("x"))).await }
+    });
+    assert!(
+        probe.wait_finished(1, Duration::from_secs(10)).await,
+        "the job never ran"
+    );
+    // Its reply is still in the proxy: lose it.
+    proxy.set_mode(Mode::Pass);
+    proxy.close_all();
+    let outcome = enqueue.await.unwrap().expect("the enqueue is answered");
+    let runs = probe.runs_of("once");
+    assert!(
+        matches!(outcome, scheduler::EnqueueOutcome::Enqueued { generation, .. } if generation == runs[0].generation),
+        "{outcome:?} (run: {runs:?})"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(probe.runs_of("once").len(), 1, "the job ran twice");
+    w.close().await;
+    p.close().await;
+}

@@ -29,6 +29,12 @@ local function bind(keys)
   K_CLAIM_LOG, K_CLAIM_EXP = keys[10], keys[11]
 end
 
+-- The key names' suffixes in KEYS order (`{namespace}:<suffix>`; keys.rs
+-- builds the same list), for a script that declares only the keys its usual
+-- path touches and hands a rare case to a script that takes them all.
+local KEY_SUFFIXES = {'due', 'pending', 'active', 'leases', 'results', 'results_exp', 'dead', 'dead_order', 'seq',
+  'claim_log', 'claim_exp'}
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -1,0 +1,52 @@
+-- The first send of one job in 'enqueue' mode without the unique flag: the
+-- path almost every enqueue takes. Library form only (see scripts.rs); with
+-- EVALSHA, enqueue.lua takes every enqueue.
+-- KEYS: due, pending, active, seq of one namespace (the keys this path touches;
+--       every key of the namespace is `{namespace}:<suffix>`, see common.lua)
+-- ARGV: id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'),
+--       when ms, nonce, dead-letter cap
+-- Returns code, generation, run_at, extra, as enqueue.lua does for one job.
+--
+-- When the id is pending or running (a duplicate, a re-sent request, a
+-- corrupt record), it hands the request to enqueue.lua with the namespace's
+-- full key list, in the same call: same replies, same state.
+--
+-- It never reads `results`: the client sends a request here once (fred's
+-- re-sends are off for it), so the request cannot have created a job that
+-- finished since. A request whose reply was lost is sent again to
+-- enqueue.lua, which looks for a finished job carrying its nonce.
+--
+-- Why a script of its own: redis-server spends about 144,000 instructions on
+-- a single-job enqueue.lua call and 90,000 on this one (callgrind,
+-- bench/scripts/callgrind-enqueue.sh). Each key and argument costs about
+-- 1,000 to parse and hand to Lua (4 keys and 8 arguments here against 11 and
+-- 14), each redis.call about 4,700 (6 here against 8), and enqueue.lua's
+-- batch machinery (closures, reply tables) the rest.
+local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id = ARGV[1]
+local now = now_ms()
+if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) == 1 then
+  local namespace = string.sub(due, 1, -4)
+  local keys = {}
+  for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
+  return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake', namespace .. 'abort', ARGV[8], '',
+    id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0'})
+end
+local kind, run_at, run_at_text = ARGV[5], now, nil
+if kind == 'at' then
+  run_at, run_at_text = tonumber(ARGV[6]), ARGV[6]
+elseif kind == 'after' then
+  run_at = now + tonumber(ARGV[6])
+end
+run_at_text = run_at_text or string.format('%d', run_at)
+local generation = redis.call('INCR', seq)
+-- The record enqueue.lua's create() writes: task, payload, generation,
+-- attempts started, max attempts, enqueued_ms, nonce.
+redis.call('HSET', pending, id, cmsgpack.pack({ARGV[2], ARGV[3], generation, 0, tonumber(ARGV[4]), now, ARGV[7]}))
+redis.call('ZADD', due, run_at_text, id)
+-- wake_if_earliest, with the channel derived from the key names.
+local earlier = redis.call('ZRANGEBYSCORE', due, '-inf', '(' .. run_at_text, 'LIMIT', '0', '1')
+if earlier[1] == nil then
+  redis.call('PUBLISH', string.sub(due, 1, -4) .. 'wake', run_at_text)
+end
+return {'enqueued', generation, run_at, 0}
