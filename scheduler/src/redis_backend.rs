@@ -613,7 +613,9 @@ impl Backend for RedisBackend {
                     Ok(Some(reply)) => {
                         self.replicate().await?;
                         let replies = flat_enqueue_replies(reply::array(reply, "enqueue")?, 1)?;
-                        self.saw_generation(replies[0].generation);
+                        if let Some(reply) = replies.first() {
+                            self.saw_generation(reply.generation);
+                        }
                         return Ok(replies);
                     }
                     Ok(None) => {}
