@@ -402,6 +402,7 @@ fn info() {
             "non-default setting, S4 dedup only: enqueue-dup builds its requests with JobRequest::unique_until_result_expires(), so the id also stays taken while the finished job's outcome is kept (keep_result, 1 h) and a repeated enqueue returns RecentlyFinished; reason: the scenario asks for one execution per id, which the default (id free once the job finished) does not promise",
             "deferral = #[task] defer_to(DateTime) rounded up to the ms, compared with Redis server time; defer_by for --delay-s",
             "cancel = #[task] cancel(id); counted when it returns Removed",
+            "S1 seq = #[task] enqueue, one awaited call per job: the library sends a plain first enqueue as one FCALL of its enqueue_one function (4 keys, 8 arguments), and a re-send after a connection failure, a duplicate id or a unique request through enqueue.lua",
             "S1 bulk = Scheduler::enqueue_many, 1000 jobs per call, one call in flight (the library sends them as 4 enqueue.lua calls of 250, pipelined); untimed preload = enqueue_many, 5000 jobs per call, 4 calls in flight on one multiplexed connection",
         ],
     }));
