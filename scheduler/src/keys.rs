@@ -9,6 +9,8 @@ pub(crate) struct Keys {
     namespace: String,
     /// Passed as `KEYS` to every script, in the order `common.lua` documents.
     pub(crate) script_keys: Vec<String>,
+    /// Passed as `KEYS` to `enqueue_one`: due, pending, active, seq.
+    pub(crate) enqueue_one_keys: Vec<String>,
     pub(crate) wake_channel: String,
     pub(crate) abort_channel: String,
 }
@@ -45,6 +47,10 @@ impl Keys {
         Ok(Keys {
             namespace: namespace.to_string(),
             script_keys: SCRIPT_KEYS.iter().map(|s| key(s)).collect(),
+            enqueue_one_keys: ["due", "pending", "active", "seq"]
+                .iter()
+                .map(|s| key(s))
+                .collect(),
             wake_channel: key("wake"),
             abort_channel: key("abort"),
         })
@@ -64,6 +70,10 @@ mod tests {
         let keys = Keys::new("app").expect("valid");
         assert!(keys.script_keys.iter().all(|k| k.starts_with("{app}:")));
         assert_eq!(keys.script_keys[0], "{app}:due");
+        assert_eq!(
+            keys.enqueue_one_keys,
+            ["{app}:due", "{app}:pending", "{app}:active", "{app}:seq"]
+        );
         assert_eq!(keys.wake_channel, "{app}:wake");
         assert!(Keys::new("a{b").is_err());
         assert!(Keys::new("").is_err());

@@ -173,9 +173,10 @@ impl RedisBackend {
                 .iter()
                 .map(|k| Key::from(k.as_str()))
                 .collect(),
-            enqueue_one_keys: [0, 1, 2, 8]
+            enqueue_one_keys: keys
+                .enqueue_one_keys
                 .iter()
-                .map(|&i| Key::from(keys.script_keys[i].as_str()))
+                .map(|k| Key::from(k.as_str()))
                 .collect(),
             keys,
             scripts: Scripts::new(),
@@ -305,39 +306,53 @@ impl RedisBackend {
         Error::from_redis(e, self.config.command_timeout)
     }
 
-    /// Runs one script: FCALL of its function, loading the library again and
-    /// retrying once when the server lost it (restart, FUNCTION FLUSH,
-    /// failover), as EVALSHA reloads on NOSCRIPT; or EVALSHA where functions
-    /// were refused.
+    /// Runs one script: FCALL of its function (see [`Self::fcall_reloading`]),
+    /// or EVALSHA where functions were refused.
     ///
     /// `args` builds the arguments; it runs again for the retry, so that the
     /// usual call moves them instead of keeping a copy (cloning a few thousand
     /// `Bytes` per bulk call cost measurable client CPU).
     async fn call(&self, lua: &Lua, args: impl Fn() -> Vec<Value>) -> Result<Value, Error> {
         if self.functions.load(Ordering::Relaxed) {
-            let fcall = || {
-                self.client.fcall::<Value, _, _, _>(
-                    lua.function.as_str(),
-                    self.script_keys.clone(),
-                    args(),
-                )
-            };
-            match fcall().await {
-                Err(e) if e.details().starts_with("ERR Function not found") => {
-                    match self.load_library().await {
-                        Ok(()) => return fcall().await.map_err(|e| self.error(e)),
-                        Err(e) if e.is_transient() => return Err(e),
-                        // Now refused (e.g. failed over to an older server).
-                        Err(e) => self.use_evalsha(&e),
-                    }
-                }
-                result => return result.map_err(|e| self.error(e)),
+            let reply = self
+                .fcall_reloading(&self.client, &lua.function, &self.script_keys, &args)
+                .await?;
+            if let Some(reply) = reply {
+                return Ok(reply);
             }
         }
         lua.script
             .evalsha_with_reload::<Value, _, _>(&self.client, self.script_keys.clone(), args())
             .await
             .map_err(|e| self.error(e))
+    }
+
+    /// FCALL of `function` through `client`, loading the library again and
+    /// retrying once when the server lost it (restart, FUNCTION FLUSH,
+    /// failover), as EVALSHA reloads on NOSCRIPT. The retry is safe: a
+    /// missing function ran nothing. `None` when the server now refuses
+    /// functions (e.g. failed over to an older server): the caller uses EVALSHA.
+    async fn fcall_reloading<C: FunctionInterface + Sync>(
+        &self,
+        client: &C,
+        function: &str,
+        keys: &[Key],
+        args: impl Fn() -> Vec<Value>,
+    ) -> Result<Option<Value>, Error> {
+        let fcall = || client.fcall::<Value, _, _, _>(function, keys.to_vec(), args());
+        match fcall().await {
+            Err(e) if e.details().starts_with("ERR Function not found") => {
+                match self.load_library().await {
+                    Ok(()) => fcall().await.map(Some).map_err(|e| self.error(e)),
+                    Err(e) if e.is_transient() => Err(e),
+                    Err(e) => {
+                        self.use_evalsha(&e);
+                        Ok(None)
+                    }
+                }
+            }
+            result => result.map(Some).map_err(|e| self.error(e)),
+        }
     }
 
     /// Sends the first request for one job to `enqueue_one` (see its header),
@@ -350,36 +365,19 @@ impl RedisBackend {
             max_attempts: Some(1),
             ..Options::default()
         });
-        let fcall = || {
-            once.fcall::<Value, _, _, _>(
-                self.scripts.enqueue_one.as_str(),
-                self.enqueue_one_keys.clone(),
-                vec![
-                    Value::from(job.id.as_str()),
-                    job.task.as_str().into(),
-                    Value::Bytes(job.payload.clone().into()),
-                    Value::Integer(i64::from(job.max_attempts)),
-                    job.when.0.into(),
-                    Value::Integer(job.when.1),
-                    job.nonce.as_str().into(),
-                    Value::Integer(i64::from(self.config.dead_letter_cap)),
-                ],
-            )
+        let args = || {
+            let mut args = Vec::with_capacity(8);
+            push_job_values(&mut args, job);
+            args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+            args
         };
-        match fcall().await {
-            Err(e) if e.details().starts_with("ERR Function not found") => {
-                // Refused before it ran: still the first send.
-                match self.load_library().await {
-                    Ok(()) => fcall().await.map(Some).map_err(|e| self.error(e)),
-                    Err(e) if e.is_transient() => Err(e),
-                    Err(e) => {
-                        self.use_evalsha(&e);
-                        Ok(None)
-                    }
-                }
-            }
-            result => result.map(Some).map_err(|e| self.error(e)),
-        }
+        self.fcall_reloading(
+            &once,
+            &self.scripts.enqueue_one,
+            &self.enqueue_one_keys,
+            args,
+        )
+        .await
     }
 
     /// With durability on, waits until enough replicas have the writes sent so far.
@@ -582,16 +580,23 @@ fn enqueue_args(
     }
     args.push("".into());
     for job in jobs {
-        args.push(job.id.as_str().into());
-        args.push(job.task.as_str().into());
-        args.push(Value::Bytes(job.payload.clone().into()));
-        args.push(Value::Integer(i64::from(job.max_attempts)));
-        args.push(job.when.0.into());
-        args.push(Value::Integer(job.when.1));
-        args.push(job.nonce.as_str().into());
+        push_job_values(&mut args, job);
         args.push(unique(job).into());
     }
     args
+}
+
+/// One job's values, in the order both `enqueue.lua` (layout '') and
+/// `enqueue_one` take them: id, task, payload, max attempts, when kind, when
+/// ms, nonce (`enqueue_one` hands them on to `enqueue.lua` in that order).
+fn push_job_values(args: &mut Vec<Value>, job: &NewJob) {
+    args.push(job.id.as_str().into());
+    args.push(job.task.as_str().into());
+    args.push(Value::Bytes(job.payload.clone().into()));
+    args.push(Value::Integer(i64::from(job.max_attempts)));
+    args.push(job.when.0.into());
+    args.push(Value::Integer(job.when.1));
+    args.push(job.nonce.as_str().into());
 }
 
 impl Backend for RedisBackend {
@@ -608,17 +613,10 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let first_send =
                 first_send_of_one(mode, jobs).filter(|_| self.functions.load(Ordering::Relaxed));
+            let mut reply = None;
             if let Some(job) = first_send {
                 match self.enqueue_first_send(job).await {
-                    Ok(Some(reply)) => {
-                        self.replicate().await?;
-                        let replies = flat_enqueue_replies(reply::array(reply, "enqueue")?, 1)?;
-                        if let Some(reply) = replies.first() {
-                            self.saw_generation(reply.generation);
-                        }
-                        return Ok(replies);
-                    }
-                    Ok(None) => {}
+                    Ok(sent) => reply = sent,
                     // The connection failed with the request sent or not: ask
                     // again through enqueue.lua, which recognises this request
                     // (its nonce) in every state its job can have reached.
@@ -628,9 +626,17 @@ impl Backend for RedisBackend {
                     Err(e) => return Err(e),
                 }
             }
+            // One job is never uniform, so enqueue_one's reply (flat, as
+            // enqueue.lua's for one job) is read below like enqueue.lua's.
             let uniform = uniform_batch(mode, jobs);
-            let args = || enqueue_args(mode, if_running, uniform, &self.keys, &self.config, jobs);
-            let reply = self.call(&self.scripts.enqueue, args).await?;
+            let reply = match reply {
+                Some(reply) => reply,
+                None => {
+                    let args =
+                        || enqueue_args(mode, if_running, uniform, &self.keys, &self.config, jobs);
+                    self.call(&self.scripts.enqueue, args).await?
+                }
+            };
             self.replicate().await?;
             let values = reply::array(reply, "enqueue")?;
             let replies = if uniform {

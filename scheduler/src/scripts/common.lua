@@ -35,6 +35,11 @@ end
 local KEY_SUFFIXES = {'due', 'pending', 'active', 'leases', 'results', 'results_exp', 'dead', 'dead_order', 'seq',
   'claim_log', 'claim_exp'}
 
+-- The `{namespace}:` prefix of a namespace's key names, from its `due` key.
+local function key_prefix(due)
+  return string.sub(due, 1, -4)
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -207,13 +212,17 @@ local function requeue_active(id, rec, run_at, err)
   redis.call('ZADD', K_DUE, run_at, id)
 end
 
--- Wakes the workers when a job due at run_at is the earliest one queued: no
--- job is due before it. (Asked without scores and with text arguments: Redis
+-- Whether no job in `due` is due before run_at (ms, as text), and
+-- wake_if_earliest: wakes the workers when a job due at run_at is the earliest
+-- one queued. (Asked without scores and with text arguments: Redis
 -- formats a double reply, and Lua a number argument, with snprintf, which cost
 -- about 5 % of a single enqueue.)
+local function is_earliest(due, run_at_text)
+  return redis.call('ZRANGEBYSCORE', due, '-inf', '(' .. run_at_text, 'LIMIT', '0', '1')[1] == nil
+end
+
 local function wake_if_earliest(run_at, channel)
-  local earlier = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', string.format('(%d', run_at), 'LIMIT', '0', '1')
-  if earlier[1] == nil then
+  if is_earliest(K_DUE, string.format('%d', run_at)) then
     redis.call('PUBLISH', channel, run_at)
   end
 end

@@ -26,7 +26,7 @@ local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
 local now = now_ms()
 if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) == 1 then
-  local namespace = string.sub(due, 1, -4)
+  local namespace = key_prefix(due)
   local keys = {}
   for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
   return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake', namespace .. 'abort', ARGV[8], '',
@@ -44,9 +44,8 @@ local generation = redis.call('INCR', seq)
 -- attempts started, max attempts, enqueued_ms, nonce.
 redis.call('HSET', pending, id, cmsgpack.pack({ARGV[2], ARGV[3], generation, 0, tonumber(ARGV[4]), now, ARGV[7]}))
 redis.call('ZADD', due, run_at_text, id)
--- wake_if_earliest, with the channel derived from the key names.
-local earlier = redis.call('ZRANGEBYSCORE', due, '-inf', '(' .. run_at_text, 'LIMIT', '0', '1')
-if earlier[1] == nil then
-  redis.call('PUBLISH', string.sub(due, 1, -4) .. 'wake', run_at_text)
+-- wake_if_earliest, with this script's due key and the channel derived from it.
+if is_earliest(due, run_at_text) then
+  redis.call('PUBLISH', key_prefix(due) .. 'wake', run_at_text)
 end
 return {'enqueued', generation, run_at, 0}
