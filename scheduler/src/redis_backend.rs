@@ -385,8 +385,17 @@ impl RedisBackend {
         let Some(durable) = self.config.durable else {
             return Ok(());
         };
+        // `WAIT` names no key, so a cluster client would send it to any
+        // primary, which may answer at once for writes it never saw: route it
+        // by the namespace's slot to the node (and connection) that took the
+        // writes. Outside a cluster the hash is ignored.
+        let slot = fred::util::redis_keyslot(self.keys.script_keys[0].as_bytes());
         let acked: i64 = self
             .client
+            .with_options(&Options {
+                cluster_hash: Some(fred::types::ClusterHash::Custom(slot)),
+                ..Options::default()
+            })
             .wait(
                 i64::from(durable.replicas),
                 durable.timeout.as_millis() as i64,

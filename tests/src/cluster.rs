@@ -12,7 +12,29 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Three masters, no replicas, all 16,384 slots assigned.
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_nodes(3, 0)
+    }
+
+    /// Three masters with one replica each (six nodes), every replica in sync.
+    pub fn start_with_replicas() -> Self {
+        let cluster = Self::start_nodes(6, 1);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let synced = cluster.masters().iter().all(|&m| {
+                cluster.nodes[m]
+                    .cli(&["INFO", "replication"])
+                    .is_some_and(|i| i.contains("connected_slaves:1") && i.contains("state=online"))
+            });
+            if synced {
+                return cluster;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("replicas did not come online");
+    }
+
+    fn start_nodes(count: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
                 RedisServer::start_with(&[
                     "--save",
@@ -36,6 +58,8 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
             .arg("--cluster-yes")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -45,6 +69,29 @@ impl RedisCluster {
         let cluster = RedisCluster { nodes };
         cluster.wait_ok();
         cluster
+    }
+
+    /// The nodes (indices) that are masters.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i]
+                    .cli(&["INFO", "replication"])
+                    .is_some_and(|info| info.contains("role:master"))
+            })
+            .collect()
+    }
+
+    /// The node (index) that replicates `master`.
+    pub fn replica_of(&self, master: usize) -> usize {
+        let port = format!("master_port:{}", self.nodes[master].port());
+        (0..self.nodes.len())
+            .find(|&i| {
+                self.nodes[i]
+                    .cli(&["INFO", "replication"])
+                    .is_some_and(|info| info.contains("role:slave") && info.contains(&port))
+            })
+            .expect("a replica of that master")
     }
 
     fn wait_ok(&self) {
@@ -101,14 +148,17 @@ impl RedisCluster {
         panic!("slot {slot} not found in {slots}");
     }
 
-    /// Namespaces whose keys live on three different nodes.
+    /// Namespaces whose keys live on every master, one each (in master order).
     pub fn namespaces_on_every_node(&self, prefix: &str) -> Vec<String> {
-        let mut found: Vec<Option<String>> = vec![None; self.nodes.len()];
+        let masters = self.masters();
+        let mut found: Vec<Option<String>> = vec![None; masters.len()];
         for i in 0..1000 {
             let ns = format!("{prefix}-{i}");
             let node = self.node_of(&format!("{{{ns}}}:due"));
-            if found[node].is_none() {
-                found[node] = Some(ns);
+            if let Some(m) = masters.iter().position(|&n| n == node) {
+                if found[m].is_none() {
+                    found[m] = Some(ns);
+                }
             }
             if found.iter().all(Option::is_some) {
                 break;
@@ -116,7 +166,7 @@ impl RedisCluster {
         }
         found
             .into_iter()
-            .map(|n| n.expect("a namespace per node"))
+            .map(|n| n.expect("a namespace per master"))
             .collect()
     }
 }

@@ -147,3 +147,51 @@ async fn a_killed_worker_on_a_cluster_has_its_job_rerun() {
     assert_eq!(info.attempts, 2);
     producer.close().await;
 }
+
+/// `durable()` waits on the node that took the writes. `WAIT` names no key,
+/// so a cluster client left to itself sends it to any primary, and one that
+/// never saw the write answers at once that its replica has everything. With
+/// the namespace's own replica paused, every durable enqueue must therefore
+/// fail as `NotReplicated`; with the replica live it succeeds.
+#[tokio::test]
+async fn durable_writes_wait_on_the_namespaces_own_master() {
+    let cluster = RedisCluster::start_with_replicas();
+    let url = cluster.url();
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    for ns in cluster.namespaces_on_every_node("durable") {
+        let master = cluster.node_of(&format!("{{{ns}}}:due"));
+        let replica = cluster.replica_of(master);
+        let s = Scheduler::builder(&url)
+            .namespace(&ns)
+            .durable(1, Duration::from_millis(300))
+            .producer_only()
+            .start()
+            .await
+            .unwrap();
+        let out = s.enqueue(job("live", "x")).await;
+        assert!(
+            matches!(out, Ok(EnqueueOutcome::Enqueued { .. })),
+            "namespace {ns}: {out:?}"
+        );
+        cluster.nodes[replica].pause();
+        let mut results = Vec::new();
+        for i in 0..4 {
+            results.push(s.enqueue(job(&format!("paused-{i}"), "x")).await);
+        }
+        cluster.nodes[replica].resume();
+        for out in &results {
+            assert!(
+                matches!(
+                    out,
+                    Err(scheduler::Error::NotReplicated {
+                        acked: 0,
+                        wanted: 1
+                    })
+                ),
+                "namespace {ns} on node {master}, replica {replica} paused: {results:?}"
+            );
+        }
+        s.close().await;
+    }
+}
