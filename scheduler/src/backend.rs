@@ -203,6 +203,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         count: usize,
     ) -> BoxFuture<'a, Result<(String, Vec<RawPending>), Error>>;
 
+    /// Finds records and index entries that lost their other half (keys
+    /// evicted under `maxmemory-policy allkeys-*`, or edited by hand) and
+    /// repairs them so that no job is stranded silently: `(id, what was
+    /// done)` for each. The in-memory backend cannot lose half of a job, so
+    /// it finds nothing.
+    fn audit(&self, _lease: Duration) -> BoxFuture<'_, Result<Vec<(String, String)>, Error>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Notices for a worker.
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>>;
 

@@ -72,6 +72,12 @@ pub struct WorkerConfig {
     /// notifications (the worker normally sleeps until the next due job or
     /// lease expiry, or until woken). Default 5 s.
     pub max_idle: Duration,
+    /// How often the worker checks that every job record has its index entry
+    /// and the reverse (a check of four counts; only a difference makes it
+    /// walk the namespace, repair, dead-letter and report through `health()`).
+    /// Keys evicted under `maxmemory-policy allkeys-*` are the usual cause.
+    /// Default 10 s.
+    pub audit_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -84,6 +90,7 @@ impl Default for WorkerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(3600),
             max_idle: Duration::from_secs(5),
+            audit_interval: Duration::from_secs(10),
         }
     }
 }

@@ -23,6 +23,9 @@ use crate::keys::Keys;
 use crate::reply::{self, corrupt};
 use crate::scripts::{Lua, Scripts};
 
+/// Entries an audit walk reads per script call.
+const AUDIT_PAGE: i64 = 500;
+
 /// Connection and scripts of one namespace.
 #[derive(Clone)]
 pub(crate) struct RedisBackend {
@@ -1004,6 +1007,63 @@ impl Backend for RedisBackend {
                 });
             }
             Ok((next, entries))
+        })
+    }
+
+    fn audit(&self, lease: Duration) -> BoxFuture<'_, Result<Vec<(String, String)>, Error>> {
+        Box::pin(async move {
+            let args = |mode: &'static str, cursor: &str| -> Vec<Value> {
+                vec![
+                    mode.into(),
+                    cursor.into(),
+                    Value::Integer(AUDIT_PAGE),
+                    Value::Integer(i64::from(self.config.dead_letter_cap)),
+                    Value::Integer(self.keep_ms()),
+                    Value::Integer(lease.as_millis() as i64),
+                ]
+            };
+            let counts: Vec<i64> = reply::array(
+                self.call(&self.scripts.audit, || args("count", "0"))
+                    .await?,
+                "audit counts",
+            )?
+            .iter()
+            .map(|v| reply::opt_int(v).unwrap_or(0))
+            .collect();
+            let [pending, due, active, leases] = counts[..] else {
+                return Err(corrupt("audit counts"));
+            };
+            // Every script keeps these pairs in step: only a difference is
+            // worth a walk over the namespace.
+            let mut walks = Vec::new();
+            if pending != due {
+                walks.extend(["pending", "due"]);
+            }
+            if active != leases {
+                walks.extend(["active", "leases"]);
+            }
+            let mut repaired = Vec::new();
+            for mode in walks {
+                let mut cursor = "0".to_string();
+                loop {
+                    let reply = reply::array(
+                        self.call(&self.scripts.audit, || args(mode, &cursor))
+                            .await?,
+                        "audit",
+                    )?;
+                    let mut items = reply.into_iter();
+                    cursor = reply::string(&items.next().unwrap_or(Value::Null));
+                    for entry in items {
+                        let fields = reply::array(entry, "audit entry")?;
+                        let text = |i: usize| fields.get(i).map(reply::string).unwrap_or_default();
+                        repaired.push((text(0), text(1)));
+                    }
+                    if cursor == "0" {
+                        break;
+                    }
+                }
+            }
+            Ok(repaired)
         })
     }
 

@@ -17,7 +17,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// only move existing jobs runnable at maxmemory, as EVAL allows a script
 /// whose first write does not add data (a function without it is refused
 /// whole under OOM). Enqueue, which adds jobs, is refused, as with EVAL.
-const SOURCES: [(&str, &str, &str); 8] = [
+const SOURCES: [(&str, &str, &str); 9] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), ""),
     ("claim", include_str!("scripts/claim.lua"), "allow-oom"),
     (
@@ -34,6 +34,7 @@ const SOURCES: [(&str, &str, &str); 8] = [
         "allow-oom",
     ),
     ("list", include_str!("scripts/list.lua"), "no-writes"),
+    ("audit", include_str!("scripts/audit.lua"), "allow-oom"),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
@@ -72,6 +73,8 @@ pub(crate) struct Scripts {
     pub(crate) inspect: Lua,
     pub(crate) dead_letters: Lua,
     pub(crate) list: Lua,
+    /// Finds and repairs records that lost their index entry or the reverse.
+    pub(crate) audit: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -131,12 +134,13 @@ impl Scripts {
             inspect: lua(5),
             dead_letters: lua(6),
             list: lua(7),
+            audit: lua(8),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 8] {
+    pub(crate) fn all(&self) -> [&Lua; 9] {
         [
             &self.enqueue,
             &self.claim,
@@ -146,6 +150,7 @@ impl Scripts {
             &self.inspect,
             &self.dead_letters,
             &self.list,
+            &self.audit,
         ]
     }
 }

@@ -111,6 +111,13 @@ impl Worker {
             tokio::spawn(Arc::clone(&worker).claim_loop()),
             tokio::spawn(Arc::clone(&worker).heartbeat_loop()),
             tokio::spawn(Arc::clone(&worker).complete_loop(rx)),
+            tokio::spawn(crate::audit::audit_loop(
+                Arc::clone(&worker.backend),
+                worker.config.audit_interval,
+                worker.config.lease,
+                worker.health.clone(),
+                worker.stop_all.clone(),
+            )),
         ];
         Ok(WorkerHandle {
             worker,

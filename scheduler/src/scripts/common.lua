@@ -227,11 +227,17 @@ local function wake_if_earliest(run_at, channel)
   end
 end
 
+-- Why a lease entry without its running record is dead-lettered.
+local LOST_RUNNING = 'the running job record is missing (evicted under maxmemory, or deleted by hand)'
+
 -- A running job whose lease ran out: its worker died or hung.
 local function expire_lease(id, now, keep_ms, cap)
   local blob = redis.call('HGET', K_ACTIVE, id)
   redis.call('ZREM', K_LEASES, id)
-  if not blob then return end
+  if not blob then
+    dead_letter(id, nil, nil, LOST_RUNNING, now, cap)
+    return
+  end
   local rec, why = decode(blob)
   if not rec then
     redis.call('HDEL', K_ACTIVE, id)

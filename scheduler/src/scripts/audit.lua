@@ -1,0 +1,67 @@
+-- ARGV: mode, cursor, count, dead-letter cap, keep_result ms, lease ms
+-- Finds what eviction (maxmemory-policy allkeys-*) or a hand edit left
+-- inconsistent, and repairs it so that no job is stranded silently. Every
+-- script keeps each pair below in step, so in a sound namespace the counts
+-- of a pair are equal and the walks find nothing:
+--   'count'   {HLEN pending, ZCARD due, HLEN active, ZCARD leases}
+--   'pending' walks pending: a record without its due entry can never be
+--             claimed; it is dead-lettered with the reason (its run time is
+--             gone with the entry, so running it could start it early)
+--   'due'     walks due: an entry without its record is removed and
+--             dead-lettered, as claim does once it comes due
+--   'active'  walks active: a running record without its lease entry would
+--             never expire if its worker died; it gets a lease ending in
+--             lease ms, which a live worker renews as usual
+--   'leases'  walks leases: an entry without its running record is removed
+--             and dead-lettered: the job was running and its record is gone
+-- The walks return {next cursor, repaired...}, each {id, what was done}.
+local mode, cursor, count = ARGV[1], ARGV[2], ARGV[3]
+local cap, keep_ms, lease_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if mode == 'count' then
+  return {redis.call('HLEN', K_PENDING), redis.call('ZCARD', K_DUE), redis.call('HLEN', K_ACTIVE),
+    redis.call('ZCARD', K_LEASES)}
+end
+local now = now_ms()
+local out = {}
+local page, members = nil, {}
+if mode == 'pending' or mode == 'active' then
+  page = redis.call('HSCAN', mode == 'pending' and K_PENDING or K_ACTIVE, cursor, 'COUNT', count)
+else
+  page = redis.call('ZSCAN', mode == 'due' and K_DUE or K_LEASES, cursor, 'COUNT', count)
+end
+out[1] = page[1]
+for i = 1, #page[2], 2 do members[#members + 1] = page[2][i] end
+for i, id in ipairs(members) do
+  if mode == 'pending' then
+    if not redis.call('ZSCORE', K_DUE, id) then
+      local blob = page[2][2 * i]
+      local rec, why = decode(blob)
+      local reason = 'its due-time entry is missing (evicted under maxmemory, or deleted by hand); '
+        .. 'not run, since its run time is lost'
+      if not rec then reason = reason .. '; ' .. why end
+      redis.call('HDEL', K_PENDING, id)
+      dead_letter(id, blob, rec, reason, now, cap)
+      record_result(id, rec, 'failed', '', reason, now, keep_ms)
+      out[#out + 1] = {id, 'dead-lettered: ' .. reason}
+    end
+  elseif mode == 'due' then
+    if redis.call('HEXISTS', K_PENDING, id) == 0 then
+      local reason = 'the job record is missing (index entry without a job)'
+      redis.call('ZREM', K_DUE, id)
+      dead_letter(id, nil, nil, reason, now, cap)
+      out[#out + 1] = {id, 'dead-lettered: ' .. reason}
+    end
+  elseif mode == 'active' then
+    if not redis.call('ZSCORE', K_LEASES, id) then
+      redis.call('ZADD', K_LEASES, string.format('%d', now + lease_ms), id)
+      out[#out + 1] = {id, 'running without a lease entry (evicted?); given a lease of ' .. lease_ms .. ' ms'}
+    end
+  elseif mode == 'leases' then
+    if redis.call('HEXISTS', K_ACTIVE, id) == 0 then
+      redis.call('ZREM', K_LEASES, id)
+      dead_letter(id, nil, nil, LOST_RUNNING, now, cap)
+      out[#out + 1] = {id, 'dead-lettered: ' .. LOST_RUNNING}
+    end
+  end
+end
+return out

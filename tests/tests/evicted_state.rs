@@ -1,0 +1,199 @@
+//! State that lost half of itself: a job record without its index entry, or
+//! an index entry without its record, as `maxmemory-policy allkeys-lru`
+//! leaves it when it evicts one key of a namespace (it evicts whole keys:
+//! the `due` index, the `pending` records, ...) or as a hand edit does. The
+//! worker's audit must find it, dead-letter or repair it with a reason, and
+//! report it through `health()`: nothing stays stranded silently.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use scheduler::{Health, JobRequest, JobStatus, Scheduler, WorkerConfig};
+use scheduler_tests::child::{ChildWorker, Events};
+use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
+use scheduler_tests::{namespace, wait_until, Probe, RedisServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_probe-worker");
+
+async fn worker(url: &str, ns: &str, probe: &Probe) -> Scheduler {
+    scheduler_tests::init_tracing();
+    Scheduler::builder(url)
+        .namespace(ns)
+        .register::<ProbeTask>()
+        .provide(probe.clone())
+        .worker(WorkerConfig {
+            lease: Duration::from_millis(1000),
+            heartbeat: Some(Duration::from_millis(300)),
+            audit_interval: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
+fn later(id: &str) -> JobRequest<ProbeTask> {
+    JobRequest::new(ProbeArgs::new(id))
+        .id(id)
+        .at(Utc::now() + TimeDelta::hours(1))
+}
+
+async fn dead_reason(s: &Scheduler, id: &str) -> Option<String> {
+    s.dead_letters(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.job_id == id)
+        .map(|d| d.reason)
+}
+
+async fn wait_dead(s: &Scheduler, id: &str) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(reason) = dead_reason(s, id).await {
+            return Some(reason);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+fn degraded_reason(s: &Scheduler) -> Option<String> {
+    match s.health() {
+        Health::Degraded { reason, .. } => Some(reason),
+        Health::Healthy => None,
+    }
+}
+
+/// The `due` index evicted whole: every deferred job's record is left
+/// without a run time. Each is dead-lettered with the reason (running it
+/// without its time could start it early), `pending()` no longer lists a job
+/// that would never run, and health says what happened.
+#[tokio::test]
+async fn records_whose_due_index_was_evicted_are_dead_lettered_and_reported() {
+    let server = RedisServer::start();
+    let ns = namespace("evict-due");
+    let probe = Probe::default();
+    let s = worker(&server.url(), &ns, &probe).await;
+    for id in ["a", "b", "c"] {
+        assert!(s.enqueue(later(id)).await.unwrap().is_enqueued());
+    }
+    assert_eq!(s.pending::<ProbeTask>().await.unwrap().len(), 3);
+    assert!(s.health().is_healthy());
+    server.cli(&["DEL", &format!("{{{ns}}}:due")]).unwrap();
+
+    for id in ["a", "b", "c"] {
+        let reason = wait_dead(&s, id).await;
+        assert!(
+            reason
+                .as_deref()
+                .is_some_and(|r| r.contains("due-time entry is missing")),
+            "job {id}: {reason:?}"
+        );
+        assert_eq!(s.status(id).await.unwrap(), JobStatus::Failed);
+    }
+    assert!(s.pending::<ProbeTask>().await.unwrap().is_empty());
+    let health = degraded_reason(&s);
+    assert!(
+        health
+            .as_deref()
+            .is_some_and(|r| r.contains("3 job(s) repaired") && r.contains("due-time entry")),
+        "{health:?}"
+    );
+    assert_eq!(probe.started(), 0);
+    s.close().await;
+}
+
+/// The `pending` records evicted whole: the index still lists jobs due in
+/// an hour. They are dead-lettered now, not when they come due.
+#[tokio::test]
+async fn index_entries_whose_records_were_evicted_are_dead_lettered_at_once() {
+    let server = RedisServer::start();
+    let ns = namespace("evict-pending");
+    let probe = Probe::default();
+    let s = worker(&server.url(), &ns, &probe).await;
+    for id in ["a", "b"] {
+        assert!(s.enqueue(later(id)).await.unwrap().is_enqueued());
+    }
+    server.cli(&["DEL", &format!("{{{ns}}}:pending")]).unwrap();
+    for id in ["a", "b"] {
+        let reason = wait_dead(&s, id).await;
+        assert!(
+            reason
+                .as_deref()
+                .is_some_and(|r| r.contains("record is missing")),
+            "job {id}: {reason:?}"
+        );
+    }
+    let zcard = server.cli(&["ZCARD", &format!("{{{ns}}}:due")]).unwrap();
+    assert_eq!(zcard.trim(), "0");
+    assert!(degraded_reason(&s).is_some_and(|r| r.contains("2 job(s) repaired")));
+    s.close().await;
+}
+
+/// A running job whose lease entry was evicted, and whose worker then died:
+/// nothing would ever expire it. The audit gives it a lease, which runs out,
+/// and the job runs again on the live worker as its next attempt.
+#[tokio::test]
+async fn a_running_job_that_lost_its_lease_entry_is_rerun_after_its_worker_dies() {
+    let server = RedisServer::start();
+    let ns = namespace("evict-lease");
+    let events = Events::default();
+    let mut dying = ChildWorker::spawn(BIN, &server.url(), &ns, 1000, 300, 1, &events).await;
+    let producer = Scheduler::builder(server.url())
+        .namespace(&ns)
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    producer
+        .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("x").sleep(300)).id("r"))
+        .await
+        .unwrap();
+    assert!(
+        events
+            .wait_pid("start", dying.pid(), Duration::from_secs(10))
+            .await
+    );
+    dying.kill();
+    server
+        .cli(&["ZREM", &format!("{{{ns}}}:leases"), "r"])
+        .unwrap();
+
+    let probe = Probe::default();
+    let s = worker(&server.url(), &ns, &probe).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || probe.finished() == 1).await,
+        "the job was never run again"
+    );
+    let runs = probe.runs_of("r");
+    assert_eq!(runs[0].attempt, 2, "{runs:?}");
+    assert_eq!(producer.status("r").await.unwrap(), JobStatus::Completed);
+    assert!(degraded_reason(&s).is_some_and(|r| r.contains("without a lease entry")));
+    producer.close().await;
+    s.close().await;
+}
+
+/// A lease entry whose running record was evicted: the job is gone, and
+/// the dead letter says so instead of the entry vanishing at its expiry.
+#[tokio::test]
+async fn a_lease_entry_without_its_running_record_is_dead_lettered() {
+    let server = RedisServer::start();
+    let ns = namespace("evict-active");
+    let probe = Probe::default();
+    let s = worker(&server.url(), &ns, &probe).await;
+    s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("x").sleep(5_000)).id("gone"))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    server.cli(&["DEL", &format!("{{{ns}}}:active")]).unwrap();
+    let reason = wait_dead(&s, "gone").await;
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("running job record is missing")),
+        "{reason:?}"
+    );
+    s.close().await;
+}
