@@ -238,9 +238,13 @@ pub struct JobInfo {
     pub generation: u64,
     /// Where it is now.
     pub status: JobStatus,
-    /// Attempts started so far.
+    /// Attempts started so far (including attempts released by a worker
+    /// that shut down).
     pub attempts: u32,
-    /// Attempts allowed.
+    /// Attempts allowed: the job's `max_attempts`, plus one for each attempt
+    /// released by a worker that shut down (a release does not use up an
+    /// attempt, and the next attempt still gets a new number, so that the
+    /// released run's fence token is never handed out again).
     pub max_attempts: u32,
     /// When it was enqueued.
     pub enqueued_at: Option<DateTime<Utc>>,

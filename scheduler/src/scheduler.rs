@@ -750,6 +750,11 @@ impl Scheduler {
         &self.inner.deps
     }
 
+    /// The backend (for `__private` test hooks).
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
     /// Records whether a call reached Redis, for [`health`](Self::health).
     fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         match &result {

@@ -12,7 +12,8 @@
 --  10 claim_log  HASH  worker id -> its last claim's nonce and ids (NUL-separated)
 --  11 claim_exp  ZSET  worker id -> when that log entry expires (ms)
 -- Job record fields (msgpack array):
---   1 task, 2 payload, 3 generation, 4 attempts started, 5 max attempts,
+--   1 task, 2 payload, 3 generation, 4 attempts started (with 3, the fence
+--      token: it only grows), 5 max attempts (plus one per attempt released),
 --   6 enqueued_ms, 7 nonce, 8 last error, 9 run_at of the current attempt,
 --   10 started_ms, 11 worker, 12 cancel requested (1), 13 blocked run_at,
 --   14 a replacement waits (1; on a running job: a pending job with the same id
