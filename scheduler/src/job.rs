@@ -155,10 +155,16 @@ pub enum CancelOutcome {
         /// The removed generation.
         generation: u64,
     },
-    /// The job is running; its worker was told to abort it.
+    /// The job is running; its worker was told to abort it (it ends
+    /// `Cancelled`).
     AbortSignalled {
         /// The running generation.
         generation: u64,
+        /// The generation of a job with this id that waited to run after the
+        /// running one (a [`replace`](crate::Scheduler::replace) with
+        /// [`IfRunning::QueueAfter`] or [`IfRunning::Abort`]): it was removed
+        /// too and will never start. `None` when no job waited.
+        removed_successor: Option<u64>,
     },
     /// No job with this id (or this generation) exists.
     NotFound,

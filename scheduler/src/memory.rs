@@ -569,7 +569,10 @@ impl MemoryBackend {
                 generation,
                 id: id.to_string(),
             });
-            CancelOutcome::AbortSignalled { generation }
+            CancelOutcome::AbortSignalled {
+                generation,
+                removed_successor: removed,
+            }
         } else if let Some(generation) = removed {
             CancelOutcome::Removed { generation }
         } else {

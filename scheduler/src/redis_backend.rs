@@ -906,7 +906,10 @@ impl Backend for RedisBackend {
             let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
             Ok(match code.as_str() {
                 "removed" => CancelOutcome::Removed { generation },
-                "abort_signalled" => CancelOutcome::AbortSignalled { generation },
+                "abort_signalled" => CancelOutcome::AbortSignalled {
+                    generation,
+                    removed_successor: reply.get(3).and_then(reply::opt_int).map(|g| g as u64),
+                },
                 "finished" => {
                     let state = reply.get(2).map(reply::string).unwrap_or_default();
                     CancelOutcome::AlreadyFinished(

@@ -572,7 +572,9 @@ impl Scheduler {
     }
 
     /// Cancels a job: a deferred or queued one is removed and never starts; a
-    /// running one is told to abort (its future is dropped) and ends `Cancelled`.
+    /// running one is told to abort (its future is dropped) and ends `Cancelled`,
+    /// and a replacement waiting to run after it is removed too
+    /// ([`CancelOutcome::AbortSignalled`] names both generations).
     /// Returns at once; see [`cancel_and_wait`](Self::cancel_and_wait).
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;

@@ -37,6 +37,7 @@ conformance!(
     pending_jobs_of_a_task_are_listed_with_typed_arguments,
     untyped_arguments_are_checked_against_the_task_parameters,
     a_release_never_hands_its_fence_token_out_again,
+    a_cancel_names_the_waiting_successor_it_removed,
 );
 
 /// A `#[task]` of this binary: stored by position, shown to the untyped API by name.
@@ -953,4 +954,61 @@ async fn a_release_never_hands_its_fence_token_out_again(fx: Fixture) {
     );
     assert_eq!(probe.runs_of("fenced").len(), 2);
     b.close().await;
+}
+
+/// Issue 14 item 18: a cancel that found a running job and a replacement
+/// waiting behind it removed the replacement but answered only
+/// `AbortSignalled` for the running one: the generation `replace` had
+/// acknowledged silently never ran.
+async fn a_cancel_names_the_waiting_successor_it_removed(fx: Fixture) {
+    let probe = Probe::default();
+    let s = worker(&fx.url(), &namespace("cancel-successor"), &probe).await;
+    let job = |arg: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new(arg).sleep(1_000)).id("c");
+    let running = match s.enqueue(job("running")).await.unwrap() {
+        EnqueueOutcome::Enqueued { generation, .. } => generation,
+        other => panic!("{other:?}"),
+    };
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    let successor = match s
+        .replace(job("successor"), IfRunning::QueueAfter)
+        .await
+        .unwrap()
+    {
+        ReplaceOutcome::QueuedAfterRunning {
+            generation,
+            running_generation,
+            ..
+        } => {
+            assert_eq!(running_generation, running);
+            generation
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        s.cancel("c").await.unwrap(),
+        CancelOutcome::AbortSignalled {
+            generation: running,
+            removed_successor: Some(successor),
+        }
+    );
+    assert_eq!(
+        wait_status(&s, "c", |st| *st == JobStatus::Cancelled).await,
+        JobStatus::Cancelled
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        probe.runs_of("successor").is_empty(),
+        "the removed successor ran"
+    );
+    // Only the running one is named when nothing waits.
+    s.enqueue(job("alone")).await.unwrap();
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    assert!(matches!(
+        s.cancel("c").await.unwrap(),
+        CancelOutcome::AbortSignalled {
+            removed_successor: None,
+            ..
+        }
+    ));
+    s.close().await;
 }
