@@ -73,7 +73,9 @@ impl JobContext {
         self.inner.generation
     }
 
-    /// The attempt, starting at 1.
+    /// The attempt, starting at 1. An attempt released by a worker that shut
+    /// down keeps its number (the next one is one higher) but is not counted
+    /// against [`max_attempts`](Self::max_attempts), which grows by one.
     pub fn attempt(&self) -> u32 {
         self.inner.attempt
     }

@@ -155,10 +155,16 @@ pub enum CancelOutcome {
         /// The removed generation.
         generation: u64,
     },
-    /// The job is running; its worker was told to abort it.
+    /// The job is running; its worker was told to abort it (it ends
+    /// `Cancelled`).
     AbortSignalled {
         /// The running generation.
         generation: u64,
+        /// The generation of a job with this id that waited to run after the
+        /// running one (a [`replace`](crate::Scheduler::replace) with
+        /// [`IfRunning::QueueAfter`] or [`IfRunning::Abort`]): it was removed
+        /// too and will never start. `None` when no job waited.
+        removed_successor: Option<u64>,
     },
     /// No job with this id (or this generation) exists.
     NotFound,
@@ -238,9 +244,13 @@ pub struct JobInfo {
     pub generation: u64,
     /// Where it is now.
     pub status: JobStatus,
-    /// Attempts started so far.
+    /// Attempts started so far (including attempts released by a worker
+    /// that shut down).
     pub attempts: u32,
-    /// Attempts allowed.
+    /// Attempts allowed: the job's `max_attempts`, plus one for each attempt
+    /// released by a worker that shut down (a release does not use up an
+    /// attempt, and the next attempt still gets a new number, so that the
+    /// released run's fence token is never handed out again).
     pub max_attempts: u32,
     /// When it was enqueued.
     pub enqueued_at: Option<DateTime<Utc>>,

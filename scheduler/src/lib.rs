@@ -87,6 +87,32 @@ pub mod __private {
         ctx.dependency::<T>()
     }
 
+    /// Not public API. Records one attempt's outcome as a worker does
+    /// (`outcome`: "ok", "retry", "fail", "cancelled" or "release"), answering
+    /// the backend's code ("stale" when the attempt is no longer the running
+    /// one). Tests deliver an old outcome again with it to check fencing.
+    pub async fn record_outcome(
+        scheduler: &crate::Scheduler,
+        job_id: &str,
+        generation: u64,
+        attempt: u32,
+        outcome: &'static str,
+    ) -> Result<String, Error> {
+        let finished = [crate::backend::Finished {
+            id: job_id.to_string(),
+            generation,
+            attempt,
+            outcome,
+            text: String::new(),
+            retry_delay_ms: 0,
+        }];
+        let codes = scheduler.backend().complete(&finished).await?;
+        codes
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Corrupt("empty complete reply".into()))
+    }
+
     /// Not public API. Converts a task's return value.
     pub fn into_task_result<R: IntoTaskResult>(value: R) -> Result<Option<String>, TaskError> {
         value.into_task_result()

@@ -477,7 +477,9 @@ impl MemoryBackend {
                     ));
                     "cancelled"
                 } else {
-                    rec.attempts -= 1;
+                    // As complete.lua: the fence token is never reused, and
+                    // a release uses up no attempt.
+                    rec.max_attempts += 1;
                     tx.requeue_active(&f.id, rec, now, None);
                     due_at(Some(now));
                     "released"
@@ -567,7 +569,10 @@ impl MemoryBackend {
                 generation,
                 id: id.to_string(),
             });
-            CancelOutcome::AbortSignalled { generation }
+            CancelOutcome::AbortSignalled {
+                generation,
+                removed_successor: removed,
+            }
         } else if let Some(generation) = removed {
             CancelOutcome::Removed { generation }
         } else {

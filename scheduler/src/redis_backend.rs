@@ -77,7 +77,11 @@ pub(crate) fn builder(url: &str, config: &SchedulerConfig) -> Result<Builder, Er
         .with_connection_config(|c| {
             c.connection_timeout = timeout;
             c.internal_command_timeout = timeout;
-            c.max_command_attempts = 3;
+            // No automatic re-sends: fred would send a state-changing script
+            // again after a dropped connection, and it would run twice.
+            // `RedisBackend::call` and `call_logged` re-send themselves, the
+            // latter with the request id that makes a re-send safe.
+            c.max_command_attempts = 1;
             c.unresponsive = UnresponsiveConfig {
                 max_timeout: Some(timeout),
                 interval: (timeout / 4).max(Duration::from_millis(50)),
@@ -309,13 +313,60 @@ impl RedisBackend {
         Error::from_redis(e, self.config.command_timeout)
     }
 
-    /// Runs one script: FCALL of its function (see [`Self::fcall_reloading`]),
-    /// or EVALSHA where functions were refused.
+    /// Runs one script that is safe to run twice (it reads, or re-running it
+    /// changes nothing: `renew`), re-sending it after a connection failure.
     ///
-    /// `args` builds the arguments; it runs again for the retry, so that the
+    /// `args` builds the arguments; it runs again for each send, so that the
     /// usual call moves them instead of keeping a copy (cloning a few thousand
     /// `Bytes` per bulk call cost measurable client CPU).
     async fn call(&self, lua: &Lua, args: impl Fn() -> Vec<Value>) -> Result<Value, Error> {
+        let mut sends = 1;
+        loop {
+            match self.send(lua, &args).await {
+                Err(Error::Unavailable(e)) if sends < SENDS => {
+                    tracing::debug!(error = %e, "script sent again after a connection failure");
+                    sends += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Runs one state-changing script through `common.lua`'s reply log: the
+    /// request id, the retry flag and the ttl follow `args`. After a
+    /// connection failure (the script may have run with its reply lost) it is
+    /// sent again with the same request id and the retry flag, and a script
+    /// that had run answers what it answered then instead of running again.
+    /// The log is consulted only on a retry (or for a request the caller
+    /// identified: [`Request::consult`]), so a first send costs one write.
+    async fn call_logged(
+        &self,
+        lua: &Lua,
+        request: &Request,
+        args: impl Fn() -> Vec<Value>,
+    ) -> Result<Value, Error> {
+        let mut sends = 1;
+        let mut retry = request.consult;
+        loop {
+            let logged_args = || {
+                let mut args = args();
+                push_request(&mut args, request, retry);
+                args
+            };
+            match self.send(lua, logged_args).await {
+                Err(Error::Unavailable(e)) if sends < SENDS => {
+                    tracing::debug!(request = %request.id, error = %e, "state-changing script sent again with its request id after a connection failure");
+                    sends += 1;
+                    retry = request.ttl_ms > 0;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Sends one script once: FCALL of its function (see
+    /// [`Self::fcall_reloading`]), or EVALSHA where functions were refused.
+    async fn send(&self, lua: &Lua, args: impl Fn() -> Vec<Value>) -> Result<Value, Error> {
         if self.functions.load(Ordering::Relaxed) {
             let reply = self
                 .fcall_reloading(&self.client, &lua.function, &self.script_keys, &args)
@@ -328,6 +379,24 @@ impl RedisBackend {
             .evalsha_with_reload::<Value, _, _>(&self.client, self.script_keys.clone(), args())
             .await
             .map_err(|e| self.error(e))
+    }
+
+    /// A fresh request id for one state-changing call of this process, kept
+    /// in the reply log for the re-send window.
+    fn request(&self) -> Request {
+        Request {
+            id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            ttl_ms: self.resend_window_ms(),
+            consult: false,
+        }
+    }
+
+    /// How long a reply is kept for a re-send of this process: the client
+    /// re-sends within a few command timeouts; a minute at least.
+    fn resend_window_ms(&self) -> i64 {
+        (self.config.command_timeout.as_millis() as i64)
+            .saturating_mul(i64::from(SENDS) + 1)
+            .max(RESEND_WINDOW_MIN_MS)
     }
 
     /// FCALL of `function` through `client`, loading the library again and
@@ -359,23 +428,29 @@ impl RedisBackend {
     }
 
     /// Sends the first request for one job to `enqueue_one` (see its header),
-    /// exactly once: fred's re-sends are off for this call, since a re-send
-    /// after a lost reply must go to `enqueue.lua`, which also finds a job that
-    /// the first send created and that already finished. `None` when the
-    /// server now refuses functions (the caller then uses `enqueue.lua`).
-    async fn enqueue_first_send(&self, job: &NewJob) -> Result<Option<Value>, Error> {
-        let once = self.client.with_options(&Options {
-            max_attempts: Some(1),
-            ..Options::default()
-        });
+    /// exactly once: a re-send after a lost reply must go to `enqueue.lua`
+    /// with the same request id, which answers from the reply log or finds a
+    /// job that the first send created by its nonce. `None` when the server
+    /// now refuses functions (the caller then uses `enqueue.lua`).
+    async fn enqueue_first_send(
+        &self,
+        job: &NewJob,
+        request: &Request,
+    ) -> Result<Option<Value>, Error> {
+        // A created job's reply needs the log only when the job's outcome
+        // (which holds its nonce) may be gone before a re-send arrives.
+        let log_created = self.keep_ms() < request.ttl_ms;
         let args = || {
-            let mut args = Vec::with_capacity(8);
+            let mut args = Vec::with_capacity(11);
             push_job_values(&mut args, job);
             args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+            args.push(request.id.as_str().into());
+            args.push(Value::Integer(request.ttl_ms));
+            args.push(if log_created { "1" } else { "" }.into());
             args
         };
         self.fcall_reloading(
-            &once,
+            &self.client,
             &self.scripts.enqueue_one,
             &self.enqueue_one_keys,
             args,
@@ -475,6 +550,32 @@ impl RedisBackend {
             }),
         })
     }
+}
+
+/// Sends of one script call at most: the first and two re-sends after
+/// connection failures.
+const SENDS: u32 = 3;
+
+/// The shortest time a reply stays in the reply log.
+const RESEND_WINDOW_MIN_MS: i64 = 60_000;
+
+/// The reply-log identity of one state-changing call (`common.lua` `logged`).
+#[derive(Clone, Debug)]
+pub(crate) struct Request {
+    /// The key under which the reply is recorded.
+    pub(crate) id: String,
+    /// How long it is kept (0: not recorded).
+    pub(crate) ttl_ms: i64,
+    /// Whether even the first send looks the reply up: a request the caller
+    /// named itself may have been sent by an earlier call.
+    pub(crate) consult: bool,
+}
+
+/// The reply-log values that end a logged call's arguments.
+fn push_request(args: &mut Vec<Value>, request: &Request, retry: bool) {
+    args.push(request.id.as_str().into());
+    args.push(if retry { "1" } else { "" }.into());
+    args.push(Value::Integer(request.ttl_ms));
 }
 
 /// Whether `enqueue.lua` gets these jobs in its 'uniform' layout: two or
@@ -623,17 +724,21 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
+            let request = self.request();
             let first_send =
                 first_send_of_one(mode, jobs).filter(|_| self.functions.load(Ordering::Relaxed));
+            let mut request_sent = false;
             let mut reply = None;
             if let Some(job) = first_send {
-                match self.enqueue_first_send(job).await {
+                match self.enqueue_first_send(job, &request).await {
                     Ok(sent) => reply = sent,
                     // The connection failed with the request sent or not: ask
                     // again through enqueue.lua, which recognises this request
-                    // (its nonce) in every state its job can have reached.
+                    // (its request id, its nonce) in every state its job can
+                    // have reached.
                     Err(Error::Unavailable(e)) => {
                         tracing::debug!(job_id = %job.id, error = %e, "enqueue sent again after a connection failure");
+                        request_sent = true;
                     }
                     Err(e) => return Err(e),
                 }
@@ -646,7 +751,12 @@ impl Backend for RedisBackend {
                 None => {
                     let args =
                         || enqueue_args(mode, if_running, uniform, &self.keys, &self.config, jobs);
-                    self.call(&self.scripts.enqueue, args).await?
+                    let request = Request {
+                        consult: request.consult || request_sent,
+                        ..request
+                    };
+                    self.call_logged(&self.scripts.enqueue, &request, args)
+                        .await?
                 }
             };
             self.replicate().await?;
@@ -682,7 +792,9 @@ impl Backend for RedisBackend {
                     if ticket.retry { "1" } else { "" }.into(),
                 ]
             };
-            let reply = self.call(&self.scripts.claim, args).await?;
+            // Sent once: the worker sends a failed claim again with the same
+            // ticket and the retry flag, and claim.lua's own log answers it.
+            let reply = self.send(&self.scripts.claim, args).await?;
             let mut parts = reply::array(reply, "claim")?.into_iter();
             let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
             let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
@@ -746,7 +858,9 @@ impl Backend for RedisBackend {
                 }
                 args
             };
-            let reply = self.call(&self.scripts.complete, args).await?;
+            let reply = self
+                .call_logged(&self.scripts.complete, &self.request(), args)
+                .await?;
             Ok(reply::array(reply, "complete")?
                 .iter()
                 .map(reply::string)
@@ -794,13 +908,20 @@ impl Backend for RedisBackend {
                     self.keys.abort_channel.as_str().into(),
                 ]
             };
-            let reply = reply::array(self.call(&self.scripts.cancel, args).await?, "cancel")?;
+            let reply = reply::array(
+                self.call_logged(&self.scripts.cancel, &self.request(), args)
+                    .await?,
+                "cancel",
+            )?;
             self.replicate().await?;
             let code = reply.first().map(reply::string).unwrap_or_default();
             let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
             Ok(match code.as_str() {
                 "removed" => CancelOutcome::Removed { generation },
-                "abort_signalled" => CancelOutcome::AbortSignalled { generation },
+                "abort_signalled" => CancelOutcome::AbortSignalled {
+                    generation,
+                    removed_successor: reply.get(3).and_then(reply::opt_int).map(|g| g as u64),
+                },
                 "finished" => {
                     let state = reply.get(2).map(reply::string).unwrap_or_default();
                     CancelOutcome::AlreadyFinished(
@@ -918,7 +1039,17 @@ impl Backend for RedisBackend {
                     Value::Integer(count as i64),
                 ]
             };
-            let reply = reply::array(self.call(&self.scripts.dead_letters, args).await?, "dead")?;
+            // Read-only: nothing to record (ttl 0).
+            let read = Request {
+                id: String::new(),
+                ttl_ms: 0,
+                consult: false,
+            };
+            let reply = reply::array(
+                self.call_logged(&self.scripts.dead_letters, &read, args)
+                    .await?,
+                "dead",
+            )?;
             reply
                 .into_iter()
                 .map(|entry| {
@@ -952,7 +1083,8 @@ impl Backend for RedisBackend {
                 ]
             };
             let reply = reply::array(
-                self.call(&self.scripts.dead_letters, args).await?,
+                self.call_logged(&self.scripts.dead_letters, &self.request(), args)
+                    .await?,
                 "requeue",
             )?;
             let code = reply.first().map(reply::string).unwrap_or_default();
@@ -964,8 +1096,10 @@ impl Backend for RedisBackend {
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(async move {
             let reply = reply::array(
-                self.call(&self.scripts.dead_letters, || vec!["purge".into()])
-                    .await?,
+                self.call_logged(&self.scripts.dead_letters, &self.request(), || {
+                    vec!["purge".into()]
+                })
+                .await?,
                 "purge",
             )?;
             Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) as u64)

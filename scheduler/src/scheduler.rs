@@ -572,7 +572,9 @@ impl Scheduler {
     }
 
     /// Cancels a job: a deferred or queued one is removed and never starts; a
-    /// running one is told to abort (its future is dropped) and ends `Cancelled`.
+    /// running one is told to abort (its future is dropped) and ends `Cancelled`,
+    /// and a replacement waiting to run after it is removed too
+    /// ([`CancelOutcome::AbortSignalled`] names both generations).
     /// Returns at once; see [`cancel_and_wait`](Self::cancel_and_wait).
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
@@ -748,6 +750,11 @@ impl Scheduler {
     /// The provided dependencies; insert into them to override one at run time.
     pub fn dependencies(&self) -> &Dependencies {
         &self.inner.deps
+    }
+
+    /// The backend (for `__private` test hooks).
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
     }
 
     /// Records whether a call reached Redis, for [`health`](Self::health).

@@ -11,37 +11,69 @@ use fred::types::scripts::Script;
 
 const COMMON: &str = include_str!("scripts/common.lua");
 
-/// The script sources: name, body, function flags in the library form.
+/// The script sources: name, body, function flags in the library form, and
+/// whether the script changes state and so goes through `common.lua`'s reply
+/// log (`logged`: its calls end with request id, retry flag and ttl).
 ///
 /// `no-writes` marks the read-only scripts; `allow-oom` keeps the scripts that
 /// only move existing jobs runnable at maxmemory, as EVAL allows a script
 /// whose first write does not add data (a function without it is refused
 /// whole under OOM). Enqueue, which adds jobs, is refused, as with EVAL.
-const SOURCES: [(&str, &str, &str); 9] = [
-    ("enqueue", include_str!("scripts/enqueue.lua"), ""),
-    ("claim", include_str!("scripts/claim.lua"), "allow-oom"),
+///
+/// `claim` keeps its own log (the ids it took, under the worker's id): a
+/// replayed reply would carry every payload again. `renew` needs none: run
+/// again it extends the same leases. The read-only scripts need none.
+const SOURCES: [(&str, &str, &str, bool); 9] = [
+    ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
+    (
+        "claim",
+        include_str!("scripts/claim.lua"),
+        "allow-oom",
+        false,
+    ),
     (
         "complete",
         include_str!("scripts/complete.lua"),
         "allow-oom",
+        true,
     ),
-    ("renew", include_str!("scripts/renew.lua"), "allow-oom"),
-    ("cancel", include_str!("scripts/cancel.lua"), "allow-oom"),
-    ("inspect", include_str!("scripts/inspect.lua"), "no-writes"),
+    (
+        "renew",
+        include_str!("scripts/renew.lua"),
+        "allow-oom",
+        false,
+    ),
+    (
+        "cancel",
+        include_str!("scripts/cancel.lua"),
+        "allow-oom",
+        true,
+    ),
+    (
+        "inspect",
+        include_str!("scripts/inspect.lua"),
+        "no-writes",
+        false,
+    ),
     (
         "dead_letters",
         include_str!("scripts/dead_letters.lua"),
         "allow-oom",
+        true,
     ),
-    ("list", include_str!("scripts/list.lua"), "no-writes"),
-    ("audit", include_str!("scripts/audit.lua"), "allow-oom"),
+    ("list", include_str!("scripts/list.lua"), "no-writes", false),
+    ("audit", include_str!("scripts/audit.lua"), "allow-oom", false),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
 /// bodies read their own KEYS (no `bind`), and may call the functions above
 /// them (`run_<name>`), as `enqueue_one` hands a rare case to `run_enqueue`.
-const LIBRARY_ONLY: [(&str, &str, &str); 1] =
-    [("enqueue_one", include_str!("scripts/enqueue_one.lua"), "")];
+const LIBRARY_ONLY: [(&str, &str, &str, bool); 1] = [(
+    "enqueue_one",
+    include_str!("scripts/enqueue_one.lua"),
+    "",
+    false,
+)];
 
 /// One script: its EVALSHA form and its function's name in the library.
 #[derive(Clone, Debug)]
@@ -81,26 +113,43 @@ pub(crate) struct Scripts {
     pub(crate) library: Library,
 }
 
-/// The EVAL form: the body runs at the chunk's top level with the call's KEYS.
-fn eval_form(body: &str) -> String {
-    format!("{COMMON}\nbind(KEYS)\n{body}")
+/// The EVAL form: the body runs at the chunk's top level with the call's KEYS
+/// (a logged one as a function that `logged` calls).
+fn eval_form(body: &str, logged: bool) -> String {
+    if logged {
+        format!(
+            "{COMMON}\nbind(KEYS)\nlocal function body(KEYS, ARGV)\n{body}\nend\nreturn logged(body, KEYS, ARGV)"
+        )
+    } else {
+        format!("{COMMON}\nbind(KEYS)\n{body}")
+    }
 }
 
 /// The library's functions, after `common.lua`: each body wrapped in a function
-/// taking KEYS and ARGV as parameters, so that it runs verbatim.
+/// taking KEYS and ARGV as parameters, so that it runs verbatim (a logged
+/// one as `body_<name>`, which `run_<name>` calls through `logged`).
 fn library_functions(prefix: &str) -> String {
     let mut code = String::new();
     let bound = SOURCES.iter().map(|source| (source, "bind(KEYS)\n"));
     let own_keys = LIBRARY_ONLY.iter().map(|source| (source, ""));
-    for ((name, body, flags), bind) in bound.chain(own_keys) {
+    for ((name, body, flags, logged), bind) in bound.chain(own_keys) {
         let flags = if flags.is_empty() {
             String::new()
         } else {
             format!(", flags = {{'{flags}'}}")
         };
+        if *logged {
+            code.push_str(&format!(
+                "\nlocal function body_{name}(KEYS, ARGV)\n{body}\nend\n\
+                 local function run_{name}(KEYS, ARGV)\n{bind}return logged(body_{name}, KEYS, ARGV)\nend\n"
+            ));
+        } else {
+            code.push_str(&format!(
+                "\nlocal function run_{name}(KEYS, ARGV)\n{bind}{body}\nend\n"
+            ));
+        }
         code.push_str(&format!(
-            "\nlocal function run_{name}(KEYS, ARGV)\n{bind}{body}\nend\n\
-             redis.register_function{{function_name = '{prefix}_{name}', callback = run_{name}{flags}}}\n"
+            "redis.register_function{{function_name = '{prefix}_{name}', callback = run_{name}{flags}}}\n"
         ));
     }
     code
@@ -119,9 +168,9 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         let library = library();
         let lua = |i: usize| {
-            let (name, body, _) = SOURCES[i];
+            let (name, body, _, logged) = SOURCES[i];
             Lua {
-                script: Script::from_lua(eval_form(body)),
+                script: Script::from_lua(eval_form(body, logged)),
                 function: format!("{}_{name}", library.name),
             }
         };
@@ -165,7 +214,7 @@ mod tests {
         let lib = &scripts.library;
         assert!(lib.code.starts_with(&format!("#!lua name={}\n", lib.name)));
         assert_eq!(lib.name.len(), "scheduler_".len() + 12);
-        for (lua, (name, _, _)) in scripts.all().into_iter().zip(SOURCES) {
+        for (lua, (name, _, _, _)) in scripts.all().into_iter().zip(SOURCES) {
             assert_eq!(lua.function, format!("{}_{name}", lib.name));
             assert!(lib.code.contains(&format!("'{}'", lua.function)));
         }

@@ -31,6 +31,11 @@ struct Shared {
     /// Bumped to close every open connection.
     kill: watch::Sender<u64>,
     accepted: AtomicUsize,
+    /// A one-shot trap: the next client chunk containing these bytes loses
+    /// its reply (see [`Proxy::lose_reply_of`]).
+    trap: Mutex<Option<Vec<u8>>>,
+    /// How many traps went off.
+    tripped: AtomicUsize,
 }
 
 impl Shared {
@@ -55,6 +60,8 @@ impl Proxy {
             mode: Mutex::new(Mode::Pass),
             kill: watch::Sender::new(0),
             accepted: AtomicUsize::new(0),
+            trap: Mutex::new(None),
+            tripped: AtomicUsize::new(0),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
@@ -92,6 +99,31 @@ impl Proxy {
         self.shared.kill.send_modify(|n| *n += 1);
     }
 
+    /// Arms a one-shot trap: the next chunk a client sends that contains
+    /// `pattern` (e.g. a script's function name) is forwarded to the server,
+    /// which runs it, but its reply is lost: the proxy turns to
+    /// [`Mode::Blackhole`] before forwarding it and closes every connection
+    /// 100 ms later. The client's re-send then hangs until the test sets the
+    /// mode back (`set_mode(Mode::Pass)`), so that the test can change the
+    /// data in between (through another connection).
+    pub fn lose_reply_of(&self, pattern: &[u8]) {
+        *self.shared.trap.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// Waits until an armed trap went off (panics after 10 s).
+    pub async fn tripped(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.shared.tripped.load(Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the proxy's trap never went off"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The connections are closed 100 ms after the chunk went through.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
     /// Connections accepted so far (reconnects show up here).
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::Relaxed)
@@ -127,20 +159,50 @@ async fn handle(shared: Arc<Shared>, client: TcpStream) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     tokio::select! {
-        _ = pump(Arc::clone(&shared), cr, sw) => {}
-        _ = pump(Arc::clone(&shared), sr, cw) => {}
+        _ = pump(Arc::clone(&shared), cr, sw, true) => {}
+        _ = pump(Arc::clone(&shared), sr, cw, false) => {}
         _ = kill.changed() => {}
     }
     // Dropping the halves closes both sockets.
 }
 
-async fn pump(shared: Arc<Shared>, mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
+/// Whether `chunk` springs the armed trap (disarming it).
+fn trap_goes_off(shared: &Shared, chunk: &[u8]) -> bool {
+    let mut trap = shared.trap.lock().unwrap();
+    let hit = trap
+        .as_deref()
+        .is_some_and(|p| chunk.windows(p.len()).any(|w| w == p));
+    if hit {
+        *trap = None;
+    }
+    hit
+}
+
+async fn pump(
+    shared: Arc<Shared>,
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    from_client: bool,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if from_client && trap_goes_off(&shared, &buf[..n]) {
+            // Nothing flows any more (the reply is swallowed), but this chunk
+            // reaches the server; then every connection closes.
+            *shared.mode.lock().unwrap() = Mode::Blackhole;
+            let _ = to.write_all(&buf[..n]).await;
+            shared.tripped.fetch_add(1, Ordering::SeqCst);
+            let closer = Arc::clone(&shared);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                closer.kill.send_modify(|n| *n += 1);
+            });
+            continue;
+        }
         match shared.mode() {
             Mode::Blackhole => continue,
             Mode::Delay(d) => tokio::time::sleep(d).await,

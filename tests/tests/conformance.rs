@@ -36,6 +36,8 @@ conformance!(
     registry_lists_tasks_and_typed_names_match,
     pending_jobs_of_a_task_are_listed_with_typed_arguments,
     untyped_arguments_are_checked_against_the_task_parameters,
+    a_release_never_hands_its_fence_token_out_again,
+    a_cancel_names_the_waiting_successor_it_removed,
 );
 
 /// A `#[task]` of this binary: stored by position, shown to the untyped API by name.
@@ -722,7 +724,9 @@ async fn close_releases_running_jobs_to_another_worker_at_once(fx: Fixture) {
     assert_eq!(runs.len(), 2);
     // Re-run long before the 30 s lease would have expired.
     assert!(runs[1].start - released_at < TimeDelta::seconds(10));
-    assert_eq!(runs[1].attempt, 1, "a release does not use up an attempt");
+    // The released run's number is never handed out again (a fence token);
+    // the allowance grew instead, so the release used up no attempt.
+    assert_eq!(runs[1].attempt, 2, "the next run gets a new attempt number");
     b.close().await;
 }
 
@@ -890,4 +894,121 @@ async fn untyped_arguments_are_checked_against_the_task_parameters(fx: Fixture) 
         .iter()
         .all(|j| j.args == serde_json::json!({"any": "thing"})));
     p.close().await;
+}
+
+/// Issue 14 item 3: a release used to give its attempt back (attempt 1 -> 0),
+/// so the next claim got the same (generation, attempt) and the released
+/// run's outcome, delivered again (a re-send, a retried batch), matched the
+/// new run. The attempt number now only grows; the allowance grows with a
+/// release instead, so a release still uses up no attempt.
+async fn a_release_never_hands_its_fence_token_out_again(fx: Fixture) {
+    let probe = Probe::default();
+    let ns = namespace("release-fence");
+    let config = WorkerConfig {
+        lease: Duration::from_secs(30),
+        heartbeat: Some(Duration::from_secs(10)),
+        shutdown_grace: Duration::from_millis(100),
+        ..fast_worker()
+    };
+    let a = worker_with(&fx.url(), &ns, &probe, config.clone()).await;
+    let job = JobRequest::<ProbeTask>::new(ProbeArgs::new("fenced").sleep(1_500))
+        .id("fenced")
+        .max_attempts(1);
+    let generation = match a.enqueue(job).await.unwrap() {
+        EnqueueOutcome::Enqueued { generation, .. } => generation,
+        other => panic!("{other:?}"),
+    };
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    let released = probe.runs()[0].attempt;
+    a.close().await; // grace 100 ms < job: released
+    let b = worker_with(&fx.url(), &ns, &probe, config).await;
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    let rerun = probe.runs()[1].clone();
+    assert_eq!(rerun.generation, generation);
+    assert_ne!(
+        rerun.attempt, released,
+        "the next claim reused the released run's fence token"
+    );
+    // The released run's release, delivered again, matches nothing.
+    let code = scheduler::__private::record_outcome(&b, "fenced", generation, released, "release")
+        .await
+        .unwrap();
+    assert_eq!(code, "stale");
+    // The rightful owner's run is untouched and ends normally, although the
+    // job allowed one attempt: the release used up none.
+    let info = b.info("fenced").await.unwrap().unwrap();
+    assert_eq!(
+        info.status,
+        JobStatus::Running {
+            attempt: rerun.attempt,
+            worker: match &info.status {
+                JobStatus::Running { worker, .. } => worker.clone(),
+                _ => String::new(),
+            },
+        }
+    );
+    assert_eq!(info.max_attempts, 2, "the release added one attempt");
+    assert_eq!(
+        wait_status(&b, "fenced", |st| *st == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    assert_eq!(probe.runs_of("fenced").len(), 2);
+    b.close().await;
+}
+
+/// Issue 14 item 18: a cancel that found a running job and a replacement
+/// waiting behind it removed the replacement but answered only
+/// `AbortSignalled` for the running one: the generation `replace` had
+/// acknowledged silently never ran.
+async fn a_cancel_names_the_waiting_successor_it_removed(fx: Fixture) {
+    let probe = Probe::default();
+    let s = worker(&fx.url(), &namespace("cancel-successor"), &probe).await;
+    let job = |arg: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new(arg).sleep(1_000)).id("c");
+    let running = match s.enqueue(job("running")).await.unwrap() {
+        EnqueueOutcome::Enqueued { generation, .. } => generation,
+        other => panic!("{other:?}"),
+    };
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    let successor = match s
+        .replace(job("successor"), IfRunning::QueueAfter)
+        .await
+        .unwrap()
+    {
+        ReplaceOutcome::QueuedAfterRunning {
+            generation,
+            running_generation,
+            ..
+        } => {
+            assert_eq!(running_generation, running);
+            generation
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        s.cancel("c").await.unwrap(),
+        CancelOutcome::AbortSignalled {
+            generation: running,
+            removed_successor: Some(successor),
+        }
+    );
+    assert_eq!(
+        wait_status(&s, "c", |st| *st == JobStatus::Cancelled).await,
+        JobStatus::Cancelled
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        probe.runs_of("successor").is_empty(),
+        "the removed successor ran"
+    );
+    // Only the running one is named when nothing waits.
+    s.enqueue(job("alone")).await.unwrap();
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    assert!(matches!(
+        s.cancel("c").await.unwrap(),
+        CancelOutcome::AbortSignalled {
+            removed_successor: None,
+            ..
+        }
+    ));
+    s.close().await;
 }

@@ -1,5 +1,7 @@
 -- ARGV: id, generation ('' for any), keep_result ms, abort channel
--- Returns {code, generation, extra}: 'removed' | 'abort_signalled' | 'not_found' | 'finished' (extra = state)
+-- Returns {code, generation, extra, removed}: 'removed' | 'abort_signalled' | 'not_found' | 'finished'
+-- (extra = state); with 'abort_signalled', removed is the generation of a
+-- replacement that waited behind the running job and was removed (else false).
 local id, want, keep_ms, abort_channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local removed = nil
@@ -26,7 +28,7 @@ if active_blob then
       redis.call('HSET', K_ACTIVE, id, encode(rec))
     end
     redis.call('PUBLISH', abort_channel, rec[3] .. ':' .. id)
-    return {'abort_signalled', rec[3], ''}
+    return {'abort_signalled', rec[3], '', removed or false}
   end
 end
 if removed ~= nil then return {'removed', removed, ''} end

@@ -12,7 +12,8 @@
 --  10 claim_log  HASH  worker id -> its last claim's nonce and ids (NUL-separated)
 --  11 claim_exp  ZSET  worker id -> when that log entry expires (ms)
 -- Job record fields (msgpack array):
---   1 task, 2 payload, 3 generation, 4 attempts started, 5 max attempts,
+--   1 task, 2 payload, 3 generation, 4 attempts started (with 3, the fence
+--      token: it only grows), 5 max attempts (plus one per attempt released),
 --   6 enqueued_ms, 7 nonce, 8 last error, 9 run_at of the current attempt,
 --   10 started_ms, 11 worker, 12 cancel requested (1), 13 blocked run_at,
 --   14 a replacement waits (1; on a running job: a pending job with the same id
@@ -257,4 +258,34 @@ local function expire_lease(id, now, keep_ms, cap)
   else
     requeue_active(id, rec, now, 'lease expired on attempt ' .. rec[4] .. ' (worker died or hung)')
   end
+end
+
+-- The reply log: what a state-changing call answered, under its request id,
+-- so that the same call sent again (its reply was lost to a dropped
+-- connection, or the application re-sends a request that carries its own
+-- request id) is answered the same instead of running again. The client sends
+-- such calls once (fred's automatic re-sends are off) and re-sends them
+-- itself with the same request id and the retry flag (redis_backend.rs
+-- `call_logged`). One string key per request, `{namespace}:reply:<request id>`,
+-- expiring on its own after ttl ms: the log is bounded by the request rate
+-- times the ttl, and needs no sweep.
+-- The last three ARGV of a logged call: request id, retry ('1': look the
+-- request up first; '' on a first send), ttl ms ('0': record nothing). They
+-- are taken off ARGV before the body runs, so the body sees its own arguments.
+local function reply_key(due, request_id)
+  return key_prefix(due) .. 'reply:' .. request_id
+end
+
+local function logged(body, KEYS, ARGV)
+  local n = #ARGV
+  local request_id, retry, ttl = ARGV[n - 2], ARGV[n - 1], ARGV[n]
+  ARGV[n], ARGV[n - 1], ARGV[n - 2] = nil, nil, nil
+  local key = reply_key(K_DUE, request_id)
+  if retry == '1' then
+    local saved = redis.call('GET', key)
+    if saved then return cmsgpack.unpack(saved) end
+  end
+  local reply = body(KEYS, ARGV)
+  if ttl ~= '0' then redis.call('SET', key, cmsgpack.pack(reply), 'PX', ttl) end
+  return reply
 end

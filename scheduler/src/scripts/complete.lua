@@ -61,7 +61,10 @@ for i = 4, #ARGV, 6 do
       due_at(finish_active(id, rec, 'cancelled', '', 'superseded by a replacement at shutdown', now, keep_ms))
       out[#out + 1] = 'cancelled'
     else
-      rec[4] = rec[4] - 1
+      -- The attempt counter stays (a fence token is never handed out
+      -- twice: a release delivered again is stale); the allowance grows
+      -- instead, so that a release uses up no attempt.
+      rec[5] = rec[5] + 1
       requeue_active(id, rec, now, nil)
       due_at(now)
       out[#out + 1] = 'released'

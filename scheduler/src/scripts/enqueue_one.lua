@@ -4,17 +4,23 @@
 -- KEYS: due, pending, active, seq of one namespace (the keys this path touches;
 --       every key of the namespace is `{namespace}:<suffix>`, see common.lua)
 -- ARGV: id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'),
---       when ms, nonce, dead-letter cap
+--       when ms, nonce, dead-letter cap, request id, reply-log ttl ms,
+--       '1' to log the reply of a created job too (see below)
 -- Returns code, generation, run_at, extra, as enqueue.lua does for one job.
 --
 -- When the id is pending or running (a duplicate, a re-sent request, a
 -- corrupt record), it hands the request to enqueue.lua with the namespace's
 -- full key list, in the same call: same replies, same state.
 --
--- It never reads `results`: the client sends a request here once (fred's
--- re-sends are off for it), so the request cannot have created a job that
--- finished since. A request whose reply was lost is sent again to
--- enqueue.lua, which looks for a finished job carrying its nonce.
+-- It never reads `results` nor the reply log: the client sends a request
+-- here once, so the request cannot have created a job that finished since. A
+-- request whose reply was lost is sent again to enqueue.lua with the same
+-- request id and the retry flag: it answers from the reply log (common.lua
+-- `logged`) what this call recorded there, else finds the job by its nonce.
+-- A created job's reply is recorded only when the client asks (keep_result
+-- shorter than the re-send window: the job may finish, and its nonce vanish
+-- with its outcome, before the re-send arrives); a handed-on request is
+-- recorded by enqueue.lua.
 --
 -- Why a script of its own: redis-server spends about 144,000 instructions on
 -- a single-job enqueue.lua call and 90,000 on this one (callgrind,
@@ -30,7 +36,7 @@ if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) 
   local keys = {}
   for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
   return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake', namespace .. 'abort', ARGV[8], '',
-    id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0'})
+    id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ARGV[9], '', ARGV[10]})
 end
 local kind, run_at, run_at_text = ARGV[5], now, nil
 if kind == 'at' then
@@ -48,4 +54,8 @@ redis.call('ZADD', due, run_at_text, id)
 if is_earliest(due, run_at_text) then
   redis.call('PUBLISH', key_prefix(due) .. 'wake', run_at_text)
 end
-return {'enqueued', generation, run_at, 0}
+local reply = {'enqueued', generation, run_at, 0}
+if ARGV[11] == '1' then
+  redis.call('SET', reply_key(due, ARGV[9]), cmsgpack.pack(reply), 'PX', ARGV[10])
+end
+return reply

@@ -1,0 +1,253 @@
+//! Re-sent requests (issue 14, items 2, 13, 18 and 19): a state-changing call
+//! whose reply is lost (the connection drops after Redis ran it) is sent again,
+//! by the client or by the application; it must be answered with what the
+//! first execution did, never run a second time. A proxy loses the reply of a
+//! chosen script call and holds the re-send back while another client changes
+//! the data. Redis only: the in-memory backend cannot lose a reply.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use scheduler::{
+    CancelOutcome, EnqueueOutcome, IfRunning, JobRequest, JobStatus, ReplaceOutcome, Scheduler,
+    WorkerConfig,
+};
+use scheduler_tests::proxy::{Mode, Proxy};
+use scheduler_tests::setup::{fast_worker, probe_job, wait_status};
+use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
+use scheduler_tests::{namespace, Probe, RedisServer};
+
+/// A scheduler on `url` with a 3 s command timeout, a worker when given.
+async fn start(
+    url: &str,
+    ns: &str,
+    probe: &Probe,
+    keep_result: Duration,
+    worker: Option<WorkerConfig>,
+) -> Scheduler {
+    scheduler_tests::init_tracing();
+    let builder = Scheduler::builder(url)
+        .namespace(ns)
+        .command_timeout(Duration::from_secs(3))
+        .keep_result(keep_result)
+        .register::<ProbeTask>()
+        .provide(probe.clone());
+    match worker {
+        Some(config) => builder.worker(config),
+        None => builder.producer_only(),
+    }
+    .start()
+    .await
+    .expect("scheduler starts")
+}
+
+fn deferred(id: &str, arg: &str) -> JobRequest<ProbeTask> {
+    probe_job(id, arg).after(Duration::from_secs(3600))
+}
+
+fn generation_of(out: &EnqueueOutcome) -> u64 {
+    match out {
+        EnqueueOutcome::Enqueued { generation, .. } => *generation,
+        other => panic!("not enqueued: {other:?}"),
+    }
+}
+
+/// A cancel without a generation whose reply was lost, sent again after
+/// another client enqueued a new job under the id, used to cancel that job.
+#[tokio::test]
+async fn a_resent_cancel_does_not_cancel_a_job_enqueued_in_between() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("resend-cancel");
+    let probe = Probe::default();
+    let direct = start(&server.url(), &ns, &probe, Duration::from_secs(60), None).await;
+    let lossy = start(&proxy.url(), &ns, &probe, Duration::from_secs(60), None).await;
+
+    let first = generation_of(&direct.enqueue(deferred("x", "first")).await.unwrap());
+    proxy.lose_reply_of(b"_cancel");
+    let cancel = tokio::spawn({
+        let lossy = lossy.clone();
+        async move { lossy.cancel("x").await }
+    });
+    proxy.tripped().await;
+    // The cancel ran: the id is free, and another client takes it.
+    let second = generation_of(&direct.enqueue(deferred("x", "second")).await.unwrap());
+    assert!(second > first);
+    proxy.set_mode(Mode::Pass);
+
+    let outcome = cancel.await.unwrap().unwrap();
+    assert_eq!(outcome, CancelOutcome::Removed { generation: first });
+    let info = direct.info("x").await.unwrap().unwrap();
+    assert_eq!(
+        info.generation, second,
+        "the re-sent cancel removed {info:?}"
+    );
+    assert!(
+        matches!(info.status, JobStatus::Deferred { .. }),
+        "{info:?}"
+    );
+    lossy.close().await;
+    direct.close().await;
+}
+
+/// A dead-letter requeue whose reply was lost used to run again, find the
+/// job it had requeued pending, and answer `None`.
+#[tokio::test]
+async fn a_resent_requeue_answers_the_generation_it_created() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("resend-requeue");
+    let probe = Probe::default();
+    let keep = Duration::from_secs(60);
+    let w = start(&server.url(), &ns, &probe, keep, Some(fast_worker())).await;
+    w.enqueue(
+        JobRequest::<ProbeTask>::new(ProbeArgs::new("dead").mode("permanent"))
+            .id("dead")
+            .max_attempts(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        wait_status(&w, "dead", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    w.close().await;
+    let direct = start(&server.url(), &ns, &probe, keep, None).await;
+    assert_eq!(direct.dead_letters(0, 10).await.unwrap().len(), 1);
+
+    let lossy = start(&proxy.url(), &ns, &probe, keep, None).await;
+    proxy.lose_reply_of(b"_dead_letters");
+    let requeue = tokio::spawn({
+        let lossy = lossy.clone();
+        async move { lossy.requeue_dead_letter("dead").await }
+    });
+    proxy.tripped().await;
+    proxy.set_mode(Mode::Pass);
+    let answered = requeue.await.unwrap().unwrap();
+    let info = direct.info("dead").await.unwrap().unwrap();
+    assert!(matches!(info.status, JobStatus::Queued { .. }), "{info:?}");
+    assert_eq!(answered, Some(info.generation));
+    assert!(direct.dead_letters(0, 10).await.unwrap().is_empty());
+    lossy.close().await;
+    direct.close().await;
+}
+
+/// A claim whose reply was lost, re-sent by the client as a new claim, took
+/// the first batch's jobs for good: they were never returned, and a
+/// one-attempt job was dead-lettered `stalled` without running.
+#[tokio::test]
+async fn a_resent_claim_gets_its_jobs_back() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("resend-claim");
+    let probe = Probe::default();
+    let keep = Duration::from_secs(60);
+    let config = WorkerConfig {
+        lease: Duration::from_secs(2),
+        heartbeat: Some(Duration::from_millis(500)),
+        max_idle: Duration::from_secs(60),
+        ..fast_worker()
+    };
+    let w = start(&proxy.url(), &ns, &probe, keep, Some(config)).await;
+    let direct = start(&server.url(), &ns, &probe, keep, None).await;
+    // Let the worker's first claims pass, then lose the reply of the next.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.lose_reply_of(b"_claim");
+    direct
+        .enqueue(probe_job("once", "once").max_attempts(1))
+        .await
+        .unwrap();
+    proxy.tripped().await;
+    proxy.set_mode(Mode::Pass);
+    assert_eq!(
+        wait_status(&direct, "once", |st| matches!(
+            st,
+            JobStatus::Completed | JobStatus::Failed
+        ))
+        .await,
+        JobStatus::Completed,
+        "dead letter: {:?}",
+        direct.dead_letters(0, 10).await.unwrap()
+    );
+    let runs = probe.runs_of("once");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].attempt, 1);
+    w.close().await;
+    direct.close().await;
+}
+
+/// Item 18: a replace whose reply was lost and that was sent again answered
+/// `Enqueued`, although the first execution had replaced a pending job.
+#[tokio::test]
+async fn a_resent_replace_answers_what_the_first_execution_did() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("resend-replace");
+    let probe = Probe::default();
+    let keep = Duration::from_secs(60);
+    let lossy = start(&proxy.url(), &ns, &probe, keep, None).await;
+    let first = generation_of(&lossy.enqueue(deferred("r", "first")).await.unwrap());
+    proxy.lose_reply_of(b"_enqueue");
+    let replace = tokio::spawn({
+        let lossy = lossy.clone();
+        async move {
+            lossy
+                .replace(deferred("r", "second"), IfRunning::Abort)
+                .await
+        }
+    });
+    proxy.tripped().await;
+    proxy.set_mode(Mode::Pass);
+    let outcome = replace.await.unwrap().unwrap();
+    let info = lossy.info("r").await.unwrap().unwrap();
+    assert!(info.generation > first);
+    assert!(
+        matches!(outcome, ReplaceOutcome::Replaced { generation, .. } if generation == info.generation),
+        "{outcome:?}"
+    );
+    lossy.close().await;
+}
+
+/// Item 13: with `keep_result = 0` no outcome record holds the request's
+/// nonce once the job finished, so an enqueue re-sent after its job ran
+/// created a second job.
+#[tokio::test]
+async fn a_resent_enqueue_after_its_job_ran_with_keep_result_zero_creates_no_second_job() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("resend-keep0");
+    let probe = Probe::default();
+    let w = start(
+        &server.url(),
+        &ns,
+        &probe,
+        Duration::ZERO,
+        Some(fast_worker()),
+    )
+    .await;
+    let lossy = start(&proxy.url(), &ns, &probe, Duration::ZERO, None).await;
+    proxy.lose_reply_of(b"_enqueue");
+    let enqueue = tokio::spawn({
+        let lossy = lossy.clone();
+        async move { lossy.enqueue(probe_job("k0", "once")).await }
+    });
+    proxy.tripped().await;
+    // The job runs and finishes, leaving nothing behind, before the re-send.
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    assert_eq!(
+        wait_status(&w, "k0", |st| *st == JobStatus::NotFound).await,
+        JobStatus::NotFound
+    );
+    proxy.set_mode(Mode::Pass);
+    let outcome = enqueue.await.unwrap().unwrap();
+    assert_eq!(generation_of(&outcome), probe.runs_of("k0")[0].generation);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        probe.runs_of("k0").len(),
+        1,
+        "the re-sent enqueue ran again"
+    );
+    assert_eq!(w.status("k0").await.unwrap(), JobStatus::NotFound);
+    lossy.close().await;
+    w.close().await;
+}
