@@ -442,7 +442,7 @@ impl MemoryBackend {
         let mut tx = self.begin();
         let now = tx.now;
         let mut out = Vec::with_capacity(finished.len());
-        // Jobs that became due now (released, or a replacement that waited) wake workers.
+        // Jobs put back in `due` (a retry, a release, a replacement that waited) wake workers.
         let mut earliest: Option<i64> = None;
         let mut due_at = |t: Option<i64>| {
             if let Some(t) = t {
@@ -483,12 +483,9 @@ impl MemoryBackend {
                     "released"
                 }
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts && !has_pending {
-                tx.requeue_active(
-                    &f.id,
-                    rec,
-                    now + f.retry_delay_ms as i64,
-                    Some(f.text.clone()),
-                );
+                let run_at = now + f.retry_delay_ms as i64;
+                tx.requeue_active(&f.id, rec, run_at, Some(f.text.clone()));
+                due_at(Some(run_at));
                 "retrying"
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts {
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Failed, "", &f.text));

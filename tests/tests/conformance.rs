@@ -891,3 +891,92 @@ async fn untyped_arguments_are_checked_against_the_task_parameters(fx: Fixture) 
         .all(|j| j.args == serde_json::json!({"any": "thing"})));
     p.close().await;
 }
+
+/// Cases added for issue 14 (validation, wake-ups, replace policies), kept in
+/// a module of their own so that they sit at the end of the file.
+mod issue14 {
+    use super::*;
+
+    /// As `conformance!`, on a multi-threaded runtime, as most applications
+    /// run the worker (tasks woken by a finishing job then run in another order).
+    macro_rules! conformance_multi_thread {
+        ($($name:ident),* $(,)?) => {
+            mod redis_multi_thread {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::$name(scheduler_tests::Fixture::redis()).await
+                    }
+                )*
+            }
+            mod memory_multi_thread {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::$name(scheduler_tests::Fixture::memory()).await
+                    }
+                )*
+            }
+        };
+    }
+
+    conformance!(retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,);
+    conformance_multi_thread!(retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,);
+
+    /// A worker that never wakes on its own within a test: only notifications
+    /// (and the next due job or lease expiry it was told of) wake it.
+    fn sleepy_worker() -> WorkerConfig {
+        WorkerConfig {
+            lease: Duration::from_secs(20),
+            heartbeat: Some(Duration::from_secs(5)),
+            max_idle: Duration::from_secs(60),
+            ..scheduler_tests::setup::fast_worker()
+        }
+    }
+
+    /// How late a run started after it was due, in ms.
+    fn lateness(run: &scheduler_tests::Execution) -> i64 {
+        (run.start - run.scheduled_at).num_milliseconds()
+    }
+
+    async fn retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due(fx: Fixture) {
+        let probe = Probe::default();
+        let s = worker_with(&fx.url(), &namespace("wake"), &probe, sleepy_worker()).await;
+        // Fails twice, then succeeds: two retries, 25-200 ms apart.
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("f").fail(2)).id("f"))
+            .await
+            .unwrap();
+        assert!(
+            probe.wait_finished(3, Duration::from_secs(20)).await,
+            "{:#?}",
+            probe.runs()
+        );
+        let runs = probe.runs_of("f");
+        assert_eq!(
+            runs.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        for run in &runs {
+            assert!(lateness(run) < 100, "attempt started late: {run:#?}");
+        }
+        // A job enqueued once a retry is due (the retry, if nobody was told
+        // about it, would still sit unclaimed in front of it).
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("g").fail(1)).id("g"))
+            .await
+            .unwrap();
+        assert!(probe.wait_finished(4, Duration::from_secs(20)).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.enqueue(probe_job("h", "h")).await.unwrap();
+        assert!(
+            probe.wait_finished(6, Duration::from_secs(20)).await,
+            "{:#?}",
+            probe.runs()
+        );
+        for id in ["g", "h"] {
+            for run in probe.runs_of(id) {
+                assert!(lateness(&run) < 100, "started late: {run:#?}");
+            }
+        }
+        s.close().await;
+    }
+}

@@ -221,6 +221,14 @@ local function is_earliest(due, run_at_text)
   return redis.call('ZRANGEBYSCORE', due, '-inf', '(' .. run_at_text, 'LIMIT', '0', '1')[1] == nil
 end
 
+-- Why "earliest" is enough: after each claim a worker with free slots sleeps
+-- until the earliest entry of `due` (or lease expiry), so every idle worker
+-- plans to claim no later than the earliest entry. A job added behind an
+-- earlier entry is claimed by the worker woken for that entry (or, when every
+-- worker is full, when a slot frees); only a job due before every other entry
+-- needs a wake. That holds while every path that adds to `due` calls this:
+-- an entry added silently (a retry, before issue 14) stays overdue and holds
+-- back the wake of every job added behind it, up to max_idle.
 local function wake_if_earliest(run_at, channel)
   if is_earliest(K_DUE, string.format('%d', run_at)) then
     redis.call('PUBLISH', channel, run_at)
