@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use scheduler::{JobRequest, JobStatus, Scheduler};
-use scheduler_tests::setup::{probe_job, producer};
+use scheduler_tests::setup::{probe_job, producer, wait_status};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
 use scheduler_tests::{namespace, Probe, RedisServer};
 
@@ -191,5 +191,32 @@ async fn a_waiting_replacement_with_a_bad_field_13_neither_blocks_the_running_jo
     s.enqueue(probe_job("after", "after")).await.unwrap();
     assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
     assert!(s.health().is_healthy(), "{:?}", s.health());
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_waiting_replacement_without_the_waits_flag_never_starts_before_its_own_time() {
+    let server = RedisServer::start();
+    let ns = namespace("noflag");
+    // As an older version left it: the replacement is due at the old run's
+    // lease expiry (past), its own time (field 13) is 1.5 s ahead, and the
+    // run it waited for has ended without releasing it (no field 14).
+    let body = "local own = now + 1500\n\
+                redis.call('HSET', PENDING, ID, pack({'probe', P, 100200, 0, 3, now, 'n', false, false, false, false, false, own}))\n\
+                redis.call('ZADD', DUE, now - 10, ID)\n\
+                return own";
+    let own_ms: i64 = run_lua(&server, &ns, "late", body).parse().unwrap();
+    let probe = Probe::default();
+    let s = worker(&server, &ns, &probe).await;
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    let run = &probe.runs_of("late")[0];
+    assert!(
+        run.start.timestamp_millis() >= own_ms,
+        "started {} ms before its own time: {run:#?}",
+        own_ms - run.start.timestamp_millis()
+    );
+    assert_eq!(run.attempt, 1);
+    let status = wait_status(&s, "late", |st| *st == JobStatus::Completed).await;
+    assert_eq!(status, JobStatus::Completed);
     s.close().await;
 }
