@@ -138,7 +138,12 @@ pub(crate) fn redact(url: &str) -> String {
 
 impl RedisBackend {
     pub(crate) async fn connect(url: &str, config: SchedulerConfig) -> Result<Self, Error> {
-        let keys = Keys::new(&config.namespace)?;
+        // Pub/sub ignores SELECT: channels are scoped by the database (keys.rs).
+        let database = Config::from_url(url)
+            .ok()
+            .and_then(|c| c.database)
+            .unwrap_or(0);
+        let keys = Keys::in_database(&config.namespace, database)?;
         let client = builder(url, &config)?
             .build()
             .map_err(|e| Error::Config(e.details().to_string()))?;
@@ -366,9 +371,10 @@ impl RedisBackend {
             ..Options::default()
         });
         let args = || {
-            let mut args = Vec::with_capacity(8);
+            let mut args = Vec::with_capacity(9);
             push_job_values(&mut args, job);
             args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+            args.push(self.keys.channel_scope.as_str().into());
             args
         };
         self.fcall_reloading(

@@ -220,3 +220,43 @@ async fn a_waiting_replacement_without_the_waits_flag_never_starts_before_its_ow
     assert_eq!(status, JobStatus::Completed);
     s.close().await;
 }
+
+#[tokio::test]
+async fn a_cancel_in_one_database_never_aborts_a_job_of_another_database() {
+    let server = RedisServer::start();
+    // Two deployments: one namespace in databases 0 and 1 of one server.
+    let ns = namespace("databases");
+    let (probe0, probe1) = (Probe::default(), Probe::default());
+    let s0 = scheduler_tests::setup::worker(&format!("{}/0", server.url()), &ns, &probe0).await;
+    let s1 = scheduler_tests::setup::worker(&format!("{}/1", server.url()), &ns, &probe1).await;
+    // The same id, and the same generation (each database counts its own).
+    let long = || JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(1500)).id("x");
+    for s in [&s0, &s1] {
+        let out = s.enqueue(long()).await.unwrap();
+        assert!(
+            matches!(
+                out,
+                scheduler::EnqueueOutcome::Enqueued { generation: 1, .. }
+            ),
+            "{out:?}"
+        );
+    }
+    assert!(probe0.wait_started(1, Duration::from_secs(10)).await);
+    assert!(probe1.wait_started(1, Duration::from_secs(10)).await);
+    let out = s1.cancel("x").await.unwrap();
+    assert_eq!(
+        out,
+        scheduler::CancelOutcome::AbortSignalled { generation: 1 }
+    );
+    let cancelled = wait_status(&s1, "x", |st| *st == JobStatus::Cancelled).await;
+    assert_eq!(cancelled, JobStatus::Cancelled);
+    // Database 0's job ran to its end.
+    let done = wait_status(&s0, "x", |st| {
+        matches!(st, JobStatus::Completed | JobStatus::Cancelled)
+    })
+    .await;
+    assert_eq!(done, JobStatus::Completed, "{:#?}", probe0.runs());
+    assert!(probe0.runs()[0].end.is_some());
+    s0.close().await;
+    s1.close().await;
+}
