@@ -58,7 +58,7 @@ esac
 payload="[\"noop\",0.0,\"$(printf 'x%.0s' $(seq 100))\"]"
 if [ "$mode" = one ]; then
   args=(fcall scheduler_bench_enqueue_one 4 '{q}:due' '{q}:pending' '{q}:active' '{q}:seq'
-    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000)
+    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000 '')
 else
   args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
     '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'

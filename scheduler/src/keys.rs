@@ -13,6 +13,11 @@ pub(crate) struct Keys {
     pub(crate) enqueue_one_keys: Vec<String>,
     pub(crate) wake_channel: String,
     pub(crate) abort_channel: String,
+    /// What follows `wake` and `abort` in the channel names: empty in
+    /// database 0, `:db<N>` in database N. Pub/sub ignores `SELECT`, so the
+    /// same namespace in two databases of one server (two deployments: their
+    /// keys are apart) would otherwise wake and abort each other's jobs.
+    pub(crate) channel_scope: String,
 }
 
 /// Key suffixes in `KEYS` order.
@@ -31,7 +36,13 @@ pub(crate) const SCRIPT_KEYS: [&str; 11] = [
 ];
 
 impl Keys {
+    /// The keys of a namespace in database 0.
     pub(crate) fn new(namespace: &str) -> Result<Self, Error> {
+        Self::in_database(namespace, 0)
+    }
+
+    /// The keys of a namespace in this database (numbered as `SELECT` takes it).
+    pub(crate) fn in_database(namespace: &str, database: u8) -> Result<Self, Error> {
         if namespace.is_empty()
             || namespace.len() > 64
             || namespace.contains(['{', '}'])
@@ -44,6 +55,11 @@ impl Keys {
             )));
         }
         let key = |suffix: &str| format!("{{{namespace}}}:{suffix}");
+        // Database 0 keeps the names earlier versions used.
+        let channel_scope = match database {
+            0 => String::new(),
+            n => format!(":db{n}"),
+        };
         Ok(Keys {
             namespace: namespace.to_string(),
             script_keys: SCRIPT_KEYS.iter().map(|s| key(s)).collect(),
@@ -51,8 +67,9 @@ impl Keys {
                 .iter()
                 .map(|s| key(s))
                 .collect(),
-            wake_channel: key("wake"),
-            abort_channel: key("abort"),
+            wake_channel: key("wake") + &channel_scope,
+            abort_channel: key("abort") + &channel_scope,
+            channel_scope,
         })
     }
 
@@ -77,5 +94,17 @@ mod tests {
         assert_eq!(keys.wake_channel, "{app}:wake");
         assert!(Keys::new("a{b").is_err());
         assert!(Keys::new("").is_err());
+    }
+
+    #[test]
+    fn channels_are_scoped_by_database() {
+        let zero = Keys::in_database("app", 0).expect("valid");
+        let one = Keys::in_database("app", 1).expect("valid");
+        assert_eq!(zero.wake_channel, "{app}:wake");
+        assert_eq!(zero.abort_channel, "{app}:abort");
+        assert_eq!(one.wake_channel, "{app}:wake:db1");
+        assert_eq!(one.abort_channel, "{app}:abort:db1");
+        // Keys are per database already: the same names.
+        assert_eq!(zero.script_keys, one.script_keys);
     }
 }

@@ -330,13 +330,9 @@ impl MemoryBackend {
                     let generation = create(&mut tx, None);
                     out.push(reply("enqueued", generation, run_at, "", 0));
                 }
-            } else if let Some(p) = &pending {
-                let score = tx.s.due.score(&job.id).unwrap_or(now);
-                let previous = p.blocked.unwrap_or(score);
-                let blocked = active.as_ref().map(|_| lease_of(&tx));
-                let generation = create(&mut tx, blocked);
-                out.push(reply("replaced", generation, run_at, "", previous));
             } else if let Some(a) = &active {
+                // As enqueue.lua: the policy holds whether or not a
+                // replacement already waits ('keep' leaves it waiting).
                 if if_running == "keep" {
                     out.push(reply(
                         "running",
@@ -347,6 +343,11 @@ impl MemoryBackend {
                     ));
                 } else {
                     let mut code = "queued_after";
+                    let mut other = a.generation as i64;
+                    if let Some(p) = pending.as_ref().filter(|_| if_running != "abort") {
+                        code = "replaced";
+                        other = p.blocked.or(tx.s.due.score(&job.id)).unwrap_or(now);
+                    }
                     if if_running == "abort" {
                         code = "aborted";
                         if let Some(rec) = tx.s.active.get_mut(&job.id) {
@@ -359,8 +360,13 @@ impl MemoryBackend {
                     }
                     let blocked = Some(lease_of(&tx));
                     let generation = create(&mut tx, blocked);
-                    out.push(reply(code, generation, run_at, "", a.generation as i64));
+                    out.push(reply(code, generation, run_at, "", other));
                 }
+            } else if let Some(p) = &pending {
+                let score = tx.s.due.score(&job.id).unwrap_or(now);
+                let previous = p.blocked.unwrap_or(score);
+                let generation = create(&mut tx, None);
+                out.push(reply("replaced", generation, run_at, "", previous));
             } else {
                 let generation = create(&mut tx, None);
                 out.push(reply("enqueued", generation, run_at, "", 0));
@@ -442,7 +448,7 @@ impl MemoryBackend {
         let mut tx = self.begin();
         let now = tx.now;
         let mut out = Vec::with_capacity(finished.len());
-        // Jobs that became due now (released, or a replacement that waited) wake workers.
+        // Jobs put back in `due` (a retry, a release, a replacement that waited) wake workers.
         let mut earliest: Option<i64> = None;
         let mut due_at = |t: Option<i64>| {
             if let Some(t) = t {
@@ -485,12 +491,9 @@ impl MemoryBackend {
                     "released"
                 }
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts && !has_pending {
-                tx.requeue_active(
-                    &f.id,
-                    rec,
-                    now + f.retry_delay_ms as i64,
-                    Some(f.text.clone()),
-                );
+                let run_at = now + f.retry_delay_ms as i64;
+                tx.requeue_active(&f.id, rec, run_at, Some(f.text.clone()));
+                due_at(Some(run_at));
                 "retrying"
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts {
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Failed, "", &f.text));

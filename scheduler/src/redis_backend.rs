@@ -145,7 +145,12 @@ pub(crate) fn redact(url: &str) -> String {
 
 impl RedisBackend {
     pub(crate) async fn connect(url: &str, config: SchedulerConfig) -> Result<Self, Error> {
-        let keys = Keys::new(&config.namespace)?;
+        // Pub/sub ignores SELECT: channels are scoped by the database (keys.rs).
+        let database = Config::from_url(url)
+            .ok()
+            .and_then(|c| c.database)
+            .unwrap_or(0);
+        let keys = Keys::in_database(&config.namespace, database)?;
         let client = builder(url, &config)?
             .build()
             .map_err(|e| Error::Config(e.details().to_string()))?;
@@ -441,12 +446,13 @@ impl RedisBackend {
         // (which holds its nonce) may be gone before a re-send arrives.
         let log_created = self.keep_ms() < request.ttl_ms;
         let args = || {
-            let mut args = Vec::with_capacity(11);
+            let mut args = Vec::with_capacity(12);
             push_job_values(&mut args, job);
             args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
             args.push(request.id.as_str().into());
             args.push(Value::Integer(request.ttl_ms));
             args.push(if log_created { "1" } else { "" }.into());
+            args.push(self.keys.channel_scope.as_str().into());
             args
         };
         self.fcall_reloading(
@@ -654,6 +660,82 @@ fn uniform_enqueue_replies(values: Vec<Value>, jobs: usize) -> Result<Vec<Enqueu
         .collect()
 }
 
+/// A claim reply: now, next wake, then one entry per job. An entry that
+/// cannot be read does not fail the batch (its jobs already run in Redis, and
+/// failing the call would strand all of them until their leases expire): it
+/// is reported in `rejected`, and returned as an outcome 'fail' when its id
+/// and fence token are readable, so that `complete.lua` dead-letters it with
+/// the reason instead of leaving it to wait out its lease.
+fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error> {
+    let mut parts = reply::array(reply, "claim")?.into_iter();
+    let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
+    let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
+    let mut claim = Claim {
+        now_ms,
+        next_wake_ms: (next >= 0).then_some(next),
+        jobs: Vec::new(),
+        rejected: Vec::new(),
+    };
+    let mut unreadable = Vec::new();
+    for entry in reply::array(parts.next().unwrap_or(Value::Null), "claimed jobs")? {
+        let f = match entry {
+            Value::Array(f) => f,
+            _ => {
+                let reason = "the claimed job could not be read: not an array".to_string();
+                claim.rejected.push((String::new(), reason));
+                continue;
+            }
+        };
+        if f.len() == 3 {
+            claim
+                .rejected
+                .push((reply::string(&f[0]), reply::string(&f[2])));
+            continue;
+        }
+        match claimed_job(&f) {
+            Ok(job) => claim.jobs.push(job),
+            Err(e) => {
+                let id = f.first().map(reply::string).unwrap_or_default();
+                let reason = format!("the claimed job could not be read: {e}");
+                let fence = (
+                    f.get(3).and_then(reply::opt_int),
+                    f.get(4).and_then(reply::opt_int),
+                );
+                if let (false, (Some(generation), Some(attempt))) = (id.is_empty(), fence) {
+                    unreadable.push(Finished {
+                        id: id.clone(),
+                        generation: generation as u64,
+                        attempt: attempt as u32,
+                        outcome: "fail",
+                        text: reason.clone(),
+                        retry_delay_ms: 0,
+                    });
+                }
+                claim.rejected.push((id, reason));
+            }
+        }
+    }
+    Ok((claim, unreadable))
+}
+
+/// One claimed job: id, task, payload, generation, attempt, max attempts,
+/// enqueued ms, run_at ms.
+fn claimed_job(f: &[Value]) -> Result<ClaimedJob, Error> {
+    if f.len() < 8 {
+        return Err(corrupt("claimed job fields"));
+    }
+    Ok(ClaimedJob {
+        id: reply::string(&f[0]),
+        task: reply::string(&f[1]),
+        payload: reply::bytes(f[2].clone()),
+        generation: reply::int(&f[3], "generation")? as u64,
+        attempt: reply::int(&f[4], "attempt")? as u32,
+        max_attempts: reply::int(&f[5], "max_attempts")? as u32,
+        enqueued_ms: reply::int(&f[6], "enqueued")?,
+        run_at_ms: reply::int(&f[7], "run_at")?,
+    })
+}
+
 /// The arguments of `enqueue.lua` (its header documents them).
 fn enqueue_args(
     mode: &'static str,
@@ -795,41 +877,12 @@ impl Backend for RedisBackend {
             // Sent once: the worker sends a failed claim again with the same
             // ticket and the retry flag, and claim.lua's own log answers it.
             let reply = self.send(&self.scripts.claim, args).await?;
-            let mut parts = reply::array(reply, "claim")?.into_iter();
-            let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
-            let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
-            let mut claim = Claim {
-                now_ms,
-                next_wake_ms: (next >= 0).then_some(next),
-                jobs: Vec::new(),
-                rejected: Vec::new(),
-            };
-            for entry in reply::array(parts.next().unwrap_or(Value::Null), "claimed jobs")? {
-                let f = reply::array(entry, "claimed job")?;
-                if f.len() == 3 {
-                    claim
-                        .rejected
-                        .push((reply::string(&f[0]), reply::string(&f[2])));
-                    continue;
+            let (claim, unreadable) = parse_claim(reply)?;
+            if !unreadable.is_empty() {
+                // Best effort: if this fails, their leases expire as before.
+                if let Err(e) = self.complete(&unreadable).await {
+                    tracing::warn!(error = %e, count = unreadable.len(), "unreadable claimed jobs could not be dead-lettered; they are retried after their lease");
                 }
-                if f.len() < 8 {
-                    return Err(corrupt("claimed job fields"));
-                }
-                let mut f = f.into_iter();
-                let mut next = || f.next().unwrap_or(Value::Null);
-                let id = reply::string(&next());
-                let task = reply::string(&next());
-                let payload = reply::bytes(next());
-                claim.jobs.push(ClaimedJob {
-                    id,
-                    task,
-                    payload,
-                    generation: reply::int(&next(), "generation")? as u64,
-                    attempt: reply::int(&next(), "attempt")? as u32,
-                    max_attempts: reply::int(&next(), "max_attempts")? as u32,
-                    enqueued_ms: reply::int(&next(), "enqueued")?,
-                    run_at_ms: reply::int(&next(), "run_at")?,
-                });
             }
             if let Some(max) = claim.jobs.iter().map(|j| j.generation).max() {
                 self.saw_generation(max);
@@ -1225,7 +1278,8 @@ impl Backend for RedisBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{parse_claim, redact};
+    use fred::types::Value;
 
     #[test]
     fn passwords_are_redacted() {
@@ -1235,5 +1289,59 @@ mod tests {
         );
         assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    /// A claim entry as claim.lua writes it.
+    fn entry(id: &str, generation: i64, attempt: i64, fields: usize) -> Value {
+        let all: Vec<Value> = vec![
+            id.into(),
+            "probe".into(),
+            "{}".into(),
+            Value::Integer(generation),
+            Value::Integer(attempt),
+            Value::Integer(3),
+            Value::Integer(1000),
+            Value::Integer(2000),
+        ];
+        Value::Array(all.into_iter().take(fields).collect())
+    }
+
+    #[test]
+    fn one_unreadable_claim_entry_does_not_fail_the_batch() {
+        let mut bad_number = match entry("bad-number", 8, 1, 8) {
+            Value::Array(items) => items,
+            _ => unreachable!(),
+        };
+        bad_number[6] = "not a time".into();
+        let reply = Value::Array(vec![
+            Value::Integer(5000),
+            Value::Integer(-1),
+            Value::Array(vec![
+                entry("good", 7, 1, 8),
+                entry("short", 9, 2, 6),
+                Value::Array(bad_number),
+                Value::Integer(1),
+                entry("also-good", 10, 1, 8),
+            ]),
+        ]);
+        let (claim, to_fail) = parse_claim(reply).expect("the batch is read");
+        let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["good", "also-good"]);
+        let rejected: Vec<&str> = claim.rejected.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(rejected, ["short", "bad-number", ""]);
+        assert!(claim
+            .rejected
+            .iter()
+            .all(|(_, why)| why.contains("could not be read")));
+        // Those whose id and fence token were readable are failed for good
+        // (dead-lettered with the reason), not left to wait out their lease.
+        let failed: Vec<(&str, u64, u32, &str)> = to_fail
+            .iter()
+            .map(|f| (f.id.as_str(), f.generation, f.attempt, f.outcome))
+            .collect();
+        assert_eq!(
+            failed,
+            [("short", 9, 2, "fail"), ("bad-number", 8, 1, "fail")]
+        );
     }
 }

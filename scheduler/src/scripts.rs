@@ -62,7 +62,12 @@ const SOURCES: [(&str, &str, &str, bool); 9] = [
         true,
     ),
     ("list", include_str!("scripts/list.lua"), "no-writes", false),
-    ("audit", include_str!("scripts/audit.lua"), "allow-oom", false),
+    (
+        "audit",
+        include_str!("scripts/audit.lua"),
+        "allow-oom",
+        false,
+    ),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their

@@ -1012,3 +1012,217 @@ async fn a_cancel_names_the_waiting_successor_it_removed(fx: Fixture) {
     ));
     s.close().await;
 }
+
+/// Cases added for issue 14 (validation, wake-ups, replace policies), kept in
+/// a module of their own so that they sit at the end of the file.
+mod issue14 {
+    use super::*;
+
+    /// As `conformance!`, on a multi-threaded runtime, as most applications
+    /// run the worker (tasks woken by a finishing job then run in another order).
+    macro_rules! conformance_multi_thread {
+        ($($name:ident),* $(,)?) => {
+            mod redis_multi_thread {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::$name(scheduler_tests::Fixture::redis()).await
+                    }
+                )*
+            }
+            mod memory_multi_thread {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::$name(scheduler_tests::Fixture::memory()).await
+                    }
+                )*
+            }
+        };
+    }
+
+    conformance!(
+        retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,
+        replace_follows_its_policy_in_every_state,
+    );
+    conformance_multi_thread!(retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,);
+
+    /// A worker that never wakes on its own within a test: only notifications
+    /// (and the next due job or lease expiry it was told of) wake it.
+    fn sleepy_worker() -> WorkerConfig {
+        WorkerConfig {
+            lease: Duration::from_secs(20),
+            heartbeat: Some(Duration::from_secs(5)),
+            max_idle: Duration::from_secs(60),
+            ..scheduler_tests::setup::fast_worker()
+        }
+    }
+
+    /// How late a run started after it was due, in ms.
+    fn lateness(run: &scheduler_tests::Execution) -> i64 {
+        (run.start - run.scheduled_at).num_milliseconds()
+    }
+
+    async fn retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due(fx: Fixture) {
+        let probe = Probe::default();
+        let s = worker_with(&fx.url(), &namespace("wake"), &probe, sleepy_worker()).await;
+        // Fails twice, then succeeds: two retries, 25-200 ms apart.
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("f").fail(2)).id("f"))
+            .await
+            .unwrap();
+        assert!(
+            probe.wait_finished(3, Duration::from_secs(20)).await,
+            "{:#?}",
+            probe.runs()
+        );
+        let runs = probe.runs_of("f");
+        assert_eq!(
+            runs.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        for run in &runs {
+            assert!(lateness(run) < 100, "attempt started late: {run:#?}");
+        }
+        // A job enqueued once a retry is due (the retry, if nobody was told
+        // about it, would still sit unclaimed in front of it).
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("g").fail(1)).id("g"))
+            .await
+            .unwrap();
+        assert!(probe.wait_finished(4, Duration::from_secs(20)).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.enqueue(probe_job("h", "h")).await.unwrap();
+        assert!(
+            probe.wait_finished(6, Duration::from_secs(20)).await,
+            "{:#?}",
+            probe.runs()
+        );
+        for id in ["g", "h"] {
+            for run in probe.runs_of(id) {
+                assert!(lateness(&run) < 100, "started late: {run:#?}");
+            }
+        }
+        s.close().await;
+    }
+
+    /// Every `IfRunning` policy against every state of the id: nothing,
+    /// pending, running, and running with a replacement already waiting.
+    async fn replace_follows_its_policy_in_every_state(fx: Fixture) {
+        let probe = Probe::default();
+        let s = worker(&fx.url(), &namespace("policies"), &probe).await;
+        let policies = [
+            ("abort", IfRunning::Abort),
+            ("after", IfRunning::QueueAfter),
+            ("keep", IfRunning::Keep),
+        ];
+        let long =
+            |id: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new("running").sleep(1500)).id(id);
+        let later = Utc::now() + TimeDelta::seconds(60);
+        let mut running_generation = std::collections::HashMap::new();
+        for (name, _) in policies {
+            s.enqueue(probe_job(&format!("{name}-pending"), "old").at(later))
+                .await
+                .unwrap();
+            for state in ["running", "both"] {
+                let id = format!("{name}-{state}");
+                let out = s.enqueue(long(&id)).await.unwrap();
+                let EnqueueOutcome::Enqueued { generation, .. } = out else {
+                    panic!("{out:?}")
+                };
+                running_generation.insert(id, generation);
+            }
+        }
+        assert!(probe.wait_started(6, Duration::from_secs(10)).await);
+        for (name, _) in policies {
+            let out = s
+                .replace(
+                    probe_job(&format!("{name}-both"), "waiting"),
+                    IfRunning::QueueAfter,
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(out, ReplaceOutcome::QueuedAfterRunning { .. }),
+                "{out:?}"
+            );
+        }
+        for (name, policy) in policies {
+            for state in ["nothing", "pending", "running", "both"] {
+                let id = format!("{name}-{state}");
+                let out = s.replace(probe_job(&id, "new"), policy).await.unwrap();
+                let running = running_generation.get(&id).copied().unwrap_or(0);
+                let ok = match (state, policy) {
+                    ("nothing", _) => matches!(out, ReplaceOutcome::Enqueued { .. }),
+                    // A waiting replacement is replaced (as a pending job is).
+                    ("pending", _) | ("both", IfRunning::QueueAfter) => {
+                        matches!(out, ReplaceOutcome::Replaced { .. })
+                    }
+                    (_, IfRunning::Abort) => matches!(
+                        out,
+                        ReplaceOutcome::AbortedRunning { aborted_generation, .. }
+                            if aborted_generation == running
+                    ),
+                    (_, IfRunning::QueueAfter) => matches!(
+                        out,
+                        ReplaceOutcome::QueuedAfterRunning { running_generation, .. }
+                            if running_generation == running
+                    ),
+                    (_, IfRunning::Keep) => {
+                        out == ReplaceOutcome::Running {
+                            generation: running,
+                        }
+                    }
+                };
+                assert!(ok, "{id}: {out:?}");
+            }
+        }
+        // What ran, by id: (argument, whether it ran to its end).
+        let expected: Vec<(String, Vec<(&str, bool)>)> = policies
+            .iter()
+            .flat_map(|(name, policy)| {
+                let after_running = match policy {
+                    IfRunning::Abort => vec![("running", false), ("new", true)],
+                    IfRunning::QueueAfter => vec![("running", true), ("new", true)],
+                    IfRunning::Keep => vec![("running", true)],
+                };
+                let after_both = match policy {
+                    IfRunning::Keep => vec![("running", true), ("waiting", true)],
+                    _ => after_running.clone(),
+                };
+                [
+                    (format!("{name}-nothing"), vec![("new", true)]),
+                    (format!("{name}-pending"), vec![("new", true)]),
+                    (format!("{name}-running"), after_running),
+                    (format!("{name}-both"), after_both),
+                ]
+            })
+            .collect();
+        let runs_of = |id: &str| -> Vec<(String, bool)> {
+            probe
+                .runs_of(id)
+                .into_iter()
+                .map(|r| (r.arg, r.end.is_some()))
+                .collect()
+        };
+        let done = scheduler_tests::wait_until(Duration::from_secs(15), || {
+            expected.iter().all(|(id, want)| {
+                let ran = runs_of(id);
+                ran.len() >= want.len() && ran.last().is_some_and(|(_, ended)| *ended)
+            })
+        })
+        .await;
+        // Anything that should not run has had its chance.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (id, want) in &expected {
+            let want: Vec<(String, bool)> = want.iter().map(|(a, e)| (a.to_string(), *e)).collect();
+            assert_eq!(runs_of(id), want, "{id} (all settled: {done})");
+            // A job queued after a running one starts after it ended.
+            let runs = probe.runs_of(id);
+            if let [first, second] = runs.as_slice() {
+                if let Some(end) = first.end {
+                    assert!(second.start >= end, "{id}: {runs:#?}");
+                }
+            }
+        }
+        s.close().await;
+    }
+}

@@ -90,6 +90,14 @@ elseif max_jobs > 0 then
           rec[13] = rec[13] or run_at
           redis.call('HSET', K_PENDING, id, encode(rec))
           redis.call('ZADD', K_DUE, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
+        elseif rec[13] and rec[13] > now then
+          -- It waited for a run of this id that ended without releasing it (a
+          -- record without the "replacement waits" flag, field 14, written by
+          -- an older version): it is due at its own time, never earlier.
+          local own = rec[13]
+          rec[13] = false
+          redis.call('HSET', K_PENDING, id, encode(rec))
+          redis.call('ZADD', K_DUE, own, id)
         else
           rec[4] = rec[4] + 1
           rec[9] = run_at

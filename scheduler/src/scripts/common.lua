@@ -46,17 +46,30 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Decodes a job record; nil and a reason when it is corrupt.
+-- The type of each job record field (see the list above): required fields
+-- 1-7 must have it; optional fields 8-14 have it or are nil/false (absent).
+local FIELDS = {
+  {'task', 'string'}, {'payload', 'string'}, {'generation', 'number'}, {'attempt counter', 'number'},
+  {'max attempts', 'number'}, {'enqueued_ms', 'number'}, {'nonce', 'string'},
+  {'last error', 'string'}, {'run_at', 'number'}, {'started_ms', 'number'}, {'worker', 'string'},
+  {'cancel requested', 'number'}, {'blocked run_at', 'number'}, {'replacement waits', 'number'},
+}
+local REQUIRED_FIELDS = 7
+
+-- Decodes a job record, checking every field's type; nil and a reason
+-- naming the first bad field when it is corrupt.
 local function decode(blob)
   local ok, rec = pcall(cmsgpack.unpack, blob)
   if not ok or type(rec) ~= 'table' then
     return nil, 'corrupt job record: not msgpack'
   end
-  if type(rec[1]) ~= 'string' or type(rec[2]) ~= 'string' then
-    return nil, 'corrupt job record: task or payload missing'
-  end
-  if type(rec[3]) ~= 'number' or type(rec[4]) ~= 'number' or type(rec[5]) ~= 'number' then
-    return nil, 'corrupt job record: generation or attempt counter is not a number'
+  for i, field in ipairs(FIELDS) do
+    local v, want = rec[i], field[2]
+    if type(v) ~= want and (i <= REQUIRED_FIELDS or (v ~= nil and v ~= false)) then
+      local what = 'missing'
+      if v ~= nil then what = 'a ' .. type(v) end
+      return nil, 'corrupt job record: ' .. field[1] .. ' is not a ' .. want .. ' (field ' .. i .. ' is ' .. what .. ')'
+    end
   end
   return rec
 end
@@ -168,7 +181,12 @@ local function unblock_pending(id, now)
   local blob = redis.call('HGET', K_PENDING, id)
   if not blob then return nil end
   local rec = decode(blob)
-  if rec and rec[13] then
+  if not rec then
+    -- Unreadable: due now, so that the next claim dead-letters it with the reason.
+    redis.call('ZADD', K_DUE, now, id)
+    return now
+  end
+  if rec[13] then
     local run_at = rec[13]
     if run_at < now then run_at = now end
     rec[13] = false
@@ -222,6 +240,14 @@ local function is_earliest(due, run_at_text)
   return redis.call('ZRANGEBYSCORE', due, '-inf', '(' .. run_at_text, 'LIMIT', '0', '1')[1] == nil
 end
 
+-- Why "earliest" is enough: after each claim a worker with free slots sleeps
+-- until the earliest entry of `due` (or lease expiry), so every idle worker
+-- plans to claim no later than the earliest entry. A job added behind an
+-- earlier entry is claimed by the worker woken for that entry (or, when every
+-- worker is full, when a slot frees); only a job due before every other entry
+-- needs a wake. That holds while every path that adds to `due` calls this:
+-- an entry added silently (a retry, before issue 14) stays overdue and holds
+-- back the wake of every job added behind it, up to max_idle.
 local function wake_if_earliest(run_at, channel)
   if is_earliest(K_DUE, string.format('%d', run_at)) then
     redis.call('PUBLISH', channel, run_at)

@@ -9,7 +9,9 @@ local now = now_ms()
 -- As text, formatted once (see claim.lua).
 local keep_until = string.format('%d', now + keep_ms)
 local out = {}
--- Jobs that became due now (released, or a replacement that waited) wake the workers.
+-- Jobs put back in `due` (a retry, a release, a replacement that waited)
+-- wake the workers: a worker may have planned its next claim before they were
+-- there (e.g. at the lease expiry of the very job now retried).
 local earliest = nil
 local function due_at(t)
   if t and (earliest == nil or t < earliest) then earliest = t end
@@ -71,6 +73,7 @@ for i = 4, #ARGV, 6 do
     end
   elseif outcome == 'retry' and rec[4] < rec[5] and redis.call('HEXISTS', K_PENDING, id) == 0 then
     requeue_active(id, rec, now + delay, text)
+    due_at(now + delay)
     out[#out + 1] = 'retrying'
   elseif outcome == 'retry' and rec[4] < rec[5] then
     -- A replacement is waiting: it wins over retrying the old arguments.

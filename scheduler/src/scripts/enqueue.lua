@@ -219,16 +219,12 @@ for j = 1, #ids do
       end
     end
   else
-    if pending then
-      local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
-      local previous = pending[13] or score
-      local blocked = nil
-      if active then
-        blocked = running_lease(id)
-        mark_replacement_waits(id, active)
-      end
-      create(id, task, payload, max_attempts, run_at, nonce, blocked, 'replaced', previous)
-    elseif active then
+    -- The policy decides whenever a job runs, whether or not a replacement
+    -- already waits behind it: 'keep' changes nothing (a waiting replacement
+    -- keeps waiting), 'after' and 'abort' put the new job in the waiting
+    -- one's place ('after' then answers 'replaced', with the replaced one's
+    -- time, as it always did; 'abort' answers 'aborted').
+    if active then
       if if_running == 'keep' then
         reply('running', active[3], active[9] or now, 0)
       else
@@ -241,12 +237,18 @@ for j = 1, #ids do
           if abort then active[12] = 1 end
           redis.call('HSET', K_ACTIVE, id, encode(active))
         end
+        local extra = active[3]
         if abort then
           code = 'aborted'
           redis.call('PUBLISH', abort_channel, active[3] .. ':' .. id)
+        elseif pending then
+          code, extra = 'replaced', pending[13] or tonumber(redis.call('ZSCORE', K_DUE, id) or now)
         end
-        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[3])
+        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, extra)
       end
+    elseif pending then
+      local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
+      create(id, task, payload, max_attempts, run_at, nonce, nil, 'replaced', pending[13] or score)
     else
       create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
     end

@@ -5,7 +5,9 @@
 --       every key of the namespace is `{namespace}:<suffix>`, see common.lua)
 -- ARGV: id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'),
 --       when ms, nonce, dead-letter cap, request id, reply-log ttl ms,
---       '1' to log the reply of a created job too (see below)
+--       '1' to log the reply of a created job too (see below), channel scope
+--       (what follows `wake` and `abort` in the channel names: '' in database
+--       0, ':db<N>' in database N)
 -- Returns code, generation, run_at, extra, as enqueue.lua does for one job.
 --
 -- When the id is pending or running (a duplicate, a re-sent request, a
@@ -25,7 +27,7 @@
 -- Why a script of its own: redis-server spends about 144,000 instructions on
 -- a single-job enqueue.lua call and 90,000 on this one (callgrind,
 -- bench/scripts/callgrind-enqueue.sh). Each key and argument costs about
--- 1,000 to parse and hand to Lua (4 keys and 8 arguments here against 11 and
+-- 1,000 to parse and hand to Lua (4 keys and 9 arguments here against 11 and
 -- 14), each redis.call about 4,700 (7 here against 8), and enqueue.lua's
 -- batch machinery (closures, reply tables) the rest.
 local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -35,8 +37,8 @@ if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) 
   local namespace = key_prefix(due)
   local keys = {}
   for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
-  return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake', namespace .. 'abort', ARGV[8], '',
-    id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ARGV[9], '', ARGV[10]})
+  return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake' .. ARGV[12], namespace .. 'abort' .. ARGV[12],
+    ARGV[8], '', id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ARGV[9], '', ARGV[10]})
 end
 local kind, run_at, run_at_text = ARGV[5], now, nil
 if kind == 'at' then
@@ -50,9 +52,10 @@ local generation = redis.call('INCR', seq)
 -- attempts started, max attempts, enqueued_ms, nonce.
 redis.call('HSET', pending, id, cmsgpack.pack({ARGV[2], ARGV[3], generation, 0, tonumber(ARGV[4]), now, ARGV[7]}))
 redis.call('ZADD', due, run_at_text, id)
--- wake_if_earliest, with this script's due key and the channel derived from it.
+-- wake_if_earliest, with this script's due key and the channel derived from it
+-- and the channel scope.
 if is_earliest(due, run_at_text) then
-  redis.call('PUBLISH', key_prefix(due) .. 'wake', run_at_text)
+  redis.call('PUBLISH', key_prefix(due) .. 'wake' .. ARGV[12], run_at_text)
 end
 local reply = {'enqueued', generation, run_at, 0}
 if ARGV[11] == '1' then

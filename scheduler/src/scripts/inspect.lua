@@ -14,8 +14,10 @@ local function fields(rec, n)
   return f
 end
 local function section(kind, score, blob, n)
-  local ok, rec = pcall(cmsgpack.unpack, blob)
-  if not ok or type(rec) ~= 'table' then
+  -- Job records are checked field by field (decode); outcome records are read as they are.
+  local rec
+  if kind == 'result' then rec = decode_result(blob) else rec = decode(blob) end
+  if not rec then
     out[#out + 1] = {kind, score, 'corrupt'}
   else
     local f = fields(rec, n)
