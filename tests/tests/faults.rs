@@ -420,6 +420,7 @@ async fn graceful_shutdown_releases_a_long_job_to_another_worker() {
     assert!(pa.wait_started(1, Duration::from_secs(5)).await);
     let b = worker(&server, &ns, &pb).await;
     let p = producer(&server, &ns).await;
+    let before = p.info("long").await.unwrap().unwrap();
     let closing = tokio::spawn({
         let a = a.clone();
         async move {
@@ -447,7 +448,15 @@ async fn graceful_shutdown_releases_a_long_job_to_another_worker() {
         delay < LEASE,
         "restarted {delay:?} after close, not at once"
     );
-    assert_eq!(restart.attempt, 1, "a release does not use up an attempt");
+    // A release never hands its fence token (generation, attempt) out again,
+    // so the restart is attempt 2; it uses up no attempt: the allowance grows.
+    assert_eq!(restart.attempt, 2, "the released attempt's token is reused");
+    let after = p.info("long").await.unwrap().unwrap();
+    assert_eq!(
+        after.max_attempts - after.attempts,
+        before.max_attempts - before.attempts,
+        "a release used up an attempt: {before:?} -> {after:?}"
+    );
     assert_eq!(
         pa.runs().len(),
         1,
