@@ -17,7 +17,9 @@ pub struct SchedulerConfig {
     pub keep_result: Duration,
     /// Most entries kept in the dead letter (oldest dropped first). Default 10,000.
     pub dead_letter_cap: u32,
-    /// Largest serialized argument payload accepted. Default 512 KiB.
+    /// Largest serialized argument payload accepted, and largest result (its
+    /// JSON) a worker stores: a task whose result is larger fails for good
+    /// (dead-lettered, the reason names the size and the limit). Default 512 KiB.
     pub max_payload_bytes: usize,
     /// Attempts for tasks that set none. Default 5.
     pub default_max_attempts: u32,

@@ -10,7 +10,10 @@ use tokio::sync::watch;
 pub enum Health {
     /// The last Redis calls worked.
     Healthy,
-    /// The last Redis call failed; the worker keeps retrying.
+    /// The last Redis call failed (the worker keeps retrying), data loss or
+    /// an outcome Redis refused was detected (held for 60 s), or the worker
+    /// broke (one of its internal tasks died: it claims no more jobs; held
+    /// until the process restarts).
     Degraded {
         /// What failed.
         reason: String,

@@ -245,6 +245,11 @@ async fn a_partitioned_worker_drops_its_job_before_another_worker_can_take_it() 
         w1_end - w1_run.start,
         w2_run.start - w1_run.start
     );
+    println!(
+        "w1 ran 0..{:?}, w2 from {:?} (relative to w1's start)",
+        w1_end - w1_run.start,
+        w2_run.start - w1_run.start
+    );
     assert!(!w1_run.returned, "w1 ran the job to its end: {w1_run:?}");
     assert!(
         w1_run.cancelled_at_end,
