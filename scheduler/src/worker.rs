@@ -535,34 +535,18 @@ impl Worker {
             if snapshot.is_empty() {
                 continue;
             }
-            let sent = Instant::now();
-            match self.backend.renew(self.config.lease, &snapshot).await {
-                Ok(codes) => {
-                    self.health.ok();
-                    let valid_until = sent + self.config.lease_validity();
-                    let Ok(mut jobs) = self.jobs.lock() else {
-                        continue;
-                    };
-                    for ((id, generation, attempt), code) in snapshot.iter().zip(codes) {
-                        let Some(job) = jobs
-                            .by_id
-                            .get_mut(id)
-                            .filter(|j| j.generation == *generation && j.attempt == *attempt)
-                        else {
-                            continue;
-                        };
-                        match code.as_str() {
-                            "ok" => job.valid_until = job.valid_until.max(valid_until),
-                            "cancel" => {
-                                job.valid_until = job.valid_until.max(valid_until);
-                                if !job.finished {
-                                    job.stop.stop(StopReason::Cancelled);
-                                }
-                            }
-                            _ => {
-                                if !job.finished {
-                                    job.stop.stop(StopReason::LeaseLost);
-                                }
+            match self.renew(&snapshot).await {
+                Ok(()) => self.health.ok(),
+                // One lease Redis refuses (say, a record it cannot read) must
+                // not cost the others theirs: renew them one by one.
+                Err(e) if !e.is_transient() && snapshot.len() > 1 => {
+                    warn!(error = %e, "lease renewal refused; renewing job by job");
+                    for job in &snapshot {
+                        if let Err(e) = self.renew(std::slice::from_ref(job)).await {
+                            warn!(job_id = %job.0, error = %e, "lease renewal refused; the job stops when its lease runs out");
+                            if e.is_transient() {
+                                self.health.degraded(&e.to_string());
+                                break;
                             }
                         }
                     }
@@ -573,6 +557,41 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Renews these leases, and applies the answers: a confirmed lease moves
+    /// the job's validity deadline, an abort or a lost lease stops the job.
+    async fn renew(&self, snapshot: &[(String, u64, u32)]) -> Result<(), Error> {
+        let sent = Instant::now();
+        let codes = self.backend.renew(self.config.lease, snapshot).await?;
+        let valid_until = sent + self.config.lease_validity();
+        let Ok(mut jobs) = self.jobs.lock() else {
+            return Ok(());
+        };
+        for ((id, generation, attempt), code) in snapshot.iter().zip(codes) {
+            let Some(job) = jobs
+                .by_id
+                .get_mut(id)
+                .filter(|j| j.generation == *generation && j.attempt == *attempt)
+            else {
+                continue;
+            };
+            match code.as_str() {
+                "ok" => job.valid_until = job.valid_until.max(valid_until),
+                "cancel" => {
+                    job.valid_until = job.valid_until.max(valid_until);
+                    if !job.finished {
+                        job.stop.stop(StopReason::Cancelled);
+                    }
+                }
+                _ => {
+                    if !job.finished {
+                        job.stop.stop(StopReason::LeaseLost);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Drops every running job whose lease could not be confirmed in time,

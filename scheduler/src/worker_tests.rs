@@ -107,6 +107,8 @@ struct Faulty {
     outage: AtomicBool,
     /// A `complete` naming one of these ids fails with a non-transient error.
     refused: Mutex<HashSet<String>>,
+    /// A `renew` naming one of these ids fails with a non-transient error.
+    renew_refused: Mutex<HashSet<String>>,
 }
 
 impl Backend for Faulty {
@@ -150,6 +152,11 @@ impl Backend for Faulty {
         lease: Duration,
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        let refused = self.renew_refused.lock().unwrap();
+        if let Some(job) = running.iter().find(|j| refused.contains(&j.0)) {
+            let e = Error::Corrupt(format!("test: the record of {} is refused", job.0));
+            return Box::pin(async move { Err(e) });
+        }
         self.inner.renew(lease, running)
     }
     fn cancel<'a>(
@@ -223,6 +230,7 @@ impl Setup {
             inner: MemoryBackend::named(&self.name, SchedulerConfig::default()),
             outage: AtomicBool::new(false),
             refused: Mutex::default(),
+            renew_refused: Mutex::default(),
         })
     }
 
@@ -456,4 +464,37 @@ async fn a_dead_internal_task_makes_the_worker_unhealthy_and_stops_claiming() {
     );
     assert_eq!(handle.worker.tracked_count(), 0, "jobs still supervised");
     handle.close().await;
+}
+
+/// A lease renewal Redis refuses for one job (not a transient error) costs
+/// only that job its lease: the others are renewed one by one and keep
+/// running past their first lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_refused_for_one_job_does_not_stop_the_others() {
+    let setup = Setup::new("refused-renewal").await;
+    let backend = setup.faulty();
+    backend
+        .renew_refused
+        .lock()
+        .unwrap()
+        .insert("bad".to_string());
+    let health = HealthState::new();
+    let w1 = setup.worker(backend.clone(), &health).await;
+    setup.enqueue("bad", 1_000).await;
+    setup.enqueue("fine", 1_000).await;
+    let counter = Arc::clone(&setup.counter);
+    assert!(
+        wait_for(Duration::from_secs(5), || counter
+            .started
+            .load(Ordering::SeqCst)
+            == 2)
+        .await
+    );
+    // 1 s jobs, 400 ms lease: "fine" lives only if its lease is renewed.
+    assert_eq!(setup.final_status("fine").await, JobStatus::Completed);
+    let info = setup.producer.info("fine").await.unwrap().unwrap();
+    assert_eq!(info.attempts, 1, "{info:?}");
+    // "bad" could not keep its lease: dropped before it ended, run again.
+    assert!(counter.started.load(Ordering::SeqCst) > 2);
+    w1.close().await;
 }
