@@ -634,9 +634,10 @@ impl WorkerHandle {
         worker.stop_claiming.cancel();
         let command_timeout = worker.backend.config().command_timeout;
         let grace_end = Instant::now() + worker.config.shutdown_grace;
-        // A claim in flight ends within the command timeout (and one retry
-        // to recover a lost reply).
-        let claim_limit = Instant::now() + command_timeout * 2 + Duration::from_secs(1);
+        // A claim in flight ends within the command timeout; a second
+        // chance to recover the jobs of a claim whose reply was lost gets
+        // what is left of one more second.
+        let claim_limit = Instant::now() + command_timeout + Duration::from_secs(1);
         let mut claim_task = self.claim_task;
         if tokio::time::timeout_at(claim_limit, &mut claim_task)
             .await

@@ -498,3 +498,34 @@ async fn a_renewal_refused_for_one_job_does_not_stop_the_others() {
     assert!(counter.started.load(Ordering::SeqCst) > 2);
     w1.close().await;
 }
+
+/// Item 8 of issue 14: an internal task that returns while the worker runs
+/// (here `listen`, whose stream of notices ended) is noticed like a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_task_that_returns_early_makes_the_worker_unhealthy() {
+    let setup = Setup::new("returned-task").await;
+    let health = HealthState::new();
+    let mut handle = setup.worker(setup.faulty(), &health).await;
+    // Ends the subscription under the worker's feet.
+    let close = std::mem::replace(
+        &mut handle.close_subscription,
+        Box::new(|| Box::pin(async {})),
+    );
+    close().await;
+    let broken = wait_for(Duration::from_secs(2), || !health.get().is_healthy()).await;
+    assert!(broken, "the returned task went unnoticed");
+    let Health::Degraded { reason, .. } = health.get() else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("listen") && reason.contains("returned"),
+        "{reason}"
+    );
+    setup.enqueue("after", 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(
+        setup.status("after").await,
+        JobStatus::Queued { .. }
+    ));
+    handle.close().await;
+}
