@@ -12,7 +12,7 @@ use scheduler::{
     Scheduler, Task, TaskError, TaskFuture, TaskOptions, TaskRegistration, WorkerConfig,
 };
 use scheduler_tests::proxy::{Mode, Proxy};
-use scheduler_tests::{namespace, wait_until, RedisServer};
+use scheduler_tests::{conformance, namespace, wait_until, Fixture, RedisServer};
 use serde::{Deserialize, Serialize};
 
 /// One run of a [`Guarded`] job, as the task saw it.
@@ -340,13 +340,11 @@ async fn invalid_worker_settings_are_a_config_error_at_start() {
 
 /// Item 17 of issue 14: a result larger than `max_payload_bytes` is not
 /// stored; the attempt fails for good with a reason naming the size and the
-/// limit, and the job is dead-lettered.
-#[tokio::test]
-async fn an_oversized_result_fails_the_job_with_the_size_and_the_limit() {
-    let server = RedisServer::start();
+/// limit, and the job is dead-lettered. On both backends.
+async fn an_oversized_result_fails_the_job_with_the_size_and_the_limit(fixture: Fixture) {
     let ns = namespace("result-size");
     let recorder = Recorder::new();
-    let s = Scheduler::builder(server.url())
+    let s = Scheduler::builder(fixture.url())
         .namespace(ns.as_str())
         .max_payload_bytes(1024)
         .register::<Guarded>()
@@ -379,9 +377,15 @@ async fn an_oversized_result_fails_the_job_with_the_size_and_the_limit() {
     }
     assert_eq!(infos.len(), 2, "the jobs never finished");
     let big = &infos["big"];
-    assert_eq!(big.status, JobStatus::Failed, "{big:?}");
-    assert_eq!(big.attempts, 1, "a size failure is permanent: {big:?}");
-    assert_eq!(big.result, None, "{big:?}");
+    let stored = big.result.as_ref().map(String::len);
+    assert_eq!(
+        big.status,
+        JobStatus::Failed,
+        "attempts {}, result of {stored:?} bytes stored",
+        big.attempts
+    );
+    assert_eq!(big.attempts, 1, "a size failure is permanent");
+    assert_eq!(stored, None);
     let dead = s.dead_letters(0, 10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].job_id, "big");
@@ -399,6 +403,8 @@ async fn an_oversized_result_fails_the_job_with_the_size_and_the_limit() {
     );
     s.close().await;
 }
+
+conformance!(an_oversized_result_fails_the_job_with_the_size_and_the_limit);
 
 /// Item 5 of issue 14: `close()` under load. 50 trials, each with a random
 /// close time while a closing worker and a staying worker share a stream of
