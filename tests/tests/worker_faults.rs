@@ -404,16 +404,13 @@ async fn an_oversized_result_fails_the_job_with_the_size_and_the_limit(fixture: 
     s.close().await;
 }
 
-conformance!(an_oversized_result_fails_the_job_with_the_size_and_the_limit);
-
 /// Item 5 of issue 14: `close()` under load. 50 trials, each with a random
 /// close time while a closing worker and a staying worker share a stream of
 /// one-millisecond jobs of one attempt: no job is dead-lettered (a job the
 /// closing worker claimed but neither recorded nor released would be, as
 /// `stalled`, after its lease), every job completes, and none runs twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_under_load_records_or_releases_every_job_it_claimed() {
-    let server = RedisServer::start();
+/// On both backends.
+async fn close_under_load_records_or_releases_every_job_it_claimed(fixture: Fixture) {
     let trials = 50;
     let jobs = 150;
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
@@ -431,14 +428,14 @@ async fn close_under_load_records_or_releases_every_job_it_claimed() {
         let ns = namespace("close-load");
         let recorder = Recorder::new();
         let staying = start(
-            &server.url(),
+            &fixture.url(),
             &ns,
             recorder.named("b"),
             Some(config.clone()),
         )
         .await;
         let closing = start(
-            &server.url(),
+            &fixture.url(),
             &ns,
             recorder.named("a"),
             Some(config.clone()),
@@ -503,4 +500,18 @@ async fn close_under_load_records_or_releases_every_job_it_claimed() {
         }
         staying.close().await;
     }
+}
+
+conformance!(an_oversized_result_fails_the_job_with_the_size_and_the_limit);
+
+// Two runtime threads, as a server would have: the closing worker's tasks and
+// the test's run in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_under_load_records_or_releases_every_job_it_claimed_redis() {
+    close_under_load_records_or_releases_every_job_it_claimed(Fixture::redis()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_under_load_records_or_releases_every_job_it_claimed_memory() {
+    close_under_load_records_or_releases_every_job_it_claimed(Fixture::memory()).await
 }
