@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// Settings shared by producers and workers.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -15,7 +17,9 @@ pub struct SchedulerConfig {
     pub keep_result: Duration,
     /// Most entries kept in the dead letter (oldest dropped first). Default 10,000.
     pub dead_letter_cap: u32,
-    /// Largest serialized argument payload accepted. Default 512 KiB.
+    /// Largest serialized argument payload accepted, and largest result (its
+    /// JSON) a worker stores: a task whose result is larger fails for good
+    /// (dead-lettered, the reason names the size and the limit). Default 512 KiB.
     pub max_payload_bytes: usize,
     /// Attempts for tasks that set none. Default 5.
     pub default_max_attempts: u32,
@@ -57,9 +61,21 @@ impl Default for SchedulerConfig {
 pub struct WorkerConfig {
     /// Most jobs running at once in this process. Default 10.
     pub concurrency: usize,
-    /// How long a claimed job stays owned without a heartbeat. Default 30 s.
+    /// How long a claimed job stays owned without a heartbeat. Default 30 s;
+    /// at least 100 ms.
+    ///
+    /// A worker that cannot confirm a job's lease (Redis unreachable, renewals
+    /// failing or hanging) drops the job's future and fires
+    /// [`JobContext::cancelled`](crate::JobContext::cancelled) once the lease
+    /// minus a safety margin of `max(lease / 10, 50 ms)` has passed since it
+    /// sent the claim or the last renewal Redis confirmed, so that the job is
+    /// stopped before Redis can give it to another worker. It records nothing;
+    /// the job runs again elsewhere as a new attempt. This assumes the worker's
+    /// and the Redis server's clocks advance at rates that differ by less than
+    /// a few percent over one lease.
     pub lease: Duration,
-    /// How often leases are renewed. Default a third of the lease.
+    /// How often leases are renewed. Default a third of the lease; must be
+    /// longer than zero and shorter than the lease minus its safety margin.
     pub heartbeat: Option<Duration>,
     /// On `close()`, how long running jobs may finish before they are aborted
     /// and released to other workers. Default 10 s.
@@ -95,9 +111,74 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Shortest lease accepted: Redis keeps leases in whole milliseconds, and the
+/// local validity window (lease minus [`WorkerConfig::lease_margin`]) must leave
+/// room for a heartbeat.
+pub(crate) const MIN_LEASE: Duration = Duration::from_millis(100);
+
+/// Smallest safety margin taken off a lease (see [`WorkerConfig::lease_margin`]).
+const MIN_LEASE_MARGIN: Duration = Duration::from_millis(50);
+
 impl WorkerConfig {
     pub(crate) fn heartbeat_interval(&self) -> Duration {
         self.heartbeat.unwrap_or(self.lease / 3)
+    }
+
+    /// How much earlier than its lease a worker gives a job up when it cannot
+    /// confirm the lease: `max(lease / 10, 50 ms)`.
+    ///
+    /// A worker keeps running a job only until (the local monotonic instant at
+    /// which it *sent* the claim or the last renewal that Redis confirmed) +
+    /// lease − margin. Redis set that lease's expiry when it ran the command,
+    /// which is after it was sent, so the job is dropped before Redis can hand
+    /// it to another worker as long as, over one lease, the worker's monotonic
+    /// clock and the Redis server's clock advance by amounts that differ by
+    /// less than the margin minus the time the worker takes to drop a future
+    /// (a task that blocks its thread cannot be dropped). With the 10 % margin
+    /// that allows a clock rate difference of a few percent, far above what
+    /// NTP-disciplined clocks show (well under 0.1 %), but no step of Redis's
+    /// wall clock (Redis measures leases with `TIME`).
+    pub(crate) fn lease_margin(&self) -> Duration {
+        (self.lease / 10).max(MIN_LEASE_MARGIN)
+    }
+
+    /// How long after sending a claim or a confirmed renewal the worker may
+    /// keep running the job.
+    pub(crate) fn lease_validity(&self) -> Duration {
+        self.lease.saturating_sub(self.lease_margin())
+    }
+
+    /// Checks the settings the worker cannot run with.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::Config(reason));
+        if self.concurrency == 0 {
+            return invalid("worker concurrency must be at least 1".into());
+        }
+        if self.lease < MIN_LEASE {
+            return invalid(format!(
+                "the lease ({:?}) must be at least {MIN_LEASE:?}",
+                self.lease
+            ));
+        }
+        let heartbeat = self.heartbeat_interval();
+        if heartbeat.is_zero() {
+            return invalid("the heartbeat interval must be longer than zero".into());
+        }
+        if heartbeat >= self.lease_validity() {
+            return invalid(format!(
+                "the heartbeat interval ({heartbeat:?}) must be shorter than the lease ({:?}) \
+                 minus its safety margin ({:?}, see WorkerConfig::lease)",
+                self.lease,
+                self.lease_margin()
+            ));
+        }
+        if self.max_idle.is_zero() {
+            return invalid("max_idle must be longer than zero".into());
+        }
+        if self.audit_interval.is_zero() {
+            return invalid("audit_interval must be longer than zero".into());
+        }
+        Ok(())
     }
 
     /// The delay before attempt `attempt + 1`: exponential, capped, with jitter

@@ -36,6 +36,19 @@ pub(crate) struct StopHandle {
 }
 
 impl StopHandle {
+    /// A handle for a job that has not started.
+    pub(crate) fn new() -> Self {
+        StopHandle {
+            token: CancellationToken::new(),
+            reason: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Whether the job was stopped.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
     /// Stops the job; the first reason given wins.
     pub(crate) fn stop(&self, reason: StopReason) {
         if let Ok(mut r) = self.reason.lock() {
@@ -62,16 +75,14 @@ pub(crate) struct Executor {
     pub(crate) default_timeout: Duration,
     pub(crate) worker_id: String,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Largest result (its JSON) stored; a larger one fails the attempt for good.
+    pub(crate) max_result_bytes: usize,
 }
 
 impl Executor {
     /// Runs `job` to its outcome; `None` when the lease was lost meanwhile.
-    /// `on_start` receives the job's stop handle before the task starts.
-    pub(crate) async fn run(
-        &self,
-        job: &ClaimedJob,
-        on_start: impl FnOnce(StopHandle),
-    ) -> Option<Finished> {
+    /// `stop` stops it from outside; a job stopped before it starts never runs.
+    pub(crate) async fn run(&self, job: &ClaimedJob, stop: StopHandle) -> Option<Finished> {
         let lateness_ms = self.clock.now_ms() - job.run_at_ms;
         let span = info_span!(
             "job",
@@ -103,7 +114,7 @@ impl Executor {
                 delay.as_millis() as u64,
             ));
         };
-        let ctx = JobContext::new(
+        let mut ctx = JobContext::new(
             job.id.clone(),
             registration.name,
             job.generation,
@@ -113,11 +124,19 @@ impl Executor {
             reply::time(job.enqueued_ms),
             self.deps.clone(),
         );
-        let stop = StopHandle {
-            token: ctx.cancel.clone(),
-            reason: Arc::new(Mutex::new(None)),
-        };
-        on_start(stop.clone());
+        ctx.cancel = stop.token.clone();
+        if stop.is_stopped() {
+            // Stopped between claim and start (an abort that came early, a
+            // shutdown while the claim was in flight): it never starts.
+            return match stop.reason() {
+                StopReason::Cancelled => {
+                    info!(parent: &span, "job aborted before it started");
+                    Some(finished("cancelled", String::new(), 0))
+                }
+                StopReason::Shutdown => Some(finished("release", String::new(), 0)),
+                StopReason::LeaseLost => None,
+            };
+        }
         let started = std::time::Instant::now();
         let future = match (registration.run)(ctx.clone(), &job.payload) {
             Ok(f) => f,
@@ -130,8 +149,17 @@ impl Executor {
         let handle = tokio::spawn(future.instrument(span.clone()));
         let abort = handle.abort_handle();
         let outcome: Option<(&'static str, String, u64)> = tokio::select! {
+            biased;
+            _ = stop.token.cancelled() => {
+                abort.abort();
+                match stop.reason() {
+                    StopReason::Cancelled => Some(("cancelled", String::new(), 0)),
+                    StopReason::Shutdown => Some(("release", String::new(), 0)),
+                    StopReason::LeaseLost => None,
+                }
+            }
             joined = handle => match joined {
-                Ok(Ok(result)) => Some(("ok", result.unwrap_or_default(), 0)),
+                Ok(Ok(result)) => Some(self.success(result.unwrap_or_default())),
                 Ok(Err(e)) => Some(self.failure(job, e)),
                 Err(join) => {
                     let text = if join.is_panic() {
@@ -152,14 +180,6 @@ impl Executor {
                 abort.abort();
                 Some(self.failure(job, TaskError::retry(format!("timed out after {timeout:?}"))))
             }
-            _ = stop.token.cancelled() => {
-                abort.abort();
-                match stop.reason() {
-                    StopReason::Cancelled => Some(("cancelled", String::new(), 0)),
-                    StopReason::Shutdown => Some(("release", String::new(), 0)),
-                    StopReason::LeaseLost => None,
-                }
-            }
         };
         span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
         match outcome {
@@ -177,6 +197,22 @@ impl Executor {
                 None
             }
         }
+    }
+
+    /// A successful attempt, unless its result is too large to store.
+    fn success(&self, result: String) -> (&'static str, String, u64) {
+        if result.len() > self.max_result_bytes {
+            return (
+                "fail",
+                format!(
+                    "the result of {} bytes exceeds the limit of {} bytes (see `SchedulerBuilder::max_payload_bytes`); it was not stored",
+                    result.len(),
+                    self.max_result_bytes
+                ),
+                0,
+            );
+        }
+        ("ok", result, 0)
     }
 
     /// A failed attempt: retried after a delay, or failed for good.

@@ -46,7 +46,7 @@ use crate::backend::{Backend, ClaimTicket};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::{SchedulerConfig, WorkerConfig};
 use crate::error::Error;
-use crate::executor::Executor;
+use crate::executor::{Executor, StopHandle};
 use crate::memory::MemoryBackend;
 use crate::registry::Registry;
 use crate::scheduler::{Scheduler, SchedulerBuilder};
@@ -140,6 +140,7 @@ impl TestSchedulerBuilder {
             default_timeout: config.default_timeout,
             worker_id: "test".to_string(),
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
+            max_result_bytes: config.max_payload_bytes,
         };
         let scheduler = self
             .inner
@@ -201,7 +202,7 @@ impl TestScheduler {
             .await?;
         let mut ran = 0;
         for job in &claim.jobs {
-            if let Some(finished) = self.executor.run(job, |_| {}).await {
+            if let Some(finished) = self.executor.run(job, StopHandle::new()).await {
                 self.backend
                     .complete(std::slice::from_ref(&finished))
                     .await?;
