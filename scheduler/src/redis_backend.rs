@@ -12,8 +12,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, Notice,
-    RawPending, Subscription,
+    user_request_key, user_request_ttl_ms, Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob,
+    EnqueueReply, Finished, NewJob, Notice, RawPending, Subscription,
 };
 use crate::config::SchedulerConfig;
 use crate::error::Error;
@@ -582,10 +582,17 @@ fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
 }
 
 /// The job of a request `enqueue_one` can take: one job, 'enqueue' mode,
-/// without the unique flag (which needs the finished-job lookup it skips).
+/// without the unique flag (which needs the finished-job lookup it skips)
+/// nor a request id of the caller's (which needs the reply-log lookup).
 fn first_send_of_one<'a>(mode: &str, jobs: &'a [NewJob]) -> Option<&'a NewJob> {
     match jobs {
-        [job] if mode == "enqueue" && !job.unique_until_result_expires => Some(job),
+        [job]
+            if mode == "enqueue"
+                && !job.unique_until_result_expires
+                && job.request_id.is_none() =>
+        {
+            Some(job)
+        }
         _ => None,
     }
 }
@@ -712,7 +719,18 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
-            let request = self.request();
+            let request = match jobs {
+                [NewJob {
+                    id,
+                    request_id: Some(request_id),
+                    ..
+                }] => Request {
+                    id: user_request_key(id, request_id),
+                    ttl_ms: user_request_ttl_ms(&self.config).max(self.resend_window_ms()),
+                    consult: true,
+                },
+                _ => self.request(),
+            };
             let first_send =
                 first_send_of_one(mode, jobs).filter(|_| self.functions.load(Ordering::Relaxed));
             let mut request_sent = false;
