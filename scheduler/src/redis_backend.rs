@@ -336,6 +336,11 @@ impl RedisBackend {
     /// that had run answers what it answered then instead of running again.
     /// The log is consulted only on a retry (or for a request the caller
     /// identified: [`Request::consult`]), so a first send costs one write.
+    ///
+    /// Only a connection failure is retried, never a timeout: the first send
+    /// then either reached Redis before its connection failed or never will,
+    /// so a retry cannot overtake it. A reply is kept for the re-send window
+    /// ([`Self::resend_window_ms`]), longer than the retries can take.
     async fn call_logged(
         &self,
         lua: &Lua,

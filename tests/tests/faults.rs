@@ -372,7 +372,23 @@ async fn keys_and_memory_return_to_baseline_after_retention() {
     assert!(probe.wait_finished(JOBS, Duration::from_secs(90)).await);
     let ran_in = started.elapsed();
     // Retention (1 s) passes; the idle worker's claims sweep what is left.
-    let settled = wait_until(Duration::from_secs(15), || dbsize(&server) <= base_keys + 3).await;
+    // The reply log (one key per state-changing call, kept for the client's
+    // re-send window, a minute) expires on its own: counted apart, each
+    // must carry its expiry.
+    let reply_prefix = format!("{{{ns}}}:reply:");
+    let reply_keys = || {
+        server
+            .cli(&["KEYS", &format!("{reply_prefix}*")])
+            .unwrap_or_default()
+            .lines()
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let settled = wait_until(Duration::from_secs(15), || {
+        dbsize(&server) <= base_keys + 3 + reply_keys().len() as u64
+    })
+    .await;
     let keys = dbsize(&server);
     let names = server
         .cli(&["KEYS", "*"])
@@ -382,6 +398,13 @@ async fn keys_and_memory_return_to_baseline_after_retention() {
         settled,
         "{keys} keys remain (baseline {base_keys}): {names}"
     );
+    let replies = reply_keys();
+    // One per bulk batch of 250 and per completion batch: far fewer than jobs.
+    assert!(replies.len() < JOBS / 10, "{} reply keys", replies.len());
+    for key in &replies {
+        let ttl: i64 = server.cli(&["PTTL", key]).unwrap().trim().parse().unwrap();
+        assert!((1..=60_000).contains(&ttl), "{key} expires in {ttl} ms");
+    }
     let dead_len: u64 = server
         .cli(&["HLEN", &format!("{{{ns}}}:dead")])
         .unwrap()
@@ -447,7 +470,13 @@ async fn graceful_shutdown_releases_a_long_job_to_another_worker() {
         delay < LEASE,
         "restarted {delay:?} after close, not at once"
     );
-    assert_eq!(restart.attempt, 1, "a release does not use up an attempt");
+    // The restart gets a new attempt number (the released run's fence token
+    // is never handed out again), and the allowance grew by one: a release
+    // does not use up an attempt.
+    assert_eq!(
+        restart.attempt, 2,
+        "the restart reused the released attempt"
+    );
     assert_eq!(
         pa.runs().len(),
         1,
@@ -458,6 +487,9 @@ async fn graceful_shutdown_releases_a_long_job_to_another_worker() {
         wait_status(&p, "long", JobStatus::Completed, Duration::from_secs(5)).await,
         JobStatus::Completed
     );
+    let info = p.info("long").await.unwrap().unwrap();
+    // The probe task allows 3 attempts; the release added one.
+    assert_eq!((info.attempts, info.max_attempts), (2, 4), "{info:?}");
     b.close().await;
     p.close().await;
 }
