@@ -401,7 +401,11 @@ impl RedisBackend {
     /// arrives (`keep_result` shorter than the re-send window). Otherwise an
     /// enqueue run again finds the job it created by its nonce, in every
     /// state, and answers the same; and one that created nothing (a
-    /// duplicate) changed nothing, so running it again is right.
+    /// duplicate) changed nothing, so running it again is right. (Not
+    /// covered: within the re-send window, another client replaces the job
+    /// the lost-reply enqueue created, since a replaced pending job keeps no
+    /// outcome with its nonce; the re-send then answers `Duplicate` of the
+    /// replacement, or, once that finished too, creates the job again.)
     fn enqueue_request(&self, mode: &str, jobs: &[NewJob]) -> Request {
         if let [NewJob {
             id,
