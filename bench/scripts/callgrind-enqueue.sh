@@ -14,7 +14,11 @@
 # script wrapped in a function after common.lua; the name here is fixed, not
 # the content hash), then FCALL of its enqueue function.
 # MODE=one: the same library, FCALL of its enqueue_one function (the first send
-# of one job, the path a plain enqueue takes), with its 4 keys and 8 arguments.
+# of one job, the path a plain enqueue takes), with its 4 keys and 8 arguments
+# (keep_result longer than the re-send window: nothing to log).
+# enqueue.lua gets the reply log's trailing argument, '' (an 'enqueue' with
+# keep_result longer than the re-send window records nothing), as the crate
+# sends it.
 set -euo pipefail
 mode=${MODE:-evalsha}
 calls=${1:-2000}
@@ -26,9 +30,13 @@ src="$root/scheduler/src/scripts"
 callgrind_redis_start "$port"
 case "$mode" in
   evalsha)
+    # enqueue.lua changes state: its body runs through common.lua's reply log.
     script="$(cat "$src/common.lua")
 bind(KEYS)
-$(cat "$src/enqueue.lua")"
+local function body(KEYS, ARGV)
+$(cat "$src/enqueue.lua")
+end
+return logged(body, KEYS, ARGV)"
     call=(evalsha "$(redis-cli -p "$port" script load "$script")")
     ;;
   fcall | one)
@@ -38,11 +46,25 @@ $(cat "$src/common.lua")"
     for spec in enqueue: claim:allow-oom complete:allow-oom renew:allow-oom \
       cancel:allow-oom inspect:no-writes dead_letters:allow-oom list:no-writes; do
       name=${spec%%:*} flags=${spec#*:}
-      library+="
+      case "$name" in
+        # The state-changing scripts run through common.lua's reply log.
+        enqueue | complete | cancel | dead_letters)
+          library+="
+local function body_$name(KEYS, ARGV)
+$(cat "$src/$name.lua")
+end
+local function run_$name(KEYS, ARGV)
+bind(KEYS)
+return logged(body_$name, KEYS, ARGV)
+end" ;;
+        *)
+          library+="
 local function run_$name(KEYS, ARGV)
 bind(KEYS)
 $(cat "$src/$name.lua")
-end
+end" ;;
+      esac
+      library+="
 redis.register_function{function_name = 'scheduler_bench_$name', callback = run_$name${flags:+, flags = {'$flags'\}}}"
     done
     library+="
@@ -63,7 +85,8 @@ else
   args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
     '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'
     enqueue keep '{q}:wake' '{q}:abort' 10000 ''
-    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 0)
+    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 0
+    '')
 fi
 redis-benchmark -p "$port" -n 200 -c 1 -r 100000000 --csv "${args[@]}" >/dev/null 2>&1
 callgrind_zero

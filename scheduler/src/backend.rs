@@ -27,6 +27,26 @@ pub(crate) struct NewJob {
     pub(crate) nonce: String,
     /// An enqueue changes nothing while a finished outcome of the id is kept.
     pub(crate) unique_until_result_expires: bool,
+    /// The caller's idempotency key (`JobRequest::request_id`): the backend
+    /// answers a request sent again with it as it answered the first one
+    /// (reply log, consulted first), for [`user_request_ttl_ms`]. Only on a
+    /// call with this job alone; the nonce is derived from it (`:` + id).
+    pub(crate) request_id: Option<String>,
+}
+
+/// The shortest time a reply is kept for a request the caller identified.
+pub(crate) const USER_REQUEST_MIN_TTL_MS: i64 = 60_000;
+
+/// How long the reply to a request with the caller's request id is kept:
+/// `keep_result`, and at least a minute.
+pub(crate) fn user_request_ttl_ms(config: &SchedulerConfig) -> i64 {
+    (config.keep_result.as_millis() as i64).max(USER_REQUEST_MIN_TTL_MS)
+}
+
+/// The reply-log key of a request the caller identified: the job id (length
+/// first, so that no two pairs give one key) and the request id.
+pub(crate) fn user_request_key(job_id: &str, request_id: &str) -> String {
+    format!("u:{}:{job_id}:{request_id}", job_id.len())
 }
 
 /// One entry of an enqueue/replace script reply.

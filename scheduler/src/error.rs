@@ -14,6 +14,15 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A request id ([`JobRequest::request_id`](crate::JobRequest::request_id))
+    /// was rejected before Redis was touched.
+    #[error("invalid request id {id:?}: {reason}")]
+    InvalidRequestId {
+        /// The id (shortened if very long).
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// The serialized arguments are larger than the configured limit.
     #[error("payload of {size} bytes exceeds the limit of {limit} bytes (see `SchedulerBuilder::max_payload_bytes`)")]
     PayloadTooLarge {

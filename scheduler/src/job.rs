@@ -35,6 +35,30 @@ pub fn validate_job_id(id: &str) -> Result<(), Error> {
     }
 }
 
+/// The longest request id accepted ([`JobRequest::request_id`](crate::JobRequest::request_id)), in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Checks a request id before Redis is touched: 1 to 128 bytes, no control
+/// characters.
+pub(crate) fn validate_request_id(id: &str) -> Result<(), Error> {
+    let reason = if id.is_empty() {
+        Some("it is empty")
+    } else if id.len() > MAX_REQUEST_ID_BYTES {
+        Some("it is longer than 128 bytes")
+    } else if id.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidRequestId {
+            id: id.chars().take(64).collect(),
+            reason,
+        }),
+    }
+}
+
 /// Where a pending job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PendingState {

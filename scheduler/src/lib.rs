@@ -46,7 +46,7 @@ pub use crate::error::Error;
 pub use crate::health::Health;
 pub use crate::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning, JobInfo,
-    JobStatus, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES,
+    JobStatus, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,
 };
 pub use crate::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
 pub use crate::scheduler::{Scheduler, SchedulerBuilder};

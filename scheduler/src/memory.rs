@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, Notice,
-    RawPending, Subscription,
+    user_request_key, user_request_ttl_ms, Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob,
+    EnqueueReply, Finished, NewJob, Notice, RawPending, Subscription,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::SchedulerConfig;
@@ -139,6 +139,10 @@ struct State {
     dead: HashMap<String, DeadEntry>,
     dead_order: ScoreSet,
     seq: u64,
+    /// The reply log of requests with the caller's request id (common.lua
+    /// `logged`): key -> the first reply, and when it expires.
+    replies: HashMap<String, EnqueueReply>,
+    replies_exp: ScoreSet,
 }
 
 /// What schedulers built on the same `memory://name` and namespace share.
@@ -232,6 +236,28 @@ impl MemoryBackend {
     fn enqueue_now(&self, mode: &str, if_running: &str, jobs: &[NewJob]) -> Vec<EnqueueReply> {
         let mut tx = self.begin();
         let now = tx.now;
+        // A request the caller named (alone in its call): answered from the
+        // reply log when it was sent before, recorded below otherwise.
+        let logged = match jobs {
+            [NewJob {
+                id,
+                request_id: Some(request_id),
+                ..
+            }] => Some(user_request_key(id, request_id)),
+            _ => None,
+        };
+        if let Some(key) = &logged {
+            // Expiring keys drop out as Redis drops them (a few per call).
+            for (old, _) in tx.s.replies_exp.up_to(now, 20) {
+                tx.s.replies.remove(&old);
+                tx.s.replies_exp.remove(&old);
+            }
+            let live = tx.s.replies_exp.score(key).is_some_and(|t| t > now);
+            if let Some(reply) = tx.s.replies.get(key).filter(|_| live).cloned() {
+                self.commit(tx);
+                return vec![reply];
+            }
+        }
         let mut earliest: Option<i64> = None;
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -374,6 +400,11 @@ impl MemoryBackend {
         }
         if let Some(run_at) = earliest {
             tx.wake_if_earliest(run_at);
+        }
+        if let (Some(key), Some(reply)) = (logged, out.first()) {
+            let expires = now + user_request_ttl_ms(&self.config);
+            tx.s.replies.insert(key.clone(), reply.clone());
+            tx.s.replies_exp.add(&key, expires);
         }
         self.commit(tx);
         out

@@ -12,8 +12,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, Notice,
-    RawPending, Subscription,
+    user_request_key, user_request_ttl_ms, Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob,
+    EnqueueReply, Finished, NewJob, Notice, RawPending, Subscription,
 };
 use crate::config::SchedulerConfig;
 use crate::error::Error;
@@ -338,12 +338,17 @@ impl RedisBackend {
     }
 
     /// Runs one state-changing script through `common.lua`'s reply log: the
-    /// request id, the retry flag and the ttl follow `args`. After a
+    /// request (id, retry flag, ttl) follows `args`. After a
     /// connection failure (the script may have run with its reply lost) it is
     /// sent again with the same request id and the retry flag, and a script
     /// that had run answers what it answered then instead of running again.
     /// The log is consulted only on a retry (or for a request the caller
     /// identified: [`Request::consult`]), so a first send costs one write.
+    ///
+    /// Only a connection failure is retried, never a timeout: the first send
+    /// then either reached Redis before its connection failed or never will,
+    /// so a retry cannot overtake it. A reply is kept for the re-send window
+    /// ([`Self::resend_window_ms`]), longer than the retries can take.
     async fn call_logged(
         &self,
         lua: &Lua,
@@ -396,6 +401,39 @@ impl RedisBackend {
         }
     }
 
+    /// The reply-log identity of an enqueue or replace. Its reply is
+    /// recorded only where running it again would answer wrongly: a
+    /// replace (run again, it would find its own job and answer
+    /// `Enqueued`), a request the caller named, and an enqueue whose created
+    /// job's outcome (which holds its nonce) may expire before a re-send
+    /// arrives (`keep_result` shorter than the re-send window). Otherwise an
+    /// enqueue run again finds the job it created by its nonce, in every
+    /// state, and answers the same; and one that created nothing (a
+    /// duplicate) changed nothing, so running it again is right. (Not
+    /// covered: within the re-send window, another client replaces the job
+    /// the lost-reply enqueue created, since a replaced pending job keeps no
+    /// outcome with its nonce; the re-send then answers `Duplicate` of the
+    /// replacement, or, once that finished too, creates the job again.)
+    fn enqueue_request(&self, mode: &str, jobs: &[NewJob]) -> Request {
+        if let [NewJob {
+            id,
+            request_id: Some(request_id),
+            ..
+        }] = jobs
+        {
+            return Request {
+                id: user_request_key(id, request_id),
+                ttl_ms: user_request_ttl_ms(&self.config).max(self.resend_window_ms()),
+                consult: true,
+            };
+        }
+        let mut request = self.request();
+        if mode == "enqueue" && self.keep_ms() >= request.ttl_ms {
+            request.ttl_ms = 0;
+        }
+        request
+    }
+
     /// How long a reply is kept for a re-send of this process: the client
     /// re-sends within a few command timeouts; a minute at least.
     fn resend_window_ms(&self) -> i64 {
@@ -442,17 +480,21 @@ impl RedisBackend {
         job: &NewJob,
         request: &Request,
     ) -> Result<Option<Value>, Error> {
-        // A created job's reply needs the log only when the job's outcome
-        // (which holds its nonce) may be gone before a re-send arrives.
-        let log_created = self.keep_ms() < request.ttl_ms;
+        // Without a ttl (see `enqueue_request`) the request id is not sent
+        // either: the usual first send carries 8 arguments.
         let args = || {
-            let mut args = Vec::with_capacity(12);
+            let mut args = Vec::with_capacity(11);
             push_job_values(&mut args, job);
             args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
-            args.push(request.id.as_str().into());
-            args.push(Value::Integer(request.ttl_ms));
-            args.push(if log_created { "1" } else { "" }.into());
-            args.push(self.keys.channel_scope.as_str().into());
+            let scope = self.keys.channel_scope.as_str();
+            let log = request.ttl_ms > 0;
+            if log || !scope.is_empty() {
+                args.push(scope.into());
+            }
+            if log {
+                args.push(request.id.as_str().into());
+                args.push(Value::Integer(request.ttl_ms));
+            }
             args
         };
         self.fcall_reloading(
@@ -577,11 +619,16 @@ pub(crate) struct Request {
     pub(crate) consult: bool,
 }
 
-/// The reply-log values that end a logged call's arguments.
+/// The value that ends a logged call's arguments (`common.lua` `logged`):
+/// empty when there is nothing to look up or record, else
+/// `<retry 0|1><ttl ms>:<request id>`.
 fn push_request(args: &mut Vec<Value>, request: &Request, retry: bool) {
-    args.push(request.id.as_str().into());
-    args.push(if retry { "1" } else { "" }.into());
-    args.push(Value::Integer(request.ttl_ms));
+    if request.ttl_ms == 0 && !retry {
+        args.push("".into());
+    } else {
+        let retry = if retry { 1 } else { 0 };
+        args.push(format!("{retry}{}:{}", request.ttl_ms.max(0), request.id).into());
+    }
 }
 
 /// Whether `enqueue.lua` gets these jobs in its 'uniform' layout: two or
@@ -600,10 +647,17 @@ fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
 }
 
 /// The job of a request `enqueue_one` can take: one job, 'enqueue' mode,
-/// without the unique flag (which needs the finished-job lookup it skips).
+/// without the unique flag (which needs the finished-job lookup it skips)
+/// nor a request id of the caller's (which needs the reply-log lookup).
 fn first_send_of_one<'a>(mode: &str, jobs: &'a [NewJob]) -> Option<&'a NewJob> {
     match jobs {
-        [job] if mode == "enqueue" && !job.unique_until_result_expires => Some(job),
+        [job]
+            if mode == "enqueue"
+                && !job.unique_until_result_expires
+                && job.request_id.is_none() =>
+        {
+            Some(job)
+        }
         _ => None,
     }
 }
@@ -806,7 +860,7 @@ impl Backend for RedisBackend {
         jobs: &'a [NewJob],
     ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
         Box::pin(async move {
-            let request = self.request();
+            let request = self.enqueue_request(mode, jobs);
             let first_send =
                 first_send_of_one(mode, jobs).filter(|_| self.functions.load(Ordering::Relaxed));
             let mut request_sent = false;
@@ -911,9 +965,10 @@ impl Backend for RedisBackend {
                 }
                 args
             };
-            let reply = self
-                .call_logged(&self.scripts.complete, &self.request(), args)
-                .await?;
+            // Needs no reply log: every entry is fenced by (generation,
+            // attempt), never handed out twice, so run again it changes
+            // nothing (its entries answer 'stale').
+            let reply = self.call(&self.scripts.complete, args).await?;
             Ok(reply::array(reply, "complete")?
                 .iter()
                 .map(reply::string)

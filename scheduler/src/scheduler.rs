@@ -16,8 +16,8 @@ use crate::encode::encode_args;
 use crate::error::Error;
 use crate::health::{Health, HealthState};
 use crate::job::{
-    validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning, JobInfo,
-    JobStatus, PendingJob, PendingState, ReplaceOutcome,
+    validate_job_id, validate_request_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState,
+    IfRunning, JobInfo, JobStatus, PendingJob, PendingState, ReplaceOutcome,
 };
 use crate::memory::MemoryBackend;
 use crate::positional::{self, to_named, to_positional};
@@ -291,6 +291,26 @@ fn nonce() -> String {
     out
 }
 
+/// The calls of a bulk enqueue, in order: runs of jobs in batches of
+/// [`BULK_BATCH`], and each job with a request id alone (its reply is logged
+/// per call).
+fn bulk_calls(jobs: &[NewJob]) -> Vec<&[NewJob]> {
+    let mut calls = Vec::new();
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .take(BULK_BATCH)
+            .take_while(|job| job.request_id.is_none())
+            .count()
+            .max(1);
+        let (call, tail) = rest.split_at(run);
+        calls.push(call);
+        rest = tail;
+    }
+    calls
+}
+
 fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
     let run_at = reply::time(reply.run_at_ms);
     match reply.code.as_str() {
@@ -338,7 +358,10 @@ impl Scheduler {
 
     /// Serializes and checks one typed request.
     fn prepare<T: Task>(&self, request: JobRequest<T>) -> Result<NewJob, Error> {
-        let id = match request.id {
+        if let Some(request_id) = &request.request_id {
+            validate_request_id(request_id)?;
+        }
+        let id = match request.id.or_else(|| request.request_id.clone()) {
             Some(id) => {
                 validate_job_id(&id)?;
                 id
@@ -354,6 +377,12 @@ impl Scheduler {
             request.max_attempts.or(T::OPTIONS.max_attempts),
         )?;
         job.unique_until_result_expires = request.unique_until_result_expires;
+        if let Some(request_id) = request.request_id {
+            // Random nonces never start with ':': the job this request
+            // created is recognised by it while it exists.
+            job.nonce = format!(":{request_id}");
+            job.request_id = Some(request_id);
+        }
         Ok(job)
     }
 
@@ -383,6 +412,7 @@ impl Scheduler {
             when: when_arg(when)?,
             nonce: nonce(),
             unique_until_result_expires: false,
+            request_id: None,
         })
     }
 
@@ -502,7 +532,7 @@ impl Scheduler {
             .into_iter()
             .map(|r| self.prepare(r))
             .collect::<Result<Vec<_>, _>>()?;
-        let batches: Vec<_> = stream::iter(jobs.chunks(BULK_BATCH))
+        let batches: Vec<_> = stream::iter(bulk_calls(&jobs))
             .map(|chunk| self.inner.backend.enqueue("enqueue", "keep", chunk))
             .buffered(BULK_IN_FLIGHT)
             .collect()

@@ -21,8 +21,11 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// whole under OOM). Enqueue, which adds jobs, is refused, as with EVAL.
 ///
 /// `claim` keeps its own log (the ids it took, under the worker's id): a
-/// replayed reply would carry every payload again. `renew` needs none: run
-/// again it extends the same leases. The read-only scripts need none.
+/// replayed reply would carry every payload again. `complete` and `renew`
+/// need none: fenced by (generation, attempt), which is never handed out
+/// twice, run again they change nothing (`complete` answers 'stale', `renew`
+/// extends the same leases). The read-only scripts need none; nor does
+/// `audit`, which repairs whatever is left to repair each time it runs.
 const SOURCES: [(&str, &str, &str, bool); 9] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
@@ -35,7 +38,7 @@ const SOURCES: [(&str, &str, &str, bool); 9] = [
         "complete",
         include_str!("scripts/complete.lua"),
         "allow-oom",
-        true,
+        false,
     ),
     (
         "renew",

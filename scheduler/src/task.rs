@@ -69,6 +69,7 @@ pub struct JobRequest<T: Task> {
     pub(crate) args: T::Args,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) unique_until_result_expires: bool,
+    pub(crate) request_id: Option<String>,
 }
 
 impl<T: Task> JobRequest<T> {
@@ -80,6 +81,7 @@ impl<T: Task> JobRequest<T> {
             args,
             max_attempts: None,
             unique_until_result_expires: false,
+            request_id: None,
         }
     }
 
@@ -128,6 +130,59 @@ impl<T: Task> JobRequest<T> {
     /// [`Scheduler::replace`](crate::Scheduler::replace) ignores it.
     pub fn unique_until_result_expires(mut self) -> Self {
         self.unique_until_result_expires = true;
+        self
+    }
+
+    /// Names this request with an idempotency key of the caller's choosing
+    /// (1 to 128 bytes, no control characters), so that sending the same
+    /// request again (after [`Error::Timeout`](crate::Error::Timeout) or a
+    /// crash of the caller, when it cannot know whether the first one was
+    /// written) answers what the first one did instead of creating a second
+    /// job. Without [`id`](Self::id), the job id is the request id.
+    ///
+    /// A request with the same job id and request id, sent to
+    /// [`Scheduler::enqueue`](crate::Scheduler::enqueue),
+    /// [`replace`](crate::Scheduler::replace) or
+    /// [`enqueue_many`](crate::Scheduler::enqueue_many), is recognised:
+    /// - for `keep_result` (default 1 h, at least 1 minute) after the first
+    ///   one was answered: it gets the first answer again, unchanged, and
+    ///   changes nothing, even if its job has run (or was cancelled) and its
+    ///   outcome is gone (`keep_result` zero);
+    /// - after that, as long as the job the first one created is deferred,
+    ///   queued or running, or its outcome is kept: it changes nothing and is
+    ///   answered `Enqueued` with that job's generation.
+    ///
+    /// Beyond both, the request id is forgotten and the request is a new one.
+    /// The arguments are not compared: a request id names one request. Both
+    /// backends behave the same. (Requests of `enqueue_many` that carry a
+    /// request id are sent one per call.)
+    ///
+    /// ```
+    /// #[scheduler::task]
+    /// async fn charge(order: u64) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://request-id")
+    ///     .register::<charge>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// let first = s.enqueue(charge::job(42).request_id("order-42-charge")).await?;
+    /// assert!(first.is_enqueued());
+    /// // The caller is not sure the first one went through (a timeout, a
+    /// // restart) and sends the same request again: same answer, one job.
+    /// let again = s.enqueue(charge::job(42).request_id("order-42-charge")).await?;
+    /// assert_eq!(again, first);
+    /// assert_eq!(s.pending::<charge>().await?.len(), 1);
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
         self
     }
 

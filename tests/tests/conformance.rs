@@ -38,6 +38,7 @@ conformance!(
     untyped_arguments_are_checked_against_the_task_parameters,
     a_release_never_hands_its_fence_token_out_again,
     a_cancel_names_the_waiting_successor_it_removed,
+    a_request_sent_again_with_its_request_id_gets_the_first_answer,
 );
 
 /// A `#[task]` of this binary: stored by position, shown to the untyped API by name.
@@ -1225,4 +1226,120 @@ mod issue14 {
         }
         s.close().await;
     }
+}
+
+/// Issue 14 items 19 and 13: the application cannot know whether an enqueue
+/// that timed out was written; sent again with the same request id, it must
+/// get the first answer and create nothing, also after its job ran, with
+/// `keep_result` zero, and for `replace` and `enqueue_many`.
+async fn a_request_sent_again_with_its_request_id_gets_the_first_answer(fx: Fixture) {
+    let probe = Probe::default();
+    let ns = namespace("request-id");
+    let p = producer(&fx.url(), &ns).await;
+    let later = |id: &str, arg: &str| probe_job(id, arg).after(Duration::from_secs(3600));
+
+    // Pending: the same answer, one job.
+    let first = p
+        .enqueue(later("e", "a").request_id("req-1"))
+        .await
+        .unwrap();
+    assert!(first.is_enqueued(), "{first:?}");
+    let again = p
+        .enqueue(later("e", "a").request_id("req-1"))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    // Another request for the id is a duplicate, as always.
+    assert!(matches!(
+        p.enqueue(later("e", "a").request_id("req-2"))
+            .await
+            .unwrap(),
+        EnqueueOutcome::Duplicate { .. }
+    ));
+
+    // replace: the re-sent request answers `Replaced` naming the generation
+    // it created, and replaces nothing more.
+    let replaced = p
+        .replace(later("e", "b").request_id("req-3"), IfRunning::Abort)
+        .await
+        .unwrap();
+    let ReplaceOutcome::Replaced { generation, .. } = replaced else {
+        panic!("{replaced:?}");
+    };
+    let again = p
+        .replace(later("e", "b").request_id("req-3"), IfRunning::Abort)
+        .await
+        .unwrap();
+    assert_eq!(again, replaced);
+    assert_eq!(p.info("e").await.unwrap().unwrap().generation, generation);
+
+    // Without an id, the job id is the request id.
+    let out = p.enqueue(later("unused", "c").request_id("req-4")).await;
+    assert!(out.unwrap().is_enqueued());
+    let bare = JobRequest::<ProbeTask>::new(ProbeArgs::new("c"))
+        .after(Duration::from_secs(3600))
+        .request_id("req-5");
+    let out = p.enqueue(bare).await.unwrap();
+    assert!(out.is_enqueued());
+    assert!(p.info("req-5").await.unwrap().is_some());
+
+    // enqueue_many: a request with a request id sent again is still one job.
+    let batch = |n: u32| {
+        (0..n).map(|i| {
+            let request = later(&format!("m{i}"), "m");
+            if i == 1 {
+                request.request_id("req-6")
+            } else {
+                request
+            }
+        })
+    };
+    let outcomes = p.enqueue_many(batch(3)).await.unwrap();
+    assert!(outcomes.iter().all(EnqueueOutcome::is_enqueued));
+    let again = p.enqueue_many(batch(3)).await.unwrap();
+    assert_eq!(again[1], outcomes[1]);
+    assert!(!again[0].is_enqueued() && !again[2].is_enqueued());
+    p.close().await;
+
+    // After the job ran, with keep_result zero (no outcome kept): still the
+    // first answer, and the job does not run again.
+    let w = Scheduler::builder(fx.url())
+        .namespace(&ns)
+        .keep_result(Duration::ZERO)
+        .register::<ProbeTask>()
+        .provide(probe.clone())
+        .worker(fast_worker())
+        .start()
+        .await
+        .unwrap();
+    let first = w
+        .enqueue(probe_job("ran", "r").request_id("req-7"))
+        .await
+        .unwrap();
+    assert!(first.is_enqueued());
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    assert_eq!(
+        wait_status(&w, "ran", |st| *st == JobStatus::NotFound).await,
+        JobStatus::NotFound
+    );
+    let again = w
+        .enqueue(probe_job("ran", "r").request_id("req-7"))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(probe.runs_of("ran").len(), 1, "the request ran twice");
+    // Without a request id the same request is a new job (the id is free).
+    assert!(w
+        .enqueue(probe_job("ran", "r"))
+        .await
+        .unwrap()
+        .is_enqueued());
+    assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
+    // A request id is checked before the backend is touched.
+    assert!(matches!(
+        w.enqueue(probe_job("bad", "r").request_id("")).await,
+        Err(Error::InvalidRequestId { .. })
+    ));
+    w.close().await;
 }

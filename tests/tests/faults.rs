@@ -492,6 +492,9 @@ async fn graceful_shutdown_releases_a_long_job_to_another_worker() {
         wait_status(&p, "long", JobStatus::Completed, Duration::from_secs(5)).await,
         JobStatus::Completed
     );
+    let info = p.info("long").await.unwrap().unwrap();
+    // The probe task allows 3 attempts; the release added one.
+    assert_eq!((info.attempts, info.max_attempts), (2, 4), "{info:?}");
     b.close().await;
     p.close().await;
 }

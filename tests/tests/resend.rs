@@ -251,3 +251,39 @@ async fn a_resent_enqueue_after_its_job_ran_with_keep_result_zero_creates_no_sec
     lossy.close().await;
     w.close().await;
 }
+
+/// Item 19: after `Error::Timeout` the application cannot know whether its
+/// enqueue was written. Sent again with the same request id, it gets the
+/// first answer and creates nothing.
+#[tokio::test]
+async fn a_request_sent_again_by_the_application_after_a_timeout_is_one_job() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("resend-user");
+    let probe = Probe::default();
+    let direct = start(&server.url(), &ns, &probe, Duration::from_secs(60), None).await;
+    let lossy = Scheduler::builder(proxy.url())
+        .namespace(&ns)
+        .command_timeout(Duration::from_millis(500))
+        .register::<ProbeTask>()
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    let request = || deferred("t", "once").request_id("order-7");
+    proxy.lose_reply_of(b"_enqueue");
+    // The library's own re-send cannot get through either: the caller sees
+    // a transient error although the job was written.
+    let err = lossy.enqueue(request()).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let written = direct.info("t").await.unwrap().unwrap();
+    proxy.set_mode(Mode::Pass);
+    let again = lossy.enqueue(request()).await.unwrap();
+    assert!(
+        matches!(again, EnqueueOutcome::Enqueued { generation, .. } if generation == written.generation),
+        "{again:?}"
+    );
+    assert_eq!(direct.pending::<ProbeTask>().await.unwrap().len(), 1);
+    lossy.close().await;
+    direct.close().await;
+}

@@ -295,23 +295,26 @@ end
 -- `call_logged`). One string key per request, `{namespace}:reply:<request id>`,
 -- expiring on its own after ttl ms: the log is bounded by the request rate
 -- times the ttl, and needs no sweep.
--- The last three ARGV of a logged call: request id, retry ('1': look the
--- request up first; '' on a first send), ttl ms ('0': record nothing). They
--- are taken off ARGV before the body runs, so the body sees its own arguments.
+-- The last ARGV of a logged call names the request: '' (record nothing,
+-- look nothing up: the usual case, one argument), else
+-- '<retry><ttl>:<request id>' where retry is '1' to look the request up
+-- first ('0' on a first send) and ttl is in ms ('0': record nothing). It is
+-- taken off ARGV before the body runs, so the body sees its own arguments.
 local function reply_key(due, request_id)
   return key_prefix(due) .. 'reply:' .. request_id
 end
 
 local function logged(body, KEYS, ARGV)
   local n = #ARGV
-  local request_id, retry, ttl = ARGV[n - 2], ARGV[n - 1], ARGV[n]
-  ARGV[n], ARGV[n - 1], ARGV[n - 2] = nil, nil, nil
-  local key = reply_key(K_DUE, request_id)
+  local request = ARGV[n]
+  ARGV[n] = nil
+  if request == '' then return body(KEYS, ARGV) end
+  local retry, ttl, request_id = string.match(request, '^(%d)(%d+):(.*)$')
   if retry == '1' then
-    local saved = redis.call('GET', key)
+    local saved = redis.call('GET', reply_key(K_DUE, request_id))
     if saved then return cmsgpack.unpack(saved) end
   end
   local reply = body(KEYS, ARGV)
-  if ttl ~= '0' then redis.call('SET', key, cmsgpack.pack(reply), 'PX', ttl) end
+  if ttl ~= '0' then redis.call('SET', reply_key(K_DUE, request_id), cmsgpack.pack(reply), 'PX', ttl) end
   return reply
 end

@@ -4,10 +4,10 @@
 -- KEYS: due, pending, active, seq of one namespace (the keys this path touches;
 --       every key of the namespace is `{namespace}:<suffix>`, see common.lua)
 -- ARGV: id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'),
---       when ms, nonce, dead-letter cap, request id, reply-log ttl ms,
---       '1' to log the reply of a created job too (see below), channel scope
---       (what follows `wake` and `abort` in the channel names: '' in database
---       0, ':db<N>' in database N)
+--       when ms, nonce, dead-letter cap, then, all optional: the channel
+--       scope (what follows `wake` and `abort` in the channel names: absent
+--       or '' in database 0, ':db<N>' in database N) and, only when the reply
+--       must be logged (see below), request id and reply-log ttl ms
 -- Returns code, generation, run_at, extra, as enqueue.lua does for one job.
 --
 -- When the id is pending or running (a duplicate, a re-sent request, a
@@ -19,10 +19,10 @@
 -- request whose reply was lost is sent again to enqueue.lua with the same
 -- request id and the retry flag: it answers from the reply log (common.lua
 -- `logged`) what this call recorded there, else finds the job by its nonce.
--- A created job's reply is recorded only when the client asks (keep_result
--- shorter than the re-send window: the job may finish, and its nonce vanish
--- with its outcome, before the re-send arrives); a handed-on request is
--- recorded by enqueue.lua.
+-- A created job's reply is recorded only when the client sends a ttl
+-- (keep_result shorter than the re-send window: the job may finish, and its
+-- nonce vanish with its outcome, before the re-send arrives); a handed-on
+-- request is recorded by enqueue.lua under the same condition.
 --
 -- Why a script of its own: redis-server spends about 144,000 instructions on
 -- a single-job enqueue.lua call and 90,000 on this one (callgrind,
@@ -31,14 +31,14 @@
 -- 14), each redis.call about 4,700 (7 here against 8), and enqueue.lua's
 -- batch machinery (closures, reply tables) the rest.
 local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id = ARGV[1]
+local id, scope, request_id, ttl = ARGV[1], ARGV[9] or '', ARGV[10], ARGV[11]
 local now = now_ms()
 if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) == 1 then
   local namespace = key_prefix(due)
   local keys = {}
   for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
-  return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake' .. ARGV[12], namespace .. 'abort' .. ARGV[12],
-    ARGV[8], '', id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ARGV[9], '', ARGV[10]})
+  return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake' .. scope, namespace .. 'abort' .. scope, ARGV[8], '',
+    id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ttl and ('0' .. ttl .. ':' .. request_id) or ''})
 end
 local kind, run_at, run_at_text = ARGV[5], now, nil
 if kind == 'at' then
@@ -55,10 +55,10 @@ redis.call('ZADD', due, run_at_text, id)
 -- wake_if_earliest, with this script's due key and the channel derived from it
 -- and the channel scope.
 if is_earliest(due, run_at_text) then
-  redis.call('PUBLISH', key_prefix(due) .. 'wake' .. ARGV[12], run_at_text)
+  redis.call('PUBLISH', key_prefix(due) .. 'wake' .. scope, run_at_text)
 end
 local reply = {'enqueued', generation, run_at, 0}
-if ARGV[11] == '1' then
-  redis.call('SET', reply_key(due, ARGV[9]), cmsgpack.pack(reply), 'PX', ARGV[10])
+if ttl then
+  redis.call('SET', reply_key(due, request_id), cmsgpack.pack(reply), 'PX', ttl)
 end
 return reply
