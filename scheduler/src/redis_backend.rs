@@ -952,13 +952,10 @@ impl Backend for RedisBackend {
         count: usize,
     ) -> BoxFuture<'_, Result<Vec<DeadLetter>, Error>> {
         Box::pin(async move {
-            let args = || -> Vec<Value> {
-                vec![
-                    "list".into(),
-                    Value::Integer(offset as i64),
-                    Value::Integer(count as i64),
-                ]
-            };
+            // The dead letter holds at most dead_letter_cap (a u32) entries:
+            // larger values mean the same and stay exact in Lua's doubles.
+            let bound = |n: usize| Value::Integer(n.min(u32::MAX as usize) as i64);
+            let args = || -> Vec<Value> { vec!["list".into(), bound(offset), bound(count)] };
             let reply = reply::array(self.call(&self.scripts.dead_letters, args).await?, "dead")?;
             reply
                 .into_iter()

@@ -719,7 +719,8 @@ impl Scheduler {
         Ok(all)
     }
 
-    /// Dead-lettered jobs, newest first.
+    /// Dead-lettered jobs, newest first: at most `count` of them, after
+    /// skipping the `offset` newest (`count` 0 returns none).
     pub async fn dead_letters(
         &self,
         offset: usize,

@@ -923,6 +923,7 @@ mod issue14 {
     conformance!(
         retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,
         replace_follows_its_policy_in_every_state,
+        dead_letters_pages_alike_on_both_backends_and_count_0_is_empty,
     );
     conformance_multi_thread!(retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,);
 
@@ -1102,6 +1103,41 @@ mod issue14 {
                 }
             }
         }
+        s.close().await;
+    }
+
+    async fn dead_letters_pages_alike_on_both_backends_and_count_0_is_empty(fx: Fixture) {
+        let probe = Probe::default();
+        let s = worker(&fx.url(), &namespace("dead-pages"), &probe).await;
+        for id in ["d1", "d2", "d3"] {
+            let job = JobRequest::<ProbeTask>::new(ProbeArgs::new(id).mode("permanent")).id(id);
+            s.enqueue(job).await.unwrap();
+            // One at a time, so that they are dead-lettered in this order.
+            wait_status(&s, id, |st| *st == JobStatus::Failed).await;
+        }
+        let page = |offset: usize, count: usize| {
+            let s = s.clone();
+            async move {
+                s.dead_letters(offset, count)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| d.job_id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page(0, 10).await, ["d3", "d2", "d1"]);
+        assert_eq!(
+            page(0, 0).await,
+            Vec::<String>::new(),
+            "count 0 is an empty page"
+        );
+        assert_eq!(page(1, 0).await, Vec::<String>::new());
+        assert_eq!(page(0, 2).await, ["d3", "d2"]);
+        assert_eq!(page(2, 2).await, ["d1"]);
+        assert_eq!(page(3, 2).await, Vec::<String>::new());
+        assert_eq!(page(0, usize::MAX).await, ["d3", "d2", "d1"]);
+        assert_eq!(page(usize::MAX, 1).await, Vec::<String>::new());
         s.close().await;
     }
 }
