@@ -502,12 +502,25 @@ fn enqueue_reply(
     run_at: &Value,
     extra: &Value,
 ) -> Result<EnqueueReply, Error> {
+    let code = reply::string(code);
+    let mut state = reply::string(extra);
+    let mut task = String::new();
+    if code == "duplicate" {
+        // 'state:task' (a task name may hold ':', a state never does).
+        if let Some((s, t)) = state.split_once(':') {
+            task = t.to_string();
+            state = s.to_string();
+        }
+    } else if code == "wrong_task" {
+        task = std::mem::take(&mut state);
+    }
     Ok(EnqueueReply {
-        code: reply::string(code),
+        code,
         generation: reply::int(generation, "generation")? as u64,
         run_at_ms: reply::int(run_at, "run_at")?,
-        state: reply::string(extra),
+        state,
         other: reply::opt_int(extra).unwrap_or(0),
+        task,
     })
 }
 
@@ -538,6 +551,7 @@ fn uniform_enqueue_replies(values: Vec<Value>, jobs: usize) -> Result<Vec<Enqueu
                 run_at_ms,
                 state: String::new(),
                 other: 0,
+                task: String::new(),
             }),
             entry => match reply::array(entry, "enqueue entry")?.as_slice() {
                 [code, generation, run_at, extra] => enqueue_reply(code, generation, run_at, extra),
@@ -823,6 +837,7 @@ impl Backend for RedisBackend {
         &'a self,
         id: &'a str,
         generation: Option<u64>,
+        task: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
         Box::pin(async move {
             let args = || -> Vec<Value> {
@@ -833,6 +848,7 @@ impl Backend for RedisBackend {
                         .unwrap_or_else(|| "".into()),
                     Value::Integer(self.keep_ms()),
                     self.keys.abort_channel.as_str().into(),
+                    task.unwrap_or("").into(),
                 ]
             };
             let reply = reply::array(self.call(&self.scripts.cancel, args).await?, "cancel")?;
@@ -842,6 +858,13 @@ impl Backend for RedisBackend {
             Ok(match code.as_str() {
                 "removed" => CancelOutcome::Removed { generation },
                 "abort_signalled" => CancelOutcome::AbortSignalled { generation },
+                "wrong_task" => {
+                    return Err(Error::WrongTask {
+                        job_id: id.to_string(),
+                        expected: task.unwrap_or_default().to_string(),
+                        found: reply.get(2).map(reply::string).unwrap_or_default(),
+                    })
+                }
                 "finished" => {
                     let state = reply.get(2).map(reply::string).unwrap_or_default();
                     CancelOutcome::AlreadyFinished(
