@@ -14,7 +14,7 @@
 # script wrapped in a function after common.lua; the name here is fixed, not
 # the content hash), then FCALL of its enqueue function.
 # MODE=one: the same library, FCALL of its enqueue_one function (the first send
-# of one job, the path a plain enqueue takes), with its 4 keys and 8 arguments.
+# of one job, the path a plain enqueue takes), with its 4 keys and 9 arguments.
 set -euo pipefail
 mode=${MODE:-evalsha}
 calls=${1:-2000}
