@@ -14,7 +14,8 @@
 # script wrapped in a function after common.lua; the name here is fixed, not
 # the content hash), then FCALL of its enqueue function.
 # MODE=one: the same library, FCALL of its enqueue_one function (the first send
-# of one job, the path a plain enqueue takes), with its 4 keys and 9 arguments.
+# of one job, the path a plain enqueue takes), with its 4 keys and 8 arguments
+# (a 9th, the channel scope, only outside database 0).
 set -euo pipefail
 mode=${MODE:-evalsha}
 calls=${1:-2000}
@@ -58,7 +59,7 @@ esac
 payload="[\"noop\",0.0,\"$(printf 'x%.0s' $(seq 100))\"]"
 if [ "$mode" = one ]; then
   args=(fcall scheduler_bench_enqueue_one 4 '{q}:due' '{q}:pending' '{q}:active' '{q}:seq'
-    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000 '')
+    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000)
 else
   args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
     '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'

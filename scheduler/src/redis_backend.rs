@@ -374,7 +374,11 @@ impl RedisBackend {
             let mut args = Vec::with_capacity(9);
             push_job_values(&mut args, job);
             args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
-            args.push(self.keys.channel_scope.as_str().into());
+            // Sent only outside database 0 (each argument costs Redis about
+            // 1,000 instructions; the script reads a missing one as '').
+            if !self.keys.channel_scope.is_empty() {
+                args.push(self.keys.channel_scope.as_str().into());
+            }
             args
         };
         self.fcall_reloading(

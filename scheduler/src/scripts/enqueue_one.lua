@@ -4,8 +4,9 @@
 -- KEYS: due, pending, active, seq of one namespace (the keys this path touches;
 --       every key of the namespace is `{namespace}:<suffix>`, see common.lua)
 -- ARGV: id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'),
---       when ms, nonce, dead-letter cap, channel scope (what follows `wake` and
---       `abort` in the channel names: '' in database 0, ':db<N>' in database N)
+--       when ms, nonce, dead-letter cap, and outside database 0 the channel
+--       scope (what follows `wake` and `abort` in the channel names: ':db<N>'
+--       in database N; absent, '', in database 0)
 -- Returns code, generation, run_at, extra, as enqueue.lua does for one job.
 --
 -- When the id is pending or running (a duplicate, a re-sent request, a
@@ -20,17 +21,17 @@
 -- Why a script of its own: redis-server spends about 144,000 instructions on
 -- a single-job enqueue.lua call and 90,000 on this one (callgrind,
 -- bench/scripts/callgrind-enqueue.sh). Each key and argument costs about
--- 1,000 to parse and hand to Lua (4 keys and 9 arguments here against 11 and
+-- 1,000 to parse and hand to Lua (4 keys and 8 arguments here against 11 and
 -- 14), each redis.call about 4,700 (7 here against 8), and enqueue.lua's
 -- batch machinery (closures, reply tables) the rest.
 local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id = ARGV[1]
+local id, scope = ARGV[1], ARGV[9] or ''
 local now = now_ms()
 if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) == 1 then
   local namespace = key_prefix(due)
   local keys = {}
   for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
-  return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake' .. ARGV[9], namespace .. 'abort' .. ARGV[9], ARGV[8], '',
+  return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake' .. scope, namespace .. 'abort' .. scope, ARGV[8], '',
     id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0'})
 end
 local kind, run_at, run_at_text = ARGV[5], now, nil
@@ -48,6 +49,6 @@ redis.call('ZADD', due, run_at_text, id)
 -- wake_if_earliest, with this script's due key and the channel derived from it
 -- and the channel scope.
 if is_earliest(due, run_at_text) then
-  redis.call('PUBLISH', key_prefix(due) .. 'wake' .. ARGV[9], run_at_text)
+  redis.call('PUBLISH', key_prefix(due) .. 'wake' .. scope, run_at_text)
 end
 return {'enqueued', generation, run_at, 0}
