@@ -15,7 +15,8 @@
 # the content hash), then FCALL of its enqueue function.
 # MODE=one: the same library, FCALL of its enqueue_one function (the first send
 # of one job, the path a plain enqueue takes), with its 4 keys and 8 arguments
-# (keep_result longer than the re-send window: nothing to log).
+# (a 9th, the channel scope, only outside database 0; keep_result longer than
+# the re-send window: nothing to log).
 # enqueue.lua gets the reply log's trailing argument, '' (an 'enqueue' with
 # keep_result longer than the re-send window records nothing), as the crate
 # sends it.
@@ -80,7 +81,7 @@ esac
 payload="[\"noop\",0.0,\"$(printf 'x%.0s' $(seq 100))\"]"
 if [ "$mode" = one ]; then
   args=(fcall scheduler_bench_enqueue_one 4 '{q}:due' '{q}:pending' '{q}:active' '{q}:seq'
-    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000 '')
+    'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000)
 else
   args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
     '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'

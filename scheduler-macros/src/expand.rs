@@ -194,8 +194,8 @@ pub(crate) fn helpers(model: &TaskFn<'_>, paths: &Paths, bodies: Bodies) -> Toke
     let replace_body = body(quote! {
         #scheduler.replace(Self::job(#(#names),*).id(#job_id).at(#when), #if_running::Abort).await
     });
-    let cancel_body = body(quote!(#scheduler.cancel(#job_id).await));
-    let status_body = body(quote!(#scheduler.status(#job_id).await));
+    let cancel_body = body(quote!(#scheduler.cancel_typed::<Self>(#job_id).await));
+    let status_body = body(quote!(#scheduler.status_typed::<Self>(#job_id).await));
 
     let doc_job = format!(
         "A request to run `{name}` with these arguments, for `Scheduler::enqueue`, \
@@ -217,11 +217,17 @@ pub(crate) fn helpers(model: &TaskFn<'_>, paths: &Paths, bodies: Bodies) -> Toke
     let doc_replace = format!(
         "Re-plans job `job_id` of `{name}` to run at `when` with these arguments, in one \
          atomic step: a pending job is replaced, a running one is aborted \
-         (`IfRunning::Abort`); with no job under this id, it is enqueued."
+         (`IfRunning::Abort`); with no job under this id, it is enqueued. A job of \
+         another task under this id is left alone: `Error::WrongTask`."
     );
-    let doc_cancel =
-        "Cancels job `job_id`: a pending job never starts, a running one is aborted.".to_string();
-    let doc_status = "Where job `job_id` is now.".to_string();
+    let doc_cancel = format!(
+        "Cancels job `job_id` of `{name}`: a pending job never starts, a running one is \
+         aborted. A job of another task under this id is left alone: `Error::WrongTask`."
+    );
+    let doc_status = format!(
+        "Where job `job_id` of `{name}` is now (`Error::WrongTask` when the id holds a job \
+         of another task)."
+    );
 
     quote! {
         #[allow(dead_code, unused_variables, clippy::too_many_arguments)]

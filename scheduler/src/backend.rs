@@ -59,6 +59,8 @@ pub(crate) struct EnqueueReply {
     pub(crate) state: String,
     /// The other generation or previous run time, depending on the code.
     pub(crate) other: i64,
+    /// The task of the job holding the id ('duplicate', 'wrong_task'), else empty.
+    pub(crate) task: String,
 }
 
 /// A job a worker claimed.
@@ -157,7 +159,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn attach_health(&self, _health: &HealthState) {}
 
     /// Creates jobs ('enqueue') or replaces them ('replace' with an if-running
-    /// policy 'abort' | 'after' | 'keep').
+    /// policy 'abort' | 'after' | 'keep'). 'replace' acts only on a job of
+    /// the request's task: a job of another task under the id is answered
+    /// 'wrong_task' (its task in `EnqueueReply::task`) and kept.
     fn enqueue<'a>(
         &'a self,
         mode: &'static str,
@@ -188,11 +192,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
 
-    /// Cancels a job (optionally only one generation).
+    /// Cancels a job (optionally only one generation; with `task`, only a job
+    /// of that task: else [`Error::WrongTask`] and nothing changes).
     fn cancel<'a>(
         &'a self,
         id: &'a str,
         generation: Option<u64>,
+        task: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CancelOutcome, Error>>;
 
     /// Everything known about a job.

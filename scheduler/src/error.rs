@@ -147,6 +147,19 @@ pub enum Error {
     /// The scheduler was closed.
     #[error("the scheduler is closed")]
     Closed,
+    /// A task's typed call (its helpers, [`Scheduler::replace`](crate::Scheduler::replace),
+    /// [`Scheduler::result`](crate::Scheduler::result), ...) found the id held by a
+    /// job of another task, and changed nothing. Job ids are global to the
+    /// namespace, not per task.
+    #[error("job {job_id:?} is a job of task `{found}`, not of `{expected}`; nothing changed (job ids are shared by all tasks: use another id, or the calls of `{found}`)")]
+    WrongTask {
+        /// The job id.
+        job_id: String,
+        /// The task of the call.
+        expected: String,
+        /// The task of the job that holds the id.
+        found: String,
+    },
 }
 
 impl Error {

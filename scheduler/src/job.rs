@@ -82,6 +82,9 @@ pub enum EnqueueOutcome {
     },
     /// A job with this id is already pending; nothing changed.
     Duplicate {
+        /// The task of the existing job (job ids are shared by all tasks: it
+        /// may be another task than the request's).
+        task: String,
         /// Where the existing job is.
         state: PendingState,
         /// The existing job's generation.

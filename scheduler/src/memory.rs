@@ -273,6 +273,7 @@ impl MemoryBackend {
                     run_at_ms,
                     state: state.to_string(),
                     other,
+                    task: String::new(),
                 }
             };
             let pending = tx.s.pending.get(&job.id).cloned();
@@ -331,15 +332,19 @@ impl MemoryBackend {
                     } else {
                         "deferred"
                     };
-                    out.push(reply("duplicate", p.generation, planned, state, 0));
+                    let mut r = reply("duplicate", p.generation, planned, state, 0);
+                    r.task = p.task.clone();
+                    out.push(r);
                 } else if let Some(a) = &active {
-                    out.push(reply(
+                    let mut r = reply(
                         "duplicate",
                         a.generation,
                         a.run_at.unwrap_or(now),
                         "running",
                         0,
-                    ));
+                    );
+                    r.task = a.task.clone();
+                    out.push(r);
                 } else if let Some(r) = job
                     .unique_until_result_expires
                     .then(|| tx.live_result(&job.id))
@@ -356,6 +361,21 @@ impl MemoryBackend {
                     let generation = create(&mut tx, None);
                     out.push(reply("enqueued", generation, run_at, "", 0));
                 }
+            } else if let Some(holder) = active
+                .as_ref()
+                .filter(|a| a.task != job.task)
+                .or(pending.as_ref().filter(|p| p.task != job.task))
+            {
+                // As enqueue.lua: replace acts only on a job of its own task.
+                let mut r = reply(
+                    "wrong_task",
+                    holder.generation,
+                    holder.run_at.unwrap_or(now),
+                    "",
+                    0,
+                );
+                r.task = holder.task.clone();
+                out.push(r);
             } else if let Some(a) = &active {
                 // As enqueue.lua: the policy holds whether or not a
                 // replacement already waits ('keep' leaves it waiting).
@@ -570,8 +590,36 @@ impl MemoryBackend {
         out
     }
 
-    fn cancel_now(&self, id: &str, want: Option<u64>) -> CancelOutcome {
+    fn cancel_now(
+        &self,
+        id: &str,
+        want: Option<u64>,
+        task: Option<&str>,
+    ) -> Result<CancelOutcome, Error> {
         let mut tx = self.begin();
+        // As cancel.lua: a typed cancel acts only on a job of its task.
+        if let Some(expected) = task.filter(|t| !t.is_empty()) {
+            let held: Vec<&Record> = [tx.s.active.get(id), tx.s.pending.get(id)]
+                .into_iter()
+                .flatten()
+                .collect();
+            let found = if held.is_empty() {
+                tx.live_result(id)
+                    .filter(|r| !r.task.is_empty() && r.task != expected)
+                    .map(|r| r.task.clone())
+            } else {
+                held.iter()
+                    .find(|r| r.task != expected)
+                    .map(|r| r.task.clone())
+            };
+            if let Some(found) = found {
+                return Err(Error::WrongTask {
+                    job_id: id.to_string(),
+                    expected: expected.to_string(),
+                    found,
+                });
+            }
+        }
         let matches = |generation: u64| want.is_none_or(|w| w == generation);
         let mut removed = None;
         if let Some(rec) =
@@ -616,7 +664,7 @@ impl MemoryBackend {
             }
         };
         self.commit(tx);
-        outcome
+        Ok(outcome)
     }
 
     fn inspect_now(&self, id: &str) -> Option<JobInfo> {
@@ -993,8 +1041,9 @@ impl Backend for MemoryBackend {
         &'a self,
         id: &'a str,
         generation: Option<u64>,
+        task: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
-        Box::pin(async move { Ok(self.cancel_now(id, generation)) })
+        Box::pin(async move { self.cancel_now(id, generation, task) })
     }
 
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {

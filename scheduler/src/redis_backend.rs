@@ -669,12 +669,25 @@ fn enqueue_reply(
     run_at: &Value,
     extra: &Value,
 ) -> Result<EnqueueReply, Error> {
+    let code = reply::string(code);
+    let mut state = reply::string(extra);
+    let mut task = String::new();
+    if code == "duplicate" {
+        // 'state:task' (a task name may hold ':', a state never does).
+        if let Some((s, t)) = state.split_once(':') {
+            task = t.to_string();
+            state = s.to_string();
+        }
+    } else if code == "wrong_task" {
+        task = std::mem::take(&mut state);
+    }
     Ok(EnqueueReply {
-        code: reply::string(code),
+        code,
         generation: reply::int(generation, "generation")? as u64,
         run_at_ms: reply::int(run_at, "run_at")?,
-        state: reply::string(extra),
+        state,
         other: reply::opt_int(extra).unwrap_or(0),
+        task,
     })
 }
 
@@ -705,6 +718,7 @@ fn uniform_enqueue_replies(values: Vec<Value>, jobs: usize) -> Result<Vec<Enqueu
                 run_at_ms,
                 state: String::new(),
                 other: 0,
+                task: String::new(),
             }),
             entry => match reply::array(entry, "enqueue entry")?.as_slice() {
                 [code, generation, run_at, extra] => enqueue_reply(code, generation, run_at, extra),
@@ -1004,6 +1018,7 @@ impl Backend for RedisBackend {
         &'a self,
         id: &'a str,
         generation: Option<u64>,
+        task: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
         Box::pin(async move {
             let args = || -> Vec<Value> {
@@ -1014,6 +1029,7 @@ impl Backend for RedisBackend {
                         .unwrap_or_else(|| "".into()),
                     Value::Integer(self.keep_ms()),
                     self.keys.abort_channel.as_str().into(),
+                    task.unwrap_or("").into(),
                 ]
             };
             let reply = reply::array(
@@ -1030,6 +1046,13 @@ impl Backend for RedisBackend {
                     generation,
                     removed_successor: reply.get(3).and_then(reply::opt_int).map(|g| g as u64),
                 },
+                "wrong_task" => {
+                    return Err(Error::WrongTask {
+                        job_id: id.to_string(),
+                        expected: task.unwrap_or_default().to_string(),
+                        found: reply.get(2).map(reply::string).unwrap_or_default(),
+                    })
+                }
                 "finished" => {
                     let state = reply.get(2).map(reply::string).unwrap_or_default();
                     CancelOutcome::AlreadyFinished(
@@ -1140,13 +1163,10 @@ impl Backend for RedisBackend {
         count: usize,
     ) -> BoxFuture<'_, Result<Vec<DeadLetter>, Error>> {
         Box::pin(async move {
-            let args = || -> Vec<Value> {
-                vec![
-                    "list".into(),
-                    Value::Integer(offset as i64),
-                    Value::Integer(count as i64),
-                ]
-            };
+            // The dead letter holds at most dead_letter_cap (a u32) entries:
+            // larger values mean the same and stay exact in Lua's doubles.
+            let bound = |n: usize| Value::Integer(n.min(u32::MAX as usize) as i64);
+            let args = || -> Vec<Value> { vec!["list".into(), bound(offset), bound(count)] };
             // Read-only: nothing to record (ttl 0).
             let read = Request {
                 id: String::new(),

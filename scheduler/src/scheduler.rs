@@ -311,6 +311,18 @@ fn bulk_calls(jobs: &[NewJob]) -> Vec<&[NewJob]> {
     calls
 }
 
+/// [`Error::WrongTask`] unless the job is one of task `T`.
+fn check_task<T: Task>(job_id: &str, info: &JobInfo) -> Result<(), Error> {
+    if info.task == T::NAME {
+        return Ok(());
+    }
+    Err(Error::WrongTask {
+        job_id: job_id.to_string(),
+        expected: T::NAME.to_string(),
+        found: info.task.clone(),
+    })
+}
+
 fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
     let run_at = reply::time(reply.run_at_ms);
     match reply.code.as_str() {
@@ -325,6 +337,7 @@ fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
                 _ => PendingState::Deferred,
             };
             Ok(EnqueueOutcome::Duplicate {
+                task: reply.task,
                 state,
                 generation: reply.generation,
                 run_at,
@@ -417,7 +430,8 @@ impl Scheduler {
     }
 
     /// Enqueues a typed job. If a job with this id is already deferred, queued or
-    /// running, nothing changes and [`EnqueueOutcome::Duplicate`] says where it is.
+    /// running, nothing changes and [`EnqueueOutcome::Duplicate`] says where it is
+    /// and which task it belongs to (job ids are shared by all tasks).
     /// A finished job's id is free at once, unless the request asks for
     /// [`unique_until_result_expires`](JobRequest::unique_until_result_expires)
     /// ([`EnqueueOutcome::RecentlyFinished`] while its outcome is kept).
@@ -549,6 +563,10 @@ impl Scheduler {
     /// Replaces the pending job with this id by the new request in one atomic
     /// step (the seed's "cancel, then queue", without its race). When the job is
     /// running, `if_running` decides.
+    ///
+    /// It acts only on a job of task `T`: when the id is held by a pending or
+    /// running job of another task, nothing changes and the answer is
+    /// [`Error::WrongTask`] (job ids are shared by all tasks).
     pub async fn replace<T: Task>(
         &self,
         request: JobRequest<T>,
@@ -591,6 +609,13 @@ impl Scheduler {
                 running_generation: other as u64,
             },
             "running" => ReplaceOutcome::Running { generation },
+            "wrong_task" => {
+                return Err(Error::WrongTask {
+                    job_id: job.id,
+                    expected: job.task,
+                    found: reply.task,
+                })
+            }
             code => {
                 return Err(Error::Corrupt(format!(
                     "unexpected replace outcome {code:?}"
@@ -608,8 +633,19 @@ impl Scheduler {
     /// Returns at once; see [`cancel_and_wait`](Self::cancel_and_wait).
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        let outcome = self.observe(self.inner.backend.cancel(job_id, None).await)?;
+        let outcome = self.observe(self.inner.backend.cancel(job_id, None, None).await)?;
         info!(job_id, ?outcome, "cancel");
+        Ok(outcome)
+    }
+
+    /// Cancels job `job_id` as [`cancel`](Self::cancel) does, only if it is a
+    /// job of task `T` (what `#[task]`'s `cancel` helper calls). When the id
+    /// is held by a job of another task (pending, running, or finished with
+    /// its outcome kept), nothing changes and the answer is [`Error::WrongTask`].
+    pub async fn cancel_typed<T: Task>(&self, job_id: &str) -> Result<CancelOutcome, Error> {
+        validate_job_id(job_id)?;
+        let outcome = self.observe(self.inner.backend.cancel(job_id, None, Some(T::NAME)).await)?;
+        info!(job_id, task = T::NAME, ?outcome, "cancel");
         Ok(outcome)
     }
 
@@ -621,7 +657,12 @@ impl Scheduler {
         generation: u64,
     ) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        self.observe(self.inner.backend.cancel(job_id, Some(generation)).await)
+        self.observe(
+            self.inner
+                .backend
+                .cancel(job_id, Some(generation), None)
+                .await,
+        )
     }
 
     /// Cancels, then waits until a running job has stopped (up to `timeout`).
@@ -658,13 +699,24 @@ impl Scheduler {
             .unwrap_or(JobStatus::NotFound))
     }
 
+    /// Where job `job_id` of task `T` is now (what `#[task]`'s `status` helper
+    /// calls): [`Error::WrongTask`] when the id is held by a job of another task.
+    pub async fn status_typed<T: Task>(&self, job_id: &str) -> Result<JobStatus, Error> {
+        let Some(info) = self.info(job_id).await? else {
+            return Ok(JobStatus::NotFound);
+        };
+        check_task::<T>(job_id, &info)?;
+        Ok(info.status)
+    }
+
     /// Everything known about a job (`None` if unknown or expired).
     pub async fn info(&self, job_id: &str) -> Result<Option<JobInfo>, Error> {
         validate_job_id(job_id)?;
         self.observe(self.inner.backend.inspect(job_id).await)
     }
 
-    /// The stored result of a completed job of task `T`, decoded.
+    /// The stored result of a completed job of task `T`, decoded
+    /// ([`Error::WrongTask`] when the id is held by a job of another task).
     pub async fn result<T>(&self, job_id: &str) -> Result<Option<T::Output>, Error>
     where
         T: Task,
@@ -673,6 +725,7 @@ impl Scheduler {
         let Some(info) = self.info(job_id).await? else {
             return Ok(None);
         };
+        check_task::<T>(job_id, &info)?;
         if info.status != JobStatus::Completed {
             return Ok(None);
         }
@@ -751,7 +804,8 @@ impl Scheduler {
         Ok(all)
     }
 
-    /// Dead-lettered jobs, newest first.
+    /// Dead-lettered jobs, newest first: at most `count` of them, after
+    /// skipping the `offset` newest (`count` 0 returns none).
     pub async fn dead_letters(
         &self,
         offset: usize,

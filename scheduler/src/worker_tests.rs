@@ -163,8 +163,9 @@ impl Backend for Faulty {
         &'a self,
         id: &'a str,
         generation: Option<u64>,
+        task: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
-        self.inner.cancel(id, generation)
+        self.inner.cancel(id, generation, task)
     }
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {
         self.inner.inspect(id)

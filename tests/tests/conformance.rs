@@ -1045,6 +1045,8 @@ mod issue14 {
     conformance!(
         retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,
         replace_follows_its_policy_in_every_state,
+        dead_letters_pages_alike_on_both_backends_and_count_0_is_empty,
+        typed_calls_act_only_on_their_tasks_jobs_and_name_the_other_task,
     );
     conformance_multi_thread!(retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,);
 
@@ -1224,6 +1226,153 @@ mod issue14 {
                 }
             }
         }
+        s.close().await;
+    }
+
+    async fn dead_letters_pages_alike_on_both_backends_and_count_0_is_empty(fx: Fixture) {
+        let probe = Probe::default();
+        let s = worker(&fx.url(), &namespace("dead-pages"), &probe).await;
+        for id in ["d1", "d2", "d3"] {
+            let job = JobRequest::<ProbeTask>::new(ProbeArgs::new(id).mode("permanent")).id(id);
+            s.enqueue(job).await.unwrap();
+            // One at a time, so that they are dead-lettered in this order.
+            wait_status(&s, id, |st| *st == JobStatus::Failed).await;
+        }
+        let page = |offset: usize, count: usize| {
+            let s = s.clone();
+            async move {
+                s.dead_letters(offset, count)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| d.job_id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page(0, 10).await, ["d3", "d2", "d1"]);
+        assert_eq!(
+            page(0, 0).await,
+            Vec::<String>::new(),
+            "count 0 is an empty page"
+        );
+        assert_eq!(page(1, 0).await, Vec::<String>::new());
+        assert_eq!(page(0, 2).await, ["d3", "d2"]);
+        assert_eq!(page(2, 2).await, ["d1"]);
+        assert_eq!(page(3, 2).await, Vec::<String>::new());
+        assert_eq!(page(0, usize::MAX).await, ["d3", "d2", "d1"]);
+        assert_eq!(page(usize::MAX, 1).await, Vec::<String>::new());
+        s.close().await;
+    }
+
+    /// `Error::WrongTask` naming both tasks, and nothing changed.
+    fn assert_wrong_task<T: std::fmt::Debug>(
+        result: Result<T, Error>,
+        id: &str,
+        expected: &str,
+        found: &str,
+    ) {
+        match result {
+            Err(Error::WrongTask {
+                job_id,
+                expected: e,
+                found: f,
+            }) => assert_eq!(
+                (job_id.as_str(), e.as_str(), f.as_str()),
+                (id, expected, found)
+            ),
+            other => panic!("{id}: expected WrongTask({expected} vs {found}), got {other:?}"),
+        }
+    }
+
+    /// Job ids are global, but a task's typed calls act only on its own jobs.
+    async fn typed_calls_act_only_on_their_tasks_jobs_and_name_the_other_task(fx: Fixture) {
+        let probe = Probe::default();
+        let s = worker(&fx.url(), &namespace("typed-scope"), &probe).await;
+        let later = Utc::now() + TimeDelta::seconds(60);
+
+        // A pending `probe` job: `remind`'s helpers leave it alone.
+        s.enqueue(probe_job("p", "p").at(later)).await.unwrap();
+        let before = s.info("p").await.unwrap().unwrap();
+        assert_wrong_task(
+            remind::replace(&s, "p", later, "ada".into(), 5).await,
+            "p",
+            "remind",
+            "probe",
+        );
+        assert_wrong_task(remind::cancel(&s, "p").await, "p", "remind", "probe");
+        assert_wrong_task(remind::status(&s, "p").await, "p", "remind", "probe");
+        let dup = remind::defer_to(&s, "p", later, "ada".into(), 5)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&dup, EnqueueOutcome::Duplicate { task, generation, .. }
+                if task == "probe" && *generation == before.generation),
+            "{dup:?}"
+        );
+        let after = s.info("p").await.unwrap().unwrap();
+        assert_eq!(
+            (after.task.as_str(), after.generation, &after.status),
+            ("probe", before.generation, &before.status)
+        );
+
+        // A pending `remind` job: the typed calls of `probe` leave it alone.
+        remind::defer_to(&s, "r", later, "bob".into(), 1)
+            .await
+            .unwrap();
+        assert_wrong_task(
+            s.replace(probe_job("r", "x"), IfRunning::Abort).await,
+            "r",
+            "probe",
+            "remind",
+        );
+        assert_wrong_task(
+            s.cancel_typed::<ProbeTask>("r").await,
+            "r",
+            "probe",
+            "remind",
+        );
+        assert!(matches!(
+            remind::status(&s, "r").await.unwrap(),
+            JobStatus::Deferred { .. }
+        ));
+        // Its own helpers act on it.
+        assert!(matches!(
+            remind::cancel(&s, "r").await.unwrap(),
+            CancelOutcome::Removed { .. }
+        ));
+
+        // A running `probe` job: not replaced, not aborted by `remind`'s helpers.
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("run").sleep(800)).id("run"))
+            .await
+            .unwrap();
+        assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+        assert_wrong_task(
+            remind::replace(&s, "run", later, "ada".into(), 5).await,
+            "run",
+            "remind",
+            "probe",
+        );
+        assert_wrong_task(remind::cancel(&s, "run").await, "run", "remind", "probe");
+        let dup = remind::enqueue(&s, "run", "ada".into(), 5).await.unwrap();
+        assert!(
+            matches!(&dup, EnqueueOutcome::Duplicate { task, state: PendingState::Running, .. } if task == "probe"),
+            "{dup:?}"
+        );
+        assert_eq!(
+            wait_status(&s, "run", |st| *st == JobStatus::Completed).await,
+            JobStatus::Completed
+        );
+        assert!(probe.runs_of("run")[0].end.is_some(), "the run was aborted");
+        // Finished: its result is read as `probe`'s only.
+        assert_wrong_task(s.result::<remind>("run").await, "run", "remind", "probe");
+        assert_eq!(s.result::<ProbeTask>("run").await.unwrap(), Some(3));
+        assert_wrong_task(remind::cancel(&s, "run").await, "run", "remind", "probe");
+        assert_wrong_task(remind::status(&s, "run").await, "run", "remind", "probe");
+        // The untyped calls still act on any task's job.
+        assert!(matches!(
+            s.cancel("p").await.unwrap(),
+            CancelOutcome::Removed { .. }
+        ));
         s.close().await;
     }
 }

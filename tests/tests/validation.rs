@@ -227,8 +227,21 @@ async fn a_cancel_in_one_database_never_aborts_a_job_of_another_database() {
     // Two deployments: one namespace in databases 0 and 1 of one server.
     let ns = namespace("databases");
     let (probe0, probe1) = (Probe::default(), Probe::default());
-    let s0 = scheduler_tests::setup::worker(&format!("{}/0", server.url()), &ns, &probe0).await;
-    let s1 = scheduler_tests::setup::worker(&format!("{}/1", server.url()), &ns, &probe1).await;
+    // Idle workers sleep up to a minute: a job starts at once only if its
+    // wake reaches them on their own database's channel.
+    let sleepy = scheduler::WorkerConfig {
+        max_idle: Duration::from_secs(60),
+        ..scheduler_tests::setup::fast_worker()
+    };
+    let start = |db: u32, probe: &Probe| {
+        let url = format!("{}/{db}", server.url());
+        let (ns, probe, sleepy) = (ns.clone(), probe.clone(), sleepy.clone());
+        async move { scheduler_tests::setup::worker_with(&url, &ns, &probe, sleepy).await }
+    };
+    let s0 = start(0, &probe0).await;
+    let s1 = start(1, &probe1).await;
+    // Let both workers go idle (their first claims found nothing).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The same id, and the same generation (each database counts its own).
     let long = || JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(1500)).id("x");
     for s in [&s0, &s1] {
@@ -260,6 +273,15 @@ async fn a_cancel_in_one_database_never_aborts_a_job_of_another_database() {
     .await;
     assert_eq!(done, JobStatus::Completed, "{:#?}", probe0.runs());
     assert!(probe0.runs()[0].end.is_some());
+    // Each database's wake reaches its own idle worker (else: a minute).
+    for (s, probe) in [(&s0, &probe0), (&s1, &probe1)] {
+        s.enqueue(probe_job("y", "y")).await.unwrap();
+        let ran = scheduler_tests::wait_until(Duration::from_secs(5), || {
+            probe.runs_of("y").iter().any(|r| r.end.is_some())
+        })
+        .await;
+        assert!(ran, "{:#?}", probe.runs());
+    }
     s0.close().await;
     s1.close().await;
 }

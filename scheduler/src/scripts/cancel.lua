@@ -1,9 +1,31 @@
--- ARGV: id, generation ('' for any), keep_result ms, abort channel
+-- ARGV: id, generation ('' for any), keep_result ms, abort channel,
+--       expected task ('' or absent for any)
 -- Returns {code, generation, extra, removed}: 'removed' | 'abort_signalled' | 'not_found' | 'finished'
--- (extra = state); with 'abort_signalled', removed is the generation of a
+-- (extra = state) | 'wrong_task' (extra = the task of the job holding the id;
+-- nothing changed); with 'abort_signalled', removed is the generation of a
 -- replacement that waited behind the running job and was removed (else false).
 local id, want, keep_ms, abort_channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
+-- A typed cancel acts only on a job of its task (job ids are shared by all
+-- tasks): the pending, running or else finished job of another task is kept.
+local expected = ARGV[5] or ''
+if expected ~= '' then
+  local held = {redis.call('HGET', K_ACTIVE, id), redis.call('HGET', K_PENDING, id)}
+  local found = false
+  for i = 1, 2 do
+    local rec = held[i] and decode(held[i])
+    if rec then
+      found = true
+      if rec[1] ~= expected then return {'wrong_task', rec[3], rec[1]} end
+    end
+  end
+  if not found then
+    local r = decode_result(live_result(id, now))
+    if r and type(r[5]) == 'string' and r[5] ~= '' and r[5] ~= expected then
+      return {'wrong_task', tonumber(r[1]) or 0, r[5]}
+    end
+  end
+end
 local removed = nil
 local pending_blob = redis.call('HGET', K_PENDING, id)
 if pending_blob then

@@ -48,6 +48,7 @@ end
 
 -- The type of each job record field (see the list above): required fields
 -- 1-7 must have it; optional fields 8-14 have it or are nil/false (absent).
+-- (well_typed below checks the same, unrolled: keep the two alike.)
 local FIELDS = {
   {'task', 'string'}, {'payload', 'string'}, {'generation', 'number'}, {'attempt counter', 'number'},
   {'max attempts', 'number'}, {'enqueued_ms', 'number'}, {'nonce', 'string'},
@@ -56,6 +57,32 @@ local FIELDS = {
 }
 local REQUIRED_FIELDS = 7
 
+-- Whether every field has its type: the usual case, unrolled (decode runs
+-- for every job a claim, completion or renewal touches; absent optional
+-- fields cost no type() call).
+local function well_typed(rec)
+  if type(rec[1]) ~= 'string' or type(rec[2]) ~= 'string' or type(rec[3]) ~= 'number'
+    or type(rec[4]) ~= 'number' or type(rec[5]) ~= 'number' or type(rec[6]) ~= 'number'
+    or type(rec[7]) ~= 'string' then
+    return false
+  end
+  local v = rec[8]
+  if v and type(v) ~= 'string' then return false end
+  v = rec[9]
+  if v and type(v) ~= 'number' then return false end
+  v = rec[10]
+  if v and type(v) ~= 'number' then return false end
+  v = rec[11]
+  if v and type(v) ~= 'string' then return false end
+  v = rec[12]
+  if v and type(v) ~= 'number' then return false end
+  v = rec[13]
+  if v and type(v) ~= 'number' then return false end
+  v = rec[14]
+  if v and type(v) ~= 'number' then return false end
+  return true
+end
+
 -- Decodes a job record, checking every field's type; nil and a reason
 -- naming the first bad field when it is corrupt.
 local function decode(blob)
@@ -63,6 +90,7 @@ local function decode(blob)
   if not ok or type(rec) ~= 'table' then
     return nil, 'corrupt job record: not msgpack'
   end
+  if well_typed(rec) then return rec end
   for i, field in ipairs(FIELDS) do
     local v, want = rec[i], field[2]
     if type(v) ~= want and (i <= REQUIRED_FIELDS or (v ~= nil and v ~= false)) then

@@ -1,11 +1,16 @@
 -- ARGV: op ('list' | 'requeue' | 'purge'), then
 --   list: offset, count          -> {id, task, generation, attempts, reason, failed_ms} per entry, newest first
+--                                   (count 0: none)
 --   requeue: id, nonce, wake channel -> {'requeued', generation} | {'not_found'} | {'busy'} (id pending or running)
 --   purge: (none)                 -> {removed count}
 local op = ARGV[1]
 local now = now_ms()
 if op == 'list' then
-  local ids = redis.call('ZREVRANGE', K_DEAD_ORDER, tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
+  local offset, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+  -- count 0 is an empty page (ZREVRANGE offset offset-1 would be read as
+  -- "to the end" for offset 0), as in memory.rs.
+  if count <= 0 then return {} end
+  local ids = redis.call('ZREVRANGE', K_DEAD_ORDER, offset, offset + count - 1)
   local out = {}
   for _, id in ipairs(ids) do
     local blob = redis.call('HGET', K_DEAD, id)

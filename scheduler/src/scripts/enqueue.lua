@@ -9,7 +9,9 @@
 --   Redis about 1,300 instructions to parse and hand to Lua: 5 fewer per job.)
 -- Returns 4 values per job, flat (no array per job): code, generation, run_at, extra
 -- ('finished' in 'enqueue' mode with the unique flag: 'finished', generation of
--- the finished job, when it finished, its state).
+-- the finished job, when it finished, its state; 'duplicate': extra is
+-- 'state:task' of the job holding the id; 'wrong_task' in 'replace' mode:
+-- extra is the task of the job of another task holding the id).
 -- Layout 'uniform' returns the run time of the jobs it created first, then one
 -- entry per job: the generation alone for a job it created, else the array
 -- {code, generation, run_at, extra}. (A value costs Redis and the client a few
@@ -201,9 +203,9 @@ for j = 1, #ids do
       local planned = pending[13] or score
       local state = 'deferred'
       if pending[13] or score <= now then state = 'queued' end
-      reply('duplicate', pending[3], planned, state)
+      reply('duplicate', pending[3], planned, state .. ':' .. pending[1])
     elseif active then
-      reply('duplicate', active[3], active[9] or now, 'running')
+      reply('duplicate', active[3], active[9] or now, 'running:' .. active[1])
     else
       -- Asked to keep the id taken while a finished outcome is kept: report it.
       -- (The record read above, unless its retention is over: live_result.)
@@ -224,7 +226,12 @@ for j = 1, #ids do
     -- keeps waiting), 'after' and 'abort' put the new job in the waiting
     -- one's place ('after' then answers 'replaced', with the replaced one's
     -- time, as it always did; 'abort' answers 'aborted').
-    if active then
+    -- A replace acts only on a job of its own task (job ids are shared by
+    -- all tasks): a job of another task is kept, answered 'wrong_task'.
+    local holder = (active and active[1] ~= task and active) or (pending and pending[1] ~= task and pending)
+    if holder then
+      reply('wrong_task', holder[3], holder[9] or now, holder[1])
+    elseif active then
       if if_running == 'keep' then
         reply('running', active[3], active[9] or now, 0)
       else

@@ -27,7 +27,7 @@
 -- Why a script of its own: redis-server spends about 144,000 instructions on
 -- a single-job enqueue.lua call and 90,000 on this one (callgrind,
 -- bench/scripts/callgrind-enqueue.sh). Each key and argument costs about
--- 1,000 to parse and hand to Lua (4 keys and 9 arguments here against 11 and
+-- 1,000 to parse and hand to Lua (4 keys and 8 arguments here against 11 and
 -- 14), each redis.call about 4,700 (7 here against 8), and enqueue.lua's
 -- batch machinery (closures, reply tables) the rest.
 local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
