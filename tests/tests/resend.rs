@@ -56,15 +56,45 @@ fn generation_of(out: &EnqueueOutcome) -> u64 {
 /// another client enqueued a new job under the id, used to cancel that job.
 #[tokio::test]
 async fn a_resent_cancel_does_not_cancel_a_job_enqueued_in_between() {
+    resent_cancel(false).await;
+}
+
+/// The same where the server refuses functions and the scripts run with
+/// EVALSHA (their EVAL form goes through the same reply log).
+#[tokio::test]
+async fn a_resent_cancel_run_with_evalsha_does_not_cancel_a_job_enqueued_in_between() {
+    resent_cancel(true).await;
+}
+
+async fn resent_cancel(evalsha: bool) {
     let server = RedisServer::start();
     let proxy = Proxy::start(server.port()).await;
     let ns = namespace("resend-cancel");
     let probe = Probe::default();
     let direct = start(&server.url(), &ns, &probe, Duration::from_secs(60), None).await;
-    let lossy = start(&proxy.url(), &ns, &probe, Duration::from_secs(60), None).await;
+    let lossy_url = if evalsha {
+        server
+            .cli(&[
+                "ACL",
+                "SETUSER",
+                "limited",
+                "on",
+                ">pw",
+                "~*",
+                "&*",
+                "+@all",
+                "-function",
+            ])
+            .unwrap();
+        format!("redis://limited:pw@127.0.0.1:{}", proxy.port())
+    } else {
+        proxy.url()
+    };
+    let lossy = start(&lossy_url, &ns, &probe, Duration::from_secs(60), None).await;
 
     let first = generation_of(&direct.enqueue(deferred("x", "first")).await.unwrap());
-    proxy.lose_reply_of(b"_cancel");
+    let pattern: &[u8] = if evalsha { b"EVALSHA" } else { b"_cancel" };
+    proxy.lose_reply_of(pattern);
     let cancel = tokio::spawn({
         let lossy = lossy.clone();
         async move { lossy.cancel("x").await }
@@ -85,6 +115,12 @@ async fn a_resent_cancel_does_not_cancel_a_job_enqueued_in_between() {
     assert!(
         matches!(info.status, JobStatus::Deferred { .. }),
         "{info:?}"
+    );
+    let stats = server.cli(&["INFO", "commandstats"]).unwrap();
+    assert_eq!(
+        stats.contains("cmdstat_evalsha:"),
+        evalsha,
+        "EVALSHA used: {stats}"
     );
     lossy.close().await;
     direct.close().await;
