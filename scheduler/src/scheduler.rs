@@ -123,7 +123,9 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Largest serialized payload accepted (default 512 KiB).
+    /// Largest serialized payload accepted (default 512 KiB), and the largest
+    /// result stored: a task whose result is larger fails for good, with its
+    /// size and the limit in the reason.
     pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
         self.config.max_payload_bytes = bytes;
         self
