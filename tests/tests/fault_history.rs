@@ -12,6 +12,7 @@
 //!   worker_close, redis_restart. The `#[ignore]`d `only_*` tests run one class each.
 //! - Soak: `FAULT_HISTORY_SOAK=<minutes> cargo test -p scheduler-tests --test
 //!   fault_history soak -- --ignored --nocapture` (new random seeds, printed).
+//! - Whole histories as JSON lines: `FAULT_HISTORY_DUMP=<dir>`.
 //! - Operation time per seed: `FAULT_HISTORY_SECONDS` (default 12 on Redis, 6 in memory).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -63,6 +64,22 @@ async fn one(
     (events, violations)
 }
 
+/// `FAULT_HISTORY_DUMP=<dir>`: writes each whole history there as JSON lines.
+fn dump(label: &str, seed: u64, events: &[Event]) {
+    let Ok(dir) = std::env::var("FAULT_HISTORY_DUMP") else {
+        return;
+    };
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.time());
+    let text: String = sorted
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    let path = std::path::Path::new(&dir).join(format!("{label}-{seed}.jsonl"));
+    std::fs::write(&path, text).unwrap();
+    println!("history written to {}", path.display());
+}
+
 /// Runs the seeds; prints the report; fails with the report and the
 /// violating slices of history if any rule broke.
 async fn run_seeds(backend: Backend, seeds: &[u64], secs: u64, classes: &[FaultClass]) -> Report {
@@ -76,6 +93,7 @@ async fn run_seeds(backend: Backend, seeds: &[u64], secs: u64, classes: &[FaultC
     for &seed in seeds {
         let (events, violations) = one(backend, seed, secs, classes).await;
         report.add(seed, &events, &violations);
+        dump(label, seed, &events);
         println!(
             "[{label}] seed {seed}: {} events, {} violations",
             events.len(),

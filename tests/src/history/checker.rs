@@ -253,7 +253,8 @@ fn early(model: &Model, retry_after_ms: i64, out: &mut Vec<Violation>) {
         });
         if let Some(p) = previous {
             if let Some(end) = p.end {
-                if run.start < end + retry_after_ms * 1000 {
+                // Less 1 ms: the backend counts the delay from its clock in whole ms.
+                if run.start < end + retry_after_ms * 1000 - 1000 {
                     violation(
                         out,
                         "early",
