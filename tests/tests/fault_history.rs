@@ -12,11 +12,13 @@
 //!   worker_close, redis_restart. The `#[ignore]`d `only_*` tests run one class each.
 //! - Soak: `FAULT_HISTORY_SOAK=<minutes> cargo test -p scheduler-tests --test
 //!   fault_history soak -- --ignored --nocapture` (new random seeds, printed).
+//! - Known bugs out of the verdict: `FAULT_HISTORY_IGNORE=fence_reused,never_ran`
+//!   (their violations are still printed).
 //! - Whole histories as JSON lines: `FAULT_HISTORY_DUMP=<dir>`.
 //! - Operation time per seed: `FAULT_HISTORY_SECONDS` (default 12 on Redis, 6 in memory).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use scheduler_tests::history::checker::{check, Violation};
+use scheduler_tests::history::checker::{check, Violation, RULES};
 use scheduler_tests::history::event::Event;
 use scheduler_tests::history::plan::{FaultClass, Plan};
 use scheduler_tests::history::report::{slice, Report};
@@ -60,8 +62,34 @@ async fn one(
         Backend::Redis => run_redis(&plan, BIN).await,
         Backend::Memory => run_memory(&plan).await,
     };
-    let violations = check(&events, RETRY_AFTER.as_millis() as i64);
+    let mut violations = check(&events, RETRY_AFTER.as_millis() as i64);
+    let ignored = ignored_rules();
+    let before = violations.len();
+    violations.retain(|v| !ignored.contains(&v.rule));
+    if before > violations.len() {
+        println!(
+            "seed {seed}: {} violations of ignored rules {ignored:?} not counted",
+            before - violations.len()
+        );
+    }
     (events, violations)
+}
+
+/// `FAULT_HISTORY_IGNORE=<rule,...>`: rules whose violations are printed but
+/// do not fail the test (to keep a known, not yet fixed bug out of CI while
+/// the other rules still hold).
+fn ignored_rules() -> Vec<&'static str> {
+    let list = std::env::var("FAULT_HISTORY_IGNORE").unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            *RULES
+                .iter()
+                .find(|known| **known == r)
+                .unwrap_or_else(|| panic!("unknown rule {r:?}; known: {RULES:?}"))
+        })
+        .collect()
 }
 
 /// `FAULT_HISTORY_DUMP=<dir>`: writes each whole history there as JSON lines.

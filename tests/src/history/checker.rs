@@ -30,6 +30,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::event::{Ack, Answer, Event, Observation};
 
+/// The names of the rules, as violations report them.
+pub const RULES: [&str; 9] = [
+    "overlap",
+    "fence_reused",
+    "early",
+    "superseded_started",
+    "completed_after_abort",
+    "never_ran",
+    "no_outcome",
+    "outcome_not_from_owner",
+    "ran_after_outcome",
+];
+
 /// A broken rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
