@@ -374,6 +374,15 @@ mod checker {
             end("w0", "a", 1, 2, 70, "ok"),
         ];
         assert_eq!(rules(&h), vec!["early"]);
+        // Unless a fault on its worker may have cost attempt 1 its lease.
+        let mut h = h;
+        h.push(Event::Fault(Fault {
+            kind: "sigstop".into(),
+            target: "w0".into(),
+            t: 25 * MS,
+            until: Some(28 * MS),
+        }));
+        assert_eq!(rules(&h), Vec::<&str>::new());
     }
 
     #[test]
@@ -440,6 +449,30 @@ mod checker {
             ack("defer", "a", 10, enqueued(1, 500)),
             ack("cancel", "a", 20, Answer::Removed { generation: 1 }),
             seen("a", 100, 1, "cancelled", 0, Some(20), true),
+        ];
+        assert_eq!(rules(&h), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_generation_that_runs_without_any_reply_naming_it_is_found() {
+        let h = vec![
+            ack("requeue", "a", 10, Answer::NothingToRequeue),
+            start("w0", "a", 7, 1, 20),
+            end("w0", "a", 7, 1, 30, "ok"),
+        ];
+        assert_eq!(rules(&h), vec!["ran_unacknowledged"]);
+        // Unless a call on the id failed: its reply may have named it.
+        let h = vec![
+            ack(
+                "requeue",
+                "a",
+                10,
+                Answer::Error {
+                    error: "timeout".into(),
+                },
+            ),
+            start("w0", "a", 7, 1, 20),
+            end("w0", "a", 7, 1, 30, "ok"),
         ];
         assert_eq!(rules(&h), Vec::<&str>::new());
     }

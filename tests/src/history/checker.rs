@@ -24,14 +24,18 @@
 //!   of its generation (that run's attempt, ended `ok` before the outcome was
 //!   recorded), never from a worker that no longer owned the job;
 //! - `ran_after_outcome`: no run of a generation starts after an outcome of
-//!   that generation was seen recorded.
+//!   that generation was seen recorded;
+//! - `ran_unacknowledged`: every generation that runs was named by a reply
+//!   (enqueue, replace, requeue), unless a call on that id failed before it
+//!   started (then the reply that would have named it was lost): a reply of
+//!   "nothing happened" to a request that did something is a lie.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::event::{Ack, Answer, Event, Observation};
 
 /// The names of the rules, as violations report them.
-pub const RULES: [&str; 9] = [
+pub const RULES: [&str; 10] = [
     "overlap",
     "fence_reused",
     "early",
@@ -41,6 +45,7 @@ pub const RULES: [&str; 9] = [
     "no_outcome",
     "outcome_not_from_owner",
     "ran_after_outcome",
+    "ran_unacknowledged",
 ];
 
 /// A broken rule.
@@ -89,6 +94,8 @@ pub struct Model {
     pub runs: Vec<Run>,
     pub acks: BTreeMap<String, Vec<Ack>>,
     pub observations: BTreeMap<String, Vec<Observation>>,
+    /// Injected faults: (kind, target, from, to).
+    pub faults: Vec<(String, String, i64, i64)>,
 }
 
 impl Model {
@@ -143,7 +150,14 @@ impl Model {
                     .entry(o.id.clone())
                     .or_default()
                     .push(o.clone()),
-                Event::Fault(_) => {}
+                Event::Fault(f) => {
+                    if f.kind != "gone" {
+                        let to = f.until.unwrap_or(f.t);
+                        model
+                            .faults
+                            .push((f.kind.clone(), f.target.clone(), f.t, to));
+                    }
+                }
             }
         }
         for run in &mut model.runs {
@@ -161,6 +175,18 @@ impl Model {
 
     fn runs_of<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Run> + 'a {
         self.runs.iter().filter(move |r| r.id == id)
+    }
+
+    /// Whether a fault that can cost `run`'s worker its lease (on its
+    /// process, its proxy, or Redis) overlapped the run.
+    fn disturbed(&self, run: &Run) -> bool {
+        let end = run.end_or_max();
+        self.faults.iter().any(|(_, target, from, to)| {
+            let hits = target == "redis"
+                || target == &run.worker
+                || target.starts_with(&format!("{}:", run.worker));
+            hits && *from <= end && *to >= run.start
+        })
     }
 
     fn ids(&self) -> BTreeSet<String> {
@@ -182,7 +208,39 @@ pub fn check(events: &[Event], retry_after_ms: i64) -> Vec<Violation> {
     never_ran(&model, &mut out);
     no_outcome(&model, &mut out);
     outcome_owner(&model, &mut out);
+    ran_unacknowledged(&model, &mut out);
     out
+}
+
+fn ran_unacknowledged(model: &Model, out: &mut Vec<Violation>) {
+    let mut reported: BTreeSet<(&str, u64)> = BTreeSet::new();
+    for run in &model.runs {
+        let acks = model
+            .acks
+            .get(&run.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let named = acks.iter().any(|a| {
+            a.answer.created() == Some(run.generation)
+                || matches!(&a.answer, Answer::Duplicate { generation } if *generation == run.generation)
+        });
+        let unsure = acks
+            .iter()
+            .any(|a| matches!(a.answer, Answer::Error { .. }) && a.t_call <= run.start);
+        if !named && !unsure && reported.insert((&run.id, run.generation)) {
+            violation(
+                out,
+                "ran_unacknowledged",
+                &run.id,
+                format!(
+                    "{} runs, but no reply named generation {} and no call on {} failed before",
+                    run.describe(),
+                    run.generation,
+                    run.id
+                ),
+            );
+        }
+    }
 }
 
 fn violation(out: &mut Vec<Violation>, rule: &'static str, id: &str, detail: String) {
@@ -264,7 +322,9 @@ fn early(model: &Model, retry_after_ms: i64, out: &mut Vec<Violation>) {
         let previous = model.runs_of(&run.id).find(|p| {
             p.generation == run.generation && p.attempt + 1 == run.attempt && p.result == "retry"
         });
-        if let Some(p) = previous {
+        // (Unless a fault may have cost that attempt its lease: then the next
+        // one may come from the lease's expiry, the retry being refused.)
+        if let Some(p) = previous.filter(|p| !model.disturbed(p)) {
             if let Some(end) = p.end {
                 // Less 1 ms: the backend counts the delay from its clock in whole ms.
                 if run.start < end + retry_after_ms * 1000 - 1000 {
@@ -287,7 +347,7 @@ fn early(model: &Model, retry_after_ms: i64, out: &mut Vec<Violation>) {
 
 /// Replies after which `generation` of the id may start no new run:
 /// (the ack, whether a run claimed before the reply may still begin late).
-fn barriers<'a>(acks: &'a [Ack], generation: u64) -> Vec<(&'a Ack, bool)> {
+fn barriers(acks: &[Ack], generation: u64) -> Vec<(&Ack, bool)> {
     let mut out = Vec::new();
     for a in acks {
         let late_ok = match &a.answer {

@@ -136,7 +136,7 @@ impl Plan {
                     at_ms: rng.range(300, window),
                     class,
                     target: rng.next_u64(),
-                    command: *rng.pick(&COMMANDS),
+                    command: COMMANDS[rng.below(COMMANDS.len() as u64) as usize],
                     duration_ms,
                 });
             }
