@@ -451,6 +451,26 @@ mod checker {
             seen("a", 100, 1, "cancelled", 0, Some(20), true),
         ];
         assert_eq!(rules(&h), Vec::<&str>::new());
+        // A waiting successor that a cancel of the whole id removed while
+        // answering only for the running generation.
+        let h = vec![
+            ack("enqueue", "a", 10, enqueued(1, 10)),
+            start("w0", "a", 1, 1, 11),
+            ack(
+                "replace:QueueAfter",
+                "a",
+                20,
+                Answer::QueuedAfter {
+                    generation: 2,
+                    run_at_ms: 20,
+                    running: 1,
+                },
+            ),
+            ack("cancel", "a", 30, Answer::AbortSignalled { generation: 1 }),
+            end("w0", "a", 1, 1, 31, "dropped"),
+            seen("a", 100, 1, "cancelled", 1, Some(31), true),
+        ];
+        assert_eq!(rules(&h), vec!["successor_removed_silently"]);
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   aborted by `replace`) is never seen `Completed`;
 //! - `never_ran`: every acknowledged generation that no reply (or failed
 //!   call) may have cancelled or replaced runs at least once;
+//! - `successor_removed_silently`: the same, when a cancel of the whole id
+//!   answered `AbortSignalled` for the running generation and so said nothing
+//!   of the waiting one it removed (issue 14, item 18);
 //! - `no_outcome`: after the quiet period, every id's last generation has
 //!   finished;
 //! - `outcome_not_from_owner`: a `Completed` outcome comes from the last run
@@ -35,13 +38,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::event::{Ack, Answer, Event, Observation};
 
 /// The names of the rules, as violations report them.
-pub const RULES: [&str; 10] = [
+pub const RULES: [&str; 11] = [
     "overlap",
     "fence_reused",
     "early",
     "superseded_started",
     "completed_after_abort",
     "never_ran",
+    "successor_removed_silently",
     "no_outcome",
     "outcome_not_from_owner",
     "ran_after_outcome",
@@ -463,6 +467,25 @@ fn never_ran(model: &Model, out: &mut Vec<Violation>) {
                 _ => false,
             });
             if spared || model.runs_of(id).any(|r| r.generation == generation) {
+                continue;
+            }
+            // A later cancel of the whole id that answered only for an older,
+            // running generation while this one waited behind it.
+            let silent = acks.iter().find(|b| {
+                b.t_call > a.t_ack
+                    && b.asked_generation.is_none()
+                    && matches!(b.answer, Answer::AbortSignalled { generation: r } if r < generation)
+            });
+            if let Some(b) = silent {
+                violation(
+                    out,
+                    "successor_removed_silently",
+                    id,
+                    format!(
+                        "g{generation} ({} answered {:?} at t={}) never started: {} at t={} answered {:?} and said nothing of it",
+                        a.op, a.answer, a.t_ack, b.op, b.t_ack, b.answer
+                    ),
+                );
                 continue;
             }
             violation(
