@@ -93,7 +93,7 @@ fn ignored_rules() -> Vec<&'static str> {
 }
 
 /// `FAULT_HISTORY_DUMP=<dir>`: writes each whole history there as JSON lines.
-fn dump(label: &str, seed: u64, events: &[Event]) {
+fn dump(label: &str, seed: u64, classes: &[FaultClass], events: &[Event]) {
     let Ok(dir) = std::env::var("FAULT_HISTORY_DUMP") else {
         return;
     };
@@ -103,7 +103,18 @@ fn dump(label: &str, seed: u64, events: &[Event]) {
         .iter()
         .map(|e| serde_json::to_string(e).unwrap() + "\n")
         .collect();
-    let path = std::path::Path::new(&dir).join(format!("{label}-{seed}.jsonl"));
+    let tag = if classes.len() == FaultClass::ALL.len() {
+        "all".to_string()
+    } else if classes.is_empty() {
+        "none".to_string()
+    } else {
+        classes
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let path = std::path::Path::new(&dir).join(format!("{label}-{tag}-{seed}.jsonl"));
     std::fs::write(&path, text).unwrap();
     println!("history written to {}", path.display());
 }
@@ -121,7 +132,7 @@ async fn run_seeds(backend: Backend, seeds: &[u64], secs: u64, classes: &[FaultC
     for &seed in seeds {
         let (events, violations) = one(backend, seed, secs, classes).await;
         report.add(seed, &events, &violations);
-        dump(label, seed, &events);
+        dump(label, seed, classes, &events);
         println!(
             "[{label}] seed {seed}: {} events, {} violations",
             events.len(),
@@ -227,6 +238,21 @@ async fn soak() {
         "soak found violations\n{}",
         report.summary()
     );
+}
+
+/// `FAULT_HISTORY_RECHECK=<file>`: runs the checker again over a history
+/// written by `FAULT_HISTORY_DUMP` (e.g. after changing a rule).
+#[test]
+#[ignore = "set FAULT_HISTORY_RECHECK=<file> and run with --ignored"]
+fn recheck() {
+    let path = std::env::var("FAULT_HISTORY_RECHECK").expect("FAULT_HISTORY_RECHECK=<file>");
+    let events = scheduler_tests::history::recorder::load(std::path::Path::new(&path));
+    let violations = check(&events, RETRY_AFTER.as_millis() as i64);
+    let mut report = Report::default();
+    report.add(0, &events, &violations);
+    println!("{}", report.summary());
+    println!("{}", slice(&events, &violations, 150));
+    assert!(violations.is_empty(), "{}", report.summary());
 }
 
 // The checker itself: each rule fires on a history that breaks it, and stays
