@@ -119,6 +119,19 @@ fn dump(label: &str, seed: u64, classes: &[FaultClass], events: &[Event]) {
     println!("history written to {}", path.display());
 }
 
+/// The violations of one seed, one per line.
+fn listed(seed: u64, violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| {
+            format!(
+                "  VIOLATION seed {seed}: {} {:?}: {}\n",
+                v.rule, v.ids, v.detail
+            )
+        })
+        .collect()
+}
+
 /// Runs the seeds; prints the report; fails with the report and the
 /// violating slices of history if any rule broke.
 async fn run_seeds(backend: Backend, seeds: &[u64], secs: u64, classes: &[FaultClass]) -> Report {
@@ -140,8 +153,9 @@ async fn run_seeds(backend: Backend, seeds: &[u64], secs: u64, classes: &[FaultC
         );
         if !violations.is_empty() {
             let s = format!(
-                "--- {label} seed {seed} (replay: FAULT_HISTORY_SEED={seed}), faults {:?}:\n{}",
+                "--- {label} seed {seed} (replay: FAULT_HISTORY_SEED={seed}), faults {:?}:\n{}{}",
                 classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                listed(seed, &violations),
                 slice(&events, &violations, 150)
             );
             println!("{s}");
@@ -227,6 +241,8 @@ async fn soak() {
             violations.len()
         );
         if !violations.is_empty() {
+            dump("soak", seed, &classes, &events);
+            println!("{}", listed(seed, &violations));
             println!("{}", slice(&events, &violations, 150));
         }
         report.add(seed, &events, &violations);

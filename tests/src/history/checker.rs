@@ -259,16 +259,24 @@ fn overlap(model: &Model, out: &mut Vec<Violation>) {
     for id in model.ids() {
         let mut runs: Vec<&Run> = model.runs_of(&id).collect();
         runs.sort_by_key(|r| r.start);
+        // One violation per run that later runs started inside of.
         for (i, a) in runs.iter().enumerate() {
-            for b in &runs[i + 1..] {
-                if b.start < a.end_or_max() {
-                    violation(
-                        out,
-                        "overlap",
-                        &id,
-                        format!("{} overlaps {}", a.describe(), b.describe()),
-                    );
-                }
+            let inside: Vec<&&Run> = runs[i + 1..]
+                .iter()
+                .filter(|b| b.start < a.end_or_max())
+                .collect();
+            if let Some(first) = inside.first() {
+                violation(
+                    out,
+                    "overlap",
+                    &id,
+                    format!(
+                        "{} overlaps {} run(s), the first {}",
+                        a.describe(),
+                        inside.len(),
+                        first.describe()
+                    ),
+                );
             }
         }
     }
