@@ -459,6 +459,26 @@ mod checker {
         h.push(start("w1", "a", 1, 2, 40));
         h.push(end("w1", "a", 1, 2, 41, "ok"));
         assert!(rules(&h).contains(&"superseded_started"));
+        // Once the waiting generation is cancelled, a released one may run again.
+        let h = vec![
+            ack("enqueue", "a", 10, enqueued(1, 10)),
+            start("w0", "a", 1, 1, 11),
+            ack(
+                "replace:QueueAfter",
+                "a",
+                20,
+                Answer::QueuedAfter {
+                    generation: 2,
+                    run_at_ms: 20,
+                    running: 1,
+                },
+            ),
+            ack("cancel_gen", "a", 30, Answer::Removed { generation: 2 }),
+            end("w0", "a", 1, 1, 40, "dropped"),
+            start("w1", "a", 1, 2, 50),
+            end("w1", "a", 1, 2, 60, "ok"),
+        ];
+        assert_eq!(rules(&h), Vec::<&str>::new());
     }
 
     #[test]

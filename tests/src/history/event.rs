@@ -25,18 +25,27 @@ pub enum Answer {
     Replaced {
         generation: u64,
         run_at_ms: i64,
+        /// The pending generation it took the place of.
+        #[serde(default)]
+        replaced: Option<u64>,
     },
     /// `aborted` was told to stop; `generation` waits for it.
     AbortedRunning {
         generation: u64,
         run_at_ms: i64,
         aborted: u64,
+        /// A replacement that waited behind `aborted`, superseded.
+        #[serde(default)]
+        replaced: Option<u64>,
     },
     /// `generation` waits for `running` to finish.
     QueuedAfter {
         generation: u64,
         run_at_ms: i64,
         running: u64,
+        /// A replacement that waited behind `running`, superseded.
+        #[serde(default)]
+        replaced: Option<u64>,
     },
     /// `IfRunning::Keep` found `generation` running: nothing changed.
     KeptRunning {

@@ -8,7 +8,7 @@
 //! recorded task, [`rng`] and [`plan`] turn a seed into operations and a
 //! fault schedule, [`producer`] carries out operations, [`workers`] owns the
 //! worker processes, [`faults`] injects the schedule, [`run`] puts one seed
-//! together, [`checker`] judges, [`report`] counts and prints.
+//! together, [`model`] indexes a history and [`checker`] judges it, [`report`] counts and prints.
 //!
 //! Clock: every timestamp in a history is the host's wall clock
 //! (`chrono::Utc::now()`, microseconds since the epoch), read in whichever
@@ -19,6 +19,7 @@
 pub mod checker;
 pub mod event;
 pub mod faults;
+pub mod model;
 pub mod plan;
 pub mod producer;
 pub mod recorder;

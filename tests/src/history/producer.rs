@@ -61,28 +61,36 @@ fn replace_answer(r: Result<ReplaceOutcome, Error>) -> Answer {
             run_at_ms: Some(run_at.timestamp_millis()),
         },
         Ok(ReplaceOutcome::Replaced {
-            generation, run_at, ..
+            generation,
+            run_at,
+            replaced_generation,
+            ..
         }) => Answer::Replaced {
             generation,
             run_at_ms: run_at.timestamp_millis(),
+            replaced: Some(replaced_generation),
         },
         Ok(ReplaceOutcome::AbortedRunning {
             generation,
             run_at,
             aborted_generation,
+            replaced_waiting,
         }) => Answer::AbortedRunning {
             generation,
             run_at_ms: run_at.timestamp_millis(),
             aborted: aborted_generation,
+            replaced: replaced_waiting,
         },
         Ok(ReplaceOutcome::QueuedAfterRunning {
             generation,
             run_at,
             running_generation,
+            replaced_waiting,
         }) => Answer::QueuedAfter {
             generation,
             run_at_ms: run_at.timestamp_millis(),
             running: running_generation,
+            replaced: replaced_waiting,
         },
         Ok(ReplaceOutcome::Running { generation }) => Answer::KeptRunning { generation },
         Err(e) => Answer::Error {
