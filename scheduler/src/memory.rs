@@ -517,10 +517,12 @@ impl MemoryBackend {
                 continue;
             };
             let has_pending = tx.s.pending.contains_key(&f.id);
-            let code = if f.outcome == "ok" {
+            let code = if f.outcome == "ok" && !rec.cancel {
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Completed, &f.text, ""));
                 "completed"
             } else if f.outcome == "cancelled" || rec.cancel {
+                // An abort was answered before this outcome arrived: the job
+                // ends Cancelled, whatever its run did meanwhile.
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Cancelled, "", "cancelled"));
                 "cancelled"
             } else if f.outcome == "release" {
