@@ -567,6 +567,42 @@ impl Scheduler {
     /// queued after, and a replacement already waiting behind the running one
     /// whose place it took (see [`ReplaceOutcome`]).
     ///
+    /// ```
+    /// use chrono::{TimeDelta, Utc};
+    /// use scheduler::{EnqueueOutcome, IfRunning, ReplaceOutcome};
+    ///
+    /// #[scheduler::task]
+    /// async fn remind(user: u64) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://replace")
+    ///     .register::<remind>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// let at = Utc::now() + TimeDelta::hours(1);
+    /// let EnqueueOutcome::Enqueued { generation: first, .. } =
+    ///     s.enqueue(remind::job(7).id("remind-7").at(at)).await?
+    /// else {
+    ///     panic!("the id was free");
+    /// };
+    /// // Re-planned half an hour later: the first job never runs, and the
+    /// // answer names it.
+    /// let request = remind::job(7).id("remind-7").at(at + TimeDelta::minutes(30));
+    /// match s.replace(request, IfRunning::Abort).await? {
+    ///     ReplaceOutcome::Replaced { replaced_generation, .. } => {
+    ///         assert_eq!(replaced_generation, first)
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// It acts only on a job of task `T`: when the id is held by a pending or
     /// running job of another task, nothing changes and the answer is
     /// [`Error::WrongTask`] (job ids are shared by all tasks).
