@@ -1532,7 +1532,7 @@ async fn a_replace_names_every_generation_it_affected(fx: Fixture) {
 
     // Running jobs, each with a replacement waiting behind it.
     let long =
-        |id: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new("running").sleep(1_000)).id(id);
+        |id: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new("running").sleep(2_000)).id(id);
     let ids = ["abort", "after", "keep"];
     let mut running = Vec::new();
     for id in ids {
