@@ -40,6 +40,7 @@ conformance!(
     a_cancel_names_the_waiting_successor_it_removed,
     a_request_sent_again_with_its_request_id_gets_the_first_answer,
     a_replace_names_every_generation_it_affected,
+    a_run_that_ends_after_its_abort_was_answered_ends_cancelled,
 );
 
 /// A `#[task]` of this binary: stored by position, shown to the untyped API by name.
@@ -1653,4 +1654,54 @@ async fn a_replace_names_every_generation_it_affected(fx: Fixture) {
         assert_eq!(s.info(id).await.unwrap().unwrap().generation, last, "{id}");
     }
     s.close().await;
+}
+
+/// A cancel that answered `AbortSignalled` promises the running job ends
+/// `Cancelled`. When the run ends `ok` before the abort reaches its worker
+/// (the worker here blocks its only runtime thread, so it cannot see the
+/// abort), the outcome that arrives afterwards must still record `Cancelled`
+/// (the fault-history checker found such runs recorded `Completed`).
+async fn a_run_that_ends_after_its_abort_was_answered_ends_cancelled(fx: Fixture) {
+    let url = fx.url();
+    let ns = namespace("abort-then-ok");
+    let probe = Probe::default();
+    let (ready, started) = std::sync::mpsc::channel();
+    let worker_thread = std::thread::spawn({
+        let (url, ns, probe) = (url.clone(), ns.clone(), probe.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let w = worker_with(&url, &ns, &probe, fast_worker()).await;
+                ready.send(()).unwrap();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                w.close().await;
+            });
+        }
+    });
+    started.recv().unwrap();
+    let p = producer(&url, &ns).await;
+    let job = JobRequest::<ProbeTask>::new(ProbeArgs::new("x").mode("block").sleep(1_500)).id("x");
+    let generation = match p.enqueue(job).await.unwrap() {
+        EnqueueOutcome::Enqueued { generation, .. } => generation,
+        other => panic!("{other:?}"),
+    };
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    let attempt = probe.runs()[0].attempt;
+    let out = p.cancel("x").await.unwrap();
+    assert!(
+        matches!(out, CancelOutcome::AbortSignalled { generation: g, .. } if g == generation),
+        "{out:?}"
+    );
+    // The run's end arrives after the answer, as if it had finished first.
+    let code = scheduler::__private::record_outcome(&p, "x", generation, attempt, "ok")
+        .await
+        .unwrap();
+    assert_eq!(code, "cancelled");
+    assert_eq!(p.status("x").await.unwrap(), JobStatus::Cancelled);
+    worker_thread.join().unwrap();
+    assert_eq!(p.status("x").await.unwrap(), JobStatus::Cancelled);
+    p.close().await;
 }
