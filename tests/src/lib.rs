@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod cluster;
+pub mod history;
 pub mod probe;
 pub mod proxy;
 pub mod redis_server;

@@ -2,8 +2,15 @@
 //! network on purpose: close every connection, swallow traffic (a half-open
 //! connection: the peer looks alive but never answers), or add latency.
 //! Point the scheduler at [`Proxy::url`] instead of the server's URL.
+//!
+//! One-shot triggers act on a chosen command, found by scanning the bytes a
+//! client sends (e.g. an `FCALL` function name's tail, `_claim\r\n`):
+//! [`Proxy::close_after`] forwards it and closes the connection before its
+//! reply comes back (the reply is lost, the command ran), and
+//! [`Proxy::duplicate`] delivers it a second time, later, on a connection of
+//! its own (a request that arrives twice).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,17 +32,43 @@ pub enum Mode {
     Delay(Duration),
 }
 
+/// What a one-shot trigger does to the first chunk that contains its pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerAction {
+    /// Forward the chunk, drop every reply after it, close the connection.
+    CloseAfter,
+    /// Forward the chunk, and send it again after this delay on a new
+    /// connection to the server (its replies are discarded).
+    Duplicate(Duration),
+    /// Turn the whole proxy to [`Mode::Blackhole`], forward the chunk (the
+    /// server runs it, its reply is swallowed) and close every connection
+    /// 100 ms later: the client's re-send hangs until the test sets the mode
+    /// back, so that it can change the data in between.
+    LoseReply,
+}
+
+#[derive(Clone, Debug)]
+struct Trigger {
+    pattern: Vec<u8>,
+    action: TriggerAction,
+}
+
+/// A trigger that fired: its action and pattern, and when (µs since the epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fired {
+    pub action: TriggerAction,
+    pub pattern: String,
+    pub t: i64,
+}
+
 struct Shared {
     upstream: u16,
     mode: Mutex<Mode>,
     /// Bumped to close every open connection.
     kill: watch::Sender<u64>,
     accepted: AtomicUsize,
-    /// A one-shot trap: the next client chunk containing these bytes loses
-    /// its reply (see [`Proxy::lose_reply_of`]).
-    trap: Mutex<Option<Vec<u8>>>,
-    /// How many traps went off.
-    tripped: AtomicUsize,
+    triggers: Mutex<Vec<Trigger>>,
+    fired: Mutex<Vec<Fired>>,
 }
 
 impl Shared {
@@ -60,8 +93,8 @@ impl Proxy {
             mode: Mutex::new(Mode::Pass),
             kill: watch::Sender::new(0),
             accepted: AtomicUsize::new(0),
-            trap: Mutex::new(None),
-            tripped: AtomicUsize::new(0),
+            triggers: Mutex::new(Vec::new()),
+            fired: Mutex::new(Vec::new()),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
@@ -99,21 +132,42 @@ impl Proxy {
         self.shared.kill.send_modify(|n| *n += 1);
     }
 
-    /// Arms a one-shot trap: the next chunk a client sends that contains
-    /// `pattern` (e.g. a script's function name) is forwarded to the server,
-    /// which runs it, but its reply is lost: the proxy turns to
-    /// [`Mode::Blackhole`] before forwarding it and closes every connection
-    /// 100 ms later. The client's re-send then hangs until the test sets the
-    /// mode back (`set_mode(Mode::Pass)`), so that the test can change the
-    /// data in between (through another connection).
-    pub fn lose_reply_of(&self, pattern: &[u8]) {
-        *self.shared.trap.lock().unwrap() = Some(pattern.to_vec());
+    /// Arms a one-shot trigger: the next chunk a client sends that contains
+    /// `pattern` is forwarded, then the connection is closed with every reply
+    /// from then on dropped.
+    pub fn close_after(&self, pattern: &[u8]) {
+        self.arm(pattern, TriggerAction::CloseAfter);
     }
 
-    /// Waits until an armed trap went off (panics after 10 s).
+    /// Arms a one-shot trigger: the next chunk a client sends that contains
+    /// `pattern` is forwarded, and delivered again `delay` later on a new
+    /// connection of its own.
+    pub fn duplicate(&self, pattern: &[u8], delay: Duration) {
+        self.arm(pattern, TriggerAction::Duplicate(delay));
+    }
+
+    fn arm(&self, pattern: &[u8], action: TriggerAction) {
+        self.shared.triggers.lock().unwrap().push(Trigger {
+            pattern: pattern.to_vec(),
+            action,
+        });
+    }
+
+    /// Arms a one-shot [`TriggerAction::LoseReply`] trigger on `pattern`
+    /// (e.g. a script's function name).
+    pub fn lose_reply_of(&self, pattern: &[u8]) {
+        self.arm(pattern, TriggerAction::LoseReply);
+    }
+
+    /// Waits until a [`TriggerAction::LoseReply`] trigger went off and its
+    /// connections were closed (panics after 10 s).
     pub async fn tripped(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.shared.tripped.load(Ordering::SeqCst) == 0 {
+        while !self
+            .fired()
+            .iter()
+            .any(|f| f.action == TriggerAction::LoseReply)
+        {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the proxy's trap never went off"
@@ -122,6 +176,16 @@ impl Proxy {
         }
         // The connections are closed 100 ms after the chunk went through.
         tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
+    /// Drops the triggers that have not fired.
+    pub fn disarm(&self) {
+        self.shared.triggers.lock().unwrap().clear();
+    }
+
+    /// The triggers that fired so far.
+    pub fn fired(&self) -> Vec<Fired> {
+        self.shared.fired.lock().unwrap().clone()
     }
 
     /// Connections accepted so far (reconnects show up here).
@@ -158,31 +222,37 @@ async fn handle(shared: Arc<Shared>, client: TcpStream) {
     let _ = server.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
+    // Set once a close-after trigger fired: replies are dropped from then on.
+    let muted = Arc::new(AtomicBool::new(false));
     tokio::select! {
-        _ = pump(Arc::clone(&shared), cr, sw, true) => {}
-        _ = pump(Arc::clone(&shared), sr, cw, false) => {}
+        _ = pump(Arc::clone(&shared), cr, sw, Arc::clone(&muted)) => {}
+        _ = pump_replies(Arc::clone(&shared), sr, cw, muted) => {}
         _ = kill.changed() => {}
     }
     // Dropping the halves closes both sockets.
 }
 
-/// Whether `chunk` springs the armed trap (disarming it).
-fn trap_goes_off(shared: &Shared, chunk: &[u8]) -> bool {
-    let mut trap = shared.trap.lock().unwrap();
-    let hit = trap
-        .as_deref()
-        .is_some_and(|p| chunk.windows(p.len()).any(|w| w == p));
-    if hit {
-        *trap = None;
-    }
-    hit
+/// The first armed trigger whose pattern `chunk` contains, removed.
+fn take_trigger(shared: &Shared, chunk: &[u8]) -> Option<Trigger> {
+    let mut triggers = shared.triggers.lock().unwrap();
+    let i = triggers.iter().position(|t| {
+        !t.pattern.is_empty() && chunk.windows(t.pattern.len()).any(|w| w == t.pattern)
+    })?;
+    let trigger = triggers.remove(i);
+    shared.fired.lock().unwrap().push(Fired {
+        action: trigger.action,
+        pattern: String::from_utf8_lossy(&trigger.pattern).trim().to_string(),
+        t: chrono::Utc::now().timestamp_micros(),
+    });
+    Some(trigger)
 }
 
+/// Client to server: forwards, and carries out triggers.
 async fn pump(
     shared: Arc<Shared>,
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
-    from_client: bool,
+    muted: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -190,23 +260,77 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if from_client && trap_goes_off(&shared, &buf[..n]) {
-            // Nothing flows any more (the reply is swallowed), but this chunk
-            // reaches the server; then every connection closes.
-            *shared.mode.lock().unwrap() = Mode::Blackhole;
-            let _ = to.write_all(&buf[..n]).await;
-            shared.tripped.fetch_add(1, Ordering::SeqCst);
-            let closer = Arc::clone(&shared);
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                closer.kill.send_modify(|n| *n += 1);
-            });
-            continue;
-        }
         match shared.mode() {
             Mode::Blackhole => continue,
             Mode::Delay(d) => tokio::time::sleep(d).await,
             Mode::Pass => {}
+        }
+        let trigger = take_trigger(&shared, &buf[..n]);
+        if matches!(&trigger, Some(t) if t.action == TriggerAction::CloseAfter) {
+            muted.store(true, Ordering::SeqCst);
+        }
+        if matches!(&trigger, Some(t) if t.action == TriggerAction::LoseReply) {
+            *shared.mode.lock().unwrap() = Mode::Blackhole;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        match trigger.map(|t| t.action) {
+            Some(TriggerAction::CloseAfter) => {
+                // Give the server time to run the command, then close.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            Some(TriggerAction::Duplicate(delay)) => {
+                let bytes = buf[..n].to_vec();
+                let upstream = shared.upstream;
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let Ok(mut side) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    if side.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    let mut sink = vec![0u8; 16 * 1024];
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while matches!(side.read(&mut sink).await, Ok(n) if n > 0) {}
+                    })
+                    .await;
+                });
+            }
+            Some(TriggerAction::LoseReply) => {
+                let closer = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    closer.kill.send_modify(|n| *n += 1);
+                });
+            }
+            None => {}
+        }
+    }
+}
+
+/// Server to client: forwards until a close-after trigger mutes the connection.
+async fn pump_replies(
+    shared: Arc<Shared>,
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    muted: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match shared.mode() {
+            Mode::Blackhole => continue,
+            Mode::Delay(d) => tokio::time::sleep(d).await,
+            Mode::Pass => {}
+        }
+        if muted.load(Ordering::SeqCst) {
+            continue;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
