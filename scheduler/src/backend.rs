@@ -61,6 +61,10 @@ pub(crate) struct EnqueueReply {
     pub(crate) other: i64,
     /// The task of the job holding the id ('duplicate', 'wrong_task'), else empty.
     pub(crate) task: String,
+    /// 'replace' mode: the generation of the pending job (deferred, queued,
+    /// or waiting behind the running one) the new job took the place of; 0
+    /// when it replaced none.
+    pub(crate) replaced: u64,
 }
 
 /// A job a worker claimed.

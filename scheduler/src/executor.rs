@@ -3,8 +3,10 @@
 //! Shared by the background worker and the testing harness.
 
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -33,6 +35,9 @@ pub(crate) enum StopReason {
 pub(crate) struct StopHandle {
     pub(crate) token: CancellationToken,
     reason: Arc<Mutex<Option<StopReason>>>,
+    /// Until when the job's lease is known to be ours (none: no lease, as in
+    /// the testing harness). The job's future is never polled after it.
+    valid_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl StopHandle {
@@ -41,7 +46,24 @@ impl StopHandle {
         StopHandle {
             token: CancellationToken::new(),
             reason: Arc::new(Mutex::new(None)),
+            valid_until: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The lease is known to be ours until `until` (never moves back).
+    pub(crate) fn extend_validity(&self, until: Instant) {
+        if let Ok(mut v) = self.valid_until.lock() {
+            *v = Some(v.map_or(until, |t| t.max(until)));
+        }
+    }
+
+    /// Whether the lease's validity ran out: the job must not run on.
+    fn lease_expired(&self) -> bool {
+        self.valid_until
+            .lock()
+            .ok()
+            .and_then(|v| *v)
+            .is_some_and(|t| t <= Instant::now())
     }
 
     /// Whether the job was stopped.
@@ -146,7 +168,20 @@ impl Executor {
             }
         };
         let timeout = registration.options.timeout.unwrap_or(self.default_timeout);
-        let handle = tokio::spawn(future.instrument(span.clone()));
+        // The task is never polled past its lease's validity, even when the
+        // watchdog that drops it has not run yet (a process resumed after a
+        // pause polls the woken task and the watchdog in any order): it ends
+        // there, as if dropped, and records nothing.
+        let guard = stop.clone();
+        let mut future = future;
+        let fenced = std::future::poll_fn(move |cx| {
+            if guard.lease_expired() {
+                guard.stop(StopReason::LeaseLost);
+                return Poll::Ready(None);
+            }
+            future.as_mut().poll(cx).map(Some)
+        });
+        let handle = tokio::spawn(fenced.instrument(span.clone()));
         let abort = handle.abort_handle();
         let outcome: Option<(&'static str, String, u64)> = tokio::select! {
             biased;
@@ -159,8 +194,9 @@ impl Executor {
                 }
             }
             joined = handle => match joined {
-                Ok(Ok(result)) => Some(self.success(result.unwrap_or_default())),
-                Ok(Err(e)) => Some(self.failure(job, e)),
+                Ok(None) => None,
+                Ok(Some(Ok(result))) => Some(self.success(result.unwrap_or_default())),
+                Ok(Some(Err(e))) => Some(self.failure(job, e)),
                 Err(join) => {
                     let text = if join.is_panic() {
                         let payload = join.into_panic();

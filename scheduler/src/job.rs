@@ -129,10 +129,17 @@ pub enum IfRunning {
     Keep,
 }
 
-/// What [`Scheduler::replace`](crate::Scheduler::replace) did.
+/// What [`Scheduler::replace`](crate::Scheduler::replace) did, naming every
+/// generation it affected.
+///
+/// A job "waits" behind a running one when an earlier `replace` with
+/// [`IfRunning::QueueAfter`] or [`IfRunning::Abort`] queued it to start once
+/// the running one has stopped. A later `replace` with either policy takes its
+/// place: the waiting generation never starts, and the answer names it
+/// (`replaced_waiting`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplaceOutcome {
-    /// No job with this id was pending: a new one was created.
+    /// No job with this id was pending or running: a new one was created.
     Enqueued {
         /// Its generation.
         generation: u64,
@@ -147,18 +154,26 @@ pub enum ReplaceOutcome {
         run_at: DateTime<Utc>,
         /// When the replaced one would have run.
         previous_run_at: DateTime<Utc>,
+        /// The generation that was replaced: it will never start.
+        replaced_generation: u64,
     },
-    /// The job was running: it was told to abort, and the new one is queued
-    /// to start once it has stopped.
+    /// The job was running ([`IfRunning::Abort`]): it was told to abort (it
+    /// ends `Cancelled`), and the new one is queued to start once it has
+    /// stopped.
     AbortedRunning {
         /// The new generation.
         generation: u64,
-        /// When the new one runs.
+        /// When the new one runs (not before the aborted one has stopped).
         run_at: DateTime<Utc>,
-        /// The generation that was aborted.
+        /// The generation that was told to abort.
         aborted_generation: u64,
+        /// The generation of a job that already waited behind the running
+        /// one: the new one took its place, and it will never start. `None`
+        /// when none waited.
+        replaced_waiting: Option<u64>,
     },
-    /// The job was running: the new one is queued to run after it.
+    /// The job was running ([`IfRunning::QueueAfter`]): it runs on, and the
+    /// new one is queued to run after it.
     QueuedAfterRunning {
         /// The new generation.
         generation: u64,
@@ -166,8 +181,13 @@ pub enum ReplaceOutcome {
         run_at: DateTime<Utc>,
         /// The running generation.
         running_generation: u64,
+        /// The generation of a job that already waited behind the running
+        /// one: the new one took its place, and it will never start. `None`
+        /// when none waited.
+        replaced_waiting: Option<u64>,
     },
-    /// The job was running and [`IfRunning::Keep`] was asked: nothing changed.
+    /// The job was running and [`IfRunning::Keep`] was asked: nothing changed
+    /// (a job waiting behind the running one keeps waiting).
     Running {
         /// The running generation.
         generation: u64,

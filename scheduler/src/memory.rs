@@ -274,6 +274,7 @@ impl MemoryBackend {
                     state: state.to_string(),
                     other,
                     task: String::new(),
+                    replaced: 0,
                 }
             };
             let pending = tx.s.pending.get(&job.id).cloned();
@@ -388,12 +389,9 @@ impl MemoryBackend {
                         0,
                     ));
                 } else {
+                    // As enqueue.lua: the new job takes the place of one
+                    // already waiting, and names it.
                     let mut code = "queued_after";
-                    let mut other = a.generation as i64;
-                    if let Some(p) = pending.as_ref().filter(|_| if_running != "abort") {
-                        code = "replaced";
-                        other = p.blocked.or(tx.s.due.score(&job.id)).unwrap_or(now);
-                    }
                     if if_running == "abort" {
                         code = "aborted";
                         if let Some(rec) = tx.s.active.get_mut(&job.id) {
@@ -406,13 +404,17 @@ impl MemoryBackend {
                     }
                     let blocked = Some(lease_of(&tx));
                     let generation = create(&mut tx, blocked);
-                    out.push(reply(code, generation, run_at, "", other));
+                    let mut r = reply(code, generation, run_at, "", a.generation as i64);
+                    r.replaced = pending.as_ref().map_or(0, |p| p.generation);
+                    out.push(r);
                 }
             } else if let Some(p) = &pending {
                 let score = tx.s.due.score(&job.id).unwrap_or(now);
                 let previous = p.blocked.unwrap_or(score);
                 let generation = create(&mut tx, None);
-                out.push(reply("replaced", generation, run_at, "", previous));
+                let mut r = reply("replaced", generation, run_at, "", previous);
+                r.replaced = p.generation;
+                out.push(r);
             } else {
                 let generation = create(&mut tx, None);
                 out.push(reply("enqueued", generation, run_at, "", 0));
@@ -517,10 +519,12 @@ impl MemoryBackend {
                 continue;
             };
             let has_pending = tx.s.pending.contains_key(&f.id);
-            let code = if f.outcome == "ok" {
+            let code = if f.outcome == "ok" && !rec.cancel {
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Completed, &f.text, ""));
                 "completed"
             } else if f.outcome == "cancelled" || rec.cancel {
+                // An abort was answered before this outcome arrived: the job
+                // ends Cancelled, whatever its run did meanwhile.
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Cancelled, "", "cancelled"));
                 "cancelled"
             } else if f.outcome == "release" {

@@ -688,17 +688,30 @@ fn enqueue_reply(
         state,
         other: reply::opt_int(extra).unwrap_or(0),
         task,
+        replaced: 0,
     })
 }
 
-/// Four values per job, flat: code, generation, run_at, extra.
-fn flat_enqueue_replies(values: Vec<Value>, jobs: usize) -> Result<Vec<EnqueueReply>, Error> {
-    if values.len() != 4 * jobs {
+/// Four values per job, flat: code, generation, run_at, extra; in 'replace'
+/// mode a fifth, the generation of the pending job replaced (0: none).
+fn flat_enqueue_replies(
+    mode: &str,
+    values: Vec<Value>,
+    jobs: usize,
+) -> Result<Vec<EnqueueReply>, Error> {
+    let width = if mode == "replace" { 5 } else { 4 };
+    if values.len() != width * jobs {
         return Err(corrupt("enqueue reply length"));
     }
     values
-        .chunks_exact(4)
-        .map(|v| enqueue_reply(&v[0], &v[1], &v[2], &v[3]))
+        .chunks_exact(width)
+        .map(|v| {
+            let mut reply = enqueue_reply(&v[0], &v[1], &v[2], &v[3])?;
+            if let Some(replaced) = v.get(4) {
+                reply.replaced = reply::int(replaced, "replaced generation")? as u64;
+            }
+            Ok(reply)
+        })
         .collect()
 }
 
@@ -719,6 +732,7 @@ fn uniform_enqueue_replies(values: Vec<Value>, jobs: usize) -> Result<Vec<Enqueu
                 state: String::new(),
                 other: 0,
                 task: String::new(),
+                replaced: 0,
             }),
             entry => match reply::array(entry, "enqueue entry")?.as_slice() {
                 [code, generation, run_at, extra] => enqueue_reply(code, generation, run_at, extra),
@@ -914,7 +928,7 @@ impl Backend for RedisBackend {
             let replies = if uniform {
                 uniform_enqueue_replies(values, jobs.len())?
             } else {
-                flat_enqueue_replies(values, jobs.len())?
+                flat_enqueue_replies(mode, values, jobs.len())?
             };
             if let Some(max) = replies.iter().map(|r| r.generation).max() {
                 self.saw_generation(max);

@@ -564,7 +564,46 @@ impl Scheduler {
 
     /// Replaces the pending job with this id by the new request in one atomic
     /// step (the seed's "cancel, then queue", without its race). When the job is
-    /// running, `if_running` decides.
+    /// running, `if_running` decides. The answer names every generation it
+    /// affected: the pending one it replaced, the running one it aborted or
+    /// queued after, and a replacement already waiting behind the running one
+    /// whose place it took (see [`ReplaceOutcome`]).
+    ///
+    /// ```
+    /// use chrono::{TimeDelta, Utc};
+    /// use scheduler::{EnqueueOutcome, IfRunning, ReplaceOutcome};
+    ///
+    /// #[scheduler::task]
+    /// async fn remind(user: u64) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://replace")
+    ///     .register::<remind>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// let at = Utc::now() + TimeDelta::hours(1);
+    /// let EnqueueOutcome::Enqueued { generation: first, .. } =
+    ///     s.enqueue(remind::job(7).id("remind-7").at(at)).await?
+    /// else {
+    ///     panic!("the id was free");
+    /// };
+    /// // Re-planned half an hour later: the first job never runs, and the
+    /// // answer names it.
+    /// let request = remind::job(7).id("remind-7").at(at + TimeDelta::minutes(30));
+    /// match s.replace(request, IfRunning::Abort).await? {
+    ///     ReplaceOutcome::Replaced { replaced_generation, .. } => {
+    ///         assert_eq!(replaced_generation, first)
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// It acts only on a job of task `T`: when the id is held by a pending or
     /// running job of another task, nothing changes and the answer is
@@ -593,22 +632,26 @@ impl Scheduler {
         let run_at = reply::time(reply.run_at_ms);
         let generation = reply.generation;
         let other = reply.other;
+        let replaced_waiting = (reply.replaced > 0).then_some(reply.replaced);
         let outcome = match reply.code.as_str() {
             "enqueued" => ReplaceOutcome::Enqueued { generation, run_at },
             "replaced" => ReplaceOutcome::Replaced {
                 generation,
                 run_at,
                 previous_run_at: reply::time(other),
+                replaced_generation: reply.replaced,
             },
             "aborted" => ReplaceOutcome::AbortedRunning {
                 generation,
                 run_at,
                 aborted_generation: other as u64,
+                replaced_waiting,
             },
             "queued_after" => ReplaceOutcome::QueuedAfterRunning {
                 generation,
                 run_at,
                 running_generation: other as u64,
+                replaced_waiting,
             },
             "running" => ReplaceOutcome::Running { generation },
             "wrong_task" => {

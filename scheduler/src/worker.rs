@@ -38,6 +38,14 @@ const WATCHDOG_MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Most early abort signals remembered at once.
 const EARLY_ABORTS_CAP: usize = 10_000;
 
+impl Running {
+    /// A renewal confirmed the lease until `until`.
+    fn extend_validity(&mut self, until: Instant) {
+        self.valid_until = self.valid_until.max(until);
+        self.stop.extend_validity(until);
+    }
+}
+
 /// A job this worker claimed and has not finished with.
 struct Running {
     generation: u64,
@@ -269,11 +277,13 @@ impl Worker {
                 info!(job_id = %job.id, generation = job.generation, "abort requested before the job started");
                 stop.stop(StopReason::Cancelled);
             }
+            let valid_until = sent + self.config.lease_validity();
+            stop.extend_validity(valid_until);
             let entry = Running {
                 generation: job.generation,
                 attempt: job.attempt,
                 stop: stop.clone(),
-                valid_until: sent + self.config.lease_validity(),
+                valid_until,
                 finished: false,
             };
             if let Some(previous) = jobs.by_id.insert(job.id.clone(), entry) {
@@ -587,9 +597,9 @@ impl Worker {
                 continue;
             };
             match code.as_str() {
-                "ok" => job.valid_until = job.valid_until.max(valid_until),
+                "ok" => job.extend_validity(valid_until),
                 "cancel" => {
-                    job.valid_until = job.valid_until.max(valid_until);
+                    job.extend_validity(valid_until);
                     if !job.finished {
                         job.stop.stop(StopReason::Cancelled);
                     }

@@ -39,6 +39,8 @@ conformance!(
     a_release_never_hands_its_fence_token_out_again,
     a_cancel_names_the_waiting_successor_it_removed,
     a_request_sent_again_with_its_request_id_gets_the_first_answer,
+    a_replace_names_every_generation_it_affected,
+    a_run_that_ends_after_its_abort_was_answered_ends_cancelled,
 );
 
 /// A `#[task]` of this binary: stored by position, shown to the untyped API by name.
@@ -654,15 +656,20 @@ async fn a_replacement_waiting_for_a_running_job_starts_when_it_ends_not_at_its_
         .replace(job("second", 0), IfRunning::QueueAfter)
         .await
         .unwrap();
-    assert!(
-        matches!(out, ReplaceOutcome::QueuedAfterRunning { .. }),
-        "{out:?}"
-    );
+    let ReplaceOutcome::QueuedAfterRunning {
+        generation: second, ..
+    } = out
+    else {
+        panic!("{out:?}")
+    };
     let out = s
         .replace(job("third", 600), IfRunning::QueueAfter)
         .await
         .unwrap();
-    assert!(matches!(out, ReplaceOutcome::Replaced { .. }), "{out:?}");
+    assert!(
+        matches!(out, ReplaceOutcome::QueuedAfterRunning { replaced_waiting, .. } if replaced_waiting == Some(second)),
+        "{out:?}"
+    );
     assert!(probe.wait_started(2, Duration::from_secs(10)).await);
     let runs = probe.runs();
     assert_eq!(runs[1].arg, "third");
@@ -1155,10 +1162,7 @@ mod issue14 {
                 let running = running_generation.get(&id).copied().unwrap_or(0);
                 let ok = match (state, policy) {
                     ("nothing", _) => matches!(out, ReplaceOutcome::Enqueued { .. }),
-                    // A waiting replacement is replaced (as a pending job is).
-                    ("pending", _) | ("both", IfRunning::QueueAfter) => {
-                        matches!(out, ReplaceOutcome::Replaced { .. })
-                    }
+                    ("pending", _) => matches!(out, ReplaceOutcome::Replaced { .. }),
                     (_, IfRunning::Abort) => matches!(
                         out,
                         ReplaceOutcome::AbortedRunning { aborted_generation, .. }
@@ -1491,4 +1495,213 @@ async fn a_request_sent_again_with_its_request_id_gets_the_first_answer(fx: Fixt
         Err(Error::InvalidRequestId { .. })
     ));
     w.close().await;
+}
+
+/// Issue 14 item 18: every `replace` answer names each generation it
+/// affected. Before, `Replaced` did not name the generation it replaced, and
+/// with a replacement already waiting behind a running job, `Abort` answered
+/// `AbortedRunning` without saying that the waiting one was replaced too, and
+/// `QueueAfter` answered `Replaced` without naming it (nor the running one
+/// the new job waits for). `Keep` changes nothing.
+async fn a_replace_names_every_generation_it_affected(fx: Fixture) {
+    let probe = Probe::default();
+    let s = worker(&fx.url(), &namespace("replace-names"), &probe).await;
+    let created = |out: EnqueueOutcome| match out {
+        EnqueueOutcome::Enqueued { generation, .. } => generation,
+        other => panic!("{other:?}"),
+    };
+
+    // A deferred job: the answer names it, and it never runs.
+    let later = Utc::now() + TimeDelta::seconds(60);
+    let old = created(s.enqueue(probe_job("p", "old").at(later)).await.unwrap());
+    let out = s
+        .replace(probe_job("p", "new"), IfRunning::Abort)
+        .await
+        .unwrap();
+    let ReplaceOutcome::Replaced {
+        generation: new_p,
+        run_at,
+        previous_run_at,
+        replaced_generation,
+    } = out
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(replaced_generation, old, "{out:?}");
+    assert!(new_p > old, "{out:?}");
+    assert!(run_at < later && previous_run_at.timestamp() == later.timestamp());
+
+    // Running jobs, each with a replacement waiting behind it.
+    let long =
+        |id: &str| JobRequest::<ProbeTask>::new(ProbeArgs::new("running").sleep(2_000)).id(id);
+    let ids = ["abort", "after", "keep"];
+    let mut running = Vec::new();
+    for id in ids {
+        running.push(created(s.enqueue(long(id)).await.unwrap()));
+    }
+    assert!(probe.wait_started(4, Duration::from_secs(10)).await);
+    let mut waiting = Vec::new();
+    for (id, &running) in ids.iter().zip(&running) {
+        let out = s
+            .replace(probe_job(id, "waiting"), IfRunning::QueueAfter)
+            .await
+            .unwrap();
+        let ReplaceOutcome::QueuedAfterRunning {
+            generation,
+            running_generation,
+            replaced_waiting: None,
+            ..
+        } = out
+        else {
+            panic!("{id}: {out:?}")
+        };
+        assert_eq!(running_generation, running, "{id}: {out:?}");
+        waiting.push(generation);
+    }
+
+    // Abort: names the running generation it aborted and the waiting one it replaced.
+    let out = s
+        .replace(probe_job("abort", "new"), IfRunning::Abort)
+        .await
+        .unwrap();
+    let ReplaceOutcome::AbortedRunning {
+        generation: new_abort,
+        run_at,
+        ..
+    } = out
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        out,
+        ReplaceOutcome::AbortedRunning {
+            generation: new_abort,
+            run_at,
+            aborted_generation: running[0],
+            replaced_waiting: Some(waiting[0]),
+        }
+    );
+    // QueueAfter: names the running generation it waits for and the waiting one it replaced.
+    let out = s
+        .replace(probe_job("after", "new"), IfRunning::QueueAfter)
+        .await
+        .unwrap();
+    let ReplaceOutcome::QueuedAfterRunning {
+        generation: new_after,
+        run_at,
+        ..
+    } = out
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        out,
+        ReplaceOutcome::QueuedAfterRunning {
+            generation: new_after,
+            run_at,
+            running_generation: running[1],
+            replaced_waiting: Some(waiting[1]),
+        }
+    );
+    // Keep: nothing changes; the waiting one keeps waiting.
+    assert_eq!(
+        s.replace(probe_job("keep", "new"), IfRunning::Keep)
+            .await
+            .unwrap(),
+        ReplaceOutcome::Running {
+            generation: running[2],
+        }
+    );
+
+    // What ran is what the answers named: (generation, argument, ran to its end).
+    let expected = [
+        ("p", vec![(new_p, "new", true)]),
+        (
+            "abort",
+            vec![(running[0], "running", false), (new_abort, "new", true)],
+        ),
+        (
+            "after",
+            vec![(running[1], "running", true), (new_after, "new", true)],
+        ),
+        (
+            "keep",
+            vec![(running[2], "running", true), (waiting[2], "waiting", true)],
+        ),
+    ];
+    let runs_of = |id: &str| -> Vec<(u64, String, bool)> {
+        probe
+            .runs_of(id)
+            .into_iter()
+            .map(|r| (r.generation, r.arg, r.end.is_some()))
+            .collect()
+    };
+    let settled = scheduler_tests::wait_until(Duration::from_secs(15), || {
+        expected.iter().all(|(id, want)| {
+            runs_of(id).iter().filter(|r| r.2).count() == want.iter().filter(|w| w.2).count()
+        })
+    })
+    .await;
+    // Anything that should not run has had its chance.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (id, want) in &expected {
+        let want: Vec<(u64, String, bool)> = want
+            .iter()
+            .map(|(g, a, e)| (*g, a.to_string(), *e))
+            .collect();
+        assert_eq!(runs_of(id), want, "{id} (settled: {settled})");
+        let last = want.last().map_or(0, |w| w.0);
+        assert_eq!(s.info(id).await.unwrap().unwrap().generation, last, "{id}");
+    }
+    s.close().await;
+}
+
+/// A cancel that answered `AbortSignalled` promises the running job ends
+/// `Cancelled`. When the run ends `ok` before the abort reaches its worker
+/// (the worker here blocks its only runtime thread, so it cannot see the
+/// abort), the outcome that arrives afterwards must still record `Cancelled`
+/// (the fault-history checker found such runs recorded `Completed`).
+async fn a_run_that_ends_after_its_abort_was_answered_ends_cancelled(fx: Fixture) {
+    let url = fx.url();
+    let ns = namespace("abort-then-ok");
+    let probe = Probe::default();
+    let (ready, started) = std::sync::mpsc::channel();
+    let worker_thread = std::thread::spawn({
+        let (url, ns, probe) = (url.clone(), ns.clone(), probe.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let w = worker_with(&url, &ns, &probe, fast_worker()).await;
+                ready.send(()).unwrap();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                w.close().await;
+            });
+        }
+    });
+    started.recv().unwrap();
+    let p = producer(&url, &ns).await;
+    let job = JobRequest::<ProbeTask>::new(ProbeArgs::new("x").mode("block").sleep(1_500)).id("x");
+    let generation = match p.enqueue(job).await.unwrap() {
+        EnqueueOutcome::Enqueued { generation, .. } => generation,
+        other => panic!("{other:?}"),
+    };
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    let attempt = probe.runs()[0].attempt;
+    let out = p.cancel("x").await.unwrap();
+    assert!(
+        matches!(out, CancelOutcome::AbortSignalled { generation: g, .. } if g == generation),
+        "{out:?}"
+    );
+    // The run's end arrives after the answer, as if it had finished first.
+    let code = scheduler::__private::record_outcome(&p, "x", generation, attempt, "ok")
+        .await
+        .unwrap();
+    assert_eq!(code, "cancelled");
+    assert_eq!(p.status("x").await.unwrap(), JobStatus::Cancelled);
+    worker_thread.join().unwrap();
+    assert_eq!(p.status("x").await.unwrap(), JobStatus::Cancelled);
+    p.close().await;
 }

@@ -213,7 +213,8 @@ async fn a_resent_claim_gets_its_jobs_back() {
 }
 
 /// Item 18: a replace whose reply was lost and that was sent again answered
-/// `Enqueued`, although the first execution had replaced a pending job.
+/// `Enqueued`, although the first execution had replaced a pending job. The
+/// re-sent one answers `Replaced`, naming the generation it replaced.
 #[tokio::test]
 async fn a_resent_replace_answers_what_the_first_execution_did() {
     let server = RedisServer::start();
@@ -238,7 +239,8 @@ async fn a_resent_replace_answers_what_the_first_execution_did() {
     let info = lossy.info("r").await.unwrap().unwrap();
     assert!(info.generation > first);
     assert!(
-        matches!(outcome, ReplaceOutcome::Replaced { generation, .. } if generation == info.generation),
+        matches!(outcome, ReplaceOutcome::Replaced { generation, replaced_generation, .. }
+            if generation == info.generation && replaced_generation == first),
         "{outcome:?}"
     );
     lossy.close().await;

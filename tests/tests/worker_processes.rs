@@ -136,9 +136,21 @@ async fn a_frozen_workers_late_completion_is_rejected() {
         "{:?}",
         events.all()
     );
-    // ...then A wakes up with its attempt overdue: it finishes or learns it lost the lease.
+    // ...then A wakes up with its attempt overdue. Its task's sleep is over
+    // too, but the task is never polled past the lease's validity: A drops
+    // it without running another line of it, whichever of the woken task and
+    // the watchdog the runtime polls first.
     a.resume();
     tokio::time::sleep(Duration::from_millis(400)).await;
+    let a_ended: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.event == "end" && e.pid == a.pid())
+        .collect();
+    assert!(
+        a_ended.is_empty(),
+        "A ran its job on after its lease's validity: {a_ended:?}"
+    );
     let during = p.info("z").await.unwrap().unwrap();
     assert!(
         matches!(during.status, JobStatus::Running { attempt: 2, .. }),
@@ -153,6 +165,50 @@ async fn a_frozen_workers_late_completion_is_rejected() {
     let info = p.info("z").await.unwrap().unwrap();
     assert_eq!(info.status, JobStatus::Completed);
     assert_eq!(info.attempts, 2, "the outcome recorded is B's attempt");
+    p.close().await;
+}
+
+/// A worker paused (SIGSTOP) mid-job past its lease, whose job's own timer
+/// ran out during the pause, wakes with the job's task due before its
+/// watchdog: the runtime polls the task first. The task is still never polled
+/// past its lease's validity, so it does not run on while the job's new
+/// owner runs it.
+#[tokio::test]
+async fn a_resumed_worker_never_polls_a_job_past_its_lease() {
+    let server = RedisServer::start();
+    let ns = namespace("resumed");
+    let events = Events::default();
+    let a = ChildWorker::spawn(BIN, &server.url(), &ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
+    let p = producer(&server, &ns).await;
+    p.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("r").sleep(600)).id("r"))
+        .await
+        .unwrap();
+    assert!(crate_wait_start_on(&events, a.pid()).await);
+    a.pause();
+    let b = ChildWorker::spawn(BIN, &server.url(), &ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
+    assert!(
+        crate_wait_start_on(&events, b.pid()).await,
+        "{:?}",
+        events.all()
+    );
+    a.resume();
+    assert!(
+        events
+            .wait_pid("end", b.pid(), Duration::from_secs(10))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a_ended: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.event == "end" && e.pid == a.pid())
+        .collect();
+    assert!(
+        a_ended.is_empty(),
+        "A ran its job on after its lease's validity: {a_ended:?}"
+    );
+    let info = wait_completed(&p, "r").await;
+    assert_eq!(info.attempts, 2, "{info:?}");
     p.close().await;
 }
 

@@ -40,7 +40,7 @@ for i = 4, #ARGV, 6 do
   local rec = blob and decode(blob)
   if not rec or rec[3] ~= gen or rec[4] ~= attempt then
     out[#out + 1] = 'stale'
-  elseif outcome == 'ok' and prefetched then
+  elseif outcome == 'ok' and prefetched and rec[12] ~= 1 then
     -- finish_active, batched below
     ok_ids[#ok_ids + 1] = id
     if rec[14] == 1 then ok_waited[#ok_waited + 1] = id end
@@ -51,10 +51,12 @@ for i = 4, #ARGV, 6 do
       ok_exp[#ok_exp + 1] = id
     end
     out[#out + 1] = 'completed'
-  elseif outcome == 'ok' then
+  elseif outcome == 'ok' and rec[12] ~= 1 then
     due_at(finish_active(id, rec, 'completed', text, '', now, keep_ms))
     out[#out + 1] = 'completed'
   elseif outcome == 'cancelled' or rec[12] == 1 then
+    -- An abort was answered (AbortSignalled) before this outcome arrived: the
+    -- job ends Cancelled, whatever its run did meanwhile, as the answer said.
     due_at(finish_active(id, rec, 'cancelled', '', 'cancelled', now, keep_ms))
     out[#out + 1] = 'cancelled'
   elseif outcome == 'release' then

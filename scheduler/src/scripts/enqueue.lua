@@ -12,6 +12,9 @@
 -- the finished job, when it finished, its state; 'duplicate': extra is
 -- 'state:task' of the job holding the id; 'wrong_task' in 'replace' mode:
 -- extra is the task of the job of another task holding the id).
+-- 'replace' mode returns a fifth value per job: the generation of the pending
+-- job (deferred, queued, or waiting behind the running one) the new job took
+-- the place of, 0 when it replaced none.
 -- Layout 'uniform' returns the run time of the jobs it created first, then one
 -- entry per job: the generation alone for a job it created, else the array
 -- {code, generation, run_at, extra}. (A value costs Redis and the client a few
@@ -35,6 +38,7 @@ if uniform then
   u_task, u_max_attempts, u_kind, u_when = ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
   u_unique = ARGV[11] == '1'
 end
+local replacing = mode == 'replace'
 local now = now_ms()
 local out = {}
 local earliest = nil
@@ -167,6 +171,8 @@ for j = 1, #ids do
   end
   local pending = pending_blob and decode(pending_blob)
   local active = active_blob and decode(active_blob)
+  -- 'replace' mode: the generation of the pending job this one replaces (the reply's fifth value).
+  local replaced = 0
   if pending_blob and not pending then
     -- Garbage under this id: keep it for inspection, then start afresh.
     dead_letter(id, pending_blob, nil, 'corrupt job record replaced by a new enqueue', now, cap)
@@ -224,8 +230,7 @@ for j = 1, #ids do
     -- The policy decides whenever a job runs, whether or not a replacement
     -- already waits behind it: 'keep' changes nothing (a waiting replacement
     -- keeps waiting), 'after' and 'abort' put the new job in the waiting
-    -- one's place ('after' then answers 'replaced', with the replaced one's
-    -- time, as it always did; 'abort' answers 'aborted').
+    -- one's place and name it (the fifth value).
     -- A replace acts only on a job of its own task (job ids are shared by
     -- all tasks): a job of another task is kept, answered 'wrong_task'.
     local holder = (active and active[1] ~= task and active) or (pending and pending[1] ~= task and pending)
@@ -244,22 +249,22 @@ for j = 1, #ids do
           if abort then active[12] = 1 end
           redis.call('HSET', K_ACTIVE, id, encode(active))
         end
-        local extra = active[3]
         if abort then
           code = 'aborted'
           redis.call('PUBLISH', abort_channel, active[3] .. ':' .. id)
-        elseif pending then
-          code, extra = 'replaced', pending[13] or tonumber(redis.call('ZSCORE', K_DUE, id) or now)
         end
-        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, extra)
+        if pending then replaced = pending[3] end
+        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[3])
       end
     elseif pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
+      replaced = pending[3]
       create(id, task, payload, max_attempts, run_at, nonce, nil, 'replaced', pending[13] or score)
     else
       create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
     end
   end
+  if replacing then out[#out + 1] = replaced end
 end
 
 write_created()
