@@ -181,8 +181,9 @@ impl Executor {
             }
             future.as_mut().poll(cx).map(Some)
         });
-        let handle = tokio::spawn(fenced.instrument(span.clone()));
+        let mut handle = tokio::spawn(fenced.instrument(span.clone()));
         let abort = handle.abort_handle();
+        let mut joined_already = false;
         let outcome: Option<(&'static str, String, u64)> = tokio::select! {
             biased;
             _ = stop.token.cancelled() => {
@@ -193,30 +194,39 @@ impl Executor {
                     StopReason::LeaseLost => None,
                 }
             }
-            joined = handle => match joined {
-                Ok(None) => None,
-                Ok(Some(Ok(result))) => Some(self.success(result.unwrap_or_default())),
-                Ok(Some(Err(e))) => Some(self.failure(job, e)),
-                Err(join) => {
-                    let text = if join.is_panic() {
-                        let payload = join.into_panic();
-                        let msg = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        format!("task panicked: {msg}")
-                    } else {
-                        "task was aborted".to_string()
-                    };
-                    Some(self.failure(job, TaskError::retry(text)))
+            joined = &mut handle => {
+                joined_already = true;
+                match joined {
+                    Ok(None) => None,
+                    Ok(Some(Ok(result))) => Some(self.success(result.unwrap_or_default())),
+                    Ok(Some(Err(e))) => Some(self.failure(job, e)),
+                    Err(join) => {
+                        let text = if join.is_panic() {
+                            let payload = join.into_panic();
+                            let msg = payload
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| payload.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".into());
+                            format!("task panicked: {msg}")
+                        } else {
+                            "task was aborted".to_string()
+                        };
+                        Some(self.failure(job, TaskError::retry(text)))
+                    }
                 }
-            },
+            }
             _ = tokio::time::sleep(timeout) => {
                 abort.abort();
                 Some(self.failure(job, TaskError::retry(format!("timed out after {timeout:?}"))))
             }
         };
+        if !joined_already {
+            // Aborted: the outcome is reported only once the task's future is
+            // gone, so that nothing of this run overlaps a run that the
+            // outcome lets start (the next attempt, the next generation).
+            let _ = handle.await;
+        }
         span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
         match outcome {
             Some((kind, text, delay)) => {

@@ -447,6 +447,7 @@ mod checker {
                     generation: 2,
                     run_at_ms: 20,
                     running: 1,
+                    replaced: None,
                 },
             ),
             start("w0", "a", 1, 1, 21),
@@ -471,6 +472,7 @@ mod checker {
                     generation: 2,
                     run_at_ms: 20,
                     running: 1,
+                    replaced: None,
                 },
             ),
             ack("cancel_gen", "a", 30, Answer::Removed { generation: 2 }),
@@ -534,6 +536,7 @@ mod checker {
                     generation: 2,
                     run_at_ms: 20,
                     running: 1,
+                    replaced: None,
                 },
             ),
             ack(
