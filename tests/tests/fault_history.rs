@@ -393,6 +393,34 @@ mod checker {
     }
 
     #[test]
+    fn a_run_dropped_on_resume_from_sigstop_ended_when_its_worker_was_stopped() {
+        let sigstop = |from_ms: i64, to_ms: i64| {
+            Event::Fault(Fault {
+                kind: "sigstop".into(),
+                target: "w1".into(),
+                t: from_ms * MS,
+                until: Some(to_ms * MS),
+            })
+        };
+        // w1 frozen from 32 to 1000 ms; its run is dropped 20 ms after the
+        // resume, while w2 ran the job at 36-37 ms: no overlap.
+        let mut h = clean();
+        h.push(start("w1", "a", 1, 2, 31));
+        h.push(sigstop(32, 1000));
+        h.push(start("w2", "a", 1, 3, 36));
+        h.push(end("w2", "a", 1, 3, 37, "ok"));
+        h.push(end("w1", "a", 1, 2, 1020, "dropped"));
+        assert!(!rules(&h).contains(&"overlap"), "{:?}", rules(&h));
+        // Dropped long after the resume: it may have run on, so it counts.
+        let last = h.len() - 1;
+        h[last] = end("w1", "a", 1, 2, 1500, "dropped");
+        assert!(rules(&h).contains(&"overlap"));
+        // Ended `ok` on resume: it ran on, so it counts.
+        h[last] = end("w1", "a", 1, 2, 1020, "ok");
+        assert!(rules(&h).contains(&"overlap"));
+    }
+
+    #[test]
     fn a_reused_fence_token_is_found() {
         let mut h = clean();
         h.push(start("w1", "a", 1, 1, 50));

@@ -116,16 +116,43 @@ fn violation(out: &mut Vec<Violation>, rule: &'static str, id: &str, detail: Str
     });
 }
 
+/// Slack after a SIGCONT within which a drop counts as done at the resume.
+const RESUME_DROP_MS: i64 = 100;
+
+/// When a run last did anything. A run dropped right after its worker
+/// resumed from a SIGSTOP that began during it ran nothing in between: the
+/// process was frozen, and the worker never polls a job past its lease's
+/// validity, so on resume it drops the job before running any more of it.
+/// Its activity ended when the worker was stopped. (A drop later than that
+/// slack after the resume is not excused: the run may have gone on.)
+fn active_until(model: &Model, run: &Run) -> i64 {
+    let end = run.end_or_max();
+    if run.result != "dropped" {
+        return end;
+    }
+    model
+        .faults
+        .iter()
+        .filter(|(kind, target, from, to)| {
+            kind == "sigstop"
+                && *target == run.worker
+                && *from >= run.start
+                && *to <= end
+                && end <= *to + RESUME_DROP_MS * 1000
+        })
+        .map(|(_, _, from, _)| *from)
+        .min()
+        .unwrap_or(end)
+}
+
 fn overlap(model: &Model, out: &mut Vec<Violation>) {
     for id in model.ids() {
         let mut runs: Vec<&Run> = model.runs_of(&id).collect();
         runs.sort_by_key(|r| r.start);
         // One violation per run that later runs started inside of.
         for (i, a) in runs.iter().enumerate() {
-            let inside: Vec<&&Run> = runs[i + 1..]
-                .iter()
-                .filter(|b| b.start < a.end_or_max())
-                .collect();
+            let until = active_until(model, a);
+            let inside: Vec<&&Run> = runs[i + 1..].iter().filter(|b| b.start < until).collect();
             if let Some(first) = inside.first() {
                 violation(
                     out,
