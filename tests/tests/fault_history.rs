@@ -418,6 +418,15 @@ mod checker {
         // Ended `ok` on resume: it ran on, so it counts.
         h[last] = end("w1", "a", 1, 2, 1020, "ok");
         assert!(rules(&h).contains(&"overlap"));
+        // Killed while stopped: it ran nothing after the stop.
+        h.truncate(last);
+        h.push(Event::Fault(Fault {
+            kind: "gone".into(),
+            target: "w1".into(),
+            t: 500 * MS,
+            until: None,
+        }));
+        assert!(!rules(&h).contains(&"overlap"), "{:?}", rules(&h));
     }
 
     #[test]

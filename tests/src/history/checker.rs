@@ -119,15 +119,17 @@ fn violation(out: &mut Vec<Violation>, rule: &'static str, id: &str, detail: Str
 /// Slack after a SIGCONT within which a drop counts as done at the resume.
 const RESUME_DROP_MS: i64 = 100;
 
-/// When a run last did anything. A run dropped right after its worker
-/// resumed from a SIGSTOP that began during it ran nothing in between: the
-/// process was frozen, and the worker never polls a job past its lease's
-/// validity, so on resume it drops the job before running any more of it.
-/// Its activity ended when the worker was stopped. (A drop later than that
-/// slack after the resume is not excused: the run may have gone on.)
+/// When a run last did anything. A run of a worker that was stopped
+/// (SIGSTOP) while it ran, and that ended while the worker was stopped or
+/// right after it resumed, by a drop or by its process going away (killed
+/// while stopped), ran nothing after the stop: the process was frozen, and on
+/// resume the worker never polls a job past its lease's validity, so it drops
+/// it before running any more of it. Its activity ended when the worker was
+/// stopped. (An end later than `RESUME_DROP_MS` after the resume is not
+/// excused: the run may have gone on.)
 fn active_until(model: &Model, run: &Run) -> i64 {
     let end = run.end_or_max();
-    if run.result != "dropped" {
+    if run.result != "dropped" && run.result != "gone" {
         return end;
     }
     model
@@ -137,7 +139,7 @@ fn active_until(model: &Model, run: &Run) -> i64 {
             kind == "sigstop"
                 && *target == run.worker
                 && *from >= run.start
-                && *to <= end
+                && *from <= end
                 && end <= *to + RESUME_DROP_MS * 1000
         })
         .map(|(_, _, from, _)| *from)
