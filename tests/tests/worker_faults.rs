@@ -522,3 +522,61 @@ async fn close_under_load_records_or_releases_every_job_it_claimed_redis() {
 async fn close_under_load_records_or_releases_every_job_it_claimed_memory() {
     close_under_load_records_or_releases_every_job_it_claimed(Fixture::memory()).await
 }
+
+/// An aborted run's outcome is reported only once its future is gone. A run
+/// busy in its task's code (here blocking its thread) cannot be dropped until
+/// it yields; the replacement that waits behind it must not start before.
+/// The fault-history checker saw the next generation start 80 µs before the
+/// old future was dropped when the outcome was reported at the abort.
+async fn an_aborted_run_is_gone_before_its_successor_starts(fixture: Fixture) {
+    use scheduler::{IfRunning, ReplaceOutcome};
+    use scheduler_tests::setup::{fast_worker, worker_with};
+    use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
+    use scheduler_tests::Probe;
+
+    let probe = Probe::default();
+    let s = worker_with(
+        &fixture.url(),
+        &namespace("abort-gone"),
+        &probe,
+        fast_worker(),
+    )
+    .await;
+    let blocked = ProbeArgs::new("blocked").mode("block").sleep(800);
+    s.enqueue(JobRequest::<ProbeTask>::new(blocked).id("x"))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    let out = s
+        .replace(
+            JobRequest::<ProbeTask>::new(ProbeArgs::new("next")).id("x"),
+            IfRunning::Abort,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, ReplaceOutcome::AbortedRunning { .. }),
+        "{out:?}"
+    );
+    assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
+    let runs = probe.runs_of("x");
+    let old = runs.iter().find(|r| r.arg == "blocked").unwrap();
+    let next = runs.iter().find(|r| r.arg == "next").unwrap();
+    let old_end = old.end.unwrap();
+    assert!(
+        next.start >= old_end,
+        "the successor started {} ms before the aborted run was gone",
+        (old_end - next.start).num_milliseconds()
+    );
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_run_is_gone_before_its_successor_starts_redis() {
+    an_aborted_run_is_gone_before_its_successor_starts(Fixture::redis()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_run_is_gone_before_its_successor_starts_memory() {
+    an_aborted_run_is_gone_before_its_successor_starts(Fixture::memory()).await
+}
