@@ -117,36 +117,52 @@ async fn crate_wait_start_on(events: &Events, pid: u32) -> bool {
     events.wait_pid("start", pid, Duration::from_secs(10)).await
 }
 
-#[tokio::test]
-async fn a_frozen_workers_late_completion_is_rejected() {
+/// A job of `sleep_ms` starts on worker A, A is paused (SIGSTOP) right away,
+/// and worker B starts it again once A's lease has expired (attempt 2).
+/// Returns the server, the events, A (paused), B and a producer.
+async fn paused_mid_job(
+    ns: &str,
+    id: &str,
+    sleep_ms: u64,
+) -> (RedisServer, Events, ChildWorker, ChildWorker, Scheduler) {
     let server = RedisServer::start();
-    let ns = namespace("zombie");
     let events = Events::default();
-    let a = ChildWorker::spawn(BIN, &server.url(), &ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
-    let p = producer(&server, &ns).await;
-    p.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("z").sleep(1200)).id("z"))
+    let a = ChildWorker::spawn(BIN, &server.url(), ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
+    let p = producer(&server, ns).await;
+    p.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new(id).sleep(sleep_ms)).id(id))
         .await
         .unwrap();
-    assert!(events.wait("start", 1, Duration::from_secs(10)).await);
+    assert!(crate_wait_start_on(&events, a.pid()).await);
     a.pause();
-    let b = ChildWorker::spawn(BIN, &server.url(), &ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
-    // B takes the job over once A's lease has expired (attempt 2)...
+    let b = ChildWorker::spawn(BIN, &server.url(), ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
     assert!(
         crate_wait_start_on(&events, b.pid()).await,
         "{:?}",
         events.all()
     );
+    (server, events, a, b, p)
+}
+
+/// The `end` events of one worker process.
+fn ends_on(events: &Events, pid: u32) -> Vec<scheduler_tests::child::Event> {
+    events
+        .all()
+        .into_iter()
+        .filter(|e| e.event == "end" && e.pid == pid)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_frozen_workers_late_completion_is_rejected() {
+    // B takes the job over once A's lease has expired (attempt 2)...
+    let (_server, events, a, b, p) = paused_mid_job(&namespace("zombie"), "z", 1200).await;
     // ...then A wakes up with its attempt overdue. Its task's sleep is over
     // too, but the task is never polled past the lease's validity: A drops
     // it without running another line of it, whichever of the woken task and
     // the watchdog the runtime polls first.
     a.resume();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let a_ended: Vec<_> = events
-        .all()
-        .into_iter()
-        .filter(|e| e.event == "end" && e.pid == a.pid())
-        .collect();
+    let a_ended = ends_on(&events, a.pid());
     assert!(
         a_ended.is_empty(),
         "A ran its job on after its lease's validity: {a_ended:?}"
@@ -175,22 +191,7 @@ async fn a_frozen_workers_late_completion_is_rejected() {
 /// owner runs it.
 #[tokio::test]
 async fn a_resumed_worker_never_polls_a_job_past_its_lease() {
-    let server = RedisServer::start();
-    let ns = namespace("resumed");
-    let events = Events::default();
-    let a = ChildWorker::spawn(BIN, &server.url(), &ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
-    let p = producer(&server, &ns).await;
-    p.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("r").sleep(600)).id("r"))
-        .await
-        .unwrap();
-    assert!(crate_wait_start_on(&events, a.pid()).await);
-    a.pause();
-    let b = ChildWorker::spawn(BIN, &server.url(), &ns, LEASE_MS, HEARTBEAT_MS, 5, &events).await;
-    assert!(
-        crate_wait_start_on(&events, b.pid()).await,
-        "{:?}",
-        events.all()
-    );
+    let (_server, events, a, b, p) = paused_mid_job(&namespace("resumed"), "r", 600).await;
     a.resume();
     assert!(
         events
@@ -198,11 +199,7 @@ async fn a_resumed_worker_never_polls_a_job_past_its_lease() {
             .await
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let a_ended: Vec<_> = events
-        .all()
-        .into_iter()
-        .filter(|e| e.event == "end" && e.pid == a.pid())
-        .collect();
+    let a_ended = ends_on(&events, a.pid());
     assert!(
         a_ended.is_empty(),
         "A ran its job on after its lease's validity: {a_ended:?}"
