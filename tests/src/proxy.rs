@@ -247,6 +247,24 @@ fn take_trigger(shared: &Shared, chunk: &[u8]) -> Option<Trigger> {
     Some(trigger)
 }
 
+/// The length of the next chunk read into `buf` that the mode lets through
+/// (swallowed while blackholed, held back while delayed); `None` once the
+/// connection is closed.
+async fn next_chunk(shared: &Shared, from: &mut OwnedReadHalf, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        let n = match from.read(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        };
+        match shared.mode() {
+            Mode::Blackhole => continue,
+            Mode::Delay(d) => tokio::time::sleep(d).await,
+            Mode::Pass => {}
+        }
+        return Some(n);
+    }
+}
+
 /// Client to server: forwards, and carries out triggers.
 async fn pump(
     shared: Arc<Shared>,
@@ -255,16 +273,7 @@ async fn pump(
     muted: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        match shared.mode() {
-            Mode::Blackhole => continue,
-            Mode::Delay(d) => tokio::time::sleep(d).await,
-            Mode::Pass => {}
-        }
+    while let Some(n) = next_chunk(&shared, &mut from, &mut buf).await {
         let trigger = take_trigger(&shared, &buf[..n]);
         if matches!(&trigger, Some(t) if t.action == TriggerAction::CloseAfter) {
             muted.store(true, Ordering::SeqCst);
@@ -319,16 +328,7 @@ async fn pump_replies(
     muted: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        match shared.mode() {
-            Mode::Blackhole => continue,
-            Mode::Delay(d) => tokio::time::sleep(d).await,
-            Mode::Pass => {}
-        }
+    while let Some(n) = next_chunk(&shared, &mut from, &mut buf).await {
         if muted.load(Ordering::SeqCst) {
             continue;
         }
