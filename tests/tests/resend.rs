@@ -168,6 +168,48 @@ async fn a_resent_requeue_answers_the_generation_it_created() {
     direct.close().await;
 }
 
+/// The same request delivered twice by the network (a byte-for-byte replay
+/// carries no retry flag). A requeue that found nothing to requeue was
+/// replayed after the job had been dead-lettered, and requeued it: a
+/// generation no reply named (found by the fault-history soak). Every call
+/// that names a request now looks its reply up first.
+#[tokio::test]
+async fn a_replayed_requeue_answers_as_the_first_and_changes_nothing() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("replayed-requeue");
+    let probe = Probe::default();
+    let keep = Duration::from_secs(60);
+    let lossy = start(&proxy.url(), &ns, &probe, keep, None).await;
+    proxy.duplicate(b"_dead_letters\r\n", Duration::from_millis(800));
+    assert_eq!(lossy.requeue_dead_letter("dead").await.unwrap(), None);
+    // Before the replay arrives, the job fails for good.
+    let w = start(&server.url(), &ns, &probe, keep, Some(fast_worker())).await;
+    w.enqueue(
+        JobRequest::<ProbeTask>::new(ProbeArgs::new("dead").mode("permanent"))
+            .id("dead")
+            .max_attempts(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        wait_status(&w, "dead", |st| *st == JobStatus::Failed).await,
+        JobStatus::Failed
+    );
+    assert_eq!(proxy.fired().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let info = w.info("dead").await.unwrap().unwrap();
+    assert_eq!(
+        info.status,
+        JobStatus::Failed,
+        "the replay requeued it: {info:?}"
+    );
+    assert_eq!(w.dead_letters(0, 10).await.unwrap().len(), 1);
+    assert_eq!(probe.runs_of("dead").len(), 1);
+    lossy.close().await;
+    w.close().await;
+}
+
 /// A claim whose reply was lost, re-sent by the client as a new claim, took
 /// the first batch's jobs for good: they were never returned, and a
 /// one-attempt job was dead-lettered `stalled` without running.

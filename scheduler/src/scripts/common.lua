@@ -325,8 +325,9 @@ end
 -- times the ttl, and needs no sweep.
 -- The last ARGV of a logged call names the request: '' (record nothing,
 -- look nothing up: the usual case, one argument), else
--- '<retry><ttl>:<request id>' where retry is '1' to look the request up
--- first ('0' on a first send) and ttl is in ms ('0': record nothing). It is
+-- '<retry><ttl>:<request id>' where retry is '1' on the library's re-send
+-- ('0' on a first send; both look the request up) and ttl is in ms ('0':
+-- record nothing). It is
 -- taken off ARGV before the body runs, so the body sees its own arguments.
 local function reply_key(due, request_id)
   return key_prefix(due) .. 'reply:' .. request_id
@@ -337,11 +338,12 @@ local function logged(body, KEYS, ARGV)
   local request = ARGV[n]
   ARGV[n] = nil
   if request == '' then return body(KEYS, ARGV) end
-  local retry, ttl, request_id = string.match(request, '^(%d)(%d+):(.*)$')
-  if retry == '1' then
-    local saved = redis.call('GET', reply_key(K_DUE, request_id))
-    if saved then return cmsgpack.unpack(saved) end
-  end
+  local _, ttl, request_id = string.match(request, '^(%d)(%d+):(.*)$')
+  -- Looked up on every call that names a request, not only on a retry: the
+  -- same bytes delivered twice (by anything between the client and Redis)
+  -- are then answered again, not run again. One GET, on these calls only.
+  local saved = redis.call('GET', reply_key(K_DUE, request_id))
+  if saved then return cmsgpack.unpack(saved) end
   local reply = body(KEYS, ARGV)
   if ttl ~= '0' then redis.call('SET', reply_key(K_DUE, request_id), cmsgpack.pack(reply), 'PX', ttl) end
   return reply

@@ -77,6 +77,22 @@ pub const COMMANDS: [&str; 7] = [
     "_dead_letters\r\n",
 ];
 
+/// The scripts a `Duplicate` fault can pick: every one but `enqueue_one`.
+/// The transport never delivers a request twice (TCP does not), and the
+/// library's own re-sends carry their request id and the retry flag; a plain
+/// first enqueue carries no request id (it would cost a write per enqueue), so
+/// a byte-for-byte replay of one that arrives after its job was replaced or
+/// finished is not recognised. README states that assumption; every other
+/// script is safe under a replay (reply log, claim log, or fencing).
+pub const DUPLICABLE: [&str; 6] = [
+    "_claim\r\n",
+    "_complete\r\n",
+    "_renew\r\n",
+    "_enqueue\r\n",
+    "_cancel\r\n",
+    "_dead_letters\r\n",
+];
+
 /// One fault at a time offset of the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scheduled {
@@ -136,7 +152,11 @@ impl Plan {
                     at_ms: rng.range(300, window),
                     class,
                     target: rng.next_u64(),
-                    command: COMMANDS[rng.below(COMMANDS.len() as u64) as usize],
+                    command: if class == FaultClass::Duplicate {
+                        DUPLICABLE[rng.below(DUPLICABLE.len() as u64) as usize]
+                    } else {
+                        COMMANDS[rng.below(COMMANDS.len() as u64) as usize]
+                    },
                     duration_ms,
                 });
             }
