@@ -316,11 +316,10 @@ impl MemoryBackend {
                     "",
                     0,
                 ));
-            } else if let Some(done) =
-                tx.s.results
-                    .get(&job.id)
-                    .filter(|r| pending.is_none() && active.is_none() && r.nonce == job.nonce)
-            {
+            } else if let Some(done) = tx.s.results.get(&job.id).filter(|r| {
+                (mode == "enqueue" || (pending.is_none() && active.is_none()))
+                    && r.nonce == job.nonce
+            }) {
                 // Re-sent after its job already ran (or was cancelled): still one job.
                 let run_at = done.run_at.unwrap_or(done.finished_ms);
                 out.push(reply("enqueued", done.generation, run_at, "", 0));

@@ -367,3 +367,48 @@ async fn a_request_sent_again_by_the_application_after_a_timeout_is_one_job() {
     lossy.close().await;
     direct.close().await;
 }
+
+/// An enqueue whose first send ran (its job created, run and finished) and
+/// whose reply was lost, re-sent while another client's job now holds the
+/// id: it used to answer `Duplicate` of that newer job, so the caller never
+/// learned that its own request had created (and run) a job. It answers
+/// `Enqueued` with its own generation (found by the fault-history soak).
+#[tokio::test]
+async fn a_resent_enqueue_names_its_own_job_when_a_newer_one_holds_the_id() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let ns = namespace("resend-superseded");
+    let probe = Probe::default();
+    let keep = Duration::from_secs(3600);
+    let w = start(&server.url(), &ns, &probe, keep, Some(fast_worker())).await;
+    let lossy = start(&proxy.url(), &ns, &probe, keep, None).await;
+    proxy.lose_reply_of(b"_enqueue_one");
+    let enqueue = tokio::spawn({
+        let lossy = lossy.clone();
+        async move {
+            lossy
+                .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("mine")).id("s"))
+                .await
+        }
+    });
+    proxy.tripped().await;
+    assert_eq!(
+        wait_status(&w, "s", |st| *st == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    let mine = w.info("s").await.unwrap().unwrap().generation;
+    // Another client's job takes the id and runs.
+    w.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("theirs").sleep(3_000)).id("s"))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    proxy.set_mode(Mode::Pass);
+    let answered = enqueue.await.unwrap().unwrap();
+    assert!(
+        matches!(answered, EnqueueOutcome::Enqueued { generation, .. } if generation == mine),
+        "answered {answered:?}; the request created generation {mine}"
+    );
+    assert_eq!(probe.runs_of("s").len(), 2);
+    lossy.close().await;
+    w.close().await;
+}

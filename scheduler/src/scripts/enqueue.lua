@@ -185,14 +185,20 @@ for j = 1, #ids do
     redis.call('ZREM', K_LEASES, id)
   end
 
-  -- The outcome record of a finished job under this id, read only when no job
-  -- is pending or running: the same request may have created it and be re-sent,
-  -- and a request with the unique flag reports it.
+  -- The outcome record of a finished job under this id, read when no job is
+  -- pending or running (the same request may have created it and be re-sent,
+  -- and a request with the unique flag reports it), and in 'enqueue' mode when
+  -- the pending or running job is another request's: a re-sent request whose
+  -- job ran and was superseded since is answered with its own job, not as a
+  -- duplicate of the newer one (a duplicate costs one more read).
   local done
+  local mine = (pending and pending[7] == nonce) or (active and active[7] == nonce)
   if not pending and not active then
     local outcome_blob
     if batched then outcome_blob = result_blobs[j] else outcome_blob = redis.call('HGET', K_RESULTS, id) end
     done = decode_result(outcome_blob)
+  elseif mode == 'enqueue' and not mine then
+    done = decode_result(redis.call('HGET', K_RESULTS, id))
   end
 
   if pending and pending[7] == nonce then

@@ -191,16 +191,24 @@ fn fence_reused(model: &Model, out: &mut Vec<Violation>) {
 }
 
 fn early(model: &Model, retry_after_ms: i64, out: &mut Vec<Violation>) {
-    let mut due: HashMap<(&str, u64), i64> = HashMap::new();
+    // The acknowledged run time of each generation, and when it was
+    // acknowledged. A run that started before the reply came is not held to
+    // it: the reply of a request re-sent after a lost reply describes the job
+    // as it is then (a retry's due time, once an attempt failed), and the
+    // run's own `scheduled_at` still bounds it.
+    let mut due: HashMap<(&str, u64), (i64, i64)> = HashMap::new();
     for (id, acks) in &model.acks {
         for a in acks {
             if let (Some(g), Some(ms)) = (a.answer.created(), a.answer.due_ms()) {
-                due.insert((id.as_str(), g), ms);
+                due.insert((id.as_str(), g), (ms, a.t_ack));
             }
         }
     }
     for run in &model.runs {
-        let promised = due.get(&(run.id.as_str(), run.generation)).copied();
+        let promised = due
+            .get(&(run.id.as_str(), run.generation))
+            .filter(|(_, t_ack)| run.start >= *t_ack)
+            .map(|(ms, _)| *ms);
         for (what, ms) in [
             ("its acknowledged run time", promised),
             ("scheduled_at", Some(run.scheduled_ms)),
