@@ -338,12 +338,11 @@ impl RedisBackend {
     }
 
     /// Runs one state-changing script through `common.lua`'s reply log: the
-    /// request (id, retry flag, ttl) follows `args`. After a
-    /// connection failure (the script may have run with its reply lost) it is
-    /// sent again with the same request id and the retry flag, and a script
-    /// that had run answers what it answered then instead of running again.
-    /// The log is consulted only on a retry (or for a request the caller
-    /// identified: [`Request::consult`]), so a first send costs one write.
+    /// request (ttl, id) follows `args`. After a connection failure (the
+    /// script may have run with its reply lost) it is sent again with the
+    /// same request id, and a script that had run answers what it answered
+    /// then instead of running again. A request with a ttl is looked up and
+    /// recorded on every send (one GET, one SET); one without is neither.
     ///
     /// Only a connection failure is retried, never a timeout: the first send
     /// then either reached Redis before its connection failed or never will,
@@ -356,18 +355,16 @@ impl RedisBackend {
         args: impl Fn() -> Vec<Value>,
     ) -> Result<Value, Error> {
         let mut sends = 1;
-        let mut retry = request.consult;
         loop {
             let logged_args = || {
                 let mut args = args();
-                push_request(&mut args, request, retry);
+                push_request(&mut args, request);
                 args
             };
             match self.send(lua, logged_args).await {
                 Err(Error::Unavailable(e)) if sends < SENDS => {
                     tracing::debug!(request = %request.id, error = %e, "state-changing script sent again with its request id after a connection failure");
                     sends += 1;
-                    retry = request.ttl_ms > 0;
                 }
                 result => return result,
             }
@@ -397,7 +394,6 @@ impl RedisBackend {
         Request {
             id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
             ttl_ms: self.resend_window_ms(),
-            consult: false,
         }
     }
 
@@ -424,7 +420,6 @@ impl RedisBackend {
             return Request {
                 id: user_request_key(id, request_id),
                 ttl_ms: user_request_ttl_ms(&self.config).max(self.resend_window_ms()),
-                consult: true,
             };
         }
         let mut request = self.request();
@@ -612,22 +607,18 @@ const RESEND_WINDOW_MIN_MS: i64 = 60_000;
 pub(crate) struct Request {
     /// The key under which the reply is recorded.
     pub(crate) id: String,
-    /// How long it is kept (0: not recorded).
+    /// How long it is kept (0: neither recorded nor looked up).
     pub(crate) ttl_ms: i64,
-    /// Whether even the first send looks the reply up: a request the caller
-    /// named itself may have been sent by an earlier call.
-    pub(crate) consult: bool,
 }
 
 /// The value that ends a logged call's arguments (`common.lua` `logged`):
 /// empty when there is nothing to look up or record, else
-/// `<retry 0|1><ttl ms>:<request id>`.
-fn push_request(args: &mut Vec<Value>, request: &Request, retry: bool) {
-    if request.ttl_ms == 0 && !retry {
+/// `<ttl ms>:<request id>`.
+fn push_request(args: &mut Vec<Value>, request: &Request) {
+    if request.ttl_ms <= 0 {
         args.push("".into());
     } else {
-        let retry = if retry { 1 } else { 0 };
-        args.push(format!("{retry}{}:{}", request.ttl_ms.max(0), request.id).into());
+        args.push(format!("{}:{}", request.ttl_ms, request.id).into());
     }
 }
 
@@ -891,7 +882,6 @@ impl Backend for RedisBackend {
             let request = self.enqueue_request(mode, jobs);
             let first_send =
                 first_send_of_one(mode, jobs).filter(|_| self.functions.load(Ordering::Relaxed));
-            let mut request_sent = false;
             let mut reply = None;
             if let Some(job) = first_send {
                 match self.enqueue_first_send(job, &request).await {
@@ -902,7 +892,6 @@ impl Backend for RedisBackend {
                     // have reached.
                     Err(Error::Unavailable(e)) => {
                         tracing::debug!(job_id = %job.id, error = %e, "enqueue sent again after a connection failure");
-                        request_sent = true;
                     }
                     Err(e) => return Err(e),
                 }
@@ -915,10 +904,6 @@ impl Backend for RedisBackend {
                 None => {
                     let args =
                         || enqueue_args(mode, if_running, uniform, &self.keys, &self.config, jobs);
-                    let request = Request {
-                        consult: request.consult || request_sent,
-                        ..request
-                    };
                     self.call_logged(&self.scripts.enqueue, &request, args)
                         .await?
                 }
@@ -1185,7 +1170,6 @@ impl Backend for RedisBackend {
             let read = Request {
                 id: String::new(),
                 ttl_ms: 0,
-                consult: false,
             };
             let reply = reply::array(
                 self.call_logged(&self.scripts.dead_letters, &read, args)

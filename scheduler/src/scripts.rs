@@ -13,7 +13,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 
 /// The script sources: name, body, function flags in the library form, and
 /// whether the script changes state and so goes through `common.lua`'s reply
-/// log (`logged`: its calls end with request id, retry flag and ttl).
+/// log (`logged`: its calls end with the request's ttl and id).
 ///
 /// `no-writes` marks the read-only scripts; `allow-oom` keeps the scripts that
 /// only move existing jobs runnable at maxmemory, as EVAL allows a script

@@ -169,7 +169,7 @@ async fn a_resent_requeue_answers_the_generation_it_created() {
 }
 
 /// The same request delivered twice by the network (a byte-for-byte replay
-/// carries no retry flag). A requeue that found nothing to requeue was
+/// is not a re-send of the library's). A requeue that found nothing to requeue was
 /// replayed after the job had been dead-lettered, and requeued it: a
 /// generation no reply named (found by the fault-history soak). Every call
 /// that names a request now looks its reply up first.

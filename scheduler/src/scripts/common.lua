@@ -319,16 +319,14 @@ end
 -- connection, or the application re-sends a request that carries its own
 -- request id) is answered the same instead of running again. The client sends
 -- such calls once (fred's automatic re-sends are off) and re-sends them
--- itself with the same request id and the retry flag (redis_backend.rs
--- `call_logged`). One string key per request, `{namespace}:reply:<request id>`,
--- expiring on its own after ttl ms: the log is bounded by the request rate
--- times the ttl, and needs no sweep.
+-- itself with the same request id (redis_backend.rs `call_logged`). One
+-- string key per request, `{namespace}:reply:<request id>`, expiring on its
+-- own after ttl ms: the log is bounded by the request rate times the ttl,
+-- and needs no sweep.
 -- The last ARGV of a logged call names the request: '' (record nothing,
 -- look nothing up: the usual case, one argument), else
--- '<retry><ttl>:<request id>' where retry is '1' on the library's re-send
--- ('0' on a first send; both look the request up) and ttl is in ms ('0':
--- record nothing). It is
--- taken off ARGV before the body runs, so the body sees its own arguments.
+-- '<ttl ms>:<request id>'. It is taken off ARGV before the body runs, so the
+-- body sees its own arguments.
 local function reply_key(due, request_id)
   return key_prefix(due) .. 'reply:' .. request_id
 end
@@ -338,13 +336,13 @@ local function logged(body, KEYS, ARGV)
   local request = ARGV[n]
   ARGV[n] = nil
   if request == '' then return body(KEYS, ARGV) end
-  local _, ttl, request_id = string.match(request, '^(%d)(%d+):(.*)$')
-  -- Looked up on every call that names a request, not only on a retry: the
-  -- same bytes delivered twice (by anything between the client and Redis)
-  -- are then answered again, not run again. One GET, on these calls only.
+  local ttl, request_id = string.match(request, '^(%d+):(.*)$')
+  -- Looked up on every send, the first one too: the same bytes delivered
+  -- twice (by anything between the client and Redis) are then answered
+  -- again, not run again. One GET, on these calls only.
   local saved = redis.call('GET', reply_key(K_DUE, request_id))
   if saved then return cmsgpack.unpack(saved) end
   local reply = body(KEYS, ARGV)
-  if ttl ~= '0' then redis.call('SET', reply_key(K_DUE, request_id), cmsgpack.pack(reply), 'PX', ttl) end
+  redis.call('SET', reply_key(K_DUE, request_id), cmsgpack.pack(reply), 'PX', ttl)
   return reply
 end

@@ -17,7 +17,7 @@
 -- It never reads `results` nor the reply log: the client sends a request
 -- here once, so the request cannot have created a job that finished since. A
 -- request whose reply was lost is sent again to enqueue.lua with the same
--- request id and the retry flag: it answers from the reply log (common.lua
+-- request id: it answers from the reply log (common.lua
 -- `logged`) what this call recorded there, else finds the job by its nonce.
 -- A created job's reply is recorded only when the client sends a ttl
 -- (keep_result shorter than the re-send window: the job may finish, and its
@@ -38,7 +38,7 @@ if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) 
   local keys = {}
   for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
   return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake' .. scope, namespace .. 'abort' .. scope, ARGV[8], '',
-    id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ttl and ('0' .. ttl .. ':' .. request_id) or ''})
+    id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ttl and (ttl .. ':' .. request_id) or ''})
 end
 local kind, run_at, run_at_text = ARGV[5], now, nil
 if kind == 'at' then

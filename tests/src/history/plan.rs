@@ -79,7 +79,7 @@ pub const COMMANDS: [&str; 7] = [
 
 /// The scripts a `Duplicate` fault can pick: every one but `enqueue_one`.
 /// The transport never delivers a request twice (TCP does not), and the
-/// library's own re-sends carry their request id and the retry flag; a plain
+/// library's own re-sends carry their request id; a plain
 /// first enqueue carries no request id (it would cost a write per enqueue), so
 /// a byte-for-byte replay of one that arrives after its job was replaced or
 /// finished is not recognised. README states that assumption; every other
