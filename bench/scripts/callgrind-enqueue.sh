@@ -25,7 +25,7 @@ mode=${MODE:-evalsha}
 calls=${1:-2000}
 port=${2:-6397}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-src="$root/scheduler/src/scripts"
+src="$root/scheduler/src/backend/redis/scripts"
 # shellcheck source=callgrind-redis.sh
 . "$root/bench/scripts/callgrind-redis.sh"
 callgrind_redis_start "$port"

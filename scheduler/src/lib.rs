@@ -13,45 +13,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod audit;
+mod api;
 mod backend;
 mod clock;
-mod config;
-mod connection;
-mod context;
-mod deps;
-mod encode;
-mod error;
-mod executor;
-mod health;
-mod job;
-mod keys;
-mod memory;
-mod positional;
-mod redis_backend;
-mod registry;
-mod reply;
-mod scheduler;
-mod scripts;
-mod task;
-mod task_result;
+mod ops;
+mod payload;
 pub mod testing;
 mod worker;
 
-pub use crate::config::{Durability, SchedulerConfig, WorkerConfig};
-pub use crate::connection::RedisConnection;
-pub use crate::context::JobContext;
-pub use crate::deps::{Dep, Dependencies, DependencyKey};
-pub use crate::error::Error;
-pub use crate::health::Health;
-pub use crate::job::{
+pub use crate::api::config::{Durability, SchedulerConfig, WorkerConfig};
+pub use crate::api::connection::RedisConnection;
+pub use crate::api::deps::{Dep, Dependencies, DependencyKey};
+pub use crate::api::error::Error;
+pub use crate::api::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning, JobInfo,
     JobStatus, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,
 };
-pub use crate::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
-pub use crate::scheduler::{Scheduler, SchedulerBuilder};
-pub use crate::task::{JobRequest, Task, TaskOptions, When};
-pub use crate::task_result::{IntoTaskResult, TaskError};
+pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
+pub use crate::api::scheduler::{Scheduler, SchedulerBuilder};
+pub use crate::api::task::{JobRequest, Task, TaskOptions, When};
+pub use crate::api::task_result::{IntoTaskResult, TaskError};
+pub use crate::ops::health::Health;
+pub use crate::worker::context::JobContext;
 pub use scheduler_macros::task;
 
 /// Re-exported so users need no direct dependency for the types in signatures.
@@ -77,7 +60,7 @@ pub mod __private {
         params: &'static [&'static str],
         payload: &[u8],
     ) -> Result<A, Error> {
-        crate::positional::decode(task, Some(params), payload)
+        crate::payload::positional::decode(task, Some(params), payload)
     }
 
     /// Not public API. Resolves a `Dep<T>` parameter.

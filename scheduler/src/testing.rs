@@ -42,15 +42,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::api::config::{SchedulerConfig, WorkerConfig};
+use crate::api::error::Error;
+use crate::api::registry::Registry;
+use crate::api::scheduler::{Scheduler, SchedulerBuilder};
+use crate::api::task::Task;
+use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, ClaimTicket};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-use crate::config::{SchedulerConfig, WorkerConfig};
-use crate::error::Error;
-use crate::executor::{Executor, StopHandle};
-use crate::memory::MemoryBackend;
-use crate::registry::Registry;
-use crate::scheduler::{Scheduler, SchedulerBuilder};
-use crate::task::Task;
+use crate::worker::executor::{Executor, StopHandle};
 
 /// Most attempts one `run_until_idle` makes before it reports a runaway loop.
 const MAX_RUNS: usize = 100_000;
@@ -252,7 +252,8 @@ impl TestScheduler {
                 .next_wake_ms;
             match next {
                 Some(at) if at <= target => {
-                    self.clock.advance_to(crate::reply::time(at));
+                    self.clock
+                        .advance_to(crate::backend::redis::reply::time(at));
                     total += self.run_until_idle().await?;
                 }
                 _ => break,

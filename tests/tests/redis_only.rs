@@ -181,7 +181,7 @@ async fn a_producer_reports_its_own_health() {
 fn eval_script(server: &RedisServer, body: &str, args: &[&str]) -> Vec<String> {
     let script = format!(
         "{}\nbind(KEYS)\n{}",
-        include_str!("../../scheduler/src/scripts/common.lua"),
+        include_str!("../../scheduler/src/backend/redis/scripts/common.lua"),
         body
     );
     let keys = [
@@ -209,7 +209,7 @@ fn eval_script(server: &RedisServer, body: &str, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const ENQUEUE: &str = include_str!("../../scheduler/src/scripts/enqueue.lua");
+const ENQUEUE: &str = include_str!("../../scheduler/src/backend/redis/scripts/enqueue.lua");
 
 /// One enqueue of job-1 (task `t`, one argument) with this nonce.
 fn enqueue_job_1(server: &RedisServer, when: (&str, &str), nonce: &str) -> Vec<String> {
@@ -261,13 +261,13 @@ fn an_enqueue_re_sent_after_its_job_finished_does_not_run_it_again() {
     assert_eq!(first[..2], ["enqueued", "1"], "{first:?}");
     let claim = eval_script(
         &server,
-        include_str!("../../scheduler/src/scripts/claim.lua"),
+        include_str!("../../scheduler/src/backend/redis/scripts/claim.lua"),
         &["w1", "10", "30000", "3600000", "100", "claim-1", "0"],
     );
     assert!(claim.iter().any(|l| l == "job-1"), "claimed: {claim:?}");
     let complete = eval_script(
         &server,
-        include_str!("../../scheduler/src/scripts/complete.lua"),
+        include_str!("../../scheduler/src/backend/redis/scripts/complete.lua"),
         &[
             "3600000",
             "100",

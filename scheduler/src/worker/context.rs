@@ -5,8 +5,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::deps::{Dep, Dependencies};
-use crate::error::Error;
+use crate::api::deps::{Dep, Dependencies};
+use crate::api::error::Error;
 
 /// What a running job knows about itself: its id, generation, attempt, the time
 /// it was planned for, and a cancellation signal.

@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::Error;
+use crate::api::error::Error;
 
 /// The arguments of an untyped enqueue, as stored for a task whose payload is
 /// positional with these parameters: an object by name becomes the array; an

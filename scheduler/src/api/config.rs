@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::api::error::Error;
 
 /// Settings shared by producers and workers.
 #[derive(Clone, Debug)]

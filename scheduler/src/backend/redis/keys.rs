@@ -1,6 +1,6 @@
 //! Every Redis key and channel name of a namespace, built in one place.
 
-use crate::error::Error;
+use crate::api::error::Error;
 
 /// The keys of one namespace. They share the hash tag `{namespace}`, so every
 /// script touches a single Redis Cluster slot.

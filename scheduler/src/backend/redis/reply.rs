@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use fred::types::Value;
 
-use crate::error::Error;
+use crate::api::error::Error;
 
 pub(crate) fn corrupt(what: &str) -> Error {
     Error::Corrupt(format!("unexpected script reply: {what}"))

@@ -10,14 +10,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::api::config::WorkerConfig;
+use crate::api::deps::Dependencies;
+use crate::api::registry::Registry;
+use crate::api::task_result::TaskError;
+use crate::backend::redis::reply;
 use crate::backend::{ClaimedJob, Finished};
 use crate::clock::Clock;
-use crate::config::WorkerConfig;
-use crate::context::JobContext;
-use crate::deps::Dependencies;
-use crate::registry::Registry;
-use crate::reply;
-use crate::task_result::TaskError;
+use crate::worker::context::JobContext;
 
 /// Why a running job's future was stopped from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
+use crate::api::config::SchedulerConfig;
+use crate::api::error::Error;
+use crate::api::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
+use crate::backend::redis::reply::time;
 use crate::backend::{
     user_request_key, user_request_ttl_ms, Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob,
     EnqueueReply, Finished, NewJob, Notice, RawPending, Subscription,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::SchedulerConfig;
-use crate::error::Error;
-use crate::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
-use crate::reply::time;
 
 /// Expired outcomes one claim drops at most (`SWEEP` in claim.lua).
 const SWEEP: usize = 2000;

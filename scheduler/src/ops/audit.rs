@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::backend::Backend;
-use crate::health::HealthState;
+use crate::ops::health::HealthState;
 
 /// Runs an audit every `interval` until `stop` fires.
 pub(crate) async fn audit_loop(

@@ -7,19 +7,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::api::config::{SchedulerConfig, WorkerConfig};
+use crate::api::deps::{Dependencies, DependencyKey};
+use crate::api::error::Error;
+use crate::api::job::{CancelOutcome, DeadLetter, JobInfo, JobStatus};
+use crate::api::registry::{Location, Registry, TaskFuture, TaskRegistration};
+use crate::api::task::{JobRequest, Task, TaskOptions};
+use crate::backend::memory::MemoryBackend;
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, RawPending,
     Subscription,
 };
-use crate::config::{SchedulerConfig, WorkerConfig};
-use crate::context::JobContext;
-use crate::deps::{Dependencies, DependencyKey};
-use crate::error::Error;
-use crate::health::{Health, HealthState};
-use crate::job::{CancelOutcome, DeadLetter, JobInfo, JobStatus};
-use crate::memory::MemoryBackend;
-use crate::registry::{Location, Registry, TaskFuture, TaskRegistration};
-use crate::task::{JobRequest, Task, TaskOptions};
+use crate::ops::health::{Health, HealthState};
+use crate::worker::context::JobContext;
 use crate::Scheduler;
 
 use super::{Worker, WorkerHandle};

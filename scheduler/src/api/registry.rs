@@ -6,11 +6,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::context::JobContext;
-use crate::deps::DependencyKey;
-use crate::error::Error;
-use crate::task::TaskOptions;
-use crate::task_result::TaskError;
+use crate::api::deps::DependencyKey;
+use crate::api::error::Error;
+use crate::api::task::TaskOptions;
+use crate::api::task_result::TaskError;
+use crate::worker::context::JobContext;
 
 /// The future of one task run: the JSON of its result, or the error.
 pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Option<String>, TaskError>> + Send>>;
@@ -107,7 +107,10 @@ impl Registry {
     }
 
     /// Checks that every dependency of every task is provided.
-    pub(crate) fn check_dependencies(&self, deps: &crate::deps::Dependencies) -> Result<(), Error> {
+    pub(crate) fn check_dependencies(
+        &self,
+        deps: &crate::api::deps::Dependencies,
+    ) -> Result<(), Error> {
         let mut missing = Vec::new();
         for task in self.tasks() {
             for key in (task.dependencies)() {

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::config::SchedulerConfig;
-use crate::error::Error;
-use crate::health::HealthState;
-use crate::job::{CancelOutcome, DeadLetter, JobInfo};
+use crate::api::config::SchedulerConfig;
+use crate::api::error::Error;
+use crate::api::job::{CancelOutcome, DeadLetter, JobInfo};
+use crate::ops::health::HealthState;
+
+pub(crate) mod memory;
+pub(crate) mod redis;
 
 /// A boxed future borrowing the backend.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

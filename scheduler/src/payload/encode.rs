@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::api::error::Error;
 
 /// Serializes arguments, refusing values JSON cannot hold faithfully.
 ///

@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn common_lua_lists_the_key_suffixes_in_keys_order() {
-        let quoted: Vec<String> = crate::keys::SCRIPT_KEYS
+        let quoted: Vec<String> = crate::backend::redis::keys::SCRIPT_KEYS
             .iter()
             .map(|suffix| format!("'{suffix}'"))
             .collect();

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::Error;
+use crate::api::error::Error;
 
 /// The longest job id accepted, in bytes.
 pub const MAX_JOB_ID_BYTES: usize = 256;

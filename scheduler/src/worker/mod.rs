@@ -20,14 +20,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::api::config::WorkerConfig;
+use crate::api::deps::Dependencies;
+use crate::api::error::Error;
+use crate::api::registry::Registry;
 use crate::backend::{Backend, ClaimTicket, ClaimedJob, Finished, Notice, Subscription};
 use crate::clock::SystemClock;
-use crate::config::WorkerConfig;
-use crate::deps::Dependencies;
-use crate::error::Error;
-use crate::executor::{Executor, StopHandle, StopReason};
-use crate::health::HealthState;
-use crate::registry::Registry;
+use crate::ops::health::HealthState;
+use crate::worker::executor::{Executor, StopHandle, StopReason};
+
+pub(crate) mod context;
+pub(crate) mod executor;
 
 /// Most jobs claimed by one script call.
 const CLAIM_BATCH: usize = 100;
@@ -146,7 +149,7 @@ impl Worker {
             worker.supervise("completion", Arc::clone(&worker).complete_loop(rx)),
             worker.supervise(
                 "audit",
-                crate::audit::audit_loop(
+                crate::ops::audit::audit_loop(
                     Arc::clone(&worker.backend),
                     worker.config.audit_interval,
                     worker.config.lease,
@@ -724,5 +727,4 @@ fn hostname() -> String {
 }
 
 #[cfg(test)]
-#[path = "worker_tests.rs"]
 mod tests;

@@ -9,22 +9,22 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use crate::backend::{Backend, EnqueueReply, NewJob, RawPending};
-use crate::config::{SchedulerConfig, WorkerConfig};
-use crate::deps::Dependencies;
-use crate::encode::encode_args;
-use crate::error::Error;
-use crate::health::{Health, HealthState};
-use crate::job::{
+use crate::api::config::{SchedulerConfig, WorkerConfig};
+use crate::api::deps::Dependencies;
+use crate::api::error::Error;
+use crate::api::job::{
     validate_job_id, validate_request_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState,
     IfRunning, JobInfo, JobStatus, PendingJob, PendingState, ReplaceOutcome,
 };
-use crate::memory::MemoryBackend;
-use crate::positional::{self, to_named, to_positional};
-use crate::redis_backend::RedisBackend;
-use crate::registry::{Registry, TaskRegistration};
-use crate::reply;
-use crate::task::{JobRequest, Task, When};
+use crate::api::registry::{Registry, TaskRegistration};
+use crate::api::task::{JobRequest, Task, When};
+use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::reply;
+use crate::backend::redis::RedisBackend;
+use crate::backend::{Backend, EnqueueReply, NewJob, RawPending};
+use crate::ops::health::{Health, HealthState};
+use crate::payload::encode::encode_args;
+use crate::payload::positional::{self, to_named, to_positional};
 use crate::worker::{Worker, WorkerHandle};
 
 /// Most jobs written by one script call of [`Scheduler::enqueue_many`].
@@ -84,7 +84,7 @@ impl std::fmt::Debug for SchedulerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the password of the URL.
         f.debug_struct("SchedulerBuilder")
-            .field("url", &crate::redis_backend::redact(&self.url))
+            .field("url", &crate::backend::redis::redact(&self.url))
             .field("config", &self.config)
             .field("worker", &self.worker)
             .field("deps", &self.deps)
@@ -135,7 +135,7 @@ impl SchedulerBuilder {
     /// the write (`WAIT`), failing with [`Error::NotReplicated`] after `timeout`.
     /// Use with Sentinel so a failover cannot lose an acknowledged job.
     pub fn durable(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.config.durable = Some(crate::config::Durability { replicas, timeout });
+        self.config.durable = Some(crate::api::config::Durability { replicas, timeout });
         self
     }
 
@@ -178,7 +178,7 @@ impl SchedulerBuilder {
         let registry = self.validated_registry()?;
         let backend: Arc<dyn Backend> = match self.url.strip_prefix("memory://") {
             Some(name) => {
-                crate::keys::Keys::new(&self.config.namespace)?;
+                crate::backend::redis::keys::Keys::new(&self.config.namespace)?;
                 Arc::new(MemoryBackend::named(name, self.config.clone()))
             }
             None => Arc::new(RedisBackend::connect(&self.url, self.config.clone()).await?),

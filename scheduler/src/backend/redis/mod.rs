@@ -11,17 +11,21 @@ use fred::types::{CustomCommand, InfoKind, Key, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use self::keys::Keys;
+use self::reply::corrupt;
+use self::scripts::{Lua, Scripts};
+use crate::api::config::SchedulerConfig;
+use crate::api::error::Error;
+use crate::api::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
 use crate::backend::{
     user_request_key, user_request_ttl_ms, Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob,
     EnqueueReply, Finished, NewJob, Notice, RawPending, Subscription,
 };
-use crate::config::SchedulerConfig;
-use crate::error::Error;
-use crate::health::HealthState;
-use crate::job::{CancelOutcome, DeadLetter, FinishedState, JobInfo, JobStatus};
-use crate::keys::Keys;
-use crate::reply::{self, corrupt};
-use crate::scripts::{Lua, Scripts};
+use crate::ops::health::HealthState;
+
+pub(crate) mod keys;
+pub(crate) mod reply;
+pub(crate) mod scripts;
 
 /// Entries an audit walk reads per script call.
 const AUDIT_PAGE: i64 = 500;

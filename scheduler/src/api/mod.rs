@@ -1,0 +1,13 @@
+//! The public API an application calls: the scheduler handle, tasks and their
+//! typed job requests, job ids and outcomes, errors, configuration, where
+//! Redis is, and the dependencies tasks receive.
+
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod deps;
+pub(crate) mod error;
+pub(crate) mod job;
+pub(crate) mod registry;
+pub(crate) mod scheduler;
+pub(crate) mod task;
+pub(crate) mod task_result;

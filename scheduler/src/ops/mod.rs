@@ -1,0 +1,5 @@
+//! The operations side: the health a scheduler reports and the audit that
+//! finds and repairs stranded job records.
+
+pub(crate) mod audit;
+pub(crate) mod health;
