@@ -1,0 +1,227 @@
+//! Script replies read into the backend's types: enqueue replies and claims.
+
+use fred::types::Value;
+
+use crate::backend::redis::reply;
+use crate::backend::redis::reply::corrupt;
+use crate::backend::{Claim, ClaimedJob, EnqueueReply, Finished};
+use crate::Error;
+
+/// One job's `enqueue.lua` reply from its four values.
+pub(super) fn enqueue_reply(
+    code: &Value,
+    generation: &Value,
+    run_at: &Value,
+    extra: &Value,
+) -> Result<EnqueueReply, Error> {
+    let code = reply::string(code);
+    let mut state = reply::string(extra);
+    let mut task = String::new();
+    if code == "duplicate" {
+        // 'state:task' (a task name may hold ':', a state never does).
+        if let Some((s, t)) = state.split_once(':') {
+            task = t.to_string();
+            state = s.to_string();
+        }
+    } else if code == "wrong_task" {
+        task = std::mem::take(&mut state);
+    }
+    Ok(EnqueueReply {
+        code,
+        generation: reply::int(generation, "generation")? as u64,
+        run_at_ms: reply::int(run_at, "run_at")?,
+        state,
+        other: reply::opt_int(extra).unwrap_or(0),
+        task,
+        replaced: 0,
+    })
+}
+
+/// Four values per job, flat: code, generation, run_at, extra; in 'replace'
+/// mode a fifth, the generation of the pending job replaced (0: none).
+pub(super) fn flat_enqueue_replies(
+    mode: &str,
+    values: Vec<Value>,
+    jobs: usize,
+) -> Result<Vec<EnqueueReply>, Error> {
+    let width = if mode == "replace" { 5 } else { 4 };
+    if values.len() != width * jobs {
+        return Err(corrupt("enqueue reply length"));
+    }
+    values
+        .chunks_exact(width)
+        .map(|v| {
+            let mut reply = enqueue_reply(&v[0], &v[1], &v[2], &v[3])?;
+            if let Some(replaced) = v.get(4) {
+                reply.replaced = reply::int(replaced, "replaced generation")? as u64;
+            }
+            Ok(reply)
+        })
+        .collect()
+}
+
+/// The run time of the created jobs, then per job its generation (created)
+/// or its four values as an array.
+pub(super) fn uniform_enqueue_replies(
+    values: Vec<Value>,
+    jobs: usize,
+) -> Result<Vec<EnqueueReply>, Error> {
+    if values.len() != 1 + jobs {
+        return Err(corrupt("enqueue reply length"));
+    }
+    let mut values = values.into_iter();
+    let run_at_ms = reply::int(&values.next().unwrap_or(Value::Null), "run_at")?;
+    values
+        .map(|entry| match entry {
+            Value::Integer(generation) => Ok(EnqueueReply {
+                code: "enqueued".to_string(),
+                generation: generation as u64,
+                run_at_ms,
+                state: String::new(),
+                other: 0,
+                task: String::new(),
+                replaced: 0,
+            }),
+            entry => match reply::array(entry, "enqueue entry")?.as_slice() {
+                [code, generation, run_at, extra] => enqueue_reply(code, generation, run_at, extra),
+                _ => Err(corrupt("enqueue entry length")),
+            },
+        })
+        .collect()
+}
+
+/// A claim reply: now, next wake, then one entry per job. An entry that
+/// cannot be read does not fail the batch (its jobs already run in Redis, and
+/// failing the call would strand all of them until their leases expire): it
+/// is reported in `rejected`, and returned as an outcome 'fail' when its id
+/// and fence token are readable, so that `complete.lua` dead-letters it with
+/// the reason instead of leaving it to wait out its lease.
+pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error> {
+    let mut parts = reply::array(reply, "claim")?.into_iter();
+    let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
+    let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
+    let mut claim = Claim {
+        now_ms,
+        next_wake_ms: (next >= 0).then_some(next),
+        jobs: Vec::new(),
+        rejected: Vec::new(),
+    };
+    let mut unreadable = Vec::new();
+    for entry in reply::array(parts.next().unwrap_or(Value::Null), "claimed jobs")? {
+        let f = match entry {
+            Value::Array(f) => f,
+            _ => {
+                let reason = "the claimed job could not be read: not an array".to_string();
+                claim.rejected.push((String::new(), reason));
+                continue;
+            }
+        };
+        if f.len() == 3 {
+            claim
+                .rejected
+                .push((reply::string(&f[0]), reply::string(&f[2])));
+            continue;
+        }
+        match claimed_job(&f) {
+            Ok(job) => claim.jobs.push(job),
+            Err(e) => {
+                let id = f.first().map(reply::string).unwrap_or_default();
+                let reason = format!("the claimed job could not be read: {e}");
+                let fence = (
+                    f.get(3).and_then(reply::opt_int),
+                    f.get(4).and_then(reply::opt_int),
+                );
+                if let (false, (Some(generation), Some(attempt))) = (id.is_empty(), fence) {
+                    unreadable.push(Finished {
+                        id: id.clone(),
+                        generation: generation as u64,
+                        attempt: attempt as u32,
+                        outcome: "fail",
+                        text: reason.clone(),
+                        retry_delay_ms: 0,
+                    });
+                }
+                claim.rejected.push((id, reason));
+            }
+        }
+    }
+    Ok((claim, unreadable))
+}
+
+/// One claimed job: id, task, payload, generation, attempt, max attempts,
+/// enqueued ms, run_at ms.
+pub(super) fn claimed_job(f: &[Value]) -> Result<ClaimedJob, Error> {
+    if f.len() < 8 {
+        return Err(corrupt("claimed job fields"));
+    }
+    Ok(ClaimedJob {
+        id: reply::string(&f[0]),
+        task: reply::string(&f[1]),
+        payload: reply::bytes(f[2].clone()),
+        generation: reply::int(&f[3], "generation")? as u64,
+        attempt: reply::int(&f[4], "attempt")? as u32,
+        max_attempts: reply::int(&f[5], "max_attempts")? as u32,
+        enqueued_ms: reply::int(&f[6], "enqueued")?,
+        run_at_ms: reply::int(&f[7], "run_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_claim;
+    use fred::types::Value;
+
+    /// A claim entry as claim.lua writes it.
+    fn entry(id: &str, generation: i64, attempt: i64, fields: usize) -> Value {
+        let all: Vec<Value> = vec![
+            id.into(),
+            "probe".into(),
+            "{}".into(),
+            Value::Integer(generation),
+            Value::Integer(attempt),
+            Value::Integer(3),
+            Value::Integer(1000),
+            Value::Integer(2000),
+        ];
+        Value::Array(all.into_iter().take(fields).collect())
+    }
+
+    #[test]
+    fn one_unreadable_claim_entry_does_not_fail_the_batch() {
+        let mut bad_number = match entry("bad-number", 8, 1, 8) {
+            Value::Array(items) => items,
+            _ => unreachable!(),
+        };
+        bad_number[6] = "not a time".into();
+        let reply = Value::Array(vec![
+            Value::Integer(5000),
+            Value::Integer(-1),
+            Value::Array(vec![
+                entry("good", 7, 1, 8),
+                entry("short", 9, 2, 6),
+                Value::Array(bad_number),
+                Value::Integer(1),
+                entry("also-good", 10, 1, 8),
+            ]),
+        ]);
+        let (claim, to_fail) = parse_claim(reply).expect("the batch is read");
+        let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["good", "also-good"]);
+        let rejected: Vec<&str> = claim.rejected.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(rejected, ["short", "bad-number", ""]);
+        assert!(claim
+            .rejected
+            .iter()
+            .all(|(_, why)| why.contains("could not be read")));
+        // Those whose id and fence token were readable are failed for good
+        // (dead-lettered with the reason), not left to wait out their lease.
+        let failed: Vec<(&str, u64, u32, &str)> = to_fail
+            .iter()
+            .map(|f| (f.id.as_str(), f.generation, f.attempt, f.outcome))
+            .collect();
+        assert_eq!(
+            failed,
+            [("short", 9, 2, "fail"), ("bad-number", 8, 1, "fail")]
+        );
+    }
+}

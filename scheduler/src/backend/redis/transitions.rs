@@ -1,0 +1,590 @@
+//! Every state transition of the [`Backend`] contract as one script call.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::Value;
+
+use crate::backend::redis::calls::Request;
+use crate::backend::redis::decode::{flat_enqueue_replies, parse_claim, uniform_enqueue_replies};
+use crate::backend::redis::keys::Keys;
+use crate::backend::redis::reply::corrupt;
+use crate::backend::redis::{reply, RedisBackend, AUDIT_PAGE};
+use crate::backend::{
+    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, NewJob, RawPending,
+    Subscription,
+};
+use crate::ops::health::HealthState;
+use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobInfo, JobStatus, SchedulerConfig};
+
+/// Whether `enqueue.lua` gets these jobs in its 'uniform' layout: two or
+/// more jobs that share task, attempts, run time and unique flag (a bulk
+/// enqueue, usually) send those once, 3 values per job instead of 8, and a
+/// created job is answered with its generation alone.
+pub(super) fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
+    mode == "enqueue"
+        && jobs.len() > 1
+        && jobs.iter().all(|job| {
+            job.task == jobs[0].task
+                && job.max_attempts == jobs[0].max_attempts
+                && job.when == jobs[0].when
+                && job.unique_until_result_expires == jobs[0].unique_until_result_expires
+        })
+}
+
+/// The job of a request `enqueue_one` can take: one job, 'enqueue' mode,
+/// without the unique flag (which needs the finished-job lookup it skips)
+/// nor a request id of the caller's (which needs the reply-log lookup).
+pub(super) fn first_send_of_one<'a>(mode: &str, jobs: &'a [NewJob]) -> Option<&'a NewJob> {
+    match jobs {
+        [job]
+            if mode == "enqueue"
+                && !job.unique_until_result_expires
+                && job.request_id.is_none() =>
+        {
+            Some(job)
+        }
+        _ => None,
+    }
+}
+
+/// The arguments of `enqueue.lua` (its header documents them).
+fn enqueue_args(
+    mode: &'static str,
+    if_running: &'static str,
+    uniform: bool,
+    keys: &Keys,
+    config: &SchedulerConfig,
+    jobs: &[NewJob],
+) -> Vec<Value> {
+    let unique = |job: &NewJob| {
+        if job.unique_until_result_expires {
+            "1"
+        } else {
+            "0"
+        }
+    };
+    let mut args: Vec<Value> = Vec::with_capacity(11 + jobs.len() * if uniform { 3 } else { 8 });
+    args.push(mode.into());
+    args.push(if_running.into());
+    args.push(keys.wake_channel.as_str().into());
+    args.push(keys.abort_channel.as_str().into());
+    args.push(Value::Integer(i64::from(config.dead_letter_cap)));
+    if uniform {
+        let first = &jobs[0];
+        args.push("uniform".into());
+        args.push(first.task.as_str().into());
+        args.push(Value::Integer(i64::from(first.max_attempts)));
+        args.push(first.when.0.into());
+        args.push(Value::Integer(first.when.1));
+        args.push(unique(first).into());
+        for job in jobs {
+            args.push(job.id.as_str().into());
+            args.push(Value::Bytes(job.payload.clone().into()));
+            args.push(job.nonce.as_str().into());
+        }
+        return args;
+    }
+    args.push("".into());
+    for job in jobs {
+        push_job_values(&mut args, job);
+        args.push(unique(job).into());
+    }
+    args
+}
+
+/// One job's values, in the order both `enqueue.lua` (layout '') and
+/// `enqueue_one` take them: id, task, payload, max attempts, when kind, when
+/// ms, nonce (`enqueue_one` hands them on to `enqueue.lua` in that order).
+pub(super) fn push_job_values(args: &mut Vec<Value>, job: &NewJob) {
+    args.push(job.id.as_str().into());
+    args.push(job.task.as_str().into());
+    args.push(Value::Bytes(job.payload.clone().into()));
+    args.push(Value::Integer(i64::from(job.max_attempts)));
+    args.push(job.when.0.into());
+    args.push(Value::Integer(job.when.1));
+    args.push(job.nonce.as_str().into());
+}
+
+impl Backend for RedisBackend {
+    fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    fn enqueue<'a>(
+        &'a self,
+        mode: &'static str,
+        if_running: &'static str,
+        jobs: &'a [NewJob],
+    ) -> BoxFuture<'a, Result<Vec<EnqueueReply>, Error>> {
+        Box::pin(async move {
+            let request = self.enqueue_request(mode, jobs);
+            let first_send =
+                first_send_of_one(mode, jobs).filter(|_| self.functions.load(Ordering::Relaxed));
+            let mut reply = None;
+            if let Some(job) = first_send {
+                match self.enqueue_first_send(job, &request).await {
+                    Ok(sent) => reply = sent,
+                    // The connection failed with the request sent or not: ask
+                    // again through enqueue.lua, which recognises this request
+                    // (its request id, its nonce) in every state its job can
+                    // have reached.
+                    Err(Error::Unavailable(e)) => {
+                        tracing::debug!(job_id = %job.id, error = %e, "enqueue sent again after a connection failure");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            // One job is never uniform, so enqueue_one's reply (flat, as
+            // enqueue.lua's for one job) is read below like enqueue.lua's.
+            let uniform = uniform_batch(mode, jobs);
+            let reply = match reply {
+                Some(reply) => reply,
+                None => {
+                    let args =
+                        || enqueue_args(mode, if_running, uniform, &self.keys, &self.config, jobs);
+                    self.call_logged(&self.scripts.enqueue, &request, args)
+                        .await?
+                }
+            };
+            self.replicate().await?;
+            let values = reply::array(reply, "enqueue")?;
+            let replies = if uniform {
+                uniform_enqueue_replies(values, jobs.len())?
+            } else {
+                flat_enqueue_replies(mode, values, jobs.len())?
+            };
+            if let Some(max) = replies.iter().map(|r| r.generation).max() {
+                self.saw_generation(max);
+            }
+            Ok(replies)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        max: usize,
+        lease: Duration,
+        ticket: &'a ClaimTicket,
+    ) -> BoxFuture<'a, Result<Claim, Error>> {
+        Box::pin(async move {
+            let args = || -> Vec<Value> {
+                vec![
+                    worker.into(),
+                    Value::Integer(max as i64),
+                    Value::Integer(lease.as_millis() as i64),
+                    Value::Integer(self.keep_ms()),
+                    Value::Integer(i64::from(self.config.dead_letter_cap)),
+                    ticket.nonce.as_str().into(),
+                    if ticket.retry { "1" } else { "" }.into(),
+                ]
+            };
+            // Sent once: the worker sends a failed claim again with the same
+            // ticket and the retry flag, and claim.lua's own log answers it.
+            let reply = self.send(&self.scripts.claim, args).await?;
+            let (claim, unreadable) = parse_claim(reply)?;
+            if !unreadable.is_empty() {
+                // Best effort: if this fails, their leases expire as before.
+                if let Err(e) = self.complete(&unreadable).await {
+                    tracing::warn!(error = %e, count = unreadable.len(), "unreadable claimed jobs could not be dead-lettered; they are retried after their lease");
+                }
+            }
+            if let Some(max) = claim.jobs.iter().map(|j| j.generation).max() {
+                self.saw_generation(max);
+            }
+            Ok(claim)
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        finished: &'a [Finished],
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        Box::pin(async move {
+            let args = || {
+                let mut args: Vec<Value> = Vec::with_capacity(2 + finished.len() * 6);
+                args.push(Value::Integer(self.keep_ms()));
+                args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
+                args.push(self.keys.wake_channel.as_str().into());
+                for f in finished {
+                    args.push(f.id.as_str().into());
+                    args.push(Value::Integer(f.generation as i64));
+                    args.push(Value::Integer(i64::from(f.attempt)));
+                    args.push(f.outcome.into());
+                    args.push(f.text.as_str().into());
+                    args.push(Value::Integer(f.retry_delay_ms as i64));
+                }
+                args
+            };
+            // Needs no reply log: every entry is fenced by (generation,
+            // attempt), never handed out twice, so run again it changes
+            // nothing (its entries answer 'stale').
+            let reply = self.call(&self.scripts.complete, args).await?;
+            Ok(reply::array(reply, "complete")?
+                .iter()
+                .map(reply::string)
+                .collect())
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: Duration,
+        running: &'a [(String, u64, u32)],
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        Box::pin(async move {
+            let args = || {
+                let mut args: Vec<Value> = Vec::with_capacity(1 + running.len() * 3);
+                args.push(Value::Integer(lease.as_millis() as i64));
+                for (id, generation, attempt) in running {
+                    args.push(id.as_str().into());
+                    args.push(Value::Integer(*generation as i64));
+                    args.push(Value::Integer(i64::from(*attempt)));
+                }
+                args
+            };
+            let reply = self.call(&self.scripts.renew, args).await?;
+            Ok(reply::array(reply, "renew")?
+                .iter()
+                .map(reply::string)
+                .collect())
+        })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        id: &'a str,
+        generation: Option<u64>,
+        task: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
+        Box::pin(async move {
+            let args = || -> Vec<Value> {
+                vec![
+                    id.into(),
+                    generation
+                        .map(|g| Value::Integer(g as i64))
+                        .unwrap_or_else(|| "".into()),
+                    Value::Integer(self.keep_ms()),
+                    self.keys.abort_channel.as_str().into(),
+                    task.unwrap_or("").into(),
+                ]
+            };
+            let reply = reply::array(
+                self.call_logged(&self.scripts.cancel, &self.request(), args)
+                    .await?,
+                "cancel",
+            )?;
+            self.replicate().await?;
+            let code = reply.first().map(reply::string).unwrap_or_default();
+            let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
+            Ok(match code.as_str() {
+                "removed" => CancelOutcome::Removed { generation },
+                "abort_signalled" => CancelOutcome::AbortSignalled {
+                    generation,
+                    removed_successor: reply.get(3).and_then(reply::opt_int).map(|g| g as u64),
+                },
+                "wrong_task" => {
+                    return Err(Error::WrongTask {
+                        job_id: id.to_string(),
+                        expected: task.unwrap_or_default().to_string(),
+                        found: reply.get(2).map(reply::string).unwrap_or_default(),
+                    })
+                }
+                "finished" => {
+                    let state = reply.get(2).map(reply::string).unwrap_or_default();
+                    CancelOutcome::AlreadyFinished(
+                        FinishedState::parse(&state).ok_or_else(|| corrupt("finished state"))?,
+                    )
+                }
+                _ => CancelOutcome::NotFound,
+            })
+        })
+    }
+
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {
+        Box::pin(async move {
+            let reply = reply::array(
+                self.call(&self.scripts.inspect, || vec![id.into()]).await?,
+                "inspect",
+            )?;
+            let mut sections = reply.into_iter();
+            let now = reply::int(&sections.next().unwrap_or(Value::Null), "inspect now")?;
+            let mut info: Option<JobInfo> = None;
+            for section in sections {
+                let f = reply::array(section, "inspect section")?;
+                let kind = f.first().map(reply::string).unwrap_or_default();
+                let ok = f.get(2).map(reply::string).unwrap_or_default() == "ok";
+                if !ok {
+                    return Err(Error::Corrupt(format!(
+                        "the {kind} record of job {id:?} is not readable"
+                    )));
+                }
+                let field = |i: usize| f.get(3 + i).cloned().unwrap_or(Value::Null);
+                let text = |i: usize| Some(reply::string(&field(i))).filter(|s| !s.is_empty());
+                let score = f.get(1).and_then(reply::opt_int);
+                match kind.as_str() {
+                    "active" | "pending" => {
+                        if info.is_some() {
+                            // Running job with a replacement waiting: report the running one.
+                            continue;
+                        }
+                        let blocked = reply::opt_int(&field(12));
+                        let (status, run_at) = if kind == "active" {
+                            (
+                                JobStatus::Running {
+                                    attempt: reply::opt_int(&field(3)).unwrap_or(0) as u32,
+                                    worker: reply::string(&field(10)),
+                                },
+                                reply::opt_time(&field(8)),
+                            )
+                        } else {
+                            let run_at_ms = blocked.or(score).unwrap_or(now);
+                            let at = reply::time(run_at_ms);
+                            if run_at_ms <= now || blocked.is_some() {
+                                (JobStatus::Queued { run_at: at }, Some(at))
+                            } else {
+                                (JobStatus::Deferred { run_at: at }, Some(at))
+                            }
+                        };
+                        info = Some(JobInfo {
+                            job_id: id.to_string(),
+                            task: reply::string(&field(0)),
+                            generation: reply::opt_int(&field(2)).unwrap_or(0) as u64,
+                            status,
+                            attempts: reply::opt_int(&field(3)).unwrap_or(0) as u32,
+                            max_attempts: reply::opt_int(&field(4)).unwrap_or(0) as u32,
+                            enqueued_at: reply::opt_time(&field(5)),
+                            run_at,
+                            started_at: reply::opt_time(&field(9)),
+                            finished_at: None,
+                            last_error: text(7),
+                            result: None,
+                        });
+                    }
+                    "result" => {
+                        if info.is_some() {
+                            continue;
+                        }
+                        let state = reply::string(&field(1));
+                        let status = match FinishedState::parse(&state) {
+                            Some(FinishedState::Completed) => JobStatus::Completed,
+                            Some(FinishedState::Failed) => JobStatus::Failed,
+                            Some(FinishedState::Cancelled) => JobStatus::Cancelled,
+                            None => return Err(corrupt("result state")),
+                        };
+                        info = Some(JobInfo {
+                            job_id: id.to_string(),
+                            task: reply::string(&field(4)),
+                            generation: reply::opt_int(&field(0)).unwrap_or(0) as u64,
+                            status,
+                            attempts: reply::opt_int(&field(5)).unwrap_or(0) as u32,
+                            max_attempts: reply::opt_int(&field(10)).unwrap_or(0) as u32,
+                            enqueued_at: reply::opt_time(&field(6)),
+                            run_at: reply::opt_time(&field(9)),
+                            started_at: reply::opt_time(&field(7)),
+                            finished_at: reply::opt_time(&field(8)),
+                            last_error: text(3),
+                            result: text(2),
+                        });
+                    }
+                    _ => return Err(corrupt("inspect section kind")),
+                }
+            }
+            Ok(info)
+        })
+    }
+
+    fn dead_letters(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, Error>> {
+        Box::pin(async move {
+            // The dead letter holds at most dead_letter_cap (a u32) entries:
+            // larger values mean the same and stay exact in Lua's doubles.
+            let bound = |n: usize| Value::Integer(n.min(u32::MAX as usize) as i64);
+            let args = || -> Vec<Value> { vec!["list".into(), bound(offset), bound(count)] };
+            // Read-only: nothing to record (ttl 0).
+            let read = Request {
+                id: String::new(),
+                ttl_ms: 0,
+            };
+            let reply = reply::array(
+                self.call_logged(&self.scripts.dead_letters, &read, args)
+                    .await?,
+                "dead",
+            )?;
+            reply
+                .into_iter()
+                .map(|entry| {
+                    let f = reply::array(entry, "dead entry")?;
+                    let get = |i: usize| f.get(i).cloned().unwrap_or(Value::Null);
+                    Ok(DeadLetter {
+                        job_id: reply::string(&get(0)),
+                        task: Some(reply::string(&get(1))).filter(|s| !s.is_empty()),
+                        generation: reply::opt_int(&get(2)).filter(|g| *g > 0).map(|g| g as u64),
+                        attempts: reply::opt_int(&get(3)).unwrap_or(0) as u32,
+                        reason: reply::string(&get(4)),
+                        failed_at: reply::opt_time(&get(5)),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn requeue_dead<'a>(
+        &'a self,
+        id: &'a str,
+        nonce: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, Error>> {
+        Box::pin(async move {
+            let args = || -> Vec<Value> {
+                vec![
+                    "requeue".into(),
+                    id.into(),
+                    nonce.into(),
+                    self.keys.wake_channel.as_str().into(),
+                ]
+            };
+            let reply = reply::array(
+                self.call_logged(&self.scripts.dead_letters, &self.request(), args)
+                    .await?,
+                "requeue",
+            )?;
+            let code = reply.first().map(reply::string).unwrap_or_default();
+            Ok((code == "requeued")
+                .then(|| reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64))
+        })
+    }
+
+    fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async move {
+            let reply = reply::array(
+                self.call_logged(&self.scripts.dead_letters, &self.request(), || {
+                    vec!["purge".into()]
+                })
+                .await?,
+                "purge",
+            )?;
+            Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) as u64)
+        })
+    }
+
+    fn list_pending<'a>(
+        &'a self,
+        task: Option<&'a str>,
+        cursor: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<(String, Vec<RawPending>), Error>> {
+        Box::pin(async move {
+            let args = || -> Vec<Value> {
+                vec![
+                    task.unwrap_or("").into(),
+                    cursor.into(),
+                    Value::Integer(count as i64),
+                ]
+            };
+            let reply = reply::array(self.call(&self.scripts.list, args).await?, "list")?;
+            let mut items = reply.into_iter();
+            let next = reply::string(&items.next().unwrap_or(Value::Null));
+            let mut entries = Vec::new();
+            for entry in items {
+                let f = reply::array(entry, "list entry")?;
+                if f.len() < 6 {
+                    return Err(corrupt("list entry fields"));
+                }
+                let mut f = f.into_iter();
+                let mut next_field = || f.next().unwrap_or(Value::Null);
+                entries.push(RawPending {
+                    id: reply::string(&next_field()),
+                    task: reply::string(&next_field()),
+                    generation: reply::opt_int(&next_field()).unwrap_or(0) as u64,
+                    run_at_ms: reply::opt_int(&next_field()).unwrap_or(0),
+                    attempts: reply::opt_int(&next_field()).unwrap_or(0) as u32,
+                    payload: reply::bytes(next_field()),
+                });
+            }
+            Ok((next, entries))
+        })
+    }
+
+    fn audit(&self, lease: Duration) -> BoxFuture<'_, Result<Vec<(String, String)>, Error>> {
+        Box::pin(async move {
+            let args = |mode: &'static str, cursor: &str| -> Vec<Value> {
+                vec![
+                    mode.into(),
+                    cursor.into(),
+                    Value::Integer(AUDIT_PAGE),
+                    Value::Integer(i64::from(self.config.dead_letter_cap)),
+                    Value::Integer(self.keep_ms()),
+                    Value::Integer(lease.as_millis() as i64),
+                ]
+            };
+            let counts: Vec<i64> = reply::array(
+                self.call(&self.scripts.audit, || args("count", "0"))
+                    .await?,
+                "audit counts",
+            )?
+            .iter()
+            .map(|v| reply::opt_int(v).unwrap_or(0))
+            .collect();
+            let [pending, due, active, leases] = counts[..] else {
+                return Err(corrupt("audit counts"));
+            };
+            // Every script keeps these pairs in step: only a difference is
+            // worth a walk over the namespace.
+            let mut walks = Vec::new();
+            if pending != due {
+                walks.extend(["pending", "due"]);
+            }
+            if active != leases {
+                walks.extend(["active", "leases"]);
+            }
+            let mut repaired = Vec::new();
+            for mode in walks {
+                let mut cursor = "0".to_string();
+                loop {
+                    let reply = reply::array(
+                        self.call(&self.scripts.audit, || args(mode, &cursor))
+                            .await?,
+                        "audit",
+                    )?;
+                    let mut items = reply.into_iter();
+                    cursor = reply::string(&items.next().unwrap_or(Value::Null));
+                    for entry in items {
+                        let fields = reply::array(entry, "audit entry")?;
+                        let text = |i: usize| fields.get(i).map(reply::string).unwrap_or_default();
+                        repaired.push((text(0), text(1)));
+                    }
+                    if cursor == "0" {
+                        break;
+                    }
+                }
+            }
+            Ok(repaired)
+        })
+    }
+
+    fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
+        Box::pin(async move { self.subscribe_notices().await })
+    }
+
+    fn startup_warnings(&self) -> Vec<String> {
+        self.warnings.as_ref().clone()
+    }
+
+    fn attach_health(&self, health: &HealthState) {
+        let _ = self.health.set(health.clone());
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(watch) = self.restart_watch.lock().ok().and_then(|mut w| w.take()) {
+                watch.abort();
+            }
+            let _ = self.client.quit().await;
+        })
+    }
+}
