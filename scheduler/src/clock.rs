@@ -75,3 +75,9 @@ impl Clock for ManualClock {
         self.ms.load(Ordering::SeqCst)
     }
 }
+
+/// The instant of a time stored as milliseconds since the epoch; one out of
+/// chrono's range reads as the latest instant.
+pub(crate) fn time_from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

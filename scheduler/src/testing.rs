@@ -252,8 +252,7 @@ impl TestScheduler {
                 .next_wake_ms;
             match next {
                 Some(at) if at <= target => {
-                    self.clock
-                        .advance_to(crate::backend::redis::reply::time(at));
+                    self.clock.advance_to(crate::clock::time_from_ms(at));
                     total += self.run_until_idle().await?;
                 }
                 _ => break,

@@ -14,7 +14,6 @@ use crate::api::config::WorkerConfig;
 use crate::api::deps::Dependencies;
 use crate::api::registry::Registry;
 use crate::api::task_result::TaskError;
-use crate::backend::redis::reply;
 use crate::backend::{ClaimedJob, Finished};
 use crate::clock::Clock;
 use crate::worker::context::JobContext;
@@ -142,8 +141,8 @@ impl Executor {
             job.generation,
             job.attempt,
             job.max_attempts,
-            reply::time(job.run_at_ms),
-            reply::time(job.enqueued_ms),
+            crate::clock::time_from_ms(job.run_at_ms),
+            crate::clock::time_from_ms(job.enqueued_ms),
             self.deps.clone(),
         );
         ctx.cancel = stop.token.clone();

@@ -19,7 +19,6 @@ use crate::api::job::{
 use crate::api::registry::{Registry, TaskRegistration};
 use crate::api::task::{JobRequest, Task, When};
 use crate::backend::memory::MemoryBackend;
-use crate::backend::redis::reply;
 use crate::backend::redis::RedisBackend;
 use crate::backend::{Backend, EnqueueReply, NewJob, RawPending};
 use crate::ops::health::{Health, HealthState};
@@ -326,7 +325,7 @@ fn check_task<T: Task>(job_id: &str, info: &JobInfo) -> Result<(), Error> {
 }
 
 fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
-    let run_at = reply::time(reply.run_at_ms);
+    let run_at = crate::clock::time_from_ms(reply.run_at_ms);
     match reply.code.as_str() {
         "enqueued" => Ok(EnqueueOutcome::Enqueued {
             generation: reply.generation,
@@ -629,7 +628,7 @@ impl Scheduler {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Corrupt("empty replace reply".into()))?;
-        let run_at = reply::time(reply.run_at_ms);
+        let run_at = crate::clock::time_from_ms(reply.run_at_ms);
         let generation = reply.generation;
         let other = reply.other;
         let replaced_waiting = (reply.replaced > 0).then_some(reply.replaced);
@@ -638,7 +637,7 @@ impl Scheduler {
             "replaced" => ReplaceOutcome::Replaced {
                 generation,
                 run_at,
-                previous_run_at: reply::time(other),
+                previous_run_at: crate::clock::time_from_ms(other),
                 replaced_generation: reply.replaced,
             },
             "aborted" => ReplaceOutcome::AbortedRunning {
@@ -796,7 +795,7 @@ impl Scheduler {
                 job_id: raw.id,
                 task: raw.task,
                 generation: raw.generation,
-                run_at: reply::time(raw.run_at_ms),
+                run_at: crate::clock::time_from_ms(raw.run_at_ms),
                 attempts: raw.attempts,
                 args,
             });
@@ -826,7 +825,7 @@ impl Scheduler {
                     job_id: raw.id,
                     task: raw.task,
                     generation: raw.generation,
-                    run_at: reply::time(raw.run_at_ms),
+                    run_at: crate::clock::time_from_ms(raw.run_at_ms),
                     attempts: raw.attempts,
                     args,
                 })

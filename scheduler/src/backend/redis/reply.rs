@@ -58,10 +58,8 @@ pub(crate) fn bytes(value: Value) -> Vec<u8> {
     }
 }
 
-pub(crate) fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 pub(crate) fn opt_time(value: &Value) -> Option<DateTime<Utc>> {
-    opt_int(value).filter(|ms| *ms > 0).map(time)
+    opt_int(value)
+        .filter(|ms| *ms > 0)
+        .map(crate::clock::time_from_ms)
 }

@@ -341,7 +341,7 @@ impl Backend for RedisBackend {
                             )
                         } else {
                             let run_at_ms = blocked.or(score).unwrap_or(now);
-                            let at = reply::time(run_at_ms);
+                            let at = crate::clock::time_from_ms(run_at_ms);
                             if run_at_ms <= now || blocked.is_some() {
                                 (JobStatus::Queued { run_at: at }, Some(at))
                             } else {

@@ -1,0 +1,186 @@
+//! Reading jobs, pending lists and dead letters, and the operator's requeue
+//! and purge of dead letters.
+
+use crate::backend::memory::state::Record;
+use crate::backend::memory::MemoryBackend;
+use crate::backend::RawPending;
+use crate::clock::time_from_ms;
+use crate::{DeadLetter, FinishedState, JobInfo, JobStatus};
+
+impl MemoryBackend {
+    pub(super) fn inspect_now(&self, id: &str) -> Option<JobInfo> {
+        let tx = self.begin();
+        let now = tx.now;
+        let info = if let Some(rec) = tx.s.active.get(id) {
+            Some(record_info(
+                id,
+                rec,
+                JobStatus::Running {
+                    attempt: rec.attempts,
+                    worker: rec.worker.clone().unwrap_or_default(),
+                },
+                rec.run_at,
+            ))
+        } else if let Some(rec) = tx.s.pending.get(id) {
+            let run_at_ms = rec.blocked.or(tx.s.due.score(id)).unwrap_or(now);
+            let at = time_from_ms(run_at_ms);
+            let status = if run_at_ms <= now || rec.blocked.is_some() {
+                JobStatus::Queued { run_at: at }
+            } else {
+                JobStatus::Deferred { run_at: at }
+            };
+            Some(record_info(id, rec, status, Some(run_at_ms)))
+        } else {
+            tx.live_result(id).map(|r| JobInfo {
+                job_id: id.to_string(),
+                task: r.task.clone(),
+                generation: r.generation,
+                status: match r.state {
+                    FinishedState::Completed => JobStatus::Completed,
+                    FinishedState::Failed => JobStatus::Failed,
+                    FinishedState::Cancelled => JobStatus::Cancelled,
+                },
+                attempts: r.attempts,
+                max_attempts: r.max_attempts,
+                enqueued_at: positive_time(Some(r.enqueued_ms)),
+                run_at: positive_time(r.run_at),
+                started_at: positive_time(r.started_ms),
+                finished_at: positive_time(Some(r.finished_ms)),
+                last_error: Some(r.error.clone()).filter(|e| !e.is_empty()),
+                result: Some(r.result.clone()).filter(|e| !e.is_empty()),
+            })
+        };
+        drop(tx);
+        info
+    }
+
+    pub(super) fn dead_letters_now(&self, offset: usize, count: usize) -> Vec<DeadLetter> {
+        let tx = self.begin();
+        let out =
+            tx.s.dead_order
+                .ordered
+                .iter()
+                .rev()
+                .skip(offset)
+                .take(count)
+                .map(|(_, id)| match tx.s.dead.get(id) {
+                    Some(e) => DeadLetter {
+                        job_id: id.clone(),
+                        task: Some(e.task.clone()).filter(|t| !t.is_empty()),
+                        generation: Some(e.generation).filter(|g| *g > 0),
+                        attempts: e.attempts,
+                        reason: e.reason.clone(),
+                        failed_at: positive_time(Some(e.failed_ms)),
+                    },
+                    None => DeadLetter {
+                        job_id: id.clone(),
+                        task: None,
+                        generation: None,
+                        attempts: 0,
+                        reason: "unreadable dead-letter entry".to_string(),
+                        failed_at: None,
+                    },
+                })
+                .collect();
+        drop(tx);
+        out
+    }
+
+    pub(super) fn requeue_dead_now(&self, id: &str, nonce: &str) -> Option<u64> {
+        let mut tx = self.begin();
+        let now = tx.now;
+        let entry = tx.s.dead.get(id).cloned();
+        let busy = tx.s.pending.contains_key(id) || tx.s.active.contains_key(id);
+        let generation = match entry {
+            Some(e) if !busy && !e.task.is_empty() => {
+                tx.s.seq += 1;
+                let generation = tx.s.seq;
+                let max_attempts = if e.max_attempts < 1 {
+                    5
+                } else {
+                    e.max_attempts
+                };
+                tx.s.pending.insert(
+                    id.to_string(),
+                    Record {
+                        task: e.task,
+                        payload: e.payload,
+                        generation,
+                        attempts: 0,
+                        max_attempts,
+                        enqueued_ms: now,
+                        nonce: nonce.to_string(),
+                        last_error: None,
+                        run_at: None,
+                        started_ms: None,
+                        worker: None,
+                        cancel: false,
+                        blocked: None,
+                    },
+                );
+                tx.s.due.add(id, now);
+                tx.s.dead.remove(id);
+                tx.s.dead_order.remove(id);
+                tx.wake_if_earliest(now);
+                Some(generation)
+            }
+            _ => None,
+        };
+        self.commit(tx);
+        generation
+    }
+
+    pub(super) fn purge_dead_now(&self) -> u64 {
+        let mut tx = self.begin();
+        let n = tx.s.dead_order.len() as u64;
+        tx.s.dead.clear();
+        tx.s.dead_order.clear();
+        self.commit(tx);
+        n
+    }
+
+    pub(super) fn list_pending_now(&self, task: Option<&str>) -> Vec<RawPending> {
+        let tx = self.begin();
+        let out =
+            tx.s.pending
+                .iter()
+                .filter(|(_, r)| task.is_none_or(|t| r.task == t))
+                .map(|(id, r)| RawPending {
+                    id: id.clone(),
+                    task: r.task.clone(),
+                    generation: r.generation,
+                    run_at_ms: r.blocked.or(tx.s.due.score(id)).unwrap_or(0),
+                    attempts: r.attempts,
+                    payload: r.payload.clone(),
+                })
+                .collect();
+        drop(tx);
+        out
+    }
+}
+
+pub(super) fn positive_time(ms: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
+    ms.filter(|ms| *ms > 0).map(time_from_ms)
+}
+
+pub(super) fn record_info(
+    id: &str,
+    rec: &Record,
+    status: JobStatus,
+    run_at: Option<i64>,
+) -> JobInfo {
+    JobInfo {
+        job_id: id.to_string(),
+        task: rec.task.clone(),
+        generation: rec.generation,
+        status,
+        attempts: rec.attempts,
+        max_attempts: rec.max_attempts,
+        enqueued_at: positive_time(Some(rec.enqueued_ms)),
+        run_at: positive_time(run_at),
+        started_at: positive_time(rec.started_ms),
+        finished_at: None,
+        last_error: rec.last_error.clone().filter(|e| !e.is_empty()),
+        result: None,
+    }
+}

@@ -1,0 +1,131 @@
+//! The state of one in-memory store: the Redis layout as Rust collections.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::backend::EnqueueReply;
+use crate::FinishedState;
+
+/// A sorted set: the `ZSET` of the Redis layout (score, then id).
+#[derive(Debug, Default)]
+pub(super) struct ScoreSet {
+    pub(super) by_id: HashMap<String, i64>,
+    pub(super) ordered: BTreeSet<(i64, String)>,
+}
+
+impl ScoreSet {
+    pub(super) fn add(&mut self, id: &str, score: i64) {
+        if let Some(old) = self.by_id.insert(id.to_string(), score) {
+            self.ordered.remove(&(old, id.to_string()));
+        }
+        self.ordered.insert((score, id.to_string()));
+    }
+
+    pub(super) fn remove(&mut self, id: &str) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.ordered.remove(&(old, id.to_string()));
+        }
+    }
+
+    pub(super) fn score(&self, id: &str) -> Option<i64> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Up to `limit` entries with a score at most `max`, lowest first.
+    pub(super) fn up_to(&self, max: i64, limit: usize) -> Vec<(String, i64)> {
+        self.ordered
+            .iter()
+            .take_while(|(score, _)| *score <= max)
+            .take(limit)
+            .map(|(score, id)| (id.clone(), *score))
+            .collect()
+    }
+
+    pub(super) fn first(&self) -> Option<i64> {
+        self.ordered.iter().next().map(|(score, _)| *score)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ordered.len()
+    }
+
+    pub(super) fn pop_min(&mut self, n: usize) -> Vec<String> {
+        let ids: Vec<String> = self
+            .ordered
+            .iter()
+            .take(n)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &ids {
+            self.remove(id);
+        }
+        ids
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.by_id.clear();
+        self.ordered.clear();
+    }
+}
+
+/// A job record (the msgpack array of `common.lua`).
+#[derive(Clone, Debug)]
+pub(super) struct Record {
+    pub(super) task: String,
+    pub(super) payload: Vec<u8>,
+    pub(super) generation: u64,
+    pub(super) attempts: u32,
+    pub(super) max_attempts: u32,
+    pub(super) enqueued_ms: i64,
+    pub(super) nonce: String,
+    pub(super) last_error: Option<String>,
+    pub(super) run_at: Option<i64>,
+    pub(super) started_ms: Option<i64>,
+    pub(super) worker: Option<String>,
+    pub(super) cancel: bool,
+    pub(super) blocked: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Outcome {
+    pub(super) generation: u64,
+    pub(super) state: FinishedState,
+    pub(super) result: String,
+    pub(super) error: String,
+    pub(super) task: String,
+    pub(super) attempts: u32,
+    pub(super) enqueued_ms: i64,
+    pub(super) started_ms: Option<i64>,
+    pub(super) finished_ms: i64,
+    pub(super) run_at: Option<i64>,
+    pub(super) max_attempts: u32,
+    /// The nonce of the request that created the job.
+    pub(super) nonce: String,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct DeadEntry {
+    pub(super) task: String,
+    pub(super) generation: u64,
+    pub(super) attempts: u32,
+    pub(super) reason: String,
+    pub(super) failed_ms: i64,
+    pub(super) payload: Vec<u8>,
+    pub(super) max_attempts: u32,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) due: ScoreSet,
+    pub(super) pending: HashMap<String, Record>,
+    pub(super) active: HashMap<String, Record>,
+    pub(super) leases: ScoreSet,
+    pub(super) results: HashMap<String, Outcome>,
+    pub(super) results_exp: ScoreSet,
+    pub(super) dead: HashMap<String, DeadEntry>,
+    pub(super) dead_order: ScoreSet,
+    pub(super) seq: u64,
+    /// The reply log of requests with the caller's request id (common.lua
+    /// `logged`): key -> the first reply, and when it expires.
+    pub(super) replies: HashMap<String, EnqueueReply>,
+    pub(super) replies_exp: ScoreSet,
+}

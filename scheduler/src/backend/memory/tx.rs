@@ -1,0 +1,173 @@
+//! The steps transitions share, on one transaction's view of the state
+//! (the helpers of `common.lua`).
+
+use crate::backend::memory::state::{DeadEntry, Outcome, Record};
+use crate::backend::memory::Tx;
+use crate::FinishedState;
+
+/// Expired outcomes one claim drops at most (`SWEEP` in claim.lua).
+pub(super) const SWEEP: usize = 2000;
+
+impl Tx<'_> {
+    pub(super) fn wake_if_earliest(&mut self, run_at: i64) {
+        if self.s.due.first().is_none_or(|head| run_at <= head) {
+            self.wake = true;
+        }
+    }
+
+    pub(super) fn live_result(&self, id: &str) -> Option<&Outcome> {
+        if self.s.results_exp.score(id).is_some_and(|e| e <= self.now) {
+            return None;
+        }
+        self.s.results.get(id)
+    }
+
+    pub(super) fn sweep_results(&mut self) {
+        self.sweep_results_up_to(20);
+    }
+
+    /// Mirrors `sweep_results(now, limit)` of common.lua.
+    pub(super) fn sweep_results_up_to(&mut self, limit: usize) -> usize {
+        let expired = self.s.results_exp.up_to(self.now, limit);
+        for (id, _) in &expired {
+            self.s.results.remove(id);
+            self.s.results_exp.remove(id);
+        }
+        expired.len()
+    }
+
+    pub(super) fn record_result(
+        &mut self,
+        id: &str,
+        rec: Option<&Record>,
+        state: FinishedState,
+        result: &str,
+        error: &str,
+    ) {
+        if self.keep_ms > 0 {
+            let outcome = Outcome {
+                generation: rec.map(|r| r.generation).unwrap_or(0),
+                state,
+                result: result.to_string(),
+                error: error.to_string(),
+                task: rec.map(|r| r.task.clone()).unwrap_or_default(),
+                attempts: rec.map(|r| r.attempts).unwrap_or(0),
+                enqueued_ms: rec.map(|r| r.enqueued_ms).unwrap_or(0),
+                started_ms: rec.and_then(|r| r.started_ms),
+                finished_ms: self.now,
+                run_at: rec.and_then(|r| r.run_at),
+                max_attempts: rec.map(|r| r.max_attempts).unwrap_or(0),
+                nonce: rec.map(|r| r.nonce.clone()).unwrap_or_default(),
+            };
+            self.s.results.insert(id.to_string(), outcome);
+            let expires = self.now + self.keep_ms;
+            self.s.results_exp.add(id, expires);
+        } else {
+            self.s.results.remove(id);
+            self.s.results_exp.remove(id);
+        }
+        self.sweep_results();
+    }
+
+    pub(super) fn dead_letter(&mut self, id: &str, rec: Option<&Record>, reason: &str) {
+        let entry = DeadEntry {
+            task: rec.map(|r| r.task.clone()).unwrap_or_default(),
+            generation: rec.map(|r| r.generation).unwrap_or(0),
+            attempts: rec.map(|r| r.attempts).unwrap_or(0),
+            reason: reason.to_string(),
+            failed_ms: self.now,
+            payload: rec.map(|r| r.payload.clone()).unwrap_or_default(),
+            max_attempts: rec.map(|r| r.max_attempts).unwrap_or(0),
+        };
+        self.s.dead.insert(id.to_string(), entry);
+        let now = self.now;
+        self.s.dead_order.add(id, now);
+        let excess = self.s.dead_order.len().saturating_sub(self.cap);
+        for old in self.s.dead_order.pop_min(excess) {
+            self.s.dead.remove(&old);
+        }
+    }
+
+    /// A replacement that waited for the running job may start: when it became due.
+    pub(super) fn unblock_pending(&mut self, id: &str) -> Option<i64> {
+        let now = self.now;
+        let rec = self.s.pending.get_mut(id)?;
+        let blocked = rec.blocked.take()?;
+        let run_at = blocked.max(now);
+        self.s.due.add(id, run_at);
+        Some(run_at)
+    }
+
+    pub(super) fn finish_active(
+        &mut self,
+        id: &str,
+        rec: &Record,
+        state: FinishedState,
+        result: &str,
+        error: &str,
+    ) -> Option<i64> {
+        self.s.active.remove(id);
+        self.s.leases.remove(id);
+        self.record_result(id, Some(rec), state, result, error);
+        self.unblock_pending(id)
+    }
+
+    pub(super) fn requeue_active(
+        &mut self,
+        id: &str,
+        mut rec: Record,
+        run_at: i64,
+        error: Option<String>,
+    ) {
+        self.s.active.remove(id);
+        self.s.leases.remove(id);
+        if error.is_some() {
+            rec.last_error = error;
+        }
+        rec.run_at = None;
+        rec.started_ms = None;
+        rec.worker = None;
+        rec.cancel = false;
+        rec.blocked = None;
+        self.s.pending.insert(id.to_string(), rec);
+        self.s.due.add(id, run_at);
+    }
+
+    pub(super) fn expire_lease(&mut self, id: &str) {
+        self.s.leases.remove(id);
+        let Some(rec) = self.s.active.get(id).cloned() else {
+            return;
+        };
+        if rec.cancel {
+            self.finish_active(
+                id,
+                &rec,
+                FinishedState::Cancelled,
+                "",
+                "cancelled while its worker was gone",
+            );
+        } else if self.s.pending.contains_key(id) {
+            self.finish_active(
+                id,
+                &rec,
+                FinishedState::Cancelled,
+                "",
+                "superseded by a replacement while its worker was gone",
+            );
+        } else if rec.attempts >= rec.max_attempts {
+            let reason = format!(
+                "stalled: the lease expired on attempt {} of {} (worker died or hung)",
+                rec.attempts, rec.max_attempts
+            );
+            self.dead_letter(id, Some(&rec), &reason);
+            self.finish_active(id, &rec, FinishedState::Failed, "", &reason);
+        } else {
+            let error = format!(
+                "lease expired on attempt {} (worker died or hung)",
+                rec.attempts
+            );
+            let now = self.now;
+            self.requeue_active(id, rec, now, Some(error));
+        }
+    }
+}
