@@ -1,0 +1,161 @@
+//! Reading jobs: status, details, results, the pending list, and the dead
+//! letters with their requeue and purge.
+
+use serde::de::DeserializeOwned;
+
+use crate::api::job::PendingJob;
+use crate::api::scheduler::enqueue::nonce;
+use crate::backend::RawPending;
+use crate::payload::positional;
+use crate::payload::positional::to_named;
+use crate::{validate_job_id, DeadLetter, Error, JobInfo, JobStatus, Scheduler, Task};
+
+/// [`Error::WrongTask`] unless the job is one of task `T`.
+fn check_task<T: Task>(job_id: &str, info: &JobInfo) -> Result<(), Error> {
+    if info.task == T::NAME {
+        return Ok(());
+    }
+    Err(Error::WrongTask {
+        job_id: job_id.to_string(),
+        expected: T::NAME.to_string(),
+        found: info.task.clone(),
+    })
+}
+
+impl Scheduler {
+    /// Where a job is now.
+    pub async fn status(&self, job_id: &str) -> Result<JobStatus, Error> {
+        Ok(self
+            .info(job_id)
+            .await?
+            .map(|i| i.status)
+            .unwrap_or(JobStatus::NotFound))
+    }
+
+    /// Where job `job_id` of task `T` is now (what `#[task]`'s `status` helper
+    /// calls): [`Error::WrongTask`] when the id is held by a job of another task.
+    pub async fn status_typed<T: Task>(&self, job_id: &str) -> Result<JobStatus, Error> {
+        let Some(info) = self.info(job_id).await? else {
+            return Ok(JobStatus::NotFound);
+        };
+        check_task::<T>(job_id, &info)?;
+        Ok(info.status)
+    }
+
+    /// Everything known about a job (`None` if unknown or expired).
+    pub async fn info(&self, job_id: &str) -> Result<Option<JobInfo>, Error> {
+        validate_job_id(job_id)?;
+        self.observe(self.inner.backend.inspect(job_id).await)
+    }
+
+    /// The stored result of a completed job of task `T`, decoded
+    /// ([`Error::WrongTask`] when the id is held by a job of another task).
+    pub async fn result<T>(&self, job_id: &str) -> Result<Option<T::Output>, Error>
+    where
+        T: Task,
+        T::Output: DeserializeOwned,
+    {
+        let Some(info) = self.info(job_id).await? else {
+            return Ok(None);
+        };
+        check_task::<T>(job_id, &info)?;
+        if info.status != JobStatus::Completed {
+            return Ok(None);
+        }
+        let json = info.result.unwrap_or_else(|| "null".to_string());
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|source| Error::Payload {
+                task: T::NAME.to_string(),
+                source,
+            })
+    }
+
+    /// The deferred and queued jobs of task `T`, with typed arguments, sorted by
+    /// run time. Walks this namespace's pending jobs (never the keyspace).
+    /// Arguments stored by position and objects written by earlier versions
+    /// both decode.
+    pub async fn pending<T: Task>(&self) -> Result<Vec<PendingJob<T::Args>>, Error> {
+        let params = T::registration().params;
+        let mut jobs = Vec::new();
+        for raw in self.pending_raw(Some(T::NAME)).await? {
+            let args = positional::decode(T::NAME, params, &raw.payload)?;
+            jobs.push(PendingJob {
+                job_id: raw.id,
+                task: raw.task,
+                generation: raw.generation,
+                run_at: crate::clock::time_from_ms(raw.run_at_ms),
+                attempts: raw.attempts,
+                args,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Every deferred and queued job, with its arguments as JSON, sorted by run time.
+    ///
+    /// Arguments are stored by position; for a `#[task]` registered in this
+    /// binary, a stored array with one element per parameter is shown as an
+    /// object by parameter name (`{"user": "ada", "n": 3}`), the shape
+    /// [`enqueue_untyped`](Self::enqueue_untyped) takes. Anything else (a task
+    /// this binary does not know, an object written by an earlier version, an
+    /// array of another length) is returned as stored.
+    pub async fn pending_untyped(&self) -> Result<Vec<PendingJob<serde_json::Value>>, Error> {
+        self.pending_raw(None)
+            .await?
+            .into_iter()
+            .map(|raw| {
+                let stored: serde_json::Value = positional::decode(&raw.task, None, &raw.payload)?;
+                let args = match self.inner.registry.get(&raw.task).and_then(|r| r.params) {
+                    Some(params) => to_named(params, stored),
+                    None => stored,
+                };
+                Ok(PendingJob {
+                    job_id: raw.id,
+                    task: raw.task,
+                    generation: raw.generation,
+                    run_at: crate::clock::time_from_ms(raw.run_at_ms),
+                    attempts: raw.attempts,
+                    args,
+                })
+            })
+            .collect()
+    }
+
+    async fn pending_raw(&self, task: Option<&str>) -> Result<Vec<RawPending>, Error> {
+        let mut cursor = "0".to_string();
+        let mut all = Vec::new();
+        loop {
+            let (next, mut page) = self.inner.backend.list_pending(task, &cursor, 500).await?;
+            all.append(&mut page);
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        all.sort_by(|a, b| (a.run_at_ms, &a.id).cmp(&(b.run_at_ms, &b.id)));
+        Ok(all)
+    }
+
+    /// Dead-lettered jobs, newest first: at most `count` of them, after
+    /// skipping the `offset` newest (`count` 0 returns none).
+    pub async fn dead_letters(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        self.inner.backend.dead_letters(offset, count).await
+    }
+
+    /// Puts a dead-lettered job back in the queue with fresh attempts; returns its
+    /// new generation, or `None` if the id is not in the dead letter or pending.
+    pub async fn requeue_dead_letter(&self, job_id: &str) -> Result<Option<u64>, Error> {
+        validate_job_id(job_id)?;
+        self.inner.backend.requeue_dead(job_id, &nonce()).await
+    }
+
+    /// Empties the dead letter; returns how many entries it held.
+    pub async fn purge_dead_letters(&self) -> Result<u64, Error> {
+        self.inner.backend.purge_dead().await
+    }
+}
