@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{Worker, WorkerHandle};
 use crate::api::config::{SchedulerConfig, WorkerConfig};
 use crate::api::deps::{Dependencies, DependencyKey};
 use crate::api::error::Error;
@@ -14,15 +15,14 @@ use crate::api::job::{CancelOutcome, DeadLetter, JobInfo, JobStatus};
 use crate::api::registry::{Location, Registry, TaskFuture, TaskRegistration};
 use crate::api::task::{JobRequest, Task, TaskOptions};
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, RawPending,
-    Subscription,
-};
 use crate::ops::health::{Health, HealthState};
 use crate::worker::context::JobContext;
 use crate::Scheduler;
 
-use super::{Worker, WorkerHandle};
+use crate::backend::{
+    Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, RawPending,
+    Subscription,
+};
 
 type AfterClaim = Arc<dyn Fn(Vec<ClaimedJob>) -> BoxFuture<'static, ()> + Send + Sync>;
 

@@ -1,0 +1,146 @@
+//! Claiming due jobs and running each in its own task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{error, warn};
+
+use crate::backend::{ClaimTicket, ClaimedJob};
+use crate::worker::executor::{StopHandle, StopReason};
+use crate::worker::{Worker, CLAIM_BATCH};
+
+impl Worker {
+    pub(super) async fn claim_loop(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(50);
+        // A failed claim is retried with the same ticket, so that jobs it took
+        // before its reply was lost come back instead of waiting out a lease.
+        let mut ticket = ClaimTicket::new();
+        loop {
+            if self.stop_claiming.is_cancelled() {
+                if ticket.retry {
+                    self.recover_lost_claim(&ticket).await;
+                }
+                return;
+            }
+            let free = self.slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = self.job_ended.notified() => continue,
+                    _ = self.stop_claiming.cancelled() => continue,
+                }
+            }
+            let sent = Instant::now();
+            let claim = self
+                .backend
+                .claim(&self.id, free.min(CLAIM_BATCH), self.config.lease, &ticket)
+                .await;
+            let sleep_for = match claim {
+                Ok(claim) => {
+                    self.health.ok();
+                    backoff = Duration::from_millis(50);
+                    for (id, reason) in &claim.rejected {
+                        warn!(job_id = %id, reason = %reason, "unreadable job dead-lettered");
+                    }
+                    #[cfg(test)]
+                    self.hooks.after_claim(&claim.jobs).await;
+                    let claimed = claim.jobs.len();
+                    ticket = ClaimTicket::new();
+                    self.take(claim.jobs, sent);
+                    if self.stop_claiming.is_cancelled() {
+                        return;
+                    }
+                    if claimed == free.min(CLAIM_BATCH) && claimed > 0 {
+                        continue;
+                    }
+                    let until_next = claim
+                        .next_wake_ms
+                        .map(|t| Duration::from_millis((t - claim.now_ms).max(1) as u64))
+                        .unwrap_or(self.config.max_idle);
+                    until_next.min(self.config.max_idle)
+                }
+                Err(e) => {
+                    self.health.degraded(&e.to_string());
+                    warn!(error = %e, "claiming failed; retrying");
+                    // The claim may have run with its reply lost: ask for its jobs.
+                    ticket.retry = true;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = self.wake.notified() => {}
+                _ = self.job_ended.notified() => {}
+                _ = self.stop_claiming.cancelled() => {}
+            }
+        }
+    }
+
+    /// Registers and starts claimed jobs; once the worker is closing they are
+    /// released at once instead (a claim that was in flight when `close()`
+    /// began).
+    pub(super) fn take(self: &Arc<Self>, jobs: Vec<ClaimedJob>, sent: Instant) {
+        let closing = self.stop_claiming.is_cancelled();
+        for job in jobs {
+            let stop = self.register(&job, sent);
+            if closing {
+                stop.stop(StopReason::Shutdown);
+            }
+            self.spawn_job(job, stop);
+        }
+    }
+
+    /// Closing after a claim failed: its reply may have been lost with jobs
+    /// taken. Ask once for them, and release them.
+    pub(super) async fn recover_lost_claim(self: &Arc<Self>, ticket: &ClaimTicket) {
+        let sent = Instant::now();
+        match self
+            .backend
+            .claim(&self.id, CLAIM_BATCH, self.config.lease, ticket)
+            .await
+        {
+            Ok(claim) => self.take(claim.jobs, sent),
+            Err(e) => {
+                warn!(error = %e, "closing: a claim whose reply was lost could not be asked again; its jobs run after their lease")
+            }
+        }
+    }
+
+    pub(super) fn spawn_job(self: &Arc<Self>, job: ClaimedJob, stop: StopHandle) {
+        // Only this worker's claims take permits, never more than are free;
+        // without one (cannot happen) the job is released, never lost.
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok();
+        if permit.is_none() {
+            stop.stop(StopReason::Shutdown);
+        }
+        let worker = Arc::clone(self);
+        tokio::spawn(async move {
+            worker.run_job(job, stop).await;
+            drop(permit);
+            worker.job_ended.notify_one();
+        });
+    }
+
+    pub(super) async fn run_job(self: &Arc<Self>, job: ClaimedJob, stop: StopHandle) {
+        match self.executor.run(&job, stop).await {
+            Some(finished) => {
+                // Keep renewing the lease until the outcome is recorded.
+                if let Ok(mut jobs) = self.jobs.lock() {
+                    if let Some(entry) = jobs
+                        .by_id
+                        .get_mut(&job.id)
+                        .filter(|r| r.generation == job.generation && r.attempt == job.attempt)
+                    {
+                        entry.finished = true;
+                    }
+                }
+                if self.completions.send(finished).is_err() {
+                    error!("completion channel closed; the job will be re-run after its lease");
+                    self.forget(&job.id, job.generation, job.attempt);
+                }
+            }
+            None => self.forget(&job.id, job.generation, job.attempt),
+        }
+    }
+}
