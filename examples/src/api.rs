@@ -1,17 +1,25 @@
 //! The HTTP API: defer, re-plan, cancel and inspect notifications.
+//!
+//! Every endpoint needs the admin's bearer token, checked before the request
+//! is read; every error, the extractors' included, is JSON:
+//! `{"error": "<what went wrong>"}`.
+
+mod auth;
+mod error;
+mod extract;
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use chrono::{DateTime, Utc};
 use scheduler::{CancelOutcome, JobStatus, ReplaceOutcome, Scheduler};
 use serde::{Deserialize, Serialize};
 
 use crate::notifications::{send_notification, Message};
+pub use error::ApiError;
+use extract::{Json as JsonBody, Path, Query};
 
 /// The job id of the admin's test notification (as in the guide).
 pub const TEST_JOB_ID: &str = "send_test_future_notification";
@@ -27,7 +35,7 @@ pub struct AppState {
     pub test_delay: Duration,
 }
 
-/// The routes.
+/// The routes. All of them require the admin's bearer token.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
@@ -39,50 +47,13 @@ pub fn router(state: AppState) -> Router {
             "/notification/jobs/{job_id}",
             get(job_status).delete(cancel_job),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ))
+        .fallback(ApiError::not_found)
+        .method_not_allowed_fallback(ApiError::method_not_allowed)
         .with_state(state)
-}
-
-/// An error answered as JSON.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<scheduler::Error> for ApiError {
-    fn from(e: scheduler::Error) -> Self {
-        let status = match e {
-            scheduler::Error::InvalidJobId { .. }
-            | scheduler::Error::PayloadTooLarge { .. }
-            | scheduler::Error::Serialize { .. }
-            | scheduler::Error::InvalidRunTime(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ref e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
-}
-
-/// Only the admin may call the test endpoint: 401 without a token, 403 with a wrong one.
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match token {
-        None => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing bearer token".into(),
-        )),
-        Some(t) if t == state.admin_token => Ok(()),
-        Some(_) => Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "only admins can use this endpoint".into(),
-        )),
-    }
 }
 
 /// Query of the test endpoint.
@@ -123,10 +94,8 @@ fn planned(job_id: &str, outcome: ReplaceOutcome) -> Planned {
 /// replace) instead of sending twice.
 async fn send_test_future_notification(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(query): Query<TestQuery>,
 ) -> Result<Json<Planned>, ApiError> {
-    require_admin(&state, &headers)?;
     let message = Message {
         title: "Test notification future".into(),
         content: "Ceci est un test de notification future".into(),
@@ -156,7 +125,7 @@ pub struct FutureNotification {
 /// `POST /notification/send/future`: defer a notification to a given time.
 async fn send_future_notification(
     State(state): State<AppState>,
-    Json(body): Json<FutureNotification>,
+    JsonBody(body): JsonBody<FutureNotification>,
 ) -> Result<Json<Planned>, ApiError> {
     let outcome = send_notification::replace(
         &state.scheduler,

@@ -40,11 +40,16 @@ async fn app(name: &str) -> App {
 }
 
 impl App {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// The status the API reports for a job.
     async fn status(&self, job_id: &str) -> String {
         let body: serde_json::Value = self
             .http
             .get(format!("{}/notification/jobs/{job_id}", self.base))
+            .bearer_auth("secret")
             .send()
             .await
             .unwrap()
@@ -125,6 +130,7 @@ async fn a_deferred_notification_is_delivered_once_and_a_cancelled_one_never() {
         let planned: Planned = app
             .http
             .post(&url)
+            .bearer_auth("secret")
             .json(&body(id))
             .send()
             .await
@@ -137,6 +143,7 @@ async fn a_deferred_notification_is_delivered_once_and_a_cancelled_one_never() {
     let cancel: serde_json::Value = app
         .http
         .delete(format!("{}/notification/jobs/dropped", app.base))
+        .bearer_auth("secret")
         .send()
         .await
         .unwrap()
@@ -168,9 +175,133 @@ async fn bad_job_ids_are_refused_with_422() {
     let response = app
         .http
         .post(format!("{}/notification/send/future", app.base))
+        .bearer_auth("secret")
         .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Asserts the response has `status` and is an error in the API's one shape,
+/// `{"error": "<non-empty text>"}`; returns the text.
+async fn assert_json_error(response: reqwest::Response, status: reqwest::StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(none)");
+    assert_eq!(content_type, "application/json", "{status} is not JSON");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let object = body.as_object().unwrap();
+    assert_eq!(object.len(), 1, "only an error field: {body}");
+    let text = object["error"].as_str().unwrap();
+    assert!(!text.is_empty());
+    text.to_string()
+}
+
+#[tokio::test]
+async fn the_token_is_checked_before_the_body_is_read() {
+    let app = app("auth-before-body").await;
+    let url = app.url("/notification/send/future");
+    let missing = app
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let text = assert_json_error(missing, reqwest::StatusCode::UNAUTHORIZED).await;
+    assert_eq!(text, "missing bearer token");
+    let wrong = app
+        .http
+        .post(&url)
+        .bearer_auth("guess")
+        .body("no content type either")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(wrong, reqwest::StatusCode::FORBIDDEN).await;
+    assert!(app.scheduler.pending_untyped().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_endpoint_needs_the_token() {
+    let app = app("auth-everywhere").await;
+    let jobs = app.url("/notification/jobs/kept");
+    let requests = [
+        app.http.get(&jobs),
+        app.http.delete(&jobs),
+        app.http.post(app.url("/notification/send/future")),
+        app.http.post(app.url("/notification/test/send/future")),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        let challenge = response.headers().get(reqwest::header::WWW_AUTHENTICATE);
+        assert_eq!(
+            challenge.and_then(|v| v.to_str().ok()),
+            Some("Bearer"),
+            "{} without a token",
+            response.url()
+        );
+        assert_json_error(response, reqwest::StatusCode::UNAUTHORIZED).await;
+    }
+}
+
+#[tokio::test]
+async fn request_errors_are_json_like_the_apis_own() {
+    let app = app("json-errors").await;
+    let url = app.url("/notification/send/future");
+    let syntax = app
+        .http
+        .post(&url)
+        .bearer_auth("secret")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(syntax, reqwest::StatusCode::BAD_REQUEST).await;
+    let missing_field = app
+        .http
+        .post(&url)
+        .bearer_auth("secret")
+        .json(&serde_json::json!({ "job_id": "x" }))
+        .send()
+        .await
+        .unwrap();
+    let text = assert_json_error(missing_field, reqwest::StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(text.contains("user_ids"), "names the field: {text}");
+    let no_content_type = app
+        .http
+        .post(&url)
+        .bearer_auth("secret")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(no_content_type, reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let bad_path = app
+        .http
+        .get(app.url("/notification/jobs/%FF"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(bad_path, reqwest::StatusCode::BAD_REQUEST).await;
+    let bad_query = app
+        .http
+        .post(app.url("/notification/test/send/future?user_id=a&user_id=b"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(bad_query, reqwest::StatusCode::BAD_REQUEST).await;
+    let no_route = app.http.get(app.url("/nowhere")).send().await.unwrap();
+    assert_json_error(no_route, reqwest::StatusCode::NOT_FOUND).await;
+    let wrong_method = app.http.put(&url).send().await.unwrap();
+    assert_json_error(wrong_method, reqwest::StatusCode::METHOD_NOT_ALLOWED).await;
+    assert!(app.scheduler.pending_untyped().await.unwrap().is_empty());
 }

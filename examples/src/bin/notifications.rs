@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run -p scheduler-examples --bin notifications -- --demo
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run -p scheduler-examples --bin notifications
+//! # every endpoint needs the admin's token (--admin-token / ADMIN_TOKEN):
+//! curl -H 'Authorization: Bearer admin-secret' http://127.0.0.1:3000/notification/jobs/reminder-42
 //! ```
 #![allow(clippy::print_stdout)]
 
@@ -177,6 +179,7 @@ impl Api {
         let response = self
             .http
             .post(format!("{}/notification/send/future", self.base))
+            .bearer_auth(&self.token)
             .json(&body)
             .send()
             .await?;
@@ -187,16 +190,27 @@ impl Api {
         let response = self
             .http
             .delete(format!("{}/notification/jobs/{job_id}", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await?;
         let body: serde_json::Value = response.error_for_status()?.json().await?;
         Ok(body["outcome"].as_str().unwrap_or_default().to_string())
     }
 
+    async fn status_code_without_token(&self, job_id: &str) -> DemoResult<reqwest::StatusCode> {
+        Ok(self
+            .http
+            .get(format!("{}/notification/jobs/{job_id}", self.base))
+            .send()
+            .await?
+            .status())
+    }
+
     async fn status(&self, job_id: &str) -> DemoResult<String> {
         let response = self
             .http
             .get(format!("{}/notification/jobs/{job_id}", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await?;
         let body: serde_json::Value = response.error_for_status()?.json().await?;
@@ -230,13 +244,19 @@ async fn demo(base: &str, token: &str, manager: &NotificationManager) -> DemoRes
         }
     };
 
-    // 1. A wrong token is refused and queues nothing.
+    // 1. A wrong token is refused and queues nothing; no token shows nothing.
     let refused = api.test_notification("not-the-admin").await?.status();
     timeline.note(format!(
         "test notification with a wrong token: HTTP {}",
         refused.as_u16()
     ));
     expect("wrong token", refused.as_str(), "403");
+    let anonymous = api.status_code_without_token("reminder-kept").await?;
+    timeline.note(format!(
+        "job status without a token: HTTP {}",
+        anonymous.as_u16()
+    ));
+    expect("status without a token", anonymous.as_str(), "401");
 
     // 2. The admin's test notification, 2 s ahead; called twice: re-planned, not duplicated.
     for (call, want) in [(1, "enqueued"), (2, "replaced")] {
