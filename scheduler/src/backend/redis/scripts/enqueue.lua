@@ -76,7 +76,7 @@ if batched then
   result_blobs = call_many('HMGET', K_RESULTS, ids)
 end
 -- Jobs created by a batched call, written at the end: {table and index of the
--- generation in the reply, id, record, score} (read back by name in write_created).
+-- generation in the reply, id, record, score} (unpacked into names in write_created).
 local created = {}
 
 local now_text = string.format('%d', now)
