@@ -90,6 +90,27 @@ pub(super) fn uniform_enqueue_replies(
         .collect()
 }
 
+/// The positions of the values in an entry of `claim.lua`'s reply: a claimed
+/// job ([`LEN`](claim_entry::LEN) values: its id, the first six fields of its
+/// job record, then this attempt's run time), or a job the claim
+/// dead-lettered ([`REJECTED_LEN`](claim_entry::REJECTED_LEN) values: id, '',
+/// reason).
+mod claim_entry {
+    pub(super) const ID: usize = 0;
+    pub(super) const TASK: usize = 1;
+    pub(super) const PAYLOAD: usize = 2;
+    pub(super) const GENERATION: usize = 3;
+    /// This attempt's number.
+    pub(super) const ATTEMPT: usize = 4;
+    pub(super) const MAX_ATTEMPTS: usize = 5;
+    pub(super) const ENQUEUED_MS: usize = 6;
+    pub(super) const RUN_AT: usize = 7;
+    pub(super) const LEN: usize = 8;
+    pub(super) const REJECTED_LEN: usize = 3;
+    /// Why a rejected job was dead-lettered.
+    pub(super) const REASON: usize = 2;
+}
+
 /// A claim reply: now, next wake, then one entry per job. An entry that
 /// cannot be read does not fail the batch (its jobs already run in Redis, and
 /// failing the call would strand all of them until their leases expire): it
@@ -116,20 +137,24 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
                 continue;
             }
         };
-        if f.len() == 3 {
-            claim
-                .rejected
-                .push((reply::string(&f[0]), reply::string(&f[2])));
+        if f.len() == claim_entry::REJECTED_LEN {
+            claim.rejected.push((
+                reply::string(&f[claim_entry::ID]),
+                reply::string(&f[claim_entry::REASON]),
+            ));
             continue;
         }
         match claimed_job(&f) {
             Ok(job) => claim.jobs.push(job),
             Err(e) => {
-                let id = f.first().map(reply::string).unwrap_or_default();
+                let id = f
+                    .get(claim_entry::ID)
+                    .map(reply::string)
+                    .unwrap_or_default();
                 let reason = format!("the claimed job could not be read: {e}");
                 let fence = (
-                    f.get(3).and_then(reply::opt_int),
-                    f.get(4).and_then(reply::opt_int),
+                    f.get(claim_entry::GENERATION).and_then(reply::opt_int),
+                    f.get(claim_entry::ATTEMPT).and_then(reply::opt_int),
                 );
                 if let (false, (Some(generation), Some(attempt))) = (id.is_empty(), fence) {
                     unreadable.push(Finished {
@@ -148,28 +173,75 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
     Ok((claim, unreadable))
 }
 
-/// One claimed job: id, task, payload, generation, attempt, max attempts,
-/// enqueued ms, run_at ms.
+/// One claimed job (see [`claim_entry`]).
 pub(super) fn claimed_job(f: &[Value]) -> Result<ClaimedJob, Error> {
-    if f.len() < 8 {
+    use claim_entry::*;
+    if f.len() < LEN {
         return Err(corrupt("claimed job fields"));
     }
     Ok(ClaimedJob {
-        id: reply::string(&f[0]),
-        task: reply::string(&f[1]),
-        payload: reply::bytes(f[2].clone()),
-        generation: reply::int(&f[3], "generation")? as u64,
-        attempt: reply::int(&f[4], "attempt")? as u32,
-        max_attempts: reply::int(&f[5], "max_attempts")? as u32,
-        enqueued_ms: reply::int(&f[6], "enqueued")?,
-        run_at_ms: reply::int(&f[7], "run_at")?,
+        id: reply::string(&f[ID]),
+        task: reply::string(&f[TASK]),
+        payload: reply::bytes(f[PAYLOAD].clone()),
+        generation: reply::int(&f[GENERATION], "generation")? as u64,
+        attempt: reply::int(&f[ATTEMPT], "attempt")? as u32,
+        max_attempts: reply::int(&f[MAX_ATTEMPTS], "max_attempts")? as u32,
+        enqueued_ms: reply::int(&f[ENQUEUED_MS], "enqueued")?,
+        run_at_ms: reply::int(&f[RUN_AT], "run_at")?,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_claim;
+    use super::{claim_entry, parse_claim};
     use fred::types::Value;
+
+    /// The values of every entry `claim.lua` builds (`jobs[#jobs + 1] = {...}`).
+    fn claim_lua_entries() -> Vec<Vec<String>> {
+        let lua = include_str!("scripts/claim.lua");
+        lua.split("jobs[#jobs + 1] = {")
+            .skip(1)
+            .map(|rest| {
+                let (values, _) = rest.split_once('}').expect("an entry ends");
+                values
+                    .split(',')
+                    .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn claim_entry_positions_match_what_claim_lua_builds() {
+        use claim_entry::*;
+        let job_fields = [
+            (TASK, "JOB_TASK"),
+            (PAYLOAD, "JOB_PAYLOAD"),
+            (GENERATION, "JOB_GENERATION"),
+            (ATTEMPT, "JOB_ATTEMPTS"),
+            (MAX_ATTEMPTS, "JOB_MAX_ATTEMPTS"),
+            (ENQUEUED_MS, "JOB_ENQUEUED_MS"),
+        ];
+        let entries = claim_lua_entries();
+        let claimed: Vec<_> = entries.iter().filter(|e| e.len() == LEN).collect();
+        let rejected: Vec<_> = entries.iter().filter(|e| e.len() == REJECTED_LEN).collect();
+        assert_eq!(claimed.len() + rejected.len(), entries.len(), "{entries:?}");
+        assert!(claimed.len() >= 2 && rejected.len() >= 2, "{entries:?}");
+        for entry in claimed {
+            assert_eq!(entry[ID], "id", "{entry:?}");
+            for (at, field) in job_fields {
+                assert_eq!(entry[at], format!("rec[{field}]"), "{entry:?}");
+            }
+            assert!(entry[RUN_AT].contains("run_at") || entry[RUN_AT].contains("RUN_AT"));
+        }
+        for entry in rejected {
+            assert_eq!((entry[ID].as_str(), entry[1].as_str()), ("id", "''"));
+            assert!(
+                ["reason", "why"].contains(&entry[REASON].as_str()),
+                "{entry:?}"
+            );
+        }
+    }
 
     /// A claim entry as claim.lua writes it.
     fn entry(id: &str, generation: i64, attempt: i64, fields: usize) -> Value {

@@ -382,6 +382,7 @@ impl RedisBackend {
 
 pub(crate) mod calls;
 mod decode;
+mod record;
 mod transitions;
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use fred::types::Value;
 use crate::backend::redis::calls::Request;
 use crate::backend::redis::decode::{flat_enqueue_replies, parse_claim, uniform_enqueue_replies};
 use crate::backend::redis::keys::Keys;
+use crate::backend::redis::record::job_info;
 use crate::backend::redis::reply::corrupt;
 use crate::backend::redis::{reply, RedisBackend, AUDIT_PAGE};
 use crate::backend::{
@@ -16,7 +17,7 @@ use crate::backend::{
     Subscription,
 };
 use crate::ops::health::HealthState;
-use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobInfo, JobStatus, SchedulerConfig};
+use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobInfo, SchedulerConfig};
 
 /// Whether `enqueue.lua` gets these jobs in its 'uniform' layout: two or
 /// more jobs that share task, attempts, run time and unique flag (a bulk
@@ -305,94 +306,8 @@ impl Backend for RedisBackend {
 
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {
         Box::pin(async move {
-            let reply = reply::array(
-                self.call(&self.scripts.inspect, || vec![id.into()]).await?,
-                "inspect",
-            )?;
-            let mut sections = reply.into_iter();
-            let now = reply::int(&sections.next().unwrap_or(Value::Null), "inspect now")?;
-            let mut info: Option<JobInfo> = None;
-            for section in sections {
-                let f = reply::array(section, "inspect section")?;
-                let kind = f.first().map(reply::string).unwrap_or_default();
-                let ok = f.get(2).map(reply::string).unwrap_or_default() == "ok";
-                if !ok {
-                    return Err(Error::Corrupt(format!(
-                        "the {kind} record of job {id:?} is not readable"
-                    )));
-                }
-                let field = |i: usize| f.get(3 + i).cloned().unwrap_or(Value::Null);
-                let text = |i: usize| Some(reply::string(&field(i))).filter(|s| !s.is_empty());
-                let score = f.get(1).and_then(reply::opt_int);
-                match kind.as_str() {
-                    "active" | "pending" => {
-                        if info.is_some() {
-                            // Running job with a replacement waiting: report the running one.
-                            continue;
-                        }
-                        let blocked = reply::opt_int(&field(12));
-                        let (status, run_at) = if kind == "active" {
-                            (
-                                JobStatus::Running {
-                                    attempt: reply::opt_int(&field(3)).unwrap_or(0) as u32,
-                                    worker: reply::string(&field(10)),
-                                },
-                                reply::opt_time(&field(8)),
-                            )
-                        } else {
-                            let run_at_ms = blocked.or(score).unwrap_or(now);
-                            let at = crate::clock::time_from_ms(run_at_ms);
-                            if run_at_ms <= now || blocked.is_some() {
-                                (JobStatus::Queued { run_at: at }, Some(at))
-                            } else {
-                                (JobStatus::Deferred { run_at: at }, Some(at))
-                            }
-                        };
-                        info = Some(JobInfo {
-                            job_id: id.to_string(),
-                            task: reply::string(&field(0)),
-                            generation: reply::opt_int(&field(2)).unwrap_or(0) as u64,
-                            status,
-                            attempts: reply::opt_int(&field(3)).unwrap_or(0) as u32,
-                            max_attempts: reply::opt_int(&field(4)).unwrap_or(0) as u32,
-                            enqueued_at: reply::opt_time(&field(5)),
-                            run_at,
-                            started_at: reply::opt_time(&field(9)),
-                            finished_at: None,
-                            last_error: text(7),
-                            result: None,
-                        });
-                    }
-                    "result" => {
-                        if info.is_some() {
-                            continue;
-                        }
-                        let state = reply::string(&field(1));
-                        let status = match FinishedState::parse(&state) {
-                            Some(FinishedState::Completed) => JobStatus::Completed,
-                            Some(FinishedState::Failed) => JobStatus::Failed,
-                            Some(FinishedState::Cancelled) => JobStatus::Cancelled,
-                            None => return Err(corrupt("result state")),
-                        };
-                        info = Some(JobInfo {
-                            job_id: id.to_string(),
-                            task: reply::string(&field(4)),
-                            generation: reply::opt_int(&field(0)).unwrap_or(0) as u64,
-                            status,
-                            attempts: reply::opt_int(&field(5)).unwrap_or(0) as u32,
-                            max_attempts: reply::opt_int(&field(10)).unwrap_or(0) as u32,
-                            enqueued_at: reply::opt_time(&field(6)),
-                            run_at: reply::opt_time(&field(9)),
-                            started_at: reply::opt_time(&field(7)),
-                            finished_at: reply::opt_time(&field(8)),
-                            last_error: text(3),
-                            result: text(2),
-                        });
-                    }
-                    _ => return Err(corrupt("inspect section kind")),
-                }
-            }
-            Ok(info)
+            let reply = self.call(&self.scripts.inspect, || vec![id.into()]).await?;
+            job_info(id, reply)
         })
     }
 

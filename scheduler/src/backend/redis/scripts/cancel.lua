@@ -16,13 +16,14 @@ if expected ~= '' then
     local rec = held[i] and decode(held[i])
     if rec then
       found = true
-      if rec[1] ~= expected then return {'wrong_task', rec[3], rec[1]} end
+      if rec[JOB_TASK] ~= expected then return {'wrong_task', rec[JOB_GENERATION], rec[JOB_TASK]} end
     end
   end
   if not found then
     local r = decode_result(live_result(id, now))
-    if r and type(r[5]) == 'string' and r[5] ~= '' and r[5] ~= expected then
-      return {'wrong_task', tonumber(r[1]) or 0, r[5]}
+    local task = r and r[OUTCOME_TASK]
+    if type(task) == 'string' and task ~= '' and task ~= expected then
+      return {'wrong_task', tonumber(r[OUTCOME_GENERATION]) or 0, task}
     end
   end
 end
@@ -30,12 +31,12 @@ local removed = nil
 local pending_blob = redis.call('HGET', K_PENDING, id)
 if pending_blob then
   local rec = decode(pending_blob)
-  if not rec or want == nil or rec[3] == want then
+  if not rec or want == nil or rec[JOB_GENERATION] == want then
     redis.call('HDEL', K_PENDING, id)
     redis.call('ZREM', K_DUE, id)
     if rec then
       record_result(id, rec, 'cancelled', '', 'cancelled before it started', now, keep_ms)
-      removed = rec[3]
+      removed = rec[JOB_GENERATION]
     else
       removed = 0
     end
@@ -44,21 +45,21 @@ end
 local active_blob = redis.call('HGET', K_ACTIVE, id)
 if active_blob then
   local rec = decode(active_blob)
-  if rec and (want == nil or rec[3] == want) then
-    if rec[12] ~= 1 then
-      rec[12] = 1
+  if rec and (want == nil or rec[JOB_GENERATION] == want) then
+    if rec[JOB_CANCEL_REQUESTED] ~= 1 then
+      rec[JOB_CANCEL_REQUESTED] = 1
       redis.call('HSET', K_ACTIVE, id, encode(rec))
     end
-    redis.call('PUBLISH', abort_channel, rec[3] .. ':' .. id)
-    return {'abort_signalled', rec[3], '', removed or false}
+    redis.call('PUBLISH', abort_channel, rec[JOB_GENERATION] .. ':' .. id)
+    return {'abort_signalled', rec[JOB_GENERATION], '', removed or false}
   end
 end
 if removed ~= nil then return {'removed', removed, ''} end
 local result = live_result(id, now)
 if result then
   local ok, r = pcall(cmsgpack.unpack, result)
-  if ok and type(r) == 'table' and (want == nil or r[1] == want) then
-    return {'finished', r[1], r[2]}
+  if ok and type(r) == 'table' and (want == nil or r[OUTCOME_GENERATION] == want) then
+    return {'finished', r[OUTCOME_GENERATION], r[OUTCOME_STATE]}
   end
 end
 return {'not_found', 0, ''}

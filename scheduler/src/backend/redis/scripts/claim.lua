@@ -53,8 +53,9 @@ if replay then
   local running = call_many('HMGET', K_ACTIVE, ids)
   for j, id in ipairs(ids) do
     local rec = running[j] and decode(running[j])
-    if rec and rec[11] == worker then
-      jobs[#jobs + 1] = {id, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[9] or now}
+    if rec and rec[JOB_WORKER] == worker then
+      jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
+        rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], rec[JOB_RUN_AT] or now}
     end
   end
 elseif max_jobs > 0 then
@@ -87,30 +88,31 @@ elseif max_jobs > 0 then
           -- make sure finishing that run releases this job.
           local previous = decode(running[j])
           if previous then mark_replacement_waits(id, previous) end
-          rec[13] = rec[13] or run_at
+          rec[JOB_BLOCKED_RUN_AT] = rec[JOB_BLOCKED_RUN_AT] or run_at
           redis.call('HSET', K_PENDING, id, encode(rec))
           redis.call('ZADD', K_DUE, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
-        elseif rec[13] and rec[13] > now then
+        elseif rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now then
           -- It waited for a run of this id that ended without releasing it (a
-          -- record without the "replacement waits" flag, field 14, written by
-          -- an older version): it is due at its own time, never earlier.
-          local own = rec[13]
-          rec[13] = false
+          -- record without JOB_REPLACEMENT_WAITS, written by an older
+          -- version): it is due at its own time, never earlier.
+          local own = rec[JOB_BLOCKED_RUN_AT]
+          rec[JOB_BLOCKED_RUN_AT] = false
           redis.call('HSET', K_PENDING, id, encode(rec))
           redis.call('ZADD', K_DUE, own, id)
         else
-          rec[4] = rec[4] + 1
-          rec[9] = run_at
-          rec[10] = now
-          rec[11] = worker
-          rec[12] = false
-          rec[13] = false
+          rec[JOB_ATTEMPTS] = rec[JOB_ATTEMPTS] + 1
+          rec[JOB_RUN_AT] = run_at
+          rec[JOB_STARTED_MS] = now
+          rec[JOB_WORKER] = worker
+          rec[JOB_CANCEL_REQUESTED] = false
+          rec[JOB_BLOCKED_RUN_AT] = false
           claimed[#claimed + 1] = id
           active_args[#active_args + 1] = id
           active_args[#active_args + 1] = encode(rec)
           lease_args[#lease_args + 1] = lease_until
           lease_args[#lease_args + 1] = id
-          jobs[#jobs + 1] = {id, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], run_at}
+          jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
+            rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at}
         end
       end
     end

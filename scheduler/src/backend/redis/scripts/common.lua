@@ -11,13 +11,54 @@
 --   9 seq        STRING generation counter
 --  10 claim_log  HASH  worker id -> its last claim's nonce and ids (NUL-separated)
 --  11 claim_exp  ZSET  worker id -> when that log entry expires (ms)
--- Job record fields (msgpack array):
---   1 task, 2 payload, 3 generation, 4 attempts started (with 3, the fence
---      token: it only grows), 5 max attempts (plus one per attempt released),
---   6 enqueued_ms, 7 nonce, 8 last error, 9 run_at of the current attempt,
---   10 started_ms, 11 worker, 12 cancel requested (1), 13 blocked run_at,
---   14 a replacement waits (1; on a running job: a pending job with the same id
---      waits for this run to end, so finishing it must release that job)
+
+-- The field numbers of the records the scripts store (msgpack arrays), so that
+-- no reader counts: `rec[JOB_ATTEMPTS]`, never `rec[4]`. Locals: a script body
+-- at the chunk's top level reads them from a register, a function as an
+-- upvalue (one VM instruction more than a number). record.rs mirrors them, and
+-- its test reads these lines: keep them `local <NAME> = <number>`, one a line.
+-- A job record, in `pending` or `active`: JOB_TASK to JOB_NONCE are required,
+-- the rest optional (nil or false when absent).
+local JOB_TASK = 1
+local JOB_PAYLOAD = 2
+local JOB_GENERATION = 3         -- with JOB_ATTEMPTS, the fence token
+local JOB_ATTEMPTS = 4           -- attempts started: it only grows
+local JOB_MAX_ATTEMPTS = 5       -- plus one per attempt released
+local JOB_ENQUEUED_MS = 6
+local JOB_NONCE = 7              -- of the request that created the job
+local JOB_LAST_ERROR = 8
+local JOB_RUN_AT = 9             -- the run time of the current attempt
+local JOB_STARTED_MS = 10
+local JOB_WORKER = 11
+local JOB_CANCEL_REQUESTED = 12  -- 1
+local JOB_BLOCKED_RUN_AT = 13    -- a pending job's own run time while it waits for a running one
+-- 1 on a running job: a pending job with the same id waits for this run to
+-- end, so finishing it must release that job.
+local JOB_REPLACEMENT_WAITS = 14
+-- An outcome record, in `results` (written by result_blob below).
+local OUTCOME_GENERATION = 1
+local OUTCOME_STATE = 2          -- 'completed' | 'failed' | 'cancelled'
+local OUTCOME_RESULT = 3
+local OUTCOME_ERROR = 4
+local OUTCOME_TASK = 5
+local OUTCOME_ATTEMPTS = 6
+local OUTCOME_ENQUEUED_MS = 7
+local OUTCOME_STARTED_MS = 8
+local OUTCOME_FINISHED_MS = 9
+local OUTCOME_RUN_AT = 10
+local OUTCOME_MAX_ATTEMPTS = 11
+-- The request that created the job: re-sent after the job finished, it is
+-- still recognised.
+local OUTCOME_NONCE = 12
+-- A dead-letter record, in `dead` (written by dead_letter below).
+local DEAD_TASK = 1
+local DEAD_GENERATION = 2
+local DEAD_ATTEMPTS = 3
+local DEAD_REASON = 4
+local DEAD_FAILED_MS = 5
+local DEAD_PAYLOAD = 6           -- the job's payload, or the unreadable record itself
+local DEAD_MAX_ATTEMPTS = 7
+
 -- Bound to the call's KEYS by bind() before each script body runs (by the EVAL
 -- form and by each function of the library form; see scripts.rs).
 local K_DUE, K_PENDING, K_ACTIVE, K_LEASES
@@ -46,39 +87,51 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The type of each job record field (see the list above): required fields
--- 1-7 must have it; optional fields 8-14 have it or are nil/false (absent).
--- (well_typed below checks the same, unrolled: keep the two alike.)
+-- The name (in a corrupt record's reason) and type of each job record field:
+-- a required field must have it; an optional one has it or is nil/false
+-- (absent). (well_typed below checks the same, unrolled: keep the two alike.)
 local FIELDS = {
-  {'task', 'string'}, {'payload', 'string'}, {'generation', 'number'}, {'attempt counter', 'number'},
-  {'max attempts', 'number'}, {'enqueued_ms', 'number'}, {'nonce', 'string'},
-  {'last error', 'string'}, {'run_at', 'number'}, {'started_ms', 'number'}, {'worker', 'string'},
-  {'cancel requested', 'number'}, {'blocked run_at', 'number'}, {'replacement waits', 'number'},
+  [JOB_TASK] = {name = 'task', type = 'string'},
+  [JOB_PAYLOAD] = {name = 'payload', type = 'string'},
+  [JOB_GENERATION] = {name = 'generation', type = 'number'},
+  [JOB_ATTEMPTS] = {name = 'attempt counter', type = 'number'},
+  [JOB_MAX_ATTEMPTS] = {name = 'max attempts', type = 'number'},
+  [JOB_ENQUEUED_MS] = {name = 'enqueued_ms', type = 'number'},
+  [JOB_NONCE] = {name = 'nonce', type = 'string'},
+  [JOB_LAST_ERROR] = {name = 'last error', type = 'string'},
+  [JOB_RUN_AT] = {name = 'run_at', type = 'number'},
+  [JOB_STARTED_MS] = {name = 'started_ms', type = 'number'},
+  [JOB_WORKER] = {name = 'worker', type = 'string'},
+  [JOB_CANCEL_REQUESTED] = {name = 'cancel requested', type = 'number'},
+  [JOB_BLOCKED_RUN_AT] = {name = 'blocked run_at', type = 'number'},
+  [JOB_REPLACEMENT_WAITS] = {name = 'replacement waits', type = 'number'},
 }
-local REQUIRED_FIELDS = 7
+-- The last required field, and the last field.
+local LAST_REQUIRED_FIELD, LAST_FIELD = JOB_NONCE, JOB_REPLACEMENT_WAITS
 
 -- Whether every field has its type: the usual case, unrolled (decode runs
 -- for every job a claim, completion or renewal touches; absent optional
 -- fields cost no type() call).
 local function well_typed(rec)
-  if type(rec[1]) ~= 'string' or type(rec[2]) ~= 'string' or type(rec[3]) ~= 'number'
-    or type(rec[4]) ~= 'number' or type(rec[5]) ~= 'number' or type(rec[6]) ~= 'number'
-    or type(rec[7]) ~= 'string' then
+  if type(rec[JOB_TASK]) ~= 'string' or type(rec[JOB_PAYLOAD]) ~= 'string'
+    or type(rec[JOB_GENERATION]) ~= 'number' or type(rec[JOB_ATTEMPTS]) ~= 'number'
+    or type(rec[JOB_MAX_ATTEMPTS]) ~= 'number' or type(rec[JOB_ENQUEUED_MS]) ~= 'number'
+    or type(rec[JOB_NONCE]) ~= 'string' then
     return false
   end
-  local v = rec[8]
+  local v = rec[JOB_LAST_ERROR]
   if v and type(v) ~= 'string' then return false end
-  v = rec[9]
+  v = rec[JOB_RUN_AT]
   if v and type(v) ~= 'number' then return false end
-  v = rec[10]
+  v = rec[JOB_STARTED_MS]
   if v and type(v) ~= 'number' then return false end
-  v = rec[11]
+  v = rec[JOB_WORKER]
   if v and type(v) ~= 'string' then return false end
-  v = rec[12]
+  v = rec[JOB_CANCEL_REQUESTED]
   if v and type(v) ~= 'number' then return false end
-  v = rec[13]
+  v = rec[JOB_BLOCKED_RUN_AT]
   if v and type(v) ~= 'number' then return false end
-  v = rec[14]
+  v = rec[JOB_REPLACEMENT_WAITS]
   if v and type(v) ~= 'number' then return false end
   return true
 end
@@ -91,24 +144,25 @@ local function decode(blob)
     return nil, 'corrupt job record: not msgpack'
   end
   if well_typed(rec) then return rec end
-  for i, field in ipairs(FIELDS) do
-    local v, want = rec[i], field[2]
-    if type(v) ~= want and (i <= REQUIRED_FIELDS or (v ~= nil and v ~= false)) then
+  for i = 1, LAST_FIELD do
+    local v, want = rec[i], FIELDS[i].type
+    if type(v) ~= want and (i <= LAST_REQUIRED_FIELD or (v ~= nil and v ~= false)) then
       local what = 'missing'
       if v ~= nil then what = 'a ' .. type(v) end
-      return nil, 'corrupt job record: ' .. field[1] .. ' is not a ' .. want .. ' (field ' .. i .. ' is ' .. what .. ')'
+      return nil, 'corrupt job record: ' .. FIELDS[i].name .. ' is not a ' .. want
+        .. ' (field ' .. i .. ' is ' .. what .. ')'
     end
   end
   return rec
 end
 
--- Encodes a job record. Absent trailing fields (8-14) are left out: decode
+-- Encodes a job record. Absent trailing optional fields are left out: decode
 -- reads them as nil, and every reader treats nil like false (tests with `or`,
 -- `== 1`, `~= 1`, opt()). Records written with all fields (false for absent
 -- ones) decode the same.
 local function encode(rec)
-  local n = 14
-  while n > 7 and (rec[n] == nil or rec[n] == false) do
+  local n = LAST_FIELD
+  while n > LAST_REQUIRED_FIELD and (rec[n] == nil or rec[n] == false) do
     rec[n] = nil
     n = n - 1
   end
@@ -158,14 +212,13 @@ local function live_result(id, now)
   return redis.call('HGET', K_RESULTS, id)
 end
 
--- The outcome record of a job (msgpack): generation, state, result, error, task,
--- attempts, enqueued_ms, started_ms, finished_ms, run_at, max attempts, and the
--- nonce of the request that created the job (so that the request, re-sent after
--- the job finished, is still recognised).
+-- The outcome record of a job (msgpack), its fields in OUTCOME_ order:
+-- generation, state, result, error, task, attempts, enqueued_ms, started_ms,
+-- finished_ms, run_at, max attempts, nonce.
 local function result_blob(rec, state, result, err, now)
-  return cmsgpack.pack({rec and rec[3] or 0, state, result or '', err or '', rec and rec[1] or '',
-    rec and rec[4] or 0, rec and rec[6] or 0, rec and opt(rec[10]) or '', now, rec and opt(rec[9]) or '',
-    rec and rec[5] or 0, rec and opt(rec[7]) or ''})
+  return cmsgpack.pack({rec and rec[JOB_GENERATION] or 0, state, result or '', err or '', rec and rec[JOB_TASK] or '',
+    rec and rec[JOB_ATTEMPTS] or 0, rec and rec[JOB_ENQUEUED_MS] or 0, rec and opt(rec[JOB_STARTED_MS]) or '', now,
+    rec and opt(rec[JOB_RUN_AT]) or '', rec and rec[JOB_MAX_ATTEMPTS] or 0, rec and opt(rec[JOB_NONCE]) or ''})
 end
 
 -- A decoded outcome record, or nil (none, or not msgpack).
@@ -188,10 +241,12 @@ local function record_result(id, rec, state, result, err, now, keep_ms)
   sweep_results(now)
 end
 
--- Moves a job to the dead letter, keeping at most cap entries.
+-- Moves a job to the dead letter, keeping at most cap entries. The record's
+-- fields in DEAD_ order: task, generation, attempts, reason, failed_ms,
+-- payload (or the unreadable record), max attempts.
 local function dead_letter(id, raw, rec, reason, now, cap)
-  local entry = {rec and rec[1] or '', rec and rec[3] or 0, rec and rec[4] or 0, reason, now,
-    rec and rec[2] or raw or '', rec and rec[5] or 0}
+  local entry = {rec and rec[JOB_TASK] or '', rec and rec[JOB_GENERATION] or 0, rec and rec[JOB_ATTEMPTS] or 0, reason,
+    now, rec and rec[JOB_PAYLOAD] or raw or '', rec and rec[JOB_MAX_ATTEMPTS] or 0}
   redis.call('HSET', K_DEAD, id, cmsgpack.pack(entry))
   redis.call('ZADD', K_DEAD_ORDER, now, id)
   local excess = redis.call('ZCARD', K_DEAD_ORDER) - cap
@@ -214,10 +269,10 @@ local function unblock_pending(id, now)
     redis.call('ZADD', K_DUE, now, id)
     return now
   end
-  if rec[13] then
-    local run_at = rec[13]
+  if rec[JOB_BLOCKED_RUN_AT] then
+    local run_at = rec[JOB_BLOCKED_RUN_AT]
     if run_at < now then run_at = now end
-    rec[13] = false
+    rec[JOB_BLOCKED_RUN_AT] = false
     redis.call('HSET', K_PENDING, id, encode(rec))
     redis.call('ZADD', K_DUE, run_at, id)
     return run_at
@@ -227,7 +282,7 @@ end
 
 -- Ends a running job: outcome kept, record removed, a waiting replacement released
 -- (the time it became due is returned, or nil). The pending hash is only read
--- when the running record says a replacement waits (field 14): it is the
+-- when the running record says a replacement waits (JOB_REPLACEMENT_WAITS): it is the
 -- largest structure, and looking up every finished job's id in it is the one
 -- avoidable cache miss per job when many jobs are deferred. Every path that
 -- makes a job wait for a running one sets the flag (enqueue.lua 'replace',
@@ -237,14 +292,14 @@ local function finish_active(id, rec, state, result, err, now, keep_ms)
   redis.call('HDEL', K_ACTIVE, id)
   redis.call('ZREM', K_LEASES, id)
   record_result(id, rec, state, result, err, now, keep_ms)
-  if rec[14] ~= 1 then return nil end
+  if rec[JOB_REPLACEMENT_WAITS] ~= 1 then return nil end
   return unblock_pending(id, now)
 end
 
--- Marks a running job as having a replacement that waits for it (field 14).
+-- Marks a running job as having a replacement that waits for it.
 local function mark_replacement_waits(id, rec)
-  if rec[14] ~= 1 then
-    rec[14] = 1
+  if rec[JOB_REPLACEMENT_WAITS] ~= 1 then
+    rec[JOB_REPLACEMENT_WAITS] = 1
     redis.call('HSET', K_ACTIVE, id, encode(rec))
   end
 end
@@ -253,8 +308,9 @@ end
 local function requeue_active(id, rec, run_at, err)
   redis.call('HDEL', K_ACTIVE, id)
   redis.call('ZREM', K_LEASES, id)
-  rec[8] = err or rec[8]
-  rec[9], rec[10], rec[11], rec[12], rec[13], rec[14] = false, false, false, false, false, false
+  rec[JOB_LAST_ERROR] = err or rec[JOB_LAST_ERROR]
+  rec[JOB_RUN_AT], rec[JOB_STARTED_MS], rec[JOB_WORKER] = false, false, false
+  rec[JOB_CANCEL_REQUESTED], rec[JOB_BLOCKED_RUN_AT], rec[JOB_REPLACEMENT_WAITS] = false, false, false
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', K_DUE, run_at, id)
 end
@@ -300,17 +356,18 @@ local function expire_lease(id, now, keep_ms, cap)
     record_result(id, nil, 'failed', '', why, now, keep_ms)
     return
   end
-  if rec[12] == 1 then
+  if rec[JOB_CANCEL_REQUESTED] == 1 then
     finish_active(id, rec, 'cancelled', '', 'cancelled while its worker was gone', now, keep_ms)
   elseif redis.call('HEXISTS', K_PENDING, id) == 1 then
-    rec[14] = 1
+    rec[JOB_REPLACEMENT_WAITS] = 1
     finish_active(id, rec, 'cancelled', '', 'superseded by a replacement while its worker was gone', now, keep_ms)
-  elseif rec[4] >= rec[5] then
-    local reason = 'stalled: the lease expired on attempt ' .. rec[4] .. ' of ' .. rec[5] .. ' (worker died or hung)'
+  elseif rec[JOB_ATTEMPTS] >= rec[JOB_MAX_ATTEMPTS] then
+    local reason = 'stalled: the lease expired on attempt ' .. rec[JOB_ATTEMPTS] .. ' of ' .. rec[JOB_MAX_ATTEMPTS]
+      .. ' (worker died or hung)'
     dead_letter(id, nil, rec, reason, now, cap)
     finish_active(id, rec, 'failed', '', reason, now, keep_ms)
   else
-    requeue_active(id, rec, now, 'lease expired on attempt ' .. rec[4] .. ' (worker died or hung)')
+    requeue_active(id, rec, now, 'lease expired on attempt ' .. rec[JOB_ATTEMPTS] .. ' (worker died or hung)')
   end
 end
 

@@ -29,7 +29,7 @@ for i = 4, #ARGV, 6 do
 end
 local prefetched = distinct and #ids > 0 and call_many('HMGET', K_ACTIVE, ids) or nil
 local ok_ids, ok_results, ok_exp = {}, {}, {}
--- Those of ok_ids whose running record says a replacement waits (field 14).
+-- Those of ok_ids whose running record says a replacement waits.
 local ok_waited = {}
 
 for i = 4, #ARGV, 6 do
@@ -38,12 +38,12 @@ for i = 4, #ARGV, 6 do
   local blob
   if prefetched then blob = prefetched[(i - 4) / 6 + 1] else blob = redis.call('HGET', K_ACTIVE, id) end
   local rec = blob and decode(blob)
-  if not rec or rec[3] ~= gen or rec[4] ~= attempt then
+  if not rec or rec[JOB_GENERATION] ~= gen or rec[JOB_ATTEMPTS] ~= attempt then
     out[#out + 1] = 'stale'
-  elseif outcome == 'ok' and prefetched and rec[12] ~= 1 then
+  elseif outcome == 'ok' and prefetched and rec[JOB_CANCEL_REQUESTED] ~= 1 then
     -- finish_active, batched below
     ok_ids[#ok_ids + 1] = id
-    if rec[14] == 1 then ok_waited[#ok_waited + 1] = id end
+    if rec[JOB_REPLACEMENT_WAITS] == 1 then ok_waited[#ok_waited + 1] = id end
     if keep_ms > 0 then
       ok_results[#ok_results + 1] = id
       ok_results[#ok_results + 1] = result_blob(rec, 'completed', text, '', now)
@@ -51,41 +51,42 @@ for i = 4, #ARGV, 6 do
       ok_exp[#ok_exp + 1] = id
     end
     out[#out + 1] = 'completed'
-  elseif outcome == 'ok' and rec[12] ~= 1 then
+  elseif outcome == 'ok' and rec[JOB_CANCEL_REQUESTED] ~= 1 then
     due_at(finish_active(id, rec, 'completed', text, '', now, keep_ms))
     out[#out + 1] = 'completed'
-  elseif outcome == 'cancelled' or rec[12] == 1 then
+  elseif outcome == 'cancelled' or rec[JOB_CANCEL_REQUESTED] == 1 then
     -- An abort was answered (AbortSignalled) before this outcome arrived: the
     -- job ends Cancelled, whatever its run did meanwhile, as the answer said.
     due_at(finish_active(id, rec, 'cancelled', '', 'cancelled', now, keep_ms))
     out[#out + 1] = 'cancelled'
   elseif outcome == 'release' then
     if redis.call('HEXISTS', K_PENDING, id) == 1 then
-      rec[14] = 1
+      rec[JOB_REPLACEMENT_WAITS] = 1
       due_at(finish_active(id, rec, 'cancelled', '', 'superseded by a replacement at shutdown', now, keep_ms))
       out[#out + 1] = 'cancelled'
     else
       -- The attempt counter stays (a fence token is never handed out
       -- twice: a release delivered again is stale); the allowance grows
       -- instead, so that a release uses up no attempt.
-      rec[5] = rec[5] + 1
+      rec[JOB_MAX_ATTEMPTS] = rec[JOB_MAX_ATTEMPTS] + 1
       requeue_active(id, rec, now, nil)
       due_at(now)
       out[#out + 1] = 'released'
     end
-  elseif outcome == 'retry' and rec[4] < rec[5] and redis.call('HEXISTS', K_PENDING, id) == 0 then
+  elseif outcome == 'retry' and rec[JOB_ATTEMPTS] < rec[JOB_MAX_ATTEMPTS]
+    and redis.call('HEXISTS', K_PENDING, id) == 0 then
     requeue_active(id, rec, now + delay, text)
     due_at(now + delay)
     out[#out + 1] = 'retrying'
-  elseif outcome == 'retry' and rec[4] < rec[5] then
+  elseif outcome == 'retry' and rec[JOB_ATTEMPTS] < rec[JOB_MAX_ATTEMPTS] then
     -- A replacement is waiting: it wins over retrying the old arguments.
-    rec[14] = 1
+    rec[JOB_REPLACEMENT_WAITS] = 1
     due_at(finish_active(id, rec, 'failed', '', text, now, keep_ms))
     out[#out + 1] = 'failed'
   else
     local reason = text
     if outcome == 'retry' then
-      reason = 'attempts exhausted (' .. rec[4] .. ' of ' .. rec[5] .. '): ' .. text
+      reason = 'attempts exhausted (' .. rec[JOB_ATTEMPTS] .. ' of ' .. rec[JOB_MAX_ATTEMPTS] .. '): ' .. text
     end
     dead_letter(id, nil, rec, reason, now, cap)
     due_at(finish_active(id, rec, 'failed', '', reason, now, keep_ms))

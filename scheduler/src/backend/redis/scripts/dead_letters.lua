@@ -17,7 +17,9 @@ if op == 'list' then
     local ok, e = false, nil
     if blob then ok, e = pcall(cmsgpack.unpack, blob) end
     if ok and type(e) == 'table' then
-      out[#out + 1] = {id, tostring(e[1]), string.format('%d', tonumber(e[2]) or 0), string.format('%d', tonumber(e[3]) or 0), tostring(e[4]), string.format('%d', tonumber(e[5]) or 0)}
+      out[#out + 1] = {id, tostring(e[DEAD_TASK]), string.format('%d', tonumber(e[DEAD_GENERATION]) or 0),
+        string.format('%d', tonumber(e[DEAD_ATTEMPTS]) or 0), tostring(e[DEAD_REASON]),
+        string.format('%d', tonumber(e[DEAD_FAILED_MS]) or 0)}
     else
       out[#out + 1] = {id, '', '0', '0', 'unreadable dead-letter entry', '0'}
     end
@@ -31,13 +33,14 @@ elseif op == 'requeue' then
     return {'busy', 0}
   end
   local ok, e = pcall(cmsgpack.unpack, blob)
-  if not ok or type(e) ~= 'table' or type(e[1]) ~= 'string' or e[1] == '' then
+  if not ok or type(e) ~= 'table' or type(e[DEAD_TASK]) ~= 'string' or e[DEAD_TASK] == '' then
     return {'unreadable', 0}
   end
   local gen = redis.call('INCR', K_SEQ)
-  local max_attempts = tonumber(e[7]) or 5
+  local max_attempts = tonumber(e[DEAD_MAX_ATTEMPTS]) or 5
   if max_attempts < 1 then max_attempts = 5 end
-  redis.call('HSET', K_PENDING, id, encode({e[1], e[6], gen, 0, max_attempts, now, nonce}))
+  -- A new job record: task, payload, generation, attempts started, max attempts, enqueued_ms, nonce.
+  redis.call('HSET', K_PENDING, id, encode({e[DEAD_TASK], e[DEAD_PAYLOAD], gen, 0, max_attempts, now, nonce}))
   redis.call('ZADD', K_DUE, now, id)
   redis.call('HDEL', K_DEAD, id)
   redis.call('ZREM', K_DEAD_ORDER, id)

@@ -75,7 +75,8 @@ if batched then
   active_blobs = call_many('HMGET', K_ACTIVE, ids)
   result_blobs = call_many('HMGET', K_RESULTS, ids)
 end
--- Jobs created by a batched call, written at the end: {index of the generation in out, id, record, score}.
+-- Jobs created by a batched call, written at the end: {table and index of the
+-- generation in the reply, id, record, score} (unpacked into names in write_created).
 local created = {}
 
 local now_text = string.format('%d', now)
@@ -93,10 +94,12 @@ local run_at_text
 
 -- Creates a job and appends its reply (code, generation, run_at, extra).
 local function create(id, task, payload, max_attempts, run_at, nonce, blocked, code, extra)
+  -- The required fields: task, payload, generation (set below), attempts
+  -- started, max attempts, enqueued_ms, nonce.
   local rec = {task, payload, 0, 0, max_attempts, now, nonce}
   local score = run_at_text or run_at
   if blocked then
-    rec[13] = run_at
+    rec[JOB_BLOCKED_RUN_AT] = run_at
     score = blocked
   end
   if not blocked and (earliest == nil or run_at < earliest) then earliest = run_at end
@@ -114,7 +117,7 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
     return
   end
   local gen = redis.call('INCR', K_SEQ)
-  rec[3] = gen
+  rec[JOB_GENERATION] = gen
   holder[at] = gen
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', K_DUE, score, id)
@@ -129,7 +132,7 @@ local function write_created()
   for k = 1, n do
     local entry = created[k]
     local holder, at, id, rec, score = entry[1], entry[2], entry[3], entry[4], entry[5]
-    rec[3] = first + k
+    rec[JOB_GENERATION] = first + k
     holder[at] = first + k
     fields[2 * k - 1] = id
     fields[2 * k] = encode(rec)
@@ -192,7 +195,7 @@ for j = 1, #ids do
   -- job ran and was superseded since is answered with its own job, not as a
   -- duplicate of the newer one (a duplicate costs one more read).
   local done
-  local mine = (pending and pending[7] == nonce) or (active and active[7] == nonce)
+  local mine = (pending and pending[JOB_NONCE] == nonce) or (active and active[JOB_NONCE] == nonce)
   if not pending and not active then
     local outcome_blob
     if batched then outcome_blob = result_blobs[j] else outcome_blob = redis.call('HGET', K_RESULTS, id) end
@@ -201,33 +204,35 @@ for j = 1, #ids do
     done = decode_result(redis.call('HGET', K_RESULTS, id))
   end
 
-  if pending and pending[7] == nonce then
+  if pending and pending[JOB_NONCE] == nonce then
     -- The same request, re-sent after a reconnect: report what it did the first time.
-    reply('enqueued', pending[3], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0)
-  elseif active and active[7] == nonce then
-    reply('enqueued', active[3], active[9] or now, 0)
-  elseif done and done[12] == nonce and type(done[1]) == 'number' then
+    reply('enqueued', pending[JOB_GENERATION], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0)
+  elseif active and active[JOB_NONCE] == nonce then
+    reply('enqueued', active[JOB_GENERATION], active[JOB_RUN_AT] or now, 0)
+  elseif done and done[OUTCOME_NONCE] == nonce and type(done[OUTCOME_GENERATION]) == 'number' then
     -- Re-sent after its job already ran (or was cancelled): still one job.
-    reply('enqueued', done[1], tonumber(done[10]) or tonumber(done[9]) or now, 0)
+    reply('enqueued', done[OUTCOME_GENERATION], tonumber(done[OUTCOME_RUN_AT]) or tonumber(done[OUTCOME_FINISHED_MS])
+      or now, 0)
   elseif mode == 'enqueue' then
     if pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
-      local planned = pending[13] or score
+      local planned = pending[JOB_BLOCKED_RUN_AT] or score
       local state = 'deferred'
-      if pending[13] or score <= now then state = 'queued' end
-      reply('duplicate', pending[3], planned, state .. ':' .. pending[1])
+      if pending[JOB_BLOCKED_RUN_AT] or score <= now then state = 'queued' end
+      reply('duplicate', pending[JOB_GENERATION], planned, state .. ':' .. pending[JOB_TASK])
     elseif active then
-      reply('duplicate', active[3], active[9] or now, 'running:' .. active[1])
+      reply('duplicate', active[JOB_GENERATION], active[JOB_RUN_AT] or now, 'running:' .. active[JOB_TASK])
     else
       -- Asked to keep the id taken while a finished outcome is kept: report it.
       -- (The record read above, unless its retention is over: live_result.)
       local finished = nil
-      if unique and done and type(done[2]) == 'string' then
+      if unique and done and type(done[OUTCOME_STATE]) == 'string' then
         local expires = redis.call('ZSCORE', K_RESULTS_EXP, id)
         if not (expires and tonumber(expires) <= now) then finished = done end
       end
       if finished then
-        reply('finished', tonumber(finished[1]) or 0, tonumber(finished[9]) or now, finished[2])
+        reply('finished', tonumber(finished[OUTCOME_GENERATION]) or 0, tonumber(finished[OUTCOME_FINISHED_MS]) or now,
+          finished[OUTCOME_STATE])
       else
         create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
       end
@@ -239,33 +244,34 @@ for j = 1, #ids do
     -- one's place and name it (the fifth value).
     -- A replace acts only on a job of its own task (job ids are shared by
     -- all tasks): a job of another task is kept, answered 'wrong_task'.
-    local holder = (active and active[1] ~= task and active) or (pending and pending[1] ~= task and pending)
+    local holder = (active and active[JOB_TASK] ~= task and active)
+      or (pending and pending[JOB_TASK] ~= task and pending)
     if holder then
-      reply('wrong_task', holder[3], holder[9] or now, holder[1])
+      reply('wrong_task', holder[JOB_GENERATION], holder[JOB_RUN_AT] or now, holder[JOB_TASK])
     elseif active then
       if if_running == 'keep' then
-        reply('running', active[3], active[9] or now, 0)
+        reply('running', active[JOB_GENERATION], active[JOB_RUN_AT] or now, 0)
       else
         local code = 'queued_after'
-        -- The running job learns that a replacement waits (field 14) and,
-        -- with 'abort', that it is asked to stop (field 12): one write.
+        -- The running job learns that a replacement waits and, with
+        -- 'abort', that it is asked to stop: one write.
         local abort = if_running == 'abort'
-        if active[14] ~= 1 or (abort and active[12] ~= 1) then
-          active[14] = 1
-          if abort then active[12] = 1 end
+        if active[JOB_REPLACEMENT_WAITS] ~= 1 or (abort and active[JOB_CANCEL_REQUESTED] ~= 1) then
+          active[JOB_REPLACEMENT_WAITS] = 1
+          if abort then active[JOB_CANCEL_REQUESTED] = 1 end
           redis.call('HSET', K_ACTIVE, id, encode(active))
         end
         if abort then
           code = 'aborted'
-          redis.call('PUBLISH', abort_channel, active[3] .. ':' .. id)
+          redis.call('PUBLISH', abort_channel, active[JOB_GENERATION] .. ':' .. id)
         end
-        if pending then replaced = pending[3] end
-        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[3])
+        if pending then replaced = pending[JOB_GENERATION] end
+        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[JOB_GENERATION])
       end
     elseif pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
-      replaced = pending[3]
-      create(id, task, payload, max_attempts, run_at, nonce, nil, 'replaced', pending[13] or score)
+      replaced = pending[JOB_GENERATION]
+      create(id, task, payload, max_attempts, run_at, nonce, nil, 'replaced', pending[JOB_BLOCKED_RUN_AT] or score)
     else
       create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)
     end

@@ -1,7 +1,9 @@
 -- ARGV: id
 -- Returns the records stored for the id:
---   {'active', lease, fields...} then/or {'pending', score, fields...}, then {'result', fields...}
--- as a flat list of sections; fields are the msgpack records' entries as strings.
+--   {'active', lease, fields...} then/or {'pending', score, fields...}, then {'result', '', fields...}
+-- as a flat list of sections; fields are the msgpack records' entries as strings:
+-- a job record's up to JOB_BLOCKED_RUN_AT, an outcome record's up to
+-- OUTCOME_MAX_ATTEMPTS (record.rs reads them).
 local id = ARGV[1]
 local now = now_ms()
 local out = {now}
@@ -29,9 +31,9 @@ local function section(kind, score, blob, n)
   end
 end
 local active = redis.call('HGET', K_ACTIVE, id)
-if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, 13) end
+if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, JOB_BLOCKED_RUN_AT) end
 local pending = redis.call('HGET', K_PENDING, id)
-if pending then section('pending', redis.call('ZSCORE', K_DUE, id) or '', pending, 13) end
+if pending then section('pending', redis.call('ZSCORE', K_DUE, id) or '', pending, JOB_BLOCKED_RUN_AT) end
 local result = live_result(id, now)
-if result then section('result', '', result, 11) end
+if result then section('result', '', result, OUTCOME_MAX_ATTEMPTS) end
 return out

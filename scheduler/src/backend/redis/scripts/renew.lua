@@ -9,11 +9,11 @@ for i = 2, #ARGV, 3 do
   local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local blob = redis.call('HGET', K_ACTIVE, id)
   local rec = blob and decode(blob)
-  if not rec or rec[3] ~= gen or rec[4] ~= attempt then
+  if not rec or rec[JOB_GENERATION] ~= gen or rec[JOB_ATTEMPTS] ~= attempt then
     out[#out + 1] = 'lost'
   else
     redis.call('ZADD', K_LEASES, lease_until, id)
-    if rec[12] == 1 then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
+    if rec[JOB_CANCEL_REQUESTED] == 1 then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
   end
 end
 return out
