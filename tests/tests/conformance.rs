@@ -1050,12 +1050,14 @@ mod issue14 {
     }
 
     conformance!(
-        retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,
+        retries_and_jobs_enqueued_behind_them_are_woken_not_left_to_the_idle_poll,
         replace_follows_its_policy_in_every_state,
         dead_letters_pages_alike_on_both_backends_and_count_0_is_empty,
         typed_calls_act_only_on_their_tasks_jobs_and_name_the_other_task,
     );
-    conformance_multi_thread!(retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due,);
+    conformance_multi_thread!(
+        retries_and_jobs_enqueued_behind_them_are_woken_not_left_to_the_idle_poll,
+    );
 
     /// A worker that never wakes on its own within a test: only notifications
     /// (and the next due job or lease expiry it was told of) wake it.
@@ -1068,12 +1070,20 @@ mod issue14 {
         }
     }
 
+    /// The latest start a woken worker is allowed, in ms: far below the sleepy
+    /// worker's 60 s idle poll, so a missing wake-up fails the test, and far
+    /// above what a loaded CI machine adds (this is not a speed target; the
+    /// benchmark measures lateness).
+    const WOKEN_WITHIN_MS: i64 = 5_000;
+
     /// How late a run started after it was due, in ms.
     fn lateness(run: &scheduler_tests::Execution) -> i64 {
         (run.start - run.scheduled_at).num_milliseconds()
     }
 
-    async fn retries_and_jobs_enqueued_behind_them_start_within_100ms_of_due(fx: Fixture) {
+    async fn retries_and_jobs_enqueued_behind_them_are_woken_not_left_to_the_idle_poll(
+        fx: Fixture,
+    ) {
         let probe = Probe::default();
         let s = worker_with(&fx.url(), &namespace("wake"), &probe, sleepy_worker()).await;
         // Fails twice, then succeeds: two retries, 25-200 ms apart.
@@ -1091,7 +1101,10 @@ mod issue14 {
             [1, 2, 3]
         );
         for run in &runs {
-            assert!(lateness(run) < 100, "attempt started late: {run:#?}");
+            assert!(
+                lateness(run) < WOKEN_WITHIN_MS,
+                "attempt started late: {run:#?}"
+            );
         }
         // A job enqueued once a retry is due (the retry, if nobody was told
         // about it, would still sit unclaimed in front of it).
@@ -1108,7 +1121,7 @@ mod issue14 {
         );
         for id in ["g", "h"] {
             for run in probe.runs_of(id) {
-                assert!(lateness(&run) < 100, "started late: {run:#?}");
+                assert!(lateness(&run) < WOKEN_WITHIN_MS, "started late: {run:#?}");
             }
         }
         s.close().await;
