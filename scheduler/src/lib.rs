@@ -18,6 +18,7 @@ mod backend;
 mod clock;
 mod ops;
 mod payload;
+mod periodic;
 pub mod testing;
 mod worker;
 

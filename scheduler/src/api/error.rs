@@ -160,6 +160,10 @@ pub enum Error {
         /// The task of the job that holds the id.
         found: String,
     },
+    /// No periodic schedule is stored under this name (see
+    /// [`Scheduler::schedules`](crate::Scheduler::schedules)).
+    #[error("no schedule is named {0:?}")]
+    ScheduleNotFound(String),
 }
 
 impl Error {

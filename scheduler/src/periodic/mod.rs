@@ -1,0 +1,3 @@
+//! Periodic tasks.
+
+pub(crate) mod store;
