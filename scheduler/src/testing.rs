@@ -16,6 +16,7 @@
 //! #     options: TaskOptions::DEFAULT,
 //! #     params: None,
 //! #     dependencies: Vec::new,
+//! #     schedule: None,
 //! #     run: |_ctx: JobContext, _payload: &[u8]| -> Result<TaskFuture, Error> { Ok(Box::pin(async { Ok(None) })) },
 //! # };
 //! # impl Task for Ping {

@@ -143,6 +143,8 @@ impl Executor {
             job.max_attempts,
             crate::clock::time_from_ms(job.run_at_ms),
             crate::clock::time_from_ms(job.enqueued_ms),
+            // Filled for jobs of periodic tasks by the planner (issue 15, part B).
+            None,
             self.deps.clone(),
         );
         ctx.cancel = stop.token.clone();
