@@ -404,6 +404,7 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
             options: <#ident as #task>::OPTIONS,
             params: #option::Some(__SCHEDULER_PARAMS),
             dependencies: __scheduler_dependencies,
+            schedule: #option::None,
             run: __scheduler_run,
         };
 

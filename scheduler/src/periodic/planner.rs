@@ -30,7 +30,6 @@
 //! schedule differs from the stored one (an older binary, or a newer one
 //! that has not stored its own yet) plans nothing for it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,11 +282,5 @@ impl Planner {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-    }
-
-    /// The stored schedules by name, with the backend's time.
-    pub(crate) async fn stored(&self) -> Result<(i64, HashMap<String, Stored>), Error> {
-        let (now, all) = self.backend.list_schedules().await?;
-        Ok((now, all.into_iter().map(|s| (s.name.clone(), s)).collect()))
     }
 }

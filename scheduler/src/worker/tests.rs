@@ -73,6 +73,7 @@ static SLEEPY: TaskRegistration = TaskRegistration {
     },
     params: None,
     dependencies: || vec![DependencyKey::of::<Counter>()],
+    schedule: None,
     run: run_sleepy,
 };
 

@@ -11,6 +11,7 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
 use crate::ops::health::HealthState;
+use crate::periodic::planner::Planner;
 use crate::worker::Worker;
 
 use crate::{
@@ -166,6 +167,11 @@ impl SchedulerBuilder {
     ) -> Result<Scheduler, Error> {
         let health = HealthState::new();
         backend.attach_health(&health);
+        // The schedules of this binary's `#[task(cron = ...)]` tasks, stored
+        // before this process's planner first looks at them.
+        Planner::new(Arc::clone(&backend), registry.clone())
+            .sync_code_schedules()
+            .await?;
         let worker = match self.worker {
             Some(config) => Some(
                 Worker::start(
