@@ -13,7 +13,7 @@ use scheduler::chrono_tz::Europe::Paris;
 use scheduler::testing::TestScheduler;
 use scheduler::{
     EnqueueOutcome, Error, IfRunning, JobContext, JobRequest, JobStatus, MissedTicks, Schedule,
-    ScheduleSource, When,
+    ScheduleSource, SchedulerConfig, When,
 };
 use scheduler_tests::setup::{probe_job, producer, wait_status, worker};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
@@ -339,6 +339,11 @@ async fn a_late_tick_within_its_grace_is_not_missed() {
 async fn a_month_of_daily_ticks_runs_each_at_its_time_across_a_dst_change() {
     let test = TestScheduler::builder()
         .start_at(at("2026-03-15T00:00:00Z"))
+        // Every tick's outcome is still there to read at the end.
+        .config(SchedulerConfig {
+            keep_result: Duration::from_secs(60 * 86_400),
+            ..SchedulerConfig::default()
+        })
         .start()
         .await
         .unwrap();
