@@ -35,9 +35,7 @@ pub use crate::api::scheduler::{Scheduler, SchedulerBuilder};
 pub use crate::api::task::{JobRequest, Task, TaskOptions, When};
 pub use crate::api::task_result::{IntoTaskResult, TaskError};
 pub use crate::ops::health::Health;
-pub use crate::periodic::{
-    MissedTicks, Schedule, ScheduleInfo, ScheduleSource, ScheduleSpec,
-};
+pub use crate::periodic::{MissedTicks, Schedule, ScheduleInfo, ScheduleSource, ScheduleSpec};
 pub use crate::worker::context::JobContext;
 pub use scheduler_macros::task;
 

@@ -50,8 +50,8 @@ use crate::api::scheduler::{Scheduler, SchedulerBuilder};
 use crate::api::task::Task;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, ClaimTicket};
-use crate::periodic::planner::Planner;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::periodic::planner::Planner;
 use crate::worker::executor::{Executor, StopHandle};
 
 /// Most attempts one `run_until_idle` makes before it reports a runaway loop.
@@ -146,10 +146,7 @@ impl TestSchedulerBuilder {
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
             max_result_bytes: config.max_payload_bytes,
         };
-        let planner = Planner::new(
-            Arc::clone(&backend) as Arc<dyn Backend>,
-            registry.clone(),
-        );
+        let planner = Planner::new(Arc::clone(&backend) as Arc<dyn Backend>, registry.clone());
         let scheduler = self
             .inner
             .producer_only()

@@ -39,7 +39,12 @@ fn yearly() -> Schedule {
 
 /// The tick instant named by a tick job's id.
 fn tick_of(job_id: &str) -> Option<i64> {
-    job_id.strip_prefix("schedule:")?.rsplit_once(':')?.1.parse().ok()
+    job_id
+        .strip_prefix("schedule:")?
+        .rsplit_once(':')?
+        .1
+        .parse()
+        .ok()
 }
 
 /// Tick job ids of schedule `name` among the pending jobs.
@@ -72,7 +77,9 @@ async fn racing_planners_create_and_run_each_tick_once(fx: Fixture) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut runs: BTreeMap<i64, usize> = BTreeMap::new();
     for run in probe.runs() {
-        *runs.entry(tick_of(&run.job_id).expect("a tick")).or_default() += 1;
+        *runs
+            .entry(tick_of(&run.job_id).expect("a tick"))
+            .or_default() += 1;
     }
     for s in &workers {
         s.close().await;
@@ -200,14 +207,21 @@ async fn ids_with_the_schedule_prefix_are_refused_and_names_are_checked(fx: Fixt
     refused(s.enqueue(probe_job(reserved, "x")).await);
     refused(s.enqueue(probe_request("x").request_id(reserved)).await);
     refused(
-        s.enqueue_untyped("probe", Some(reserved), &serde_json::json!({"arg": "x"}), When::Now)
-            .await,
+        s.enqueue_untyped(
+            "probe",
+            Some(reserved),
+            &serde_json::json!({"arg": "x"}),
+            When::Now,
+        )
+        .await,
     );
     assert!(matches!(
         s.replace(probe_job(reserved, "x"), IfRunning::Keep).await,
         Err(Error::InvalidJobId { .. })
     ));
-    let many = s.enqueue_many([probe_job("fine", "x"), probe_job(reserved, "x")]).await;
+    let many = s
+        .enqueue_many([probe_job("fine", "x"), probe_job(reserved, "x")])
+        .await;
     assert!(matches!(many, Err(Error::InvalidJobId { .. })), "{many:?}");
     // Other ids starting alike are fine; a tick can be looked at and cancelled.
     assert!(s
@@ -228,8 +242,11 @@ async fn ids_with_the_schedule_prefix_are_refused_and_names_are_checked(fx: Fixt
     s.close().await;
 }
 
-/// What the periodic test task saw: job id, planned tick, scheduled time.
-static SEEN: Mutex<Vec<(String, Option<DateTime<Utc>>, DateTime<Utc>)>> = Mutex::new(Vec::new());
+/// One run of the periodic test task: job id, planned tick, scheduled time.
+type Seen = (String, Option<DateTime<Utc>>, DateTime<Utc>);
+
+/// What the periodic test task saw.
+static SEEN: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
 
 /// Records each run (tests tell theirs apart by the schedule name in the id).
 #[scheduler::task]
@@ -264,7 +281,10 @@ fn at(text: &str) -> DateTime<Utc> {
 /// An every-minute schedule that ran once, then an hour with no worker:
 /// what runs when a worker is back. Returns the ticks that ran after the
 /// outage, and the state of the tick planned before it.
-async fn after_an_hour_long_outage(name: &str, policy: MissedTicks) -> (Vec<DateTime<Utc>>, JobStatus) {
+async fn after_an_hour_long_outage(
+    name: &str,
+    policy: MissedTicks,
+) -> (Vec<DateTime<Utc>>, JobStatus) {
     let test = TestScheduler::builder()
         .start_at(at("2026-02-02T00:00:30Z"))
         .start()
@@ -278,7 +298,10 @@ async fn after_an_hour_long_outage(name: &str, policy: MissedTicks) -> (Vec<Date
         .unwrap();
     assert_eq!(test.advance(Duration::from_secs(60)).await.unwrap(), 1);
     assert_eq!(seen(name).len(), 1);
-    let planned = format!("schedule:{name}:{}", at("2026-02-02T00:02:00Z").timestamp_millis());
+    let planned = format!(
+        "schedule:{name}:{}",
+        at("2026-02-02T00:02:00Z").timestamp_millis()
+    );
     // The outage: the clock moves an hour with nothing running.
     test.clock().advance(Duration::from_secs(3600));
     test.run_until_idle().await.unwrap();
@@ -301,8 +324,7 @@ async fn missed_ticks_follow_the_policy_after_an_outage() {
     assert_eq!(once, [at("2026-02-02T01:01:00Z")]);
     assert_eq!(planned, JobStatus::Cancelled);
 
-    let (all, planned) =
-        after_an_hour_long_outage("all", MissedTicks::RunAll { max: 5 }).await;
+    let (all, planned) = after_an_hour_long_outage("all", MissedTicks::RunAll { max: 5 }).await;
     let want: Vec<DateTime<Utc>> = (0..5)
         .map(|i| at("2026-02-02T00:57:00Z") + TimeDelta::minutes(i))
         .collect();
@@ -351,7 +373,10 @@ async fn a_month_of_daily_ticks_runs_each_at_its_time_across_a_dst_change() {
     test.schedule("paris", record_tick::job(), nine_in_paris)
         .await
         .unwrap();
-    let ran = test.advance(Duration::from_secs(30 * 86_400)).await.unwrap();
+    let ran = test
+        .advance(Duration::from_secs(30 * 86_400))
+        .await
+        .unwrap();
     assert_eq!(ran, 30);
     let runs = seen("paris");
     assert_eq!(runs.len(), 30);
@@ -359,7 +384,11 @@ async fn a_month_of_daily_ticks_runs_each_at_its_time_across_a_dst_change() {
         let date = at("2026-03-15T00:00:00Z") + TimeDelta::days(day as i64);
         // 09:00 CET is 08:00 UTC until the clocks go forward on 29 March,
         // then 09:00 CEST is 07:00 UTC.
-        let hour = if date < at("2026-03-29T00:00:00Z") { 8 } else { 7 };
+        let hour = if date < at("2026-03-29T00:00:00Z") {
+            8
+        } else {
+            7
+        };
         let want = date + TimeDelta::hours(hour);
         assert_eq!(*tick, want, "day {day}");
         assert_eq!(*scheduled_at, want, "day {day}");
@@ -388,6 +417,9 @@ async fn schedules_survive_a_restart_of_the_process(fx: Fixture) {
     assert_eq!(second.schedules().await.unwrap()[0].name, "kept");
     assert_eq!(pending_ticks(&second, "kept").await, ticks);
     assert!(wait_until(Duration::from_millis(200), || probe.runs().is_empty()).await);
-    wait_status(&second, &ticks[0], |s| matches!(s, JobStatus::Deferred { .. })).await;
+    wait_status(&second, &ticks[0], |s| {
+        matches!(s, JobStatus::Deferred { .. })
+    })
+    .await;
     second.close().await;
 }

@@ -11,7 +11,9 @@ use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
 use crate::api::job::{CancelOutcome, DeadLetter, JobInfo};
 use crate::ops::health::HealthState;
-use crate::periodic::store::{Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored};
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 
 pub(crate) mod memory;
 pub(crate) mod redis;
@@ -262,7 +264,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// One planning step (see [`PlanCall`]): creates the tick jobs and moves
     /// the cursor only if the stored version and cursor match and the
     /// schedule is not paused.
-    fn plan_schedule<'a>(&'a self, plan: &'a PlanCall) -> BoxFuture<'a, Result<PlanOutcome, Error>>;
+    fn plan_schedule<'a>(&'a self, plan: &'a PlanCall)
+        -> BoxFuture<'a, Result<PlanOutcome, Error>>;
 
     /// Pauses (removing the tick that has not started) or resumes (planning
     /// from now on) a schedule.
@@ -273,7 +276,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<ScheduleChange, Error>>;
 
     /// Removes a schedule and its tick that has not started.
-    fn remove_schedule<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ScheduleChange, Error>>;
+    fn remove_schedule<'a>(&'a self, name: &'a str)
+        -> BoxFuture<'a, Result<ScheduleChange, Error>>;
 
     /// Notices for a worker.
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>>;

@@ -24,6 +24,8 @@ mod wall_clock;
 
 #[cfg(test)]
 mod dst_tests;
+#[cfg(test)]
+mod planner_tests;
 
 pub use self::info::ScheduleInfo;
 pub use self::missed::MissedTicks;

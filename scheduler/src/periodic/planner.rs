@@ -42,7 +42,9 @@ use crate::api::error::Error;
 use crate::api::registry::{Registry, TaskRegistration};
 use crate::backend::Backend;
 use crate::clock::time_from_ms;
-use crate::periodic::store::{Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleSource, Stored};
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleSource, Stored,
+};
 use crate::periodic::Schedule;
 
 /// The longest lateness of a planned tick before it counts as missed.
@@ -187,8 +189,12 @@ impl Planner {
             };
             match self.backend.put_schedule(task.name, &definition).await? {
                 PutOutcome::Unchanged => {}
-                PutOutcome::Created => info!(schedule = task.name, spec = %definition.spec, "periodic task scheduled"),
-                PutOutcome::Replaced => info!(schedule = task.name, spec = %definition.spec, "periodic task redefined; its pending tick was replaced"),
+                PutOutcome::Created => {
+                    info!(schedule = task.name, spec = %definition.spec, "periodic task scheduled")
+                }
+                PutOutcome::Replaced => {
+                    info!(schedule = task.name, spec = %definition.spec, "periodic task redefined; its pending tick was replaced")
+                }
             }
         }
         for schedule in stored
@@ -201,7 +207,9 @@ impl Planner {
                     info!(schedule = %schedule.name, "periodic task no longer has a schedule in this binary; schedule removed");
                 }
                 Some(_) => {}
-                None => info!(schedule = %schedule.name, task = %schedule.definition.task, "schedule of a task this binary does not know left alone"),
+                None => {
+                    info!(schedule = %schedule.name, task = %schedule.definition.task, "schedule of a task this binary does not know left alone")
+                }
             }
         }
         Ok(())
@@ -258,7 +266,9 @@ impl Planner {
                 }
                 // Another planner was first: it plans the next tick.
                 PlanOutcome::CursorMoved => later(now_ms),
-                other => debug!(schedule = %call.name, ?other, "schedule changed meanwhile; nothing planned"),
+                other => {
+                    debug!(schedule = %call.name, ?other, "schedule changed meanwhile; nothing planned")
+                }
             }
         }
         Ok(Pass { now_ms, next_ms })

@@ -270,7 +270,10 @@ mod tests {
         assert!(validate_schedule_name("nightly").is_ok());
         for bad in ["", "a{b}", "a\nb"] {
             assert!(
-                matches!(validate_schedule_name(bad), Err(Error::InvalidSchedule { .. })),
+                matches!(
+                    validate_schedule_name(bad),
+                    Err(Error::InvalidSchedule { .. })
+                ),
                 "{bad:?}"
             );
         }

@@ -122,7 +122,9 @@ impl Scheduler {
         let latest = schedule.at_or_before(cursor.map_or(now, |c| c.min(now)));
         let mut last_run = None;
         if let Some(tick) = latest {
-            let status = self.status(&tick_id(&stored.name, tick.timestamp_millis())).await?;
+            let status = self
+                .status(&tick_id(&stored.name, tick.timestamp_millis()))
+                .await?;
             if status != JobStatus::NotFound {
                 last_run = Some((tick, status));
             }

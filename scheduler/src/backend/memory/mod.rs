@@ -12,7 +12,9 @@ use crate::api::error::Error;
 use crate::api::job::{CancelOutcome, DeadLetter, JobInfo};
 use crate::backend::memory::state::State;
 use crate::clock::{Clock, SystemClock};
-use crate::periodic::store::{Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored};
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, NewJob, Notice, RawPending,
@@ -208,7 +210,10 @@ impl Backend for MemoryBackend {
         Box::pin(async move { Ok(self.put_schedule_now(name, definition)) })
     }
 
-    fn plan_schedule<'a>(&'a self, plan: &'a PlanCall) -> BoxFuture<'a, Result<PlanOutcome, Error>> {
+    fn plan_schedule<'a>(
+        &'a self,
+        plan: &'a PlanCall,
+    ) -> BoxFuture<'a, Result<PlanOutcome, Error>> {
         Box::pin(async move { Ok(self.plan_schedule_now(plan)) })
     }
 
@@ -220,7 +225,10 @@ impl Backend for MemoryBackend {
         Box::pin(async move { Ok(self.pause_schedule_now(name, paused)) })
     }
 
-    fn remove_schedule<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+    fn remove_schedule<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
         Box::pin(async move { Ok(self.remove_schedule_now(name)) })
     }
 

@@ -6,7 +6,9 @@ use fred::types::Value;
 use crate::backend::redis::calls::Request;
 use crate::backend::redis::reply;
 use crate::backend::redis::RedisBackend;
-use crate::periodic::store::{Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored};
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 use crate::Error;
 
 impl RedisBackend {
@@ -26,7 +28,9 @@ impl RedisBackend {
             let name = reply::string(&name);
             match Stored::from_json(&name, &reply::bytes(json)) {
                 Ok(schedule) => stored.push(schedule),
-                Err(e) => tracing::error!(schedule = %name, error = %e, "unreadable schedule skipped"),
+                Err(e) => {
+                    tracing::error!(schedule = %name, error = %e, "unreadable schedule skipped")
+                }
             }
         }
         Ok((now, stored))

@@ -71,12 +71,7 @@ const SOURCES: [(&str, &str, &str, bool); 10] = [
         "allow-oom",
         false,
     ),
-    (
-        "schedules",
-        include_str!("scripts/schedules.lua"),
-        "",
-        true,
-    ),
+    ("schedules", include_str!("scripts/schedules.lua"), "", true),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their

@@ -17,7 +17,9 @@ use crate::backend::{
     Subscription,
 };
 use crate::ops::health::HealthState;
-use crate::periodic::store::{Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored};
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobInfo, SchedulerConfig};
 
 /// Whether `enqueue.lua` gets these jobs in its 'uniform' layout: two or
@@ -495,7 +497,10 @@ impl Backend for RedisBackend {
         Box::pin(self.put_schedule_now(name, definition))
     }
 
-    fn plan_schedule<'a>(&'a self, plan: &'a PlanCall) -> BoxFuture<'a, Result<PlanOutcome, Error>> {
+    fn plan_schedule<'a>(
+        &'a self,
+        plan: &'a PlanCall,
+    ) -> BoxFuture<'a, Result<PlanOutcome, Error>> {
         Box::pin(self.plan_schedule_now(plan))
     }
 
@@ -507,7 +512,10 @@ impl Backend for RedisBackend {
         Box::pin(self.pause_schedule_now(name, paused))
     }
 
-    fn remove_schedule<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+    fn remove_schedule<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
         Box::pin(self.remove_schedule_now(name))
     }
 
