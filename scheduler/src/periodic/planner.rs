@@ -30,6 +30,7 @@
 //! schedule differs from the stored one (an older binary, or a newer one
 //! that has not stored its own yet) plans nothing for it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,6 +157,8 @@ pub(crate) fn code_definition(
 pub(crate) struct Planner {
     backend: Arc<dyn Backend>,
     registry: Registry,
+    /// The code schedules still need storing (the start-up call failed).
+    code_schedules_pending: Arc<AtomicBool>,
 }
 
 /// What one pass saw: the backend's time and the next instant a schedule
@@ -168,7 +171,17 @@ pub(crate) struct Pass {
 
 impl Planner {
     pub(crate) fn new(backend: Arc<dyn Backend>, registry: Registry) -> Self {
-        Planner { backend, registry }
+        Planner {
+            backend,
+            registry,
+            code_schedules_pending: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A planner that stores the code schedules before its first pass.
+    pub(crate) fn with_code_schedules_pending(self) -> Self {
+        self.code_schedules_pending.store(true, Ordering::Relaxed);
+        self
     }
 
     /// Stores the schedules of this binary's `#[task(cron = ...)]` tasks,
@@ -235,6 +248,10 @@ impl Planner {
 
     /// Plans every schedule whose next tick is due.
     pub(crate) async fn pass(&self) -> Result<Pass, Error> {
+        if self.code_schedules_pending.load(Ordering::Relaxed) {
+            self.sync_code_schedules().await?;
+            self.code_schedules_pending.store(false, Ordering::Relaxed);
+        }
         let (now_ms, stored) = self.backend.list_schedules().await?;
         let mut next_ms: Option<i64> = None;
         let mut later = |at: i64| next_ms = Some(next_ms.map_or(at, |n| n.min(at)));

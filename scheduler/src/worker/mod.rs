@@ -110,6 +110,9 @@ impl Worker {
         deps: Dependencies,
         config: WorkerConfig,
         health: HealthState,
+        // The process could not store its code schedules at start-up: the
+        // planner does it before its first pass.
+        code_schedules_pending: bool,
     ) -> Result<WorkerHandle, Error> {
         config.validate()?;
         let Subscription { notices, close } = backend.subscribe().await?;
@@ -120,7 +123,10 @@ impl Worker {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let planner = Planner::new(Arc::clone(&backend), registry.clone());
+        let mut planner = Planner::new(Arc::clone(&backend), registry.clone());
+        if code_schedules_pending {
+            planner = planner.with_code_schedules_pending();
+        }
         let executor = Executor {
             registry,
             deps,

@@ -277,6 +277,7 @@ impl Setup {
             deps,
             config(),
             health.clone(),
+            false,
         )
         .await
         .unwrap()
