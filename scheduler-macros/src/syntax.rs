@@ -108,12 +108,10 @@ pub(crate) fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
         .find(|zone| zone.name().eq_ignore_ascii_case(name.trim()));
     Err(match close {
         Some(zone) => format!(
-            "unknown time zone {name:?}; did you mean {:?}? (names are case-sensitive)",
+            "no such IANA time zone (names are case-sensitive); did you mean {:?}?",
             zone.name()
         ),
-        None => format!(
-            "unknown time zone {name:?}; write an IANA name such as \"Europe/Paris\", \"America/New_York\" or \"UTC\""
-        ),
+        None => "no such IANA time zone; write one such as \"Europe/Paris\", \"America/New_York\" or \"UTC\"".to_string(),
     })
 }
 
