@@ -6,8 +6,10 @@ use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{LitInt, LitStr};
 
+use crate::syntax::{missed_text, parse_cron, parse_missed, parse_zone, MissedForm, MISSED_FORMS};
+
 /// The options a task accepts, for the "unknown option" message.
-const VALID: &str = "`name = \"...\"`, `max_attempts = N`, `timeout = \"30s\"`, `crate = path`";
+const VALID: &str = "`name = \"...\"`, `max_attempts = N`, `timeout = \"30s\"`, `cron = \"0 9 * * MON-FRI\"`, `tz = \"Europe/Paris\"`, `missed = \"run_once\"`, `crate = path`";
 
 /// The accepted forms of `timeout`.
 const TIMEOUT_FORMS: &str =
@@ -24,6 +26,15 @@ pub(crate) struct TaskArgs {
     pub(crate) timeout: Option<(Span, u64)>,
     /// `crate = path`: where the runtime crate is.
     pub(crate) krate: Option<(Span, syn::Path)>,
+    /// `cron = "..."`: the schedule of a periodic task, as written.
+    pub(crate) cron: Option<(Span, String)>,
+    /// `tz = "..."`: the IANA zone of `cron`.
+    pub(crate) tz: Option<(Span, String)>,
+    /// `missed = "..."`: the missed-tick policy of `cron`, normalised.
+    pub(crate) missed: Option<(Span, String)>,
+    /// Whether `cron` was written, valid or not (so a bad expression does not
+    /// also report its `tz` as lacking a `cron`).
+    cron_given: bool,
 }
 
 impl TaskArgs {
@@ -35,6 +46,16 @@ impl TaskArgs {
         let parser = syn::meta::parser(|meta| args.option(meta, &mut errors));
         if let Err(error) = parser.parse2(tokens) {
             errors.push(error);
+        }
+        if !args.cron_given {
+            for (option, slot) in [("tz", &args.tz), ("missed", &args.missed)] {
+                if let Some((span, _)) = slot {
+                    errors.push(syn::Error::new(
+                        *span,
+                        format!("`{option}` belongs to a periodic task: add `cron = \"...\"` (such as `cron = \"0 9 * * MON-FRI\"`), or remove `{option}`"),
+                    ));
+                }
+            }
         }
         (args, errors.0)
     }
@@ -83,6 +104,44 @@ impl TaskArgs {
                     format!("invalid timeout {:?}: write {TIMEOUT_FORMS}", lit.value()),
                 )),
             }
+        } else if meta.path.is_ident("cron") {
+            self.cron_given = true;
+            let lit = quoted(
+                &meta,
+                "a quoted cron expression, such as `cron = \"0 9 * * MON-FRI\"`",
+            )?;
+            match parse_cron(&lit.value()) {
+                Ok(_) => errors.check(set_once(&mut self.cron, "cron", key, lit.value())),
+                Err(reason) => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("invalid cron expression {:?}: {reason}", lit.value()),
+                )),
+            }
+        } else if meta.path.is_ident("tz") {
+            let lit = quoted(
+                &meta,
+                "a quoted IANA time zone name, such as `tz = \"Europe/Paris\"`",
+            )?;
+            match parse_zone(&lit.value()) {
+                Ok(_) => errors.check(set_once(&mut self.tz, "tz", key, lit.value())),
+                Err(reason) => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("invalid `tz` {:?}: {reason}", lit.value()),
+                )),
+            }
+        } else if meta.path.is_ident("missed") {
+            let lit = quoted(
+                &meta,
+                &format!("a quoted missed-tick policy: {MISSED_FORMS}"),
+            )?;
+            match parse_missed(&lit.value()) {
+                Ok(MissedForm::RunAll(0)) => errors.push(syn::Error::new(
+                    lit.span(),
+                    "`run_all(0)` runs no missed tick: write \"skip\", or `run_all(N)` with N at least 1",
+                )),
+                Ok(form) => errors.check(set_once(&mut self.missed, "missed", key, missed_text(form))),
+                Err(reason) => errors.push(syn::Error::new(lit.span(), reason)),
+            }
         } else if meta.path.is_ident("crate") {
             let path: syn::Path = meta.value()?.parse().map_err(|e| {
                 syn::Error::new(
@@ -102,6 +161,13 @@ impl TaskArgs {
         }
         Ok(())
     }
+}
+
+/// The string literal after `key =`, or an error saying what to write.
+fn quoted(meta: &ParseNestedMeta<'_>, expected: &str) -> syn::Result<LitStr> {
+    meta.value()?
+        .parse()
+        .map_err(|e: syn::Error| syn::Error::new(e.span(), format!("expected {expected}")))
 }
 
 /// Stores an option, or says it was given twice (on the second one).
@@ -233,5 +299,52 @@ mod tests {
             args.krate.is_some(),
             "crate is still known for the fallback"
         );
+    }
+
+    fn messages(err: Option<syn::Error>) -> Vec<String> {
+        err.into_iter().flatten().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn periodic_options() {
+        let (args, err) = TaskArgs::parse(quote!(
+            cron = "0 9 * * MON-FRI",
+            tz = "Europe/Paris",
+            missed = "run_all(5)"
+        ));
+        assert!(err.is_none(), "{:?}", messages(err));
+        assert_eq!(args.cron.map(|c| c.1), Some("0 9 * * MON-FRI".to_string()));
+        assert_eq!(args.tz.map(|c| c.1), Some("Europe/Paris".to_string()));
+        assert_eq!(args.missed.map(|c| c.1), Some("run_all(5)".to_string()));
+    }
+
+    #[test]
+    fn periodic_mistakes() {
+        let one = |tokens| messages(TaskArgs::parse(tokens).1);
+        let cron = one(quote!(cron = "61 * * * *"));
+        assert_eq!(cron.len(), 1);
+        assert!(
+            cron[0].starts_with("invalid cron expression \"61 * * * *\": the minute field"),
+            "{cron:?}"
+        );
+        let zone = one(quote!(cron = "0 9 * * *", tz = "Europe/Pariss"));
+        assert!(
+            zone[0].starts_with("invalid `tz` \"Europe/Pariss\""),
+            "{zone:?}"
+        );
+        let tz_alone = one(quote!(tz = "Europe/Paris"));
+        assert!(
+            tz_alone[0].starts_with("`tz` belongs to a periodic task"),
+            "{tz_alone:?}"
+        );
+        let missed_alone = one(quote!(missed = "skip"));
+        assert!(missed_alone[0].starts_with("`missed` belongs to a periodic task"));
+        // A bad expression is one mistake, not also a `tz` without `cron`.
+        assert_eq!(one(quote!(cron = "nope", tz = "UTC")).len(), 1);
+        assert!(one(quote!(cron = "0 9 * * *", missed = "run_all(0)"))[0]
+            .contains("runs no missed tick"));
+        assert!(one(quote!(cron = "0 9 * * *", missed = "often"))[0]
+            .starts_with("unknown missed-tick policy"));
+        assert!(one(quote!(cron = 5))[0].starts_with("expected a quoted cron expression"));
     }
 }

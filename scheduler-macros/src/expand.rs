@@ -327,6 +327,7 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
     let private = paths.private();
     let inventory = paths.inventory();
 
+    let schedule = crate::periodic::registration_field(args, paths);
     let param_names = model.payload().map(|(field, _)| field.unraw_name());
     let max_attempts = match &args.max_attempts {
         Some((_, n)) => quote!(#option::Some(#n)),
@@ -404,6 +405,7 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
             options: <#ident as #task>::OPTIONS,
             params: #option::Some(__SCHEDULER_PARAMS),
             dependencies: __scheduler_dependencies,
+            schedule: #schedule,
             run: __scheduler_run,
         };
 

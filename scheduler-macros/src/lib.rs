@@ -1,8 +1,10 @@
 //! The `#[task]` attribute of the `scheduler` crate. Use it through `scheduler::task`.
 //!
 //! A small pipeline: `args` reads the options, `model` checks the function,
-//! `expand` writes the tokens, `fallback` keeps the output usable on error,
-//! and `paths` holds every absolute path.
+//! `periodic` checks a `cron` task against its function, `expand` writes the
+//! tokens, `fallback` keeps the output usable on error, and `paths` holds every
+//! absolute path. `syntax` is a byte-for-byte copy of the runtime's parsers of
+//! cron expressions, zones and missed-tick policies.
 
 use proc_macro::TokenStream;
 
@@ -11,6 +13,8 @@ mod expand;
 mod fallback;
 mod model;
 mod paths;
+mod periodic;
+mod syntax;
 
 #[doc = include_str!("task.md")]
 #[proc_macro_attribute]
@@ -35,6 +39,13 @@ fn task_impl(
         }
     };
     let (model, fn_errors) = model::TaskFn::lenient(&function);
+    let arg_errors = match (arg_errors, periodic::check(&model, &args)) {
+        (Some(mut errors), Some(more)) => {
+            errors.combine(more);
+            Some(errors)
+        }
+        (errors, more) => errors.or(more),
+    };
     match (fn_errors, arg_errors) {
         (None, None) => expand::expand(&model, &args),
         (Some(mut errors), Some(more)) => {

@@ -58,6 +58,11 @@ impl Paths {
         quote!(#root::Location)
     }
 
+    pub(crate) fn schedule_spec(&self) -> TokenStream {
+        let root = &self.root;
+        quote!(#root::ScheduleSpec)
+    }
+
     pub(crate) fn dependency_key(&self) -> TokenStream {
         let root = &self.root;
         quote!(#root::DependencyKey)

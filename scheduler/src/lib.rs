@@ -18,6 +18,7 @@ mod backend;
 mod clock;
 mod ops;
 mod payload;
+mod periodic;
 pub mod testing;
 mod worker;
 
@@ -34,11 +35,16 @@ pub use crate::api::scheduler::{Scheduler, SchedulerBuilder};
 pub use crate::api::task::{JobRequest, Task, TaskOptions, When};
 pub use crate::api::task_result::{IntoTaskResult, TaskError};
 pub use crate::ops::health::Health;
+pub use crate::periodic::{MissedTicks, Schedule, ScheduleInfo, ScheduleSource, ScheduleSpec};
 pub use crate::worker::context::JobContext;
 pub use scheduler_macros::task;
 
 /// Re-exported so users need no direct dependency for the types in signatures.
 pub use chrono;
+
+/// Re-exported for [`Schedule::tz`]: time zones by name, such as
+/// `scheduler::chrono_tz::Europe::Paris`.
+pub use chrono_tz;
 
 /// Not public API. Used by code that `#[task]` generates.
 #[doc(hidden)]

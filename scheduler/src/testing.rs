@@ -16,6 +16,7 @@
 //! #     options: TaskOptions::DEFAULT,
 //! #     params: None,
 //! #     dependencies: Vec::new,
+//! #     schedule: None,
 //! #     run: |_ctx: JobContext, _payload: &[u8]| -> Result<TaskFuture, Error> { Ok(Box::pin(async { Ok(None) })) },
 //! # };
 //! # impl Task for Ping {
@@ -50,6 +51,7 @@ use crate::api::task::Task;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, ClaimTicket};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::periodic::planner::Planner;
 use crate::worker::executor::{Executor, StopHandle};
 
 /// Most attempts one `run_until_idle` makes before it reports a runaway loop.
@@ -63,6 +65,8 @@ pub struct TestScheduler {
     clock: Arc<ManualClock>,
     backend: Arc<MemoryBackend>,
     executor: Executor,
+    /// Plans the ticks of periodic schedules as the clock moves.
+    planner: Planner,
 }
 
 impl std::fmt::Debug for TestScheduler {
@@ -142,6 +146,7 @@ impl TestSchedulerBuilder {
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
             max_result_bytes: config.max_payload_bytes,
         };
+        let planner = Planner::new(Arc::clone(&backend) as Arc<dyn Backend>, registry.clone());
         let scheduler = self
             .inner
             .producer_only()
@@ -152,6 +157,7 @@ impl TestSchedulerBuilder {
             clock,
             backend,
             executor,
+            planner,
         })
     }
 }
@@ -189,8 +195,12 @@ impl TestScheduler {
     }
 
     /// Runs, once each, the jobs due now; returns how many attempts ran.
-    /// Retries that become due are left for the next call.
+    /// Retries that become due are left for the next call. Periodic
+    /// schedules are planned first, as a worker's planner would: the ticks
+    /// due now (and missed ticks their policy keeps) run, and the next tick
+    /// of each is planned.
     pub async fn run_pending(&self) -> Result<usize, Error> {
+        self.planner.pass().await?;
         let claim = self
             .backend
             .claim(
@@ -240,16 +250,26 @@ impl TestScheduler {
     }
 
     /// Moves the clock to `to` (never backwards), running every job due on the
-    /// way at its own time; returns how many attempts ran.
+    /// way at its own time; returns how many attempts ran. The ticks of
+    /// periodic schedules are planned and run on the way, each at its
+    /// instant.
     pub async fn advance_to(&self, to: DateTime<Utc>) -> Result<usize, Error> {
         let target = to.timestamp_millis();
         let mut total = self.run_until_idle().await?;
         loop {
-            let next = self
+            let next_job = self
                 .backend
                 .claim("test", 0, Duration::ZERO, &ClaimTicket::default())
                 .await?
                 .next_wake_ms;
+            // A schedule whose next planning is due without a job at that
+            // instant (a redefined one) stops the clock there too.
+            let pass = self.planner.pass().await?;
+            let next_plan = pass.next_ms.filter(|at| *at > pass.now_ms);
+            let next = match (next_job, next_plan) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             match next {
                 Some(at) if at <= target => {
                     self.clock.advance_to(crate::clock::time_from_ms(at));

@@ -107,6 +107,7 @@ macro_rules! probe_task {
             // `ProbeArgs` is stored as a JSON object: the untyped API passes it through.
             params: None,
             dependencies: probe_dependencies,
+            schedule: None,
             run: $run,
         };
 

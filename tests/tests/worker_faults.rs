@@ -98,6 +98,7 @@ static GUARDED: TaskRegistration = TaskRegistration {
     },
     params: None,
     dependencies: guarded_dependencies,
+    schedule: None,
     run: run_guarded,
 };
 

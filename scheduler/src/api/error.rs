@@ -94,6 +94,15 @@ pub enum Error {
         /// One entry per task and type.
         details: String,
     },
+    /// A periodic schedule was refused: a cron expression, a period, a time
+    /// zone name, a missed-tick policy or a stored schedule.
+    #[error("invalid schedule {input:?}: {reason}")]
+    InvalidSchedule {
+        /// What was given.
+        input: String,
+        /// What is wrong with it, naming the field at fault for a cron expression.
+        reason: String,
+    },
     /// A setting is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -160,6 +169,10 @@ pub enum Error {
         /// The task of the job that holds the id.
         found: String,
     },
+    /// No periodic schedule is stored under this name (see
+    /// [`Scheduler::schedules`](crate::Scheduler::schedules)).
+    #[error("no schedule is named {0:?}")]
+    ScheduleNotFound(String),
 }
 
 impl Error {

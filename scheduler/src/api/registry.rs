@@ -10,6 +10,7 @@ use crate::api::deps::DependencyKey;
 use crate::api::error::Error;
 use crate::api::task::TaskOptions;
 use crate::api::task_result::TaskError;
+use crate::periodic::ScheduleSpec;
 use crate::worker::context::JobContext;
 
 /// The future of one task run: the JSON of its result, or the error.
@@ -54,6 +55,9 @@ pub struct TaskRegistration {
     pub params: Option<&'static [&'static str]>,
     /// The dependency types the task takes.
     pub dependencies: fn() -> Vec<DependencyKey>,
+    /// `Some` for a periodic task (`#[task(cron = "...")]`): when it runs,
+    /// checked at compile time; [`ScheduleSpec::schedule`] builds it.
+    pub schedule: Option<ScheduleSpec>,
     /// Starts a run.
     pub run: RunFn,
 }

@@ -11,6 +11,9 @@ use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
 use crate::api::job::{CancelOutcome, DeadLetter, JobInfo};
 use crate::ops::health::HealthState;
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 
 pub(crate) mod memory;
 pub(crate) mod redis;
@@ -244,6 +247,37 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn audit(&self, _lease: Duration) -> BoxFuture<'_, Result<Vec<(String, String)>, Error>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+
+    /// The backend's time (ms: Redis `TIME`, or the memory clock) and every
+    /// stored schedule, read together.
+    fn list_schedules(&self) -> BoxFuture<'_, Result<(i64, Vec<Stored>), Error>>;
+
+    /// Stores schedule `name`: created, replaced in place when its version
+    /// differs (its tick that has not started is removed, and planning goes
+    /// on after now or after the tick that started), else unchanged.
+    fn put_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        definition: &'a Definition,
+    ) -> BoxFuture<'a, Result<PutOutcome, Error>>;
+
+    /// One planning step (see [`PlanCall`]): creates the tick jobs and moves
+    /// the cursor only if the stored version and cursor match and the
+    /// schedule is not paused.
+    fn plan_schedule<'a>(&'a self, plan: &'a PlanCall)
+        -> BoxFuture<'a, Result<PlanOutcome, Error>>;
+
+    /// Pauses (removing the tick that has not started) or resumes (planning
+    /// from now on) a schedule.
+    fn pause_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>>;
+
+    /// Removes a schedule and its tick that has not started.
+    fn remove_schedule<'a>(&'a self, name: &'a str)
+        -> BoxFuture<'a, Result<ScheduleChange, Error>>;
 
     /// Notices for a worker.
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>>;

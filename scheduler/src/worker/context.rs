@@ -28,6 +28,7 @@ pub(crate) struct ContextInner {
     pub(crate) max_attempts: u32,
     pub(crate) scheduled_at: DateTime<Utc>,
     pub(crate) enqueued_at: DateTime<Utc>,
+    pub(crate) planned_tick: Option<DateTime<Utc>>,
 }
 
 impl JobContext {
@@ -41,6 +42,7 @@ impl JobContext {
         max_attempts: u32,
         scheduled_at: DateTime<Utc>,
         enqueued_at: DateTime<Utc>,
+        planned_tick: Option<DateTime<Utc>>,
         deps: Dependencies,
     ) -> Self {
         JobContext {
@@ -52,6 +54,7 @@ impl JobContext {
                 max_attempts,
                 scheduled_at,
                 enqueued_at,
+                planned_tick,
             }),
             cancel: CancellationToken::new(),
             deps,
@@ -93,6 +96,16 @@ impl JobContext {
     /// When the job was enqueued.
     pub fn enqueued_at(&self) -> DateTime<Utc> {
         self.inner.enqueued_at
+    }
+
+    /// For a job of a periodic task, the tick of its [`Schedule`](crate::Schedule)
+    /// it runs for: the instant the schedule named, even when the job started
+    /// later (a busy worker, a missed tick run by
+    /// [`MissedTicks`](crate::MissedTicks)). Use it, not the clock, to name
+    /// the period a run covers ("the report for 09:00"). `None` for a job
+    /// enqueued any other way.
+    pub fn planned_tick(&self) -> Option<DateTime<Utc>> {
+        self.inner.planned_tick
     }
 
     /// Whether the job was cancelled (or the worker is shutting down and its

@@ -143,6 +143,8 @@ impl Executor {
             job.max_attempts,
             crate::clock::time_from_ms(job.run_at_ms),
             crate::clock::time_from_ms(job.enqueued_ms),
+            // A tick of a periodic schedule names its instant in its id.
+            crate::periodic::store::planned_tick(&job.id),
             self.deps.clone(),
         );
         ctx.cancel = stop.token.clone();

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::api::config::WorkerConfig;
 use crate::api::deps::Dependencies;
@@ -27,6 +27,7 @@ use crate::api::registry::Registry;
 use crate::backend::{Backend, ClaimedJob, Finished, Subscription};
 use crate::clock::SystemClock;
 use crate::ops::health::HealthState;
+use crate::periodic::planner::Planner;
 use crate::worker::executor::{Executor, StopHandle, StopReason};
 
 mod claim;
@@ -109,6 +110,9 @@ impl Worker {
         deps: Dependencies,
         config: WorkerConfig,
         health: HealthState,
+        // The process could not store its code schedules at start-up: the
+        // planner does it before its first pass.
+        code_schedules_pending: bool,
     ) -> Result<WorkerHandle, Error> {
         config.validate()?;
         let Subscription { notices, close } = backend.subscribe().await?;
@@ -119,6 +123,10 @@ impl Worker {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let mut planner = Planner::new(Arc::clone(&backend), registry.clone());
+        if code_schedules_pending {
+            planner = planner.with_code_schedules_pending();
+        }
         let executor = Executor {
             registry,
             deps,
@@ -162,6 +170,16 @@ impl Worker {
                 ),
             ),
         ];
+        let mut tasks = tasks;
+        // The planner's first pass runs before this worker claims: a missed
+        // tick that the schedule's policy drops is removed before it can start.
+        if let Err(e) = planner.pass().await {
+            warn!(error = %e, "planning periodic tasks at start failed; the planner tries again");
+        }
+        tasks.push(worker.supervise(
+            "planner",
+            planner.run(worker.config.max_idle, worker.stop_all.clone()),
+        ));
         let claim_task = worker.supervise("claim", Arc::clone(&worker).claim_loop());
         Ok(WorkerHandle {
             worker,

@@ -2,6 +2,9 @@
 //! backend that fails on demand (the in-memory backend underneath).
 #![allow(clippy::unwrap_used)]
 
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +76,7 @@ static SLEEPY: TaskRegistration = TaskRegistration {
     },
     params: None,
     dependencies: || vec![DependencyKey::of::<Counter>()],
+    schedule: None,
     run: run_sleepy,
 };
 
@@ -195,6 +199,35 @@ impl Backend for Faulty {
     ) -> BoxFuture<'a, Result<(String, Vec<RawPending>), Error>> {
         self.inner.list_pending(task, cursor, count)
     }
+    fn list_schedules(&self) -> BoxFuture<'_, Result<(i64, Vec<Stored>), Error>> {
+        self.inner.list_schedules()
+    }
+    fn put_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        definition: &'a Definition,
+    ) -> BoxFuture<'a, Result<PutOutcome, Error>> {
+        self.inner.put_schedule(name, definition)
+    }
+    fn plan_schedule<'a>(
+        &'a self,
+        plan: &'a PlanCall,
+    ) -> BoxFuture<'a, Result<PlanOutcome, Error>> {
+        self.inner.plan_schedule(plan)
+    }
+    fn pause_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+        self.inner.pause_schedule(name, paused)
+    }
+    fn remove_schedule<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+        self.inner.remove_schedule(name)
+    }
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
         self.inner.subscribe()
     }
@@ -244,6 +277,7 @@ impl Setup {
             deps,
             config(),
             health.clone(),
+            false,
         )
         .await
         .unwrap()

@@ -70,6 +70,7 @@ static REGISTRATION: TaskRegistration = TaskRegistration {
     options: OPTIONS,
     params: None,
     dependencies,
+    schedule: None,
     run,
 };
 

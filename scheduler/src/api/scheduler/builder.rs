@@ -4,13 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Inner;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
 use crate::ops::health::HealthState;
+use crate::periodic::planner::Planner;
 use crate::worker::Worker;
 
 use crate::{
@@ -166,6 +167,21 @@ impl SchedulerBuilder {
     ) -> Result<Scheduler, Error> {
         let health = HealthState::new();
         backend.attach_health(&health);
+        // The schedules of this binary's `#[task(cron = ...)]` tasks, stored
+        // before this process's planner first looks at them. A mistake in
+        // one fails the start; Redis refusing the call does not (the worker's
+        // planner stores them later; an enqueue reports the error).
+        let code_schedules_pending = match Planner::new(Arc::clone(&backend), registry.clone())
+            .sync_code_schedules()
+            .await
+        {
+            Ok(()) => false,
+            Err(e @ Error::InvalidSchedule { .. }) => return Err(e),
+            Err(e) => {
+                warn!(error = %e, "the schedules of periodic tasks could not be stored at start-up");
+                true
+            }
+        };
         let worker = match self.worker {
             Some(config) => Some(
                 Worker::start(
@@ -174,6 +190,7 @@ impl SchedulerBuilder {
                     self.deps.clone(),
                     config,
                     health.clone(),
+                    code_schedules_pending,
                 )
                 .await?,
             ),

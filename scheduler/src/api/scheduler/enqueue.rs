@@ -7,6 +7,7 @@ use crate::api::job::validate_request_id;
 use crate::backend::{EnqueueReply, NewJob};
 use crate::payload::encode::encode_args;
 use crate::payload::positional::to_positional;
+use crate::periodic::store::refuse_tick_id;
 
 use crate::{
     validate_job_id, EnqueueOutcome, Error, FinishedState, IfRunning, JobRequest, PendingState,
@@ -122,13 +123,14 @@ fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
 
 impl Scheduler {
     /// Serializes and checks one typed request.
-    fn prepare<T: Task>(&self, request: JobRequest<T>) -> Result<NewJob, Error> {
+    pub(super) fn prepare<T: Task>(&self, request: JobRequest<T>) -> Result<NewJob, Error> {
         if let Some(request_id) = &request.request_id {
             validate_request_id(request_id)?;
         }
         let id = match request.id.or_else(|| request.request_id.clone()) {
             Some(id) => {
                 validate_job_id(&id)?;
+                refuse_tick_id(&id)?;
                 id
             }
             None => uuid::Uuid::new_v4().to_string(),
@@ -242,6 +244,7 @@ impl Scheduler {
         let id = match job_id {
             Some(id) => {
                 validate_job_id(id)?;
+                refuse_tick_id(id)?;
                 id.to_string()
             }
             None => uuid::Uuid::new_v4().to_string(),

@@ -17,6 +17,7 @@ mod builder;
 mod cancel;
 mod enqueue;
 mod inspect;
+mod schedules;
 
 pub use builder::SchedulerBuilder;
 

@@ -12,6 +12,9 @@ use crate::api::error::Error;
 use crate::api::job::{CancelOutcome, DeadLetter, JobInfo};
 use crate::backend::memory::state::State;
 use crate::clock::{Clock, SystemClock};
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, NewJob, Notice, RawPending,
@@ -19,6 +22,7 @@ use crate::backend::{
 };
 
 mod inspection;
+mod schedules;
 mod state;
 mod transitions;
 mod tx;
@@ -192,6 +196,40 @@ impl Backend for MemoryBackend {
         _count: usize,
     ) -> BoxFuture<'a, Result<(String, Vec<RawPending>), Error>> {
         Box::pin(async move { Ok(("0".to_string(), self.list_pending_now(task))) })
+    }
+
+    fn list_schedules(&self) -> BoxFuture<'_, Result<(i64, Vec<Stored>), Error>> {
+        Box::pin(async move { Ok(self.list_schedules_now()) })
+    }
+
+    fn put_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        definition: &'a Definition,
+    ) -> BoxFuture<'a, Result<PutOutcome, Error>> {
+        Box::pin(async move { Ok(self.put_schedule_now(name, definition)) })
+    }
+
+    fn plan_schedule<'a>(
+        &'a self,
+        plan: &'a PlanCall,
+    ) -> BoxFuture<'a, Result<PlanOutcome, Error>> {
+        Box::pin(async move { Ok(self.plan_schedule_now(plan)) })
+    }
+
+    fn pause_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+        Box::pin(async move { Ok(self.pause_schedule_now(name, paused)) })
+    }
+
+    fn remove_schedule<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+        Box::pin(async move { Ok(self.remove_schedule_now(name)) })
     }
 
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {

@@ -128,4 +128,6 @@ pub(super) struct State {
     /// `logged`): key -> the first reply, and when it expires.
     pub(super) replies: HashMap<String, EnqueueReply>,
     pub(super) replies_exp: ScoreSet,
+    /// Periodic schedules by name (`{ns}:schedules`).
+    pub(super) schedules: HashMap<String, crate::periodic::store::Stored>,
 }

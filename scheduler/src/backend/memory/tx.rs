@@ -133,6 +133,39 @@ impl Tx<'_> {
         self.s.due.add(id, run_at);
     }
 
+    /// Creates one pending job due at `run_at` (common.lua `new_job`): its
+    /// generation. The caller has checked that the id is free.
+    pub(super) fn new_job(
+        &mut self,
+        id: &str,
+        task: &str,
+        payload: &[u8],
+        max_attempts: u32,
+        run_at: i64,
+        nonce: &str,
+    ) -> u64 {
+        self.s.seq += 1;
+        let generation = self.s.seq;
+        let record = Record {
+            task: task.to_string(),
+            payload: payload.to_vec(),
+            generation,
+            attempts: 0,
+            max_attempts,
+            enqueued_ms: self.now,
+            nonce: nonce.to_string(),
+            last_error: None,
+            run_at: None,
+            started_ms: None,
+            worker: None,
+            cancel: false,
+            blocked: None,
+        };
+        self.s.pending.insert(id.to_string(), record);
+        self.s.due.add(id, run_at);
+        generation
+    }
+
     pub(super) fn expire_lease(&mut self, id: &str) {
         self.s.leases.remove(id);
         let Some(rec) = self.s.active.get(id).cloned() else {

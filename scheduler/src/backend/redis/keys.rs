@@ -21,7 +21,7 @@ pub(crate) struct Keys {
 }
 
 /// Key suffixes in `KEYS` order.
-pub(crate) const SCRIPT_KEYS: [&str; 11] = [
+pub(crate) const SCRIPT_KEYS: [&str; 12] = [
     "due",
     "pending",
     "active",
@@ -33,6 +33,7 @@ pub(crate) const SCRIPT_KEYS: [&str; 11] = [
     "seq",
     "claim_log",
     "claim_exp",
+    "schedules",
 ];
 
 impl Keys {

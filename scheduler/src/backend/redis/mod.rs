@@ -383,6 +383,7 @@ impl RedisBackend {
 pub(crate) mod calls;
 mod decode;
 mod record;
+mod schedules;
 mod transitions;
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// twice, run again they change nothing (`complete` answers 'stale', `renew`
 /// extends the same leases). The read-only scripts need none; nor does
 /// `audit`, which repairs whatever is left to repair each time it runs.
-const SOURCES: [(&str, &str, &str, bool); 9] = [
+const SOURCES: [(&str, &str, &str, bool); 10] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
         "claim",
@@ -71,6 +71,7 @@ const SOURCES: [(&str, &str, &str, bool); 9] = [
         "allow-oom",
         false,
     ),
+    ("schedules", include_str!("scripts/schedules.lua"), "", true),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
@@ -115,6 +116,8 @@ pub(crate) struct Scripts {
     pub(crate) list: Lua,
     /// Finds and repairs records that lost their index entry or the reverse.
     pub(crate) audit: Lua,
+    /// Periodic schedules: list, put, plan, pause, resume, remove.
+    pub(crate) schedules: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -192,12 +195,13 @@ impl Scripts {
             dead_letters: lua(6),
             list: lua(7),
             audit: lua(8),
+            schedules: lua(9),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 9] {
+    pub(crate) fn all(&self) -> [&Lua; 10] {
         [
             &self.enqueue,
             &self.claim,
@@ -208,6 +212,7 @@ impl Scripts {
             &self.dead_letters,
             &self.list,
             &self.audit,
+            &self.schedules,
         ]
     }
 }

@@ -17,6 +17,9 @@ use crate::backend::{
     Subscription,
 };
 use crate::ops::health::HealthState;
+use crate::periodic::store::{
+    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
+};
 use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobInfo, SchedulerConfig};
 
 /// Whether `enqueue.lua` gets these jobs in its 'uniform' layout: two or
@@ -480,6 +483,40 @@ impl Backend for RedisBackend {
             }
             Ok(repaired)
         })
+    }
+
+    fn list_schedules(&self) -> BoxFuture<'_, Result<(i64, Vec<Stored>), Error>> {
+        Box::pin(self.list_schedules_now())
+    }
+
+    fn put_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        definition: &'a Definition,
+    ) -> BoxFuture<'a, Result<PutOutcome, Error>> {
+        Box::pin(self.put_schedule_now(name, definition))
+    }
+
+    fn plan_schedule<'a>(
+        &'a self,
+        plan: &'a PlanCall,
+    ) -> BoxFuture<'a, Result<PlanOutcome, Error>> {
+        Box::pin(self.plan_schedule_now(plan))
+    }
+
+    fn pause_schedule<'a>(
+        &'a self,
+        name: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+        Box::pin(self.pause_schedule_now(name, paused))
+    }
+
+    fn remove_schedule<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
+        Box::pin(self.remove_schedule_now(name))
     }
 
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {

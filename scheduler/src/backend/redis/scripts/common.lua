@@ -11,6 +11,7 @@
 --   9 seq        STRING generation counter
 --  10 claim_log  HASH  worker id -> its last claim's nonce and ids (NUL-separated)
 --  11 claim_exp  ZSET  worker id -> when that log entry expires (ms)
+--  12 schedules  HASH  schedule name -> its definition (JSON, see schedules.lua)
 
 -- The field numbers of the records the scripts store (msgpack arrays), so that
 -- no reader counts: `rec[JOB_ATTEMPTS]`, never `rec[4]`. Locals: a script body
@@ -63,19 +64,19 @@ local DEAD_MAX_ATTEMPTS = 7
 -- form and by each function of the library form; see scripts.rs).
 local K_DUE, K_PENDING, K_ACTIVE, K_LEASES
 local K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ
-local K_CLAIM_LOG, K_CLAIM_EXP
+local K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES
 
 local function bind(keys)
   K_DUE, K_PENDING, K_ACTIVE, K_LEASES = keys[1], keys[2], keys[3], keys[4]
   K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = keys[5], keys[6], keys[7], keys[8], keys[9]
-  K_CLAIM_LOG, K_CLAIM_EXP = keys[10], keys[11]
+  K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES = keys[10], keys[11], keys[12]
 end
 
 -- The key names' suffixes in KEYS order (`{namespace}:<suffix>`; keys.rs
 -- builds the same list), for a script that declares only the keys its usual
 -- path touches and hands a rare case to a script that takes them all.
 local KEY_SUFFIXES = {'due', 'pending', 'active', 'leases', 'results', 'results_exp', 'dead', 'dead_order', 'seq',
-  'claim_log', 'claim_exp'}
+  'claim_log', 'claim_exp', 'schedules'}
 
 -- The `{namespace}:` prefix of a namespace's key names, from its `due` key.
 local function key_prefix(due)
@@ -336,6 +337,19 @@ local function wake_if_earliest(run_at, channel)
   if is_earliest(K_DUE, string.format('%d', run_at)) then
     redis.call('PUBLISH', channel, run_at)
   end
+end
+
+-- Creates one pending job, as enqueue.lua's create() does for a job that
+-- waits for no running one: a generation from `seq`, the record (task,
+-- payload, generation, attempts started, max attempts, enqueued_ms, nonce)
+-- in `pending`, the run time (ms, as text) in `due`. The caller has checked
+-- that the id is free and wakes the workers (wake_if_earliest). Returns the
+-- generation.
+local function new_job(id, task, payload, max_attempts, run_at_text, nonce, now)
+  local generation = redis.call('INCR', K_SEQ)
+  redis.call('HSET', K_PENDING, id, encode({task, payload, generation, 0, max_attempts, now, nonce}))
+  redis.call('ZADD', K_DUE, run_at_text, id)
+  return generation
 end
 
 -- Why a lease entry without its running record is dead-lettered.

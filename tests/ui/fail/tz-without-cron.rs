@@ -1,0 +1,6 @@
+use scheduler::task;
+
+#[task(tz = "Europe/Paris")]
+async fn report() {}
+
+fn main() {}
