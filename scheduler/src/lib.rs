@@ -102,6 +102,44 @@ pub mod __private {
             .ok_or_else(|| Error::Corrupt("empty complete reply".into()))
     }
 
+    /// Not public API. A planning step computed and held back, as a planner
+    /// that read a schedule and was then delayed holds it.
+    #[derive(Debug)]
+    pub struct PlanningStep(crate::periodic::store::PlanCall);
+
+    impl PlanningStep {
+        /// The tick instants (unix ms) the step would create jobs for.
+        pub fn ticks(&self) -> Vec<i64> {
+            self.0.ticks.iter().map(|(tick, _)| *tick).collect()
+        }
+    }
+
+    /// Not public API. Reads schedule `name` and computes its planning step
+    /// as a planner does, without sending it; `None` when its next tick is
+    /// not due yet. Tests send it late with [`send_planning_step`].
+    pub async fn planning_step(
+        scheduler: &crate::Scheduler,
+        name: &str,
+    ) -> Result<Option<PlanningStep>, Error> {
+        let (now_ms, stored) = scheduler.backend().list_schedules().await?;
+        let stored = stored
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::ScheduleNotFound(name.to_string()))?;
+        let schedule = crate::Schedule::from_spec(&stored.definition.spec)?;
+        Ok(crate::periodic::planner::step(&stored, &schedule, now_ms).map(PlanningStep))
+    }
+
+    /// Not public API. Sends a planning step to the backend; its answer, as
+    /// `Debug` text (`Planned { created: 1, cancelled: 0 }`, `CursorMoved`, ...).
+    pub async fn send_planning_step(
+        scheduler: &crate::Scheduler,
+        step: &PlanningStep,
+    ) -> Result<String, Error> {
+        let outcome = scheduler.backend().plan_schedule(&step.0).await?;
+        Ok(format!("{outcome:?}"))
+    }
+
     /// Not public API. Converts a task's return value.
     pub fn into_task_result<R: IntoTaskResult>(value: R) -> Result<Option<String>, TaskError> {
         value.into_task_result()

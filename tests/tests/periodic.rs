@@ -26,6 +26,7 @@ conformance!(
     a_new_definition_replaces_the_schedule_in_place,
     ids_with_the_schedule_prefix_are_refused_and_names_are_checked,
     schedules_survive_a_restart_of_the_process,
+    a_stale_planning_step_changes_nothing_even_after_its_tick_ran,
 );
 
 fn probe_request(arg: &str) -> JobRequest<ProbeTask> {
@@ -422,4 +423,46 @@ async fn schedules_survive_a_restart_of_the_process(fx: Fixture) {
     })
     .await;
     second.close().await;
+}
+
+/// A planner that read the schedule, computed its step and was delayed
+/// until the tick it plans had run: its step finds the cursor moved and
+/// creates nothing, although the tick's id is free again.
+async fn a_stale_planning_step_changes_nothing_even_after_its_tick_ran(fx: Fixture) {
+    use scheduler::__private::{planning_step, send_planning_step};
+    let ns = namespace("stale");
+    let p = producer(&fx.url(), &ns).await;
+    let every_second = Schedule::every(Duration::from_secs(1)).unwrap();
+    p.schedule("beat", probe_request("b"), every_second)
+        .await
+        .unwrap();
+    // At the first tick, a planner computes the step that creates the next.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let step = loop {
+        if let Some(step) = planning_step(&p, "beat").await.unwrap() {
+            break step;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the first tick never came due");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let [next] = step.ticks()[..] else {
+        panic!("one tick expected: {:?}", step.ticks());
+    };
+    assert_eq!(
+        send_planning_step(&p, &step).await.unwrap(),
+        "Planned { created: 1, cancelled: 0 }"
+    );
+    // A worker runs that tick; its id is free once it finished.
+    let probe = Probe::default();
+    let w = worker(&fx.url(), &ns, &probe).await;
+    let id = format!("schedule:beat:{next}");
+    let done = wait_status(&p, &id, |s| *s == JobStatus::Completed).await;
+    assert_eq!(done, JobStatus::Completed);
+    w.close().await;
+    // The same step, sent late: nothing is created, the tick does not run again.
+    assert_eq!(send_planning_step(&p, &step).await.unwrap(), "CursorMoved");
+    assert_eq!(p.status(&id).await.unwrap(), JobStatus::Completed);
+    let runs = probe.runs().iter().filter(|r| r.job_id == id).count();
+    assert_eq!(runs, 1);
+    p.close().await;
 }

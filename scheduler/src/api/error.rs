@@ -103,6 +103,19 @@ pub enum Error {
         /// What is wrong with it, naming the field at fault for a cron expression.
         reason: String,
     },
+    /// A task's registration names a schedule that does not build: a
+    /// hand-written [`TaskRegistration`](crate::TaskRegistration) with a
+    /// mistake in its [`ScheduleSpec`](crate::ScheduleSpec) (`#[task(cron =
+    /// ...)]` checks its schedule at compile time). Found at start-up.
+    #[error("task `{task}` ({location}) has an invalid schedule: {source}")]
+    InvalidTaskSchedule {
+        /// The task's name.
+        task: String,
+        /// Where the task is defined.
+        location: String,
+        /// What is wrong: an [`Error::InvalidSchedule`].
+        source: Box<Error>,
+    },
     /// A setting is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

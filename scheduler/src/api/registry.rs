@@ -64,6 +64,22 @@ pub struct TaskRegistration {
 
 inventory::collect!(TaskRegistration);
 
+/// Builds a periodic task's schedule, so that a mistake in a hand-written
+/// registration stops the start-up naming the task, rather than leaving its
+/// schedule unplanned.
+fn check_schedule(registration: &TaskRegistration) -> Result<(), Error> {
+    let Some(spec) = &registration.schedule else {
+        return Ok(());
+    };
+    spec.schedule()
+        .map(drop)
+        .map_err(|source| Error::InvalidTaskSchedule {
+            task: registration.name.to_string(),
+            location: registration.location.to_string(),
+            source: Box::new(source),
+        })
+}
+
 /// The validated set of tasks a scheduler knows.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
@@ -72,7 +88,8 @@ pub struct Registry {
 
 impl Registry {
     /// Every task submitted through `inventory`, plus the explicit ones; fails on
-    /// two tasks with one name, naming both places.
+    /// two tasks with one name, naming both places, and on a periodic task
+    /// whose schedule does not build ([`Error::InvalidTaskSchedule`]).
     pub fn collect(explicit: &[&'static TaskRegistration]) -> Result<Self, Error> {
         let mut registry = Registry::default();
         let found = inventory::iter::<TaskRegistration>
@@ -94,6 +111,7 @@ impl Registry {
                 second: registration.location.to_string(),
             }),
             None => {
+                check_schedule(registration)?;
                 self.tasks.insert(registration.name, registration);
                 Ok(())
             }
@@ -141,5 +159,59 @@ impl Registry {
             .map(|t| format!("{} ({})", t.name, t.location))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(_ctx: JobContext, _payload: &[u8]) -> Result<TaskFuture, Error> {
+        Ok(Box::pin(async { Ok(None) }))
+    }
+
+    const fn periodic(name: &'static str, zone: &'static str) -> TaskRegistration {
+        TaskRegistration {
+            name,
+            location: Location {
+                file: "reports.rs",
+                line: 7,
+                column: 1,
+                module_path: "reports",
+            },
+            options: TaskOptions::DEFAULT,
+            params: Some(&[]),
+            dependencies: Vec::new,
+            schedule: Some(ScheduleSpec {
+                expression: "0 9 * * MON-FRI",
+                zone,
+                missed: "skip",
+            }),
+            run,
+        }
+    }
+
+    static PARIS: TaskRegistration = periodic("daily_digest", "Europe/Paris");
+    static MISSPELT: TaskRegistration = periodic("weekly_digest", "Europe/Pariss");
+
+    #[test]
+    fn a_registration_whose_schedule_does_not_build_is_refused_naming_the_task() {
+        assert!(Registry::collect(&[&PARIS]).is_ok());
+        let error = Registry::collect(&[&PARIS, &MISSPELT]).expect_err("a bad zone");
+        let Error::InvalidTaskSchedule {
+            task,
+            location,
+            source,
+        } = &error
+        else {
+            panic!("not InvalidTaskSchedule: {error:?}");
+        };
+        assert_eq!(task, "weekly_digest");
+        assert_eq!(location, "reports.rs:7:1");
+        assert!(
+            matches!(**source, Error::InvalidSchedule { ref input, .. } if input == "Europe/Pariss"),
+            "{source:?}"
+        );
+        assert!(error.to_string().contains("task `weekly_digest` (reports.rs:7:1)"));
     }
 }

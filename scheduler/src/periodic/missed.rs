@@ -26,12 +26,19 @@ pub enum MissedTicks {
     /// Run once now, for the latest missed tick, however many were missed.
     RunOnce,
     /// Run the latest `max` missed ticks now, oldest first; older ones are
-    /// dropped. `max: 0` runs none, like [`Skip`](MissedTicks::Skip).
+    /// dropped. `max: 0` runs none, like [`Skip`](MissedTicks::Skip). At most
+    /// 1,000 run after one outage, whatever `max` says, so that one planning
+    /// call stays small.
     RunAll {
         /// The most missed ticks to run.
         max: u32,
     },
 }
+
+/// The most missed ticks one planning step runs, whatever `RunAll { max }`
+/// says: they are created in one backend call (one Lua script on Redis), and
+/// finding them walks back one tick at a time.
+pub(crate) const MAX_MISSED_TICKS: usize = 1000;
 
 impl MissedTicks {
     /// How many of the latest missed ticks run.
@@ -39,7 +46,9 @@ impl MissedTicks {
         match self {
             MissedTicks::Skip => 0,
             MissedTicks::RunOnce => 1,
-            MissedTicks::RunAll { max } => usize::try_from(max).unwrap_or(usize::MAX),
+            MissedTicks::RunAll { max } => {
+                usize::try_from(max).map_or(MAX_MISSED_TICKS, |max| max.min(MAX_MISSED_TICKS))
+            }
         }
     }
 
@@ -210,6 +219,18 @@ mod tests {
             vec![at("2026-06-01T05:29:59Z"), at("2026-06-01T05:30:00Z")]
         );
         assert_eq!(plan.next, Some(at("2026-06-01T05:30:01Z")));
+    }
+
+    #[test]
+    fn run_all_runs_at_most_a_thousand_ticks_whatever_its_max() {
+        let every_second = Schedule::cron("* * * * * *")
+            .expect("valid")
+            .missed(MissedTicks::RunAll { max: u32::MAX });
+        let plan = every_second.plan(Some(at("2016-01-01T00:00:00Z")), at(NOW));
+        assert_eq!(plan.run_now.len(), MAX_MISSED_TICKS);
+        // The latest ones, oldest first: 05:13:21 through 05:30:00.
+        assert_eq!(plan.run_now.first(), Some(&at("2026-06-01T05:13:21Z")));
+        assert_eq!(plan.run_now.last(), Some(&at(NOW)));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 mod every;
 mod info;
-mod missed;
+pub(crate) mod missed;
 pub(crate) mod planner;
 mod schedule;
 mod spec;

@@ -194,3 +194,33 @@ async fn a_binary_without_the_cron_attribute_removes_the_schedule_and_one_withou
     let nine = tick_id("report", ms("2026-05-01T09:00:00Z"));
     assert_eq!(status(&backend, &nine).await, Some(JobStatus::Cancelled));
 }
+
+#[test]
+fn one_planning_step_creates_at_most_a_thousand_missed_ticks() {
+    use crate::periodic::store::{Definition, Stored};
+    use crate::MissedTicks;
+    let every_second = Schedule::every(Duration::from_secs(1))
+        .expect("valid")
+        .missed(MissedTicks::RunAll { max: u32::MAX });
+    let stored = Stored {
+        name: "beat".into(),
+        definition: Definition::new(
+            "report",
+            b"[]".to_vec(),
+            1,
+            every_second.spec(),
+            ScheduleSource::Runtime,
+        ),
+        paused: false,
+        // Planned last a year ago, with its tick job still pending.
+        cursor_ms: Some(ms("2025-05-01T00:00:00Z")),
+        cursor_generation: 7,
+    };
+    let now = ms("2026-05-01T00:00:00Z");
+    let call = step(&stored, &every_second, now).expect("due");
+    // The latest thousand missed ticks, then the next one ahead.
+    assert_eq!(call.ticks.len(), crate::periodic::missed::MAX_MISSED_TICKS + 1);
+    assert_eq!(call.ticks[0].0, now - 999_000);
+    assert_eq!(call.ticks.last().map(|t| t.0), Some(now + 1000));
+    assert!(call.cancel_cursor_tick);
+}
