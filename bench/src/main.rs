@@ -15,6 +15,7 @@
 mod abort;
 mod args;
 mod scale;
+mod ticks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -414,7 +415,7 @@ fn main() {
     // would run it. The client subcommands are one sequential caller: on a
     // current-thread runtime the connection task and the caller share a thread,
     // so no cross-thread wake-up per command.
-    let runtime = if a.cmd == "worker" || a.cmd == "memory-baseline" {
+    let runtime = if a.cmd == "worker" || a.cmd == "memory-baseline" || a.cmd == "tick-lateness" {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -446,6 +447,7 @@ async fn run(a: Args) {
         "memory-baseline" => memory_baseline(&a).await,
         "abort-latency" => abort::abort_latency(&a).await,
         "scale" => scale::scale(&a).await,
+        "tick-lateness" => ticks::tick_lateness(&a).await,
         other => {
             eprintln!("unknown subcommand {other:?}; see the crate docs");
             std::process::exit(2);
