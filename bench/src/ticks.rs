@@ -33,7 +33,8 @@ type Start = (i64, i64);
 static STARTS: OnceLock<(fred::clients::Client, mpsc::UnboundedSender<Start>)> = OnceLock::new();
 
 /// `TIME` in microseconds, as one number.
-const TIME_US: &str = "local t = redis.call('TIME') return tonumber(t[1]) * 1000000 + tonumber(t[2])";
+const TIME_US: &str =
+    "local t = redis.call('TIME') return tonumber(t[1]) * 1000000 + tonumber(t[2])";
 
 /// Each tick of every schedule: reports when it started.
 #[scheduler::task]
@@ -83,11 +84,13 @@ pub(crate) async fn tick_lateness(a: &Args) -> Result<(), Error> {
         .await?;
     let every_second = Schedule::every(Duration::from_secs(1))?;
     let names: Vec<String> = (0..schedules).map(|i| format!("tick-{i}")).collect();
+    let setup = std::time::Instant::now();
     for name in &names {
         scheduler
             .schedule(name, tick_probe::job(), every_second.clone())
             .await?;
     }
+    let setup_s = setup.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     for name in &names {
         scheduler.remove_schedule(name).await?;
@@ -102,14 +105,29 @@ pub(crate) async fn tick_lateness(a: &Args) -> Result<(), Error> {
         *per_tick.entry(tick_us).or_default() += 1;
     }
     lateness_ms.sort_by(f64::total_cmp);
+    // Seconds between the first and the last tick that ran with no run at all,
+    // and ticks with fewer runs than schedules.
+    let (first, last) = (
+        per_tick.keys().next().copied().unwrap_or(0),
+        per_tick.keys().next_back().copied().unwrap_or(0),
+    );
+    let gaps = (first..=last)
+        .step_by(1_000_000)
+        .filter(|t| !per_tick.contains_key(t))
+        .map(|t| (t - first) / 1_000_000)
+        .collect::<Vec<_>>();
+    let short = per_tick.values().filter(|n| **n < schedules).count();
     let early = lateness_ms.iter().filter(|l| **l < 0.0).count();
     emit(json!({
         "tick_lateness_ms": {
             "schedules": schedules,
             "seconds": seconds,
             "concurrency": concurrency,
+            "setup_s": setup_s,
             "runs": lateness_ms.len(),
             "instants": per_tick.len(),
+            "instants_without_runs": gaps,
+            "instants_with_runs_missing": short,
             "early": early,
             "min": lateness_ms.first().copied().unwrap_or(0.0),
             "p50": percentile(&lateness_ms, 50.0),

@@ -442,7 +442,10 @@ async fn a_stale_planning_step_changes_nothing_even_after_its_tick_ran(fx: Fixtu
         if let Some(step) = planning_step(&p, "beat").await.unwrap() {
             break step;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the first tick never came due");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first tick never came due"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let [next] = step.ticks()[..] else {

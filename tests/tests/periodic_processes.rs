@@ -183,11 +183,7 @@ async fn an_every_second_schedule_runs_each_tick_once_across_four_processes_one_
         if runs.len() > 1 {
             assert_eq!(*tick, killed_tick, "tick {tick} started twice: {runs:?}");
             assert_eq!(runs.len(), 2, "{runs:?}");
-            assert_eq!(
-                (runs[0].pid, runs[0].end_us),
-                (victim, None),
-                "{runs:?}"
-            );
+            assert_eq!((runs[0].pid, runs[0].end_us), (victim, None), "{runs:?}");
             assert!(
                 runs[1].start_us > killed_at_us,
                 "tick {tick} ran again before the kill: {runs:?}"
@@ -195,7 +191,10 @@ async fn an_every_second_schedule_runs_each_tick_once_across_four_processes_one_
         }
         for pair in runs.windows(2) {
             let end = pair[0].end_us.unwrap_or(killed_at_us);
-            assert!(end <= pair[1].start_us, "tick {tick}: overlapping runs {runs:?}");
+            assert!(
+                end <= pair[1].start_us,
+                "tick {tick}: overlapping runs {runs:?}"
+            );
         }
     }
     // The run the kill interrupted was taken over, and completed, elsewhere.

@@ -212,6 +212,8 @@ mod tests {
             matches!(**source, Error::InvalidSchedule { ref input, .. } if input == "Europe/Pariss"),
             "{source:?}"
         );
-        assert!(error.to_string().contains("task `weekly_digest` (reports.rs:7:1)"));
+        assert!(error
+            .to_string()
+            .contains("task `weekly_digest` (reports.rs:7:1)"));
     }
 }

@@ -219,7 +219,10 @@ fn one_planning_step_creates_at_most_a_thousand_missed_ticks() {
     let now = ms("2026-05-01T00:00:00Z");
     let call = step(&stored, &every_second, now).expect("due");
     // The latest thousand missed ticks, then the next one ahead.
-    assert_eq!(call.ticks.len(), crate::periodic::missed::MAX_MISSED_TICKS + 1);
+    assert_eq!(
+        call.ticks.len(),
+        crate::periodic::missed::MAX_MISSED_TICKS + 1
+    );
     assert_eq!(call.ticks[0].0, now - 999_000);
     assert_eq!(call.ticks.last().map(|t| t.0), Some(now + 1000));
     assert!(call.cancel_cursor_tick);
