@@ -313,20 +313,76 @@ pub struct JobInfo {
     pub result: Option<String>,
 }
 
-/// A job waiting to run (deferred or queued), with its arguments decoded.
+/// A job waiting to run, as listed by [`Scheduler::pending`](crate::Scheduler::pending)
+/// (arguments typed as the task's, `A` = `T::Args`) and
+/// [`Scheduler::pending_untyped`](crate::Scheduler::pending_untyped) (arguments
+/// as JSON, `A` = [`serde_json::Value`]).
+///
+/// A pending job is deferred (its run time is in the future), queued (due,
+/// waiting for a worker), or waiting behind a running job with the same id
+/// (queued by [`Scheduler::replace`](crate::Scheduler::replace)). A running
+/// job is not pending: see [`Scheduler::info`](crate::Scheduler::info).
+///
+/// ```
+/// use chrono::{DateTime, Utc};
+/// use scheduler::{PendingJob, Task};
+///
+/// #[scheduler::task]
+/// async fn remind(user: u64, text: String) -> Result<(), String> {
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), scheduler::Error> {
+/// let s = scheduler::Scheduler::builder("memory://pending-job")
+///     .register::<remind>()
+///     .producer_only()
+///     .start()
+///     .await?;
+/// let at: DateTime<Utc> = "2099-01-01T09:00:00Z".parse().unwrap();
+/// s.enqueue(remind::job(7, "stand up".into()).id("remind-7").at(at)).await?;
+///
+/// // Typed: the task's arguments struct, one field per parameter.
+/// let jobs: Vec<PendingJob<<remind as Task>::Args>> = s.pending::<remind>().await?;
+/// let job = &jobs[0];
+/// assert_eq!(job.job_id, "remind-7");
+/// assert_eq!(job.task, "remind");
+/// assert_eq!(job.run_at, at);
+/// assert_eq!(job.attempts, 0);
+/// assert_eq!((job.args.user, job.args.text.as_str()), (7, "stand up"));
+///
+/// // Untyped: the arguments as JSON, by parameter name.
+/// let jobs = s.pending_untyped().await?;
+/// assert_eq!(jobs[0].args, serde_json::json!({"user": 7, "text": "stand up"}));
+/// # s.close().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingJob<A> {
-    /// The id.
+    /// The job id it was enqueued under.
     pub job_id: String,
-    /// The task's wire name.
+    /// The wire name of its task (the function's name, or
+    /// `#[task(name = "...")]`).
     pub task: String,
-    /// The generation.
+    /// Its generation: the number this enqueue got, which
+    /// [`Scheduler::cancel_generation`](crate::Scheduler::cancel_generation)
+    /// takes to cancel exactly this job. Generations come from one counter
+    /// shared by every job id of the namespace, so they grow but are not
+    /// consecutive for one id, and a first job need not get 1.
     pub generation: u64,
-    /// When it runs.
+    /// When it runs: its planned run time, to the millisecond (rounded up,
+    /// so that it never starts early) and compared with Redis server time; for a job
+    /// waiting for a retry, when the retry is due. A job with a past run time
+    /// is queued and starts as soon as a worker is free.
     pub run_at: DateTime<Utc>,
-    /// Attempts already made (non-zero for a job waiting for a retry).
+    /// Attempts already started: 0 for a job that has not run yet, more for
+    /// one waiting for a retry.
     pub attempts: u32,
-    /// The arguments.
+    /// The arguments: [`T::Args`](crate::Task::Args) (a struct with one
+    /// public field per task parameter, named like it) from
+    /// [`Scheduler::pending`](crate::Scheduler::pending), JSON from
+    /// [`Scheduler::pending_untyped`](crate::Scheduler::pending_untyped).
     pub args: A,
 }
 
