@@ -25,7 +25,7 @@ mod worker;
 pub use crate::api::config::{Durability, SchedulerConfig, WorkerConfig};
 pub use crate::api::connection::RedisConnection;
 pub use crate::api::deps::{Dep, Dependencies, DependencyKey};
-pub use crate::api::error::Error;
+pub use crate::api::error::{Error, RedisError};
 pub use crate::api::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning, JobInfo,
     JobStatus, PendingJob, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,

@@ -1,6 +1,65 @@
-//! The one error type of the crate.
+//! The one error type of the crate, and what Redis or its client reported.
 
+use std::fmt;
 use std::time::Duration;
+
+/// What Redis, or the connection to it, reported: the text of an error the
+/// scheduler got from its Redis client, carried by [`Error`]'s Redis variants
+/// ([`Error::Unavailable`], [`Error::Auth`], [`Error::Redis`], ...). The
+/// variant says what kind of failure it is; this says what exactly happened.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Nothing listens on port 1: the connection is refused.
+/// let err = scheduler::Scheduler::builder("redis://127.0.0.1:1")
+///     .producer_only()
+///     .command_timeout(std::time::Duration::from_millis(500))
+///     .start()
+///     .await
+///     .unwrap_err();
+/// match &err {
+///     scheduler::Error::Unavailable(cause) => assert!(!cause.message().is_empty()),
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(err.is_transient());
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisError {
+    message: String,
+}
+
+impl RedisError {
+    /// An error with this text (for errors the scheduler finds itself, such
+    /// as a connection not made within the timeout).
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        RedisError {
+            message: message.into(),
+        }
+    }
+
+    /// What the Redis client reported, kept as text so that no type of the
+    /// client crate appears in this crate's API.
+    fn from_client(error: &fred::error::Error) -> Self {
+        RedisError::new(error.to_string())
+    }
+
+    /// The text: the client's kind of error and what it or the server said,
+    /// e.g. `IO Error: Connection refused (os error 111)` or
+    /// `Unknown Error: NOPERM User app has no permissions to run the 'fcall' command`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RedisError {}
 
 /// Everything that can go wrong when using a scheduler.
 #[derive(Debug, thiserror::Error)]
@@ -121,37 +180,41 @@ pub enum Error {
     Config(String),
     /// Redis could not be reached, or the connection broke.
     #[error("redis is unavailable: {0}")]
-    Unavailable(#[source] fred::error::Error),
-    /// A command got no answer within the command timeout.
-    #[error("redis did not answer within {timeout:?}")]
+    Unavailable(#[source] RedisError),
+    /// Something did not happen in time: Redis did not answer a command
+    /// within the command timeout
+    /// ([`SchedulerBuilder::command_timeout`](crate::SchedulerBuilder::command_timeout)),
+    /// or a running job did not stop within the time given to
+    /// [`Scheduler::cancel_and_wait`](crate::Scheduler::cancel_and_wait).
+    /// Transient: a command that timed out may or may not have run.
+    #[error("{message} within {timeout:?}")]
     Timeout {
-        /// The configured command timeout.
+        /// How long was waited.
         timeout: Duration,
-        /// The client's error.
-        #[source]
-        source: fred::error::Error,
+        /// What did not happen in time, e.g. `redis did not answer`.
+        message: String,
     },
     /// The TLS connection to Redis could not be set up: most often the server's
     /// certificate is not trusted. `rediss://` checks it against the system's
     /// trust store (or the PEM file named by `SSL_CERT_FILE`). Not transient:
     /// retrying does not change the certificate.
     #[error("TLS with redis failed: {0} (rediss:// checks the server's certificate against the system's trust store; to trust a private CA, point SSL_CERT_FILE at its PEM file)")]
-    Tls(#[source] fred::error::Error),
+    Tls(#[source] RedisError),
     /// Redis refused the credentials.
     #[error("redis refused the credentials (check the username and password in the URL)")]
-    Auth(#[source] fred::error::Error),
+    Auth(#[source] RedisError),
     /// The Redis user lacks a permission (ACL `NOPERM`).
     #[error("the redis user lacks a permission: {0}")]
-    NoPermission(#[source] fred::error::Error),
+    NoPermission(#[source] RedisError),
     /// Redis is out of memory under `maxmemory` with `noeviction`.
     #[error("redis is out of memory (maxmemory reached): {0}")]
-    OutOfMemory(#[source] fred::error::Error),
+    OutOfMemory(#[source] RedisError),
     /// Redis is busy (a script running, loading data, clients paused); retry later.
     #[error("redis is busy, try again: {0}")]
-    Busy(#[source] fred::error::Error),
+    Busy(#[source] RedisError),
     /// Any other error Redis returned.
     #[error("redis error: {0}")]
-    Redis(#[source] fred::error::Error),
+    Redis(#[source] RedisError),
     /// A durable write reached fewer replicas than asked within the timeout; it
     /// may or may not survive a failover.
     #[error(
@@ -193,22 +256,23 @@ impl Error {
     pub(crate) fn from_redis(error: fred::error::Error, timeout: Duration) -> Self {
         use fred::error::ErrorKind;
         let details = error.details();
+        let cause = RedisError::from_client(&error);
         match error.kind() {
             ErrorKind::Timeout => Error::Timeout {
                 timeout,
-                source: error,
+                message: "redis did not answer".to_string(),
             },
-            ErrorKind::Auth => Error::Auth(error),
-            ErrorKind::Tls => Error::Tls(error),
+            ErrorKind::Auth => Error::Auth(cause),
+            ErrorKind::Tls => Error::Tls(cause),
             // rustls reports a rejected certificate as an I/O error of the handshake.
-            ErrorKind::IO if details.contains("InvalidCertificate") => Error::Tls(error),
+            ErrorKind::IO if details.contains("InvalidCertificate") => Error::Tls(cause),
             ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
-                Error::Unavailable(error)
+                Error::Unavailable(cause)
             }
-            _ if details.starts_with("NOPERM") => Error::NoPermission(error),
-            _ if details.starts_with("OOM") => Error::OutOfMemory(error),
+            _ if details.starts_with("NOPERM") => Error::NoPermission(cause),
+            _ if details.starts_with("OOM") => Error::OutOfMemory(cause),
             _ if details.starts_with("WRONGPASS") || details.starts_with("NOAUTH") => {
-                Error::Auth(error)
+                Error::Auth(cause)
             }
             _ if details.starts_with("BUSY")
                 || details.starts_with("LOADING")
@@ -216,12 +280,12 @@ impl Error {
                 || details.starts_with("CLUSTERDOWN")
                 || details.starts_with("MASTERDOWN") =>
             {
-                Error::Busy(error)
+                Error::Busy(cause)
             }
             _ if details.starts_with("WRONGTYPE") => {
                 Error::Corrupt(format!("a scheduler key holds the wrong type: {details}"))
             }
-            _ => Error::Redis(error),
+            _ => Error::Redis(cause),
         }
     }
 
@@ -237,13 +301,13 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fred::error::{Error as RedisError, ErrorKind};
+    use fred::error::{Error as ClientError, ErrorKind};
 
     #[test]
     fn a_rejected_certificate_is_a_tls_error_not_a_transient_one() {
         let timeout = Duration::from_secs(1);
         // What fred reports when rustls rejects the server's certificate.
-        let rejected = RedisError::new(
+        let rejected = ClientError::new(
             ErrorKind::IO,
             "Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }",
         );
@@ -251,13 +315,47 @@ mod tests {
         assert!(matches!(err, Error::Tls(_)), "{err:?}");
         assert!(!err.is_transient());
         assert!(err.to_string().contains("SSL_CERT_FILE"), "{err}");
-        let tls = Error::from_redis(RedisError::new(ErrorKind::Tls, "bad config"), timeout);
+        let tls = Error::from_redis(ClientError::new(ErrorKind::Tls, "bad config"), timeout);
         assert!(matches!(tls, Error::Tls(_)), "{tls:?}");
         // A connection refused stays transient.
         let refused = Error::from_redis(
-            RedisError::new(ErrorKind::IO, "Connection refused"),
+            ClientError::new(ErrorKind::IO, "Connection refused"),
             timeout,
         );
         assert!(refused.is_transient(), "{refused:?}");
+    }
+
+    #[test]
+    fn client_errors_become_crate_owned_causes_with_the_clients_text() {
+        let timeout = Duration::from_secs(2);
+        let timed_out = Error::from_redis(ClientError::new(ErrorKind::Timeout, "late"), timeout);
+        assert_eq!(timed_out.to_string(), "redis did not answer within 2s");
+        assert!(matches!(timed_out, Error::Timeout { timeout: t, .. } if t == timeout));
+        let noperm = Error::from_redis(
+            ClientError::new(ErrorKind::Unknown, "NOPERM no permission for fcall"),
+            timeout,
+        );
+        assert_eq!(
+            noperm.to_string(),
+            "the redis user lacks a permission: Unknown Error: NOPERM no permission for fcall"
+        );
+        // Every Redis variant carries a `RedisError` (this match fails to
+        // compile if one carries a client type again), reachable as the source.
+        let cause = match &noperm {
+            Error::Unavailable(c)
+            | Error::Tls(c)
+            | Error::Auth(c)
+            | Error::NoPermission(c)
+            | Error::OutOfMemory(c)
+            | Error::Busy(c)
+            | Error::Redis(c) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            cause.message(),
+            "Unknown Error: NOPERM no permission for fcall"
+        );
+        let source = std::error::Error::source(&noperm).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some(cause.message()));
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::{Worker, WorkerHandle};
 use crate::api::config::{SchedulerConfig, WorkerConfig};
 use crate::api::deps::{Dependencies, DependencyKey};
-use crate::api::error::Error;
+use crate::api::error::{Error, RedisError};
 use crate::api::job::{CancelOutcome, DeadLetter, JobInfo, JobStatus};
 use crate::api::registry::{Location, Registry, TaskFuture, TaskRegistration};
 use crate::api::task::{JobRequest, Task, TaskOptions};
@@ -141,7 +141,7 @@ impl Backend for Faulty {
         finished: &'a [Finished],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         if self.outage.load(Ordering::SeqCst) {
-            let e = fred::error::Error::new(fred::error::ErrorKind::IO, "test outage");
+            let e = RedisError::new("test outage");
             return Box::pin(async move { Err(Error::Unavailable(e)) });
         }
         let refused = self.refused.lock().unwrap();

@@ -60,10 +60,7 @@ impl Scheduler {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(Error::Timeout {
                         timeout,
-                        source: fred::error::Error::new(
-                            fred::error::ErrorKind::Timeout,
-                            "the job is still running",
-                        ),
+                        message: format!("job {job_id:?} did not stop"),
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::api::config::SchedulerConfig;
-use crate::api::error::Error;
+use crate::api::error::{Error, RedisError};
 use crate::backend::{Notice, Subscription};
 use crate::ops::health::HealthState;
 
@@ -162,10 +162,10 @@ impl RedisBackend {
             }
             Err(_) => {
                 let _ = client.quit().await;
-                return Err(Error::Unavailable(fred::error::Error::new(
-                    fred::error::ErrorKind::Timeout,
-                    format!("could not connect to {} within {timeout:?}", redact(url)),
-                )));
+                return Err(Error::Unavailable(RedisError::new(format!(
+                    "could not connect to {} within {timeout:?}",
+                    redact(url)
+                ))));
             }
         }
         let warnings = startup_warnings(&client).await;
