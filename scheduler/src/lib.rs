@@ -10,6 +10,64 @@
 //! Guarantees: at-least-once execution with leases renewed by a heartbeat,
 //! dedup by job id while a job is pending, run times compared against Redis
 //! server time, every state change one Lua script.
+//!
+//! # Generations
+//!
+//! Every job gets a generation when it is created: by an enqueue, a
+//! [`replace`](Scheduler::replace), or a
+//! [`requeue_dead_letter`](Scheduler::requeue_dead_letter). Retries keep it.
+//! The number comes from one counter shared by all job ids of the namespace,
+//! which only grows. So the first job of an id need not get 1 (it gets 3 when
+//! two jobs of other ids came first), and one id's jobs get increasing
+//! numbers with gaps (3, then 17). What a generation tells is "this job, not
+//! an earlier or later one with the same id":
+//! [`cancel_generation`](Scheduler::cancel_generation) takes it, and the
+//! outcomes of enqueue, replace and cancel, [`JobInfo`], [`PendingJob`],
+//! [`DeadLetter`] and [`JobContext::generation`] report it.
+//!
+//! ```
+//! use scheduler::{CancelOutcome, EnqueueOutcome};
+//!
+//! #[scheduler::task]
+//! async fn remind(user: u64) -> Result<(), String> {
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), scheduler::Error> {
+//! let s = scheduler::Scheduler::builder("memory://generations")
+//!     .register::<remind>()
+//!     .producer_only()
+//!     .start()
+//!     .await?;
+//! let generation = |outcome: EnqueueOutcome| match outcome {
+//!     EnqueueOutcome::Enqueued { generation, .. } => generation,
+//!     other => panic!("{other:?}"),
+//! };
+//! let later = std::time::Duration::from_secs(3600);
+//! let a = generation(s.enqueue(remind::job(1).id("remind-1").after(later)).await?);
+//! let b = generation(s.enqueue(remind::job(2).id("remind-2").after(later)).await?);
+//! assert!(b > a);
+//! // The id's next job gets the next number of the shared counter: one that
+//! // no earlier job of this id (or any other) had.
+//! s.cancel("remind-1").await?;
+//! let a2 = generation(s.enqueue(remind::job(1).id("remind-1").after(later)).await?);
+//! assert!(a2 > b);
+//! // A cancel for the old job leaves the new one alone.
+//! assert!(!matches!(
+//!     s.cancel_generation("remind-1", a).await?,
+//!     CancelOutcome::Removed { .. } | CancelOutcome::AbortSignalled { .. }
+//! ));
+//! assert!(s.info("remind-1").await?.is_some_and(|job| job.generation == a2));
+//! # s.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The counter is shared, not per id, on purpose: a job's record is deleted
+//! once its result is no longer kept, and a per-id counter would then start
+//! again at 1, so that a late cancel meant for the old job could cancel a new
+//! one that got the same number.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

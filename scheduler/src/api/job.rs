@@ -71,11 +71,17 @@ pub enum PendingState {
 }
 
 /// What [`Scheduler::enqueue`](crate::Scheduler::enqueue) did.
+///
+/// The generations it names identify one job of the id (see
+/// [generations](crate#generations)): they come from one counter shared by
+/// every id of the namespace, so a first job may get 3, and an id's next job
+/// a number more than one higher.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnqueueOutcome {
     /// A new job was created.
     Enqueued {
-        /// Its generation.
+        /// Its [generation](crate#generations), to pass to
+        /// [`Scheduler::cancel_generation`](crate::Scheduler::cancel_generation).
         generation: u64,
         /// When it runs.
         run_at: DateTime<Utc>,
@@ -87,7 +93,7 @@ pub enum EnqueueOutcome {
         task: String,
         /// Where the existing job is.
         state: PendingState,
-        /// The existing job's generation.
+        /// The existing job's [generation](crate#generations).
         generation: u64,
         /// When the existing job runs (or was planned to run).
         run_at: DateTime<Utc>,
@@ -98,7 +104,7 @@ pub enum EnqueueOutcome {
     RecentlyFinished {
         /// How the finished job ended.
         state: FinishedState,
-        /// The finished job's generation.
+        /// The finished job's [generation](crate#generations).
         generation: u64,
         /// When it finished.
         finished_at: DateTime<Utc>,
@@ -130,7 +136,9 @@ pub enum IfRunning {
 }
 
 /// What [`Scheduler::replace`](crate::Scheduler::replace) did, naming every
-/// generation it affected.
+/// generation it affected (see [generations](crate#generations): numbers from
+/// one counter of the namespace, so the new job's is higher than the replaced
+/// one's, though not necessarily by one).
 ///
 /// A job "waits" behind a running one when an earlier `replace` with
 /// [`IfRunning::QueueAfter`] or [`IfRunning::Abort`] queued it to start once
@@ -194,7 +202,8 @@ pub enum ReplaceOutcome {
     },
 }
 
-/// What [`Scheduler::cancel`](crate::Scheduler::cancel) did.
+/// What [`Scheduler::cancel`](crate::Scheduler::cancel) did, naming the
+/// [generations](crate#generations) it affected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
     /// The deferred or queued job was removed; it will never start.
@@ -287,7 +296,9 @@ pub struct JobInfo {
     pub job_id: String,
     /// The task's wire name.
     pub task: String,
-    /// The generation.
+    /// The [generation](crate#generations) of the job this id holds now: a number from one counter
+    /// shared by every id of the namespace, so not 1 for a first job, and
+    /// higher (not necessarily by one) for a later job of the same id.
     pub generation: u64,
     /// Where it is now.
     pub status: JobStatus,
@@ -365,7 +376,7 @@ pub struct PendingJob<A> {
     /// The wire name of its task (the function's name, or
     /// `#[task(name = "...")]`).
     pub task: String,
-    /// Its generation: the number this enqueue got, which
+    /// Its [generation](crate#generations): the number this job got when it was created, which
     /// [`Scheduler::cancel_generation`](crate::Scheduler::cancel_generation)
     /// takes to cancel exactly this job. Generations come from one counter
     /// shared by every job id of the namespace, so they grow but are not
@@ -393,7 +404,7 @@ pub struct DeadLetter {
     pub job_id: String,
     /// The task name, if readable.
     pub task: Option<String>,
-    /// The generation, if readable.
+    /// The [generation](crate#generations) of the dead-lettered job, if readable.
     pub generation: Option<u64>,
     /// Attempts made.
     pub attempts: u32,

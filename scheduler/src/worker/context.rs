@@ -71,7 +71,9 @@ impl JobContext {
         self.inner.task
     }
 
-    /// The generation: a number unique to this enqueue of the job id.
+    /// The [generation](crate#generations): a number unique to this job
+    /// among all jobs of the namespace, from one counter shared by every id
+    /// (so not 1 for a first job, nor consecutive for one id).
     pub fn generation(&self) -> u64 {
         self.inner.generation
     }

@@ -32,7 +32,13 @@ impl Scheduler {
     }
 
     /// Cancels only the given generation of a job: a stale cancel never touches
-    /// a later job that reuses the id.
+    /// a later job that reuses the id. Pass the generation an enqueue or
+    /// replace answered, or one from [`info`](Self::info) or
+    /// [`pending`](Self::pending). Generations come from one counter of the
+    /// namespace (see [generations](crate#generations)), never reused, even
+    /// after the old job's record has expired. A generation that matches
+    /// neither the id's pending or running job nor its kept outcome answers
+    /// [`CancelOutcome::NotFound`] and changes nothing.
     pub async fn cancel_generation(
         &self,
         job_id: &str,

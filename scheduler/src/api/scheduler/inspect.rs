@@ -148,7 +148,8 @@ impl Scheduler {
     }
 
     /// Puts a dead-lettered job back in the queue with fresh attempts; returns its
-    /// new generation, or `None` if the id is not in the dead letter or pending.
+    /// new [generation](crate#generations) (the next number of the namespace's
+    /// counter), or `None` if the id is not in the dead letter or pending.
     pub async fn requeue_dead_letter(&self, job_id: &str) -> Result<Option<u64>, Error> {
         validate_job_id(job_id)?;
         self.inner.backend.requeue_dead(job_id, &nonce()).await
