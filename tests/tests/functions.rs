@@ -22,15 +22,7 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
 
 /// The names of the libraries loaded in the server.
 fn libraries(server: &RedisServer) -> Vec<String> {
-    let list = server.cli(&["FUNCTION", "LIST"]).unwrap();
-    let mut lines = list.lines();
-    let mut names = Vec::new();
-    while let Some(line) = lines.next() {
-        if line.trim() == "library_name" {
-            names.push(lines.next().unwrap().trim().to_string());
-        }
-    }
-    names
+    scheduler_tests::libraries::loaded(server.port())
 }
 
 #[tokio::test]

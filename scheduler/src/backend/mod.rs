@@ -279,6 +279,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn remove_schedule<'a>(&'a self, name: &'a str)
         -> BoxFuture<'a, Result<ScheduleChange, Error>>;
 
+    /// Records this version's Redis function library as in use and deletes
+    /// the libraries of versions no longer running: their names (none for
+    /// memory, nor where the scripts run with EVALSHA).
+    fn drop_old_script_libraries(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Notices for a worker.
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>>;
 

@@ -96,6 +96,48 @@ impl Scheduler {
         self.inner.backend.startup_warnings()
     }
 
+    /// Deletes the Redis function libraries of scheduler versions no longer
+    /// running, and answers their names.
+    ///
+    /// Each version of this crate whose scripts differ loads its own library
+    /// (about 90 KB, named `scheduler_` and a hash of its code) and Redis
+    /// keeps it until it is deleted. So every scheduler records its library
+    /// as in use, in one registry for the whole server (the key
+    /// `scheduler:function-libraries` in database 0), when it starts and
+    /// every 5 minutes; at the same times it deletes the libraries of this
+    /// crate, on every primary of a cluster, that no scheduler recorded for
+    /// an hour. This call does the same at once, for an operator who wants to
+    /// see it done: there is no need to call it.
+    ///
+    /// It is safe while other versions run: a library in use is recorded
+    /// every 5 minutes and kept, and one that a scheduler could not record
+    /// (a version older than the registry, a Redis user whose ACL keeps it
+    /// out of the registry's key, a scheduler cut off from Redis for an hour)
+    /// is merely loaded again by that scheduler's next call, which then runs
+    /// normally. Only libraries named like this crate's and registering its
+    /// functions are deleted; this version's own never is.
+    ///
+    /// Answers an empty list for the in-memory backend, and where the
+    /// scripts run with EVALSHA (the Redis user may not load functions, or
+    /// the server is older than Redis 7): nothing was loaded to delete.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://libraries")
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// let dropped = s.drop_old_script_libraries().await?;
+    /// assert!(dropped.is_empty(), "the in-memory backend loads no library");
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn drop_old_script_libraries(&self) -> Result<Vec<String>, Error> {
+        self.observe(self.inner.backend.drop_old_script_libraries().await)
+    }
+
     /// A receiver that sees every health change.
     pub fn watch_health(&self) -> watch::Receiver<Health> {
         self.inner.health.subscribe()

@@ -141,10 +141,14 @@ impl RedisBackend {
     }
 
     /// FCALL of `function` through `client`, loading the library again and
-    /// retrying once when the server lost it (restart, FUNCTION FLUSH,
-    /// failover), as EVALSHA reloads on NOSCRIPT. The retry is safe: a
-    /// missing function ran nothing. `None` when the server now refuses
-    /// functions (e.g. failed over to an older server): the caller uses EVALSHA.
+    /// retrying when the server lost it (restart, FUNCTION FLUSH, failover,
+    /// or a newer version deleting the libraries it takes for unused, see
+    /// libraries.rs), as EVALSHA reloads on NOSCRIPT. The retry is safe: a
+    /// missing function ran nothing. It is retried up to [`RELOADS`] times,
+    /// as the library may be deleted again between the load and the retry
+    /// (two deleting schedulers, one node of a cluster after another).
+    /// `None` when the server now refuses functions (e.g. failed over to an
+    /// older server): the caller uses EVALSHA.
     pub(super) async fn fcall_reloading<C: FunctionInterface + Sync>(
         &self,
         client: &C,
@@ -153,18 +157,24 @@ impl RedisBackend {
         args: impl Fn() -> Vec<Value>,
     ) -> Result<Option<Value>, Error> {
         let fcall = || client.fcall::<Value, _, _, _>(function, keys.to_vec(), args());
-        match fcall().await {
-            Err(e) if e.details().starts_with("ERR Function not found") => {
-                match self.load_library().await {
-                    Ok(()) => fcall().await.map(Some).map_err(|e| self.error(e)),
-                    Err(e) if e.is_transient() => Err(e),
-                    Err(e) => {
-                        self.use_evalsha(&e);
-                        Ok(None)
+        let mut reloads = 0;
+        loop {
+            match fcall().await {
+                Err(e)
+                    if e.details().starts_with("ERR Function not found") && reloads < RELOADS =>
+                {
+                    reloads += 1;
+                    match self.load_library().await {
+                        Ok(()) => {}
+                        Err(e) if e.is_transient() => return Err(e),
+                        Err(e) => {
+                            self.use_evalsha(&e);
+                            return Ok(None);
+                        }
                     }
                 }
+                result => return result.map(Some).map_err(|e| self.error(e)),
             }
-            result => result.map(Some).map_err(|e| self.error(e)),
         }
     }
 
@@ -239,6 +249,9 @@ impl RedisBackend {
 /// Sends of one script call at most: the first and two re-sends after
 /// connection failures.
 pub(super) const SENDS: u32 = 3;
+
+/// Loads of the library within one call at most, when its function is missing.
+pub(super) const RELOADS: u32 = 3;
 
 /// The shortest time a reply stays in the reply log.
 pub(super) const RESEND_WINDOW_MIN_MS: i64 = 60_000;

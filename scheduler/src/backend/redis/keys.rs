@@ -20,6 +20,12 @@ pub(crate) struct Keys {
     pub(crate) channel_scope: String,
 }
 
+/// The registry of this crate's function libraries in use (libraries.rs):
+/// one key for the whole server, outside every namespace, in database 0.
+/// A Redis user whose ACL allows only its namespace's keys cannot record its
+/// library; then no library is deleted by it either.
+pub(crate) const LIBRARY_REGISTRY: &str = "scheduler:function-libraries";
+
 /// Key suffixes in `KEYS` order.
 pub(crate) const SCRIPT_KEYS: [&str; 12] = [
     "due",

@@ -46,8 +46,10 @@ pub(crate) struct RedisBackend {
     known_generation: Arc<AtomicU64>,
     /// Where a detected data loss is reported.
     health: Arc<OnceLock<HealthState>>,
-    /// Watches reconnects for a restart that lost the data.
-    restart_watch: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Background tasks, aborted by `close`: the watch of reconnects for a
+    /// restart that lost the data, and the upkeep of the function library
+    /// (libraries.rs).
+    watches: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -176,7 +178,7 @@ impl RedisBackend {
             warnings: Arc::new(warnings),
             known_generation: Arc::new(AtomicU64::new(0)),
             health: Arc::new(OnceLock::new()),
-            restart_watch: Arc::new(Mutex::new(None)),
+            watches: Arc::new(Mutex::new(Vec::new())),
             url: url.to_string(),
             client,
             script_keys: keys
@@ -199,9 +201,9 @@ impl RedisBackend {
             store.saw_generation(seq);
         }
         let run_id = store.run_id().await;
-        let watch = store.watch_restarts(run_id);
-        if let Ok(mut slot) = store.restart_watch.lock() {
-            *slot = Some(watch);
+        let watches = [store.watch_restarts(run_id), store.keep_library_recorded()];
+        if let Ok(mut slot) = store.watches.lock() {
+            slot.extend(watches);
         }
         Ok(store)
     }
@@ -382,6 +384,7 @@ impl RedisBackend {
 
 pub(crate) mod calls;
 mod decode;
+mod libraries;
 mod record;
 mod schedules;
 mod transitions;

@@ -77,12 +77,20 @@ const SOURCES: [(&str, &str, &str, bool); 10] = [
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
 /// bodies read their own KEYS (no `bind`), and may call the functions above
 /// them (`run_<name>`), as `enqueue_one` hands a rare case to `run_enqueue`.
-const LIBRARY_ONLY: [(&str, &str, &str, bool); 1] = [(
-    "enqueue_one",
-    include_str!("scripts/enqueue_one.lua"),
-    "",
-    false,
-)];
+const LIBRARY_ONLY: [(&str, &str, &str, bool); 2] = [
+    (
+        "enqueue_one",
+        include_str!("scripts/enqueue_one.lua"),
+        "",
+        false,
+    ),
+    (
+        "libraries",
+        include_str!("scripts/libraries.lua"),
+        "",
+        false,
+    ),
+];
 
 /// One script: its EVALSHA form and its function's name in the library.
 #[derive(Clone, Debug)]
@@ -121,6 +129,9 @@ pub(crate) struct Scripts {
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
+    /// The name of `libraries`' function (library only: records this
+    /// library as in use, names the stale ones; see libraries.rs).
+    pub(crate) libraries: String,
     pub(crate) library: Library,
 }
 
@@ -166,11 +177,18 @@ fn library_functions(prefix: &str) -> String {
     code
 }
 
+/// What every library name of this crate starts with, before the 12
+/// hexadecimal digits of its hash.
+pub(crate) const LIBRARY_PREFIX: &str = "scheduler_";
+
+/// The digits of the hash in a library name.
+pub(crate) const LIBRARY_HASH_LEN: usize = 12;
+
 /// The library text, named after a hash of its own content.
 fn library() -> Library {
     // The hash covers everything but the name, which is derived from it.
     let hash = fred::util::sha1_hash(&format!("{COMMON}{}", library_functions("scheduler")));
-    let name = format!("scheduler_{}", &hash[..12]);
+    let name = format!("{LIBRARY_PREFIX}{}", &hash[..LIBRARY_HASH_LEN]);
     let code = format!("#!lua name={name}\n{COMMON}{}", library_functions(&name));
     Library { name, code }
 }
@@ -197,6 +215,7 @@ impl Scripts {
             audit: lua(8),
             schedules: lua(9),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
+            libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
             library,
         }
     }
@@ -232,6 +251,7 @@ mod tests {
             assert!(lib.code.contains(&format!("'{}'", lua.function)));
         }
         assert!(lib.code.contains(&format!("'{}'", scripts.enqueue_one)));
+        assert!(lib.code.contains(&format!("'{}'", scripts.libraries)));
         assert_eq!(Scripts::new().library.name, lib.name);
     }
 

@@ -531,9 +531,14 @@ impl Backend for RedisBackend {
         let _ = self.health.set(health.clone());
     }
 
+    fn drop_old_script_libraries(&self) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+        Box::pin(self.drop_old_libraries())
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if let Some(watch) = self.restart_watch.lock().ok().and_then(|mut w| w.take()) {
+            let watches = self.watches.lock().map(|mut w| std::mem::take(&mut *w));
+            for watch in watches.unwrap_or_default() {
                 watch.abort();
             }
             let _ = self.client.quit().await;
