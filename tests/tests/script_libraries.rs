@@ -70,6 +70,11 @@ async fn old_libraries_are_dropped_and_the_current_and_recently_seen_ones_kept()
         "a dropped library leaves the registry"
     );
     assert_eq!(
+        seen(port, foreign),
+        None,
+        "another application's library is not this crate's"
+    );
+    assert_eq!(
         cli_at(
             port,
             &["-n", "3", "EXISTS", scheduler_tests::libraries::REGISTRY]
