@@ -195,3 +195,63 @@ async fn durable_writes_wait_on_the_namespaces_own_master() {
         s.close().await;
     }
 }
+
+/// The libraries of versions no longer running are deleted on every master
+/// (FUNCTION LOAD put them on each), whichever node holds the registry; and a
+/// scheduler whose library is deleted on one master keeps working there.
+#[tokio::test]
+async fn old_script_libraries_are_dropped_on_every_master() {
+    use scheduler_tests::libraries::{load_fake, loaded, record_seen, server_time_ms, REGISTRY};
+
+    let cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    let ports: Vec<u16> = masters.iter().map(|&m| cluster.nodes[m].port()).collect();
+    let old = "scheduler_00000000000a";
+    for &port in &ports {
+        load_fake(port, old);
+    }
+    let registry = cluster.nodes[cluster.node_of(REGISTRY)].port();
+    record_seen(registry, old, server_time_ms(registry) - 2 * 3_600_000);
+
+    let namespaces = cluster.namespaces_on_every_node("libs");
+    let s = Scheduler::builder(cluster.url())
+        .namespace(&namespaces[0])
+        .register::<ProbeTask>()
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    // At start-up (in the background), or at the latest by this call.
+    s.drop_old_script_libraries().await.unwrap();
+    let first = loaded(ports[0]);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_ne!(first[0], old);
+    for &port in &ports {
+        assert_eq!(loaded(port), first, "master on port {port}");
+    }
+
+    // Deleted on each master in turn, under a scheduler using it there.
+    for (ns, &port) in namespaces.iter().zip(&ports) {
+        let s = Scheduler::builder(cluster.url())
+            .namespace(ns)
+            .register::<ProbeTask>()
+            .producer_only()
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(
+            cluster.nodes[cluster.node_of(&format!("{{{ns}}}:due"))].port(),
+            port
+        );
+        scheduler_tests::redis_server::cli_at(port, &["FUNCTION", "DELETE", &first[0]]).unwrap();
+        assert!(s
+            .enqueue(job("after-delete", "x"))
+            .await
+            .unwrap()
+            .is_enqueued());
+        assert!(loaded(port).contains(&first[0]), "reloaded on {port}");
+        s.close().await;
+    }
+    s.close().await;
+}
