@@ -4,7 +4,7 @@
 //! is a hash of its content, see scripts.rs), about 90 KB that Redis keeps
 //! until it is deleted. So every scheduler records its library as in use in a
 //! registry shared by the whole server (`libraries.lua`): when it connects
-//! and every [`SEEN_EVERY`] after. At the same times it deletes, on every
+//! (before `start` returns) and every [`SEEN_EVERY`] after. At the same times it deletes, on every
 //! primary, the libraries of this crate that no scheduler recorded for
 //! [`STALE_AFTER`]; the operator's call is
 //! [`Scheduler::drop_old_script_libraries`](crate::Scheduler::drop_old_script_libraries).
@@ -67,23 +67,35 @@ impl RedisBackend {
         }
     }
 
-    /// [`Self::drop_old_libraries`] now and every [`SEEN_EVERY`], until aborted.
+    /// [`Self::drop_old_libraries`], logging what it did: at connect (so
+    /// that a started scheduler has recorded its library) and every
+    /// [`SEEN_EVERY`]. Never fails: a scheduler that cannot record its
+    /// library works all the same (it deletes none).
+    pub(crate) async fn upkeep_libraries(&self) {
+        match self.drop_old_libraries().await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(
+                    ?dropped,
+                    "deleted the function libraries of scheduler versions no longer running"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "could not record the function library as in use, or delete old ones");
+            }
+        }
+    }
+
+    /// [`Self::upkeep_libraries`] every [`SEEN_EVERY`], until aborted.
     pub(crate) fn keep_library_recorded(&self) -> JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(SEEN_EVERY);
+            let first = tokio::time::Instant::now() + SEEN_EVERY;
+            let mut every = tokio::time::interval_at(first, SEEN_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                match this.drop_old_libraries().await {
-                    Ok(dropped) if !dropped.is_empty() => {
-                        tracing::info!(?dropped, "deleted the function libraries of scheduler versions no longer running");
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "could not record the function library as in use, or delete old ones");
-                    }
-                }
+                this.upkeep_libraries().await;
             }
         })
     }

@@ -197,6 +197,7 @@ impl RedisBackend {
             config,
         };
         store.load_scripts().await?;
+        store.upkeep_libraries().await;
         if let Some(seq) = store.generation_counter().await {
             store.saw_generation(seq);
         }
