@@ -15,7 +15,7 @@ use scheduler::{
     EnqueueOutcome, Error, IfRunning, JobContext, JobRequest, JobStatus, MissedTicks, Schedule,
     ScheduleSource, SchedulerConfig, When,
 };
-use scheduler_tests::setup::{probe_job, producer, wait_status, worker};
+use scheduler_tests::setup::{fast_worker, probe_job, producer, wait_status, worker, worker_with};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
 use scheduler_tests::{conformance, namespace, wait_until, Fixture, Probe};
 
@@ -27,6 +27,9 @@ conformance!(
     ids_with_the_schedule_prefix_are_refused_and_names_are_checked,
     schedules_survive_a_restart_of_the_process,
     a_stale_planning_step_changes_nothing_even_after_its_tick_ran,
+    a_running_worker_plans_every_tick_of_a_schedule_another_process_defined,
+    a_running_worker_plans_every_tick_after_another_process_resumes,
+    a_busy_worker_plans_each_tick_of_a_new_schedule_on_time,
 );
 
 fn probe_request(arg: &str) -> JobRequest<ProbeTask> {
@@ -468,4 +471,97 @@ async fn a_stale_planning_step_changes_nothing_even_after_its_tick_ran(fx: Fixtu
     let runs = probe.runs().iter().filter(|r| r.job_id == id).count();
     assert_eq!(runs, 1);
     p.close().await;
+}
+
+/// The tick instants of schedule `name` that ran, each with its run count.
+fn runs_of(probe: &Probe, name: &str) -> BTreeMap<i64, usize> {
+    let prefix = format!("schedule:{name}:");
+    let mut runs = BTreeMap::new();
+    for run in probe.runs() {
+        if run.job_id.starts_with(&prefix) {
+            *runs.entry(tick_of(&run.job_id).unwrap()).or_default() += 1;
+        }
+    }
+    runs
+}
+
+/// Waits (8 s at most) until `count` ticks of `name` ran, and checks that
+/// they are consecutive seconds, each run once. A worker that learnt of the
+/// schedule only at its next idle pass, `max_idle` = 5 s later, found the
+/// second tick past its 1 s grace and skipped the next four.
+async fn assert_consecutive_ticks_ran(probe: &Probe, name: &str, count: usize) {
+    let enough = wait_until(Duration::from_secs(8), || {
+        runs_of(probe, name).len() >= count
+    })
+    .await;
+    let runs = runs_of(probe, name);
+    assert!(enough, "too few ticks ran: {runs:?}");
+    let first = *runs.keys().next().unwrap();
+    let want: Vec<i64> = (0..count as i64).map(|k| first + k * 1_000).collect();
+    let ran: Vec<i64> = runs.keys().copied().take(count).collect();
+    assert_eq!(ran, want, "ticks lost after the first: {runs:?}");
+    assert!(runs.values().all(|n| *n == 1), "a tick ran twice: {runs:?}");
+}
+
+/// A worker that is already running learns of a schedule another process
+/// (producer-only) defines, in time to plan its second tick.
+async fn a_running_worker_plans_every_tick_of_a_schedule_another_process_defined(fx: Fixture) {
+    let ns = namespace("learn");
+    let probe = Probe::default();
+    let w = worker(&fx.url(), &ns, &probe).await;
+    // Its planner's start-up passes are over: it idles, knowing no schedule.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let p = producer(&fx.url(), &ns).await;
+    let every_second = Schedule::every(Duration::from_secs(1)).unwrap();
+    p.schedule("beat", probe_request("b"), every_second)
+        .await
+        .unwrap();
+    assert_consecutive_ticks_ran(&probe, "beat", 5).await;
+    p.close().await;
+    w.close().await;
+}
+
+/// The same after a resume from another process: the running worker, which
+/// saw the schedule paused, plans its ticks again from the first one on.
+async fn a_running_worker_plans_every_tick_after_another_process_resumes(fx: Fixture) {
+    let ns = namespace("resume");
+    let p = producer(&fx.url(), &ns).await;
+    let every_second = Schedule::every(Duration::from_secs(1)).unwrap();
+    p.schedule("beat", probe_request("b"), every_second)
+        .await
+        .unwrap();
+    p.pause_schedule("beat").await.unwrap();
+    let probe = Probe::default();
+    let w = worker(&fx.url(), &ns, &probe).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.resume_schedule("beat").await.unwrap();
+    assert_consecutive_ticks_ran(&probe, "beat", 5).await;
+    p.close().await;
+    w.close().await;
+}
+
+/// A worker whose one slot is taken when a new schedule's first ticks come
+/// due still plans each next tick at its instant (it learns of the schedule
+/// when it is stored, not when it gets round to running a tick): the ticks
+/// run late, once the slot frees, but none is lost.
+async fn a_busy_worker_plans_each_tick_of_a_new_schedule_on_time(fx: Fixture) {
+    let ns = namespace("busy");
+    let probe = Probe::default();
+    let config = scheduler::WorkerConfig {
+        concurrency: 1,
+        ..fast_worker()
+    };
+    let w = worker_with(&fx.url(), &ns, &probe, config).await;
+    let p = producer(&fx.url(), &ns).await;
+    p.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("busy").sleep(3_000)).id("busy"))
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(2), || !probe.runs().is_empty()).await);
+    let every_second = Schedule::every(Duration::from_secs(1)).unwrap();
+    p.schedule("beat", probe_request("b"), every_second)
+        .await
+        .unwrap();
+    assert_consecutive_ticks_ran(&probe, "beat", 4).await;
+    p.close().await;
+    w.close().await;
 }

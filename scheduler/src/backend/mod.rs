@@ -146,6 +146,10 @@ pub(crate) enum Notice {
     Wake,
     /// Abort the running job with this id and generation.
     Abort { generation: u64, id: String },
+    /// A schedule was created, redefined or resumed (by any process), or
+    /// notices may have been lost: planners read the schedules again, so
+    /// that each plans its next tick by the tick's instant.
+    Schedules,
 }
 
 /// A worker's stream of notices; `close` releases what feeds it.

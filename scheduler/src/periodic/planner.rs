@@ -9,6 +9,19 @@
 //! several planners race, one wins and the others change nothing, so each
 //! tick is created once.
 //!
+//! # When a planner plans
+//!
+//! A planner sleeps until the earliest cursor among the schedules it knows,
+//! so the next tick of each is planned by the instant of the one planned
+//! before (a tick's grace is short: 1 s for an every-second schedule). It
+//! must also learn at once of a schedule it does not know, or whose cursor
+//! moved back: a put that stores something, and a resume, publish a notice
+//! ([`Notice::Schedules`](crate::backend::Notice::Schedules), also sent when
+//! notices may have been lost), and the worker pokes its planner with it.
+//! A tick that starts on the worker for a schedule its planner does not
+//! track up to that tick (stored by an older binary that sends no notice)
+//! pokes it too. Otherwise it reads the schedules every `max_idle`.
+//!
 //! # Missed ticks
 //!
 //! A planned tick that no worker started within its grace, `min(period, 60 s)`
@@ -30,11 +43,13 @@
 //! schedule differs from the stored one (an older binary, or a newer one
 //! that has not stored its own yet) plans nothing for it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -44,7 +59,8 @@ use crate::api::registry::{Registry, TaskRegistration};
 use crate::backend::Backend;
 use crate::clock::time_from_ms;
 use crate::periodic::store::{
-    Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleSource, Stored,
+    planned_tick, tick_schedule, Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleSource,
+    Stored,
 };
 use crate::periodic::Schedule;
 
@@ -159,6 +175,11 @@ pub(crate) struct Planner {
     registry: Registry,
     /// The code schedules still need storing (the start-up call failed).
     code_schedules_pending: Arc<AtomicBool>,
+    /// The schedules this planner will plan by itself, with the instant
+    /// (ms) it wakes for each: their cursors at its last pass.
+    tracked: Arc<Mutex<HashMap<String, i64>>>,
+    /// Wakes [`run`](Self::run) for a pass now.
+    poke: Arc<Notify>,
 }
 
 /// What one pass saw: the backend's time and the next instant a schedule
@@ -175,6 +196,36 @@ impl Planner {
             backend,
             registry,
             code_schedules_pending: Arc::new(AtomicBool::new(false)),
+            tracked: Arc::new(Mutex::new(HashMap::new())),
+            poke: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Asks [`run`](Self::run) for a pass now: the schedules changed.
+    pub(crate) fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Job `job_id` started on this process's worker. When it is the tick of
+    /// a schedule this planner does not track up to that tick (it learnt of
+    /// no change: the schedule was stored, or resumed, by a process that
+    /// sent no notice), a pass runs now, so that the next tick is planned.
+    pub(crate) fn job_started(&self, job_id: &str) {
+        let (Some(name), Some(tick)) = (tick_schedule(job_id), planned_tick(job_id)) else {
+            return;
+        };
+        let tracked = self
+            .tracked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .is_some_and(|wakes_at| *wakes_at >= tick.timestamp_millis());
+        if !tracked {
+            debug!(
+                schedule = name,
+                "a tick of a schedule the planner does not track started; planning now"
+            );
+            self.poke();
         }
     }
 
@@ -254,7 +305,11 @@ impl Planner {
         }
         let (now_ms, stored) = self.backend.list_schedules().await?;
         let mut next_ms: Option<i64> = None;
-        let mut later = |at: i64| next_ms = Some(next_ms.map_or(at, |n| n.min(at)));
+        let mut tracked = HashMap::new();
+        let mut later = |name: &str, at: i64| {
+            next_ms = Some(next_ms.map_or(at, |n| n.min(at)));
+            tracked.insert(name.to_string(), at);
+        };
         for schedule in stored.iter().filter(|s| !s.paused) {
             if !self.owns_version(schedule) {
                 continue;
@@ -267,7 +322,7 @@ impl Planner {
                 }
             };
             let Some(call) = step(schedule, &parsed, now_ms) else {
-                later(schedule.cursor_ms.unwrap_or(now_ms));
+                later(&schedule.name, schedule.cursor_ms.unwrap_or(now_ms));
                 continue;
             };
             let outcome = self.backend.plan_schedule(&call).await?;
@@ -278,21 +333,23 @@ impl Planner {
                         info!(schedule = %call.name, generation = cancelled, "missed tick dropped by its policy");
                     }
                     if call.new_cursor_ms < END_MS {
-                        later(call.new_cursor_ms);
+                        later(&call.name, call.new_cursor_ms);
                     }
                 }
-                // Another planner was first: it plans the next tick.
-                PlanOutcome::CursorMoved => later(now_ms),
+                // Another planner was first: read where it moved the cursor.
+                PlanOutcome::CursorMoved => later(&call.name, now_ms),
                 other => {
                     debug!(schedule = %call.name, ?other, "schedule changed meanwhile; nothing planned")
                 }
             }
         }
+        *self.tracked.lock().unwrap_or_else(|p| p.into_inner()) = tracked;
         Ok(Pass { now_ms, next_ms })
     }
 
     /// Plans until `stop`: after each pass, sleeps until the next tick needs
-    /// planning, `idle` at most (to see schedules other processes added).
+    /// planning, or until [`poke`](Self::poke)d, `idle` at most (in case a
+    /// change came with no notice).
     pub(crate) async fn run(self, idle: Duration, stop: CancellationToken) {
         loop {
             let wait = match self.pass().await {
@@ -307,6 +364,7 @@ impl Planner {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.poke.notified() => {}
             }
         }
     }

@@ -227,3 +227,50 @@ fn one_planning_step_creates_at_most_a_thousand_missed_ticks() {
     assert_eq!(call.ticks.last().map(|t| t.0), Some(now + 1000));
     assert!(call.cancel_cursor_tick);
 }
+
+/// A running planner that heard of no change (the schedule was stored by a
+/// process that sends no notice, such as an older binary) plans at once when
+/// a tick of that schedule starts on its worker, not at its next idle pass.
+#[tokio::test]
+async fn a_tick_of_a_schedule_its_planner_does_not_track_makes_it_plan_at_once() {
+    let (backend, clock) = setup("2026-05-01T00:00:00.500Z");
+    let running = planner(&backend, &UNSCHEDULED);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(running.clone().run(Duration::from_secs(3600), stop.clone()));
+    // Its first pass finds no schedule: it idles for an hour.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let every_second = Schedule::every(Duration::from_secs(1)).expect("valid");
+    let definition = crate::periodic::store::Definition::new(
+        "report",
+        b"[]".to_vec(),
+        1,
+        every_second.spec(),
+        ScheduleSource::Runtime,
+    );
+    backend
+        .put_schedule("beat", &definition)
+        .await
+        .expect("put");
+    // Another process plans the first tick.
+    planner(&backend, &UNSCHEDULED)
+        .pass()
+        .await
+        .expect("other pass");
+    clock.advance(Duration::from_millis(500));
+    // A job that is not a tick changes nothing; the first tick starts here.
+    running.job_started("report-1");
+    running.job_started(&tick_id("beat", ms("2026-05-01T00:00:01Z")));
+    let second = ms("2026-05-01T00:00:02Z");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let cursor = loop {
+        let (_, stored) = backend.list_schedules().await.expect("list");
+        let cursor = stored[0].cursor_ms;
+        if cursor == Some(second) || tokio::time::Instant::now() > deadline {
+            break cursor;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    stop.cancel();
+    task.await.expect("planner ends");
+    assert_eq!(cursor, Some(second), "the second tick was not planned");
+}

@@ -32,6 +32,13 @@ pub(crate) fn planned_tick(job_id: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms.parse().ok()?)
 }
 
+/// The name of the schedule a tick job belongs to, read from its id; `None`
+/// for a job that is not a tick.
+pub(crate) fn tick_schedule(job_id: &str) -> Option<&str> {
+    let rest = job_id.strip_prefix(TICK_PREFIX)?;
+    Some(rest.rsplit_once(':')?.0)
+}
+
 /// Refuses a job id of the reserved tick form for a user's enqueue.
 pub(crate) fn refuse_tick_id(job_id: &str) -> Result<(), Error> {
     if job_id.starts_with(TICK_PREFIX) {
@@ -259,7 +266,9 @@ mod tests {
             planned_tick(&id).map(|t| t.timestamp_millis()),
             Some(1_780_000_000_000)
         );
+        assert_eq!(tick_schedule(&id), Some("daily:report"));
         assert_eq!(planned_tick("report-1"), None);
+        assert_eq!(tick_schedule("report-1"), None);
         assert_eq!(planned_tick("schedule:x:soon"), None);
         assert!(refuse_tick_id(&id).is_err());
         assert!(refuse_tick_id("schedules-are-fine").is_ok());

@@ -83,6 +83,7 @@ impl Worker {
     pub(super) fn take(self: &Arc<Self>, jobs: Vec<ClaimedJob>, sent: Instant) {
         let closing = self.stop_claiming.is_cancelled();
         for job in jobs {
+            self.planner.job_started(&job.id);
             let stop = self.register(&job, sent);
             if closing {
                 stop.stop(StopReason::Shutdown);

@@ -91,6 +91,8 @@ pub(crate) struct Worker {
     stop_all: CancellationToken,
     completions: mpsc::UnboundedSender<Finished>,
     health: HealthState,
+    /// This process's planner, poked when the schedules change.
+    planner: Planner,
     #[cfg(test)]
     hooks: tests::Hooks,
 }
@@ -150,6 +152,7 @@ impl Worker {
             stop_all: CancellationToken::new(),
             completions: tx,
             health,
+            planner: planner.clone(),
             #[cfg(test)]
             hooks: tests::Hooks::default(),
         });

@@ -1,5 +1,6 @@
-//! Wake-up and abort notices from the backend: an abort stops the running
-//! attempt it names, or is remembered for a claim still on its way.
+//! Wake-up, abort and schedule notices from the backend: an abort stops the
+//! running attempt it names, or is remembered for a claim still on its way;
+//! a change of the schedules wakes the planner.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::worker::executor::StopReason;
 use crate::worker::{Worker, EARLY_ABORTS_CAP};
 
 impl Worker {
-    /// Wake-ups and abort signals from the backend.
+    /// Wake-ups, abort signals and schedule changes from the backend.
     pub(super) async fn listen(self: Arc<Self>, mut notices: mpsc::UnboundedReceiver<Notice>) {
         loop {
             tokio::select! {
@@ -20,6 +21,7 @@ impl Worker {
                 notice = notices.recv() => match notice {
                     Some(Notice::Wake) => self.wake.notify_one(),
                     Some(Notice::Abort { generation, id }) => self.abort_local(&id, generation),
+                    Some(Notice::Schedules) => self.planner.poke(),
                     None => return,
                 },
             }

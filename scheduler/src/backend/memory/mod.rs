@@ -59,6 +59,8 @@ struct Tx<'a> {
     cap: usize,
     wake: bool,
     aborts: Vec<Notice>,
+    /// A schedule was stored or resumed: planners read the schedules again.
+    schedules_changed: bool,
 }
 
 impl MemoryBackend {
@@ -100,15 +102,20 @@ impl MemoryBackend {
             cap: self.config.dead_letter_cap as usize,
             wake: false,
             aborts: Vec::new(),
+            schedules_changed: false,
         }
     }
 
     fn commit(&self, tx: Tx<'_>) {
         let wake = tx.wake;
         let aborts = tx.aborts;
+        let schedules_changed = tx.schedules_changed;
         drop(tx.s);
         if wake {
             let _ = self.shared.notices.send(Notice::Wake);
+        }
+        if schedules_changed {
+            let _ = self.shared.notices.send(Notice::Schedules);
         }
         for abort in aborts {
             let _ = self.shared.notices.send(abort);
@@ -238,13 +245,18 @@ impl Backend for MemoryBackend {
             let (tx, rx) = mpsc::unbounded_channel();
             let forward = tokio::spawn(async move {
                 loop {
-                    let notice = match notices.recv().await {
-                        Ok(n) => n,
-                        Err(broadcast::error::RecvError::Lagged(_)) => Notice::Wake,
+                    let notices = match notices.recv().await {
+                        Ok(n) => vec![n],
+                        // Some were lost: whatever they said, claim and plan.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            vec![Notice::Wake, Notice::Schedules]
+                        }
                         Err(broadcast::error::RecvError::Closed) => return,
                     };
-                    if tx.send(notice).is_err() {
-                        return;
+                    for notice in notices {
+                        if tx.send(notice).is_err() {
+                            return;
+                        }
                     }
                 }
             });

@@ -78,6 +78,7 @@ impl MemoryBackend {
             }
         };
         tx.s.schedules.insert(name.to_string(), new);
+        tx.schedules_changed = true;
         self.commit(tx);
         outcome
     }
@@ -164,6 +165,7 @@ impl MemoryBackend {
                 entry.cursor_ms = Some(now);
             }
         }
+        tx.schedules_changed = !paused;
         self.commit(tx);
         ScheduleChange::Done { cancelled }
     }

@@ -24,6 +24,9 @@ pub(crate) mod scripts;
 
 /// Entries an audit walk reads per script call.
 const AUDIT_PAGE: i64 = 500;
+/// The wake channel message of `schedules.lua` after a put or a resume:
+/// planners read the schedules again (`SCHEDULES_CHANGED` there).
+const SCHEDULES_CHANGED: &str = "schedules";
 
 /// Connection and scripts of one namespace.
 #[derive(Clone)]
@@ -342,31 +345,38 @@ impl RedisBackend {
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
         let abort_channel = self.keys.abort_channel.clone();
+        // Notifications may have been missed: whatever they said, claim and plan.
+        let missed = || vec![Notice::Wake, Notice::Schedules];
         let forward = tokio::spawn(async move {
             loop {
-                let notice = tokio::select! {
+                let notices = tokio::select! {
                     reconnect = reconnects.recv() => match reconnect {
-                        // Notifications may have been missed while disconnected.
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Notice::Wake,
+                        // While disconnected.
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => missed(),
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     message = messages.recv() => match message {
                         Ok(m) if *m.channel == *abort_channel => {
                             let text = reply::string(&m.value);
                             match text.split_once(':') {
-                                Some((generation, id)) => Notice::Abort {
+                                Some((generation, id)) => vec![Notice::Abort {
                                     generation: generation.parse().unwrap_or(0),
                                     id: id.to_string(),
-                                },
+                                }],
                                 None => continue,
                             }
                         }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Notice::Wake,
+                        // On the wake channel: `schedules` (schedules.lua), or a due time.
+                        Ok(m) if reply::string(&m.value) == SCHEDULES_CHANGED => vec![Notice::Schedules],
+                        Ok(_) => vec![Notice::Wake],
+                        Err(broadcast::error::RecvError::Lagged(_)) => missed(),
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                 };
-                if tx.send(notice).is_err() {
-                    return;
+                for notice in notices {
+                    if tx.send(notice).is_err() {
+                        return;
+                    }
                 }
             }
         });

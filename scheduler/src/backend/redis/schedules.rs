@@ -52,6 +52,7 @@ impl RedisBackend {
                 definition.source.as_str().into(),
                 definition.version.as_str().into(),
                 Value::Integer(self.keep_ms()),
+                self.keys.wake_channel.as_str().into(),
             ]
         };
         let reply = self
@@ -117,7 +118,11 @@ impl RedisBackend {
             if paused {
                 vec!["pause".into(), name.into(), Value::Integer(self.keep_ms())]
             } else {
-                vec!["resume".into(), name.into()]
+                vec![
+                    "resume".into(),
+                    name.into(),
+                    self.keys.wake_channel.as_str().into(),
+                ]
             }
         };
         self.change(args).await

@@ -10,17 +10,23 @@
 --   cursor; '0' when none was).
 -- ARGV[1] is the mode; the rest depends on it:
 --   list                          -> {now, name, definition, name, definition, ...}
---   put    name task payload max_attempts spec source version keep_ms
+--   put    name task payload max_attempts spec source version keep_ms wake_channel
 --                                 -> {'created' | 'replaced' | 'unchanged'}
 --   plan   name version expected_cursor cancel_cursor_tick new_cursor keep_ms wake_channel
 --          then (id, run_at ms, nonce) per tick job to create
 --                                 -> {'planned', created, cancelled generation or 0}
 --                                  | {'gone' | 'stale_version' | 'paused' | 'cursor_moved'}
 --   pause  name keep_ms           -> {'paused' | 'unchanged' | 'gone', cancelled generation or 0}
---   resume name                   -> {'resumed' | 'unchanged' | 'gone'}
+--   resume name wake_channel      -> {'resumed' | 'unchanged' | 'gone'}
+-- A put that stores something and a resume publish SCHEDULES_CHANGED on the
+-- wake channel: every worker's planner reads the schedules again, and so
+-- plans the next tick by the instant of the one just planned.
 --   remove name keep_ms           -> {'removed' | 'gone', cancelled generation or 0}
 -- Every mode but list changes state and goes through the reply log.
 local mode = ARGV[1]
+-- The wake channel message that asks planners to read the schedules again
+-- (any other message there is a due time; older workers take it as a wake).
+local SCHEDULES_CHANGED = 'schedules'
 local now = now_ms()
 local now_text = string.format('%d', now)
 
@@ -89,6 +95,7 @@ if mode == 'put' then
     end
   end
   save(new)
+  redis.call('PUBLISH', ARGV[10], SCHEDULES_CHANGED)
   return {code}
 end
 
@@ -140,6 +147,7 @@ if mode == 'resume' then
   -- The paused period's ticks never run: planning goes on after now.
   def.paused, def.cursor, def.cursor_gen = '0', now_text, '0'
   save(def)
+  redis.call('PUBLISH', ARGV[3], SCHEDULES_CHANGED)
   return {'resumed'}
 end
 
