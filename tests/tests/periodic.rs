@@ -406,6 +406,91 @@ async fn a_month_of_daily_ticks_runs_each_at_its_time_across_a_dst_change() {
     assert_eq!(next, at("2026-04-14T07:00:00Z"));
 }
 
+/// The ticks a daily schedule runs over the three days from `start`, on
+/// the manual clock.
+async fn three_days_of(name: &str, schedule: Schedule, start: &str) -> Vec<DateTime<Utc>> {
+    let test = TestScheduler::builder()
+        .start_at(at(start))
+        .start()
+        .await
+        .unwrap();
+    test.schedule(name, record_tick::job(), schedule)
+        .await
+        .unwrap();
+    test.advance(Duration::from_secs(3 * 86_400)).await.unwrap();
+    let runs = seen(name);
+    for (tick, scheduled_at) in &runs {
+        assert_eq!(tick, scheduled_at, "{name}: a tick runs at its own instant");
+    }
+    runs.into_iter().map(|(tick, _)| tick).collect()
+}
+
+/// A daily 02:30 on the days clocks change, run through `TestScheduler`: a
+/// time the spring change skips runs once, at the first instant after the
+/// jump (03:00 local); a time the autumn change repeats runs once, at its
+/// first occurrence (see `Schedule`'s docs).
+#[tokio::test]
+async fn a_daily_time_runs_once_on_the_days_clocks_change_in_paris_and_new_york() {
+    use scheduler::chrono_tz::America::New_York;
+    let daily = |expr: &str, zone| Schedule::cron(expr).unwrap().tz(zone);
+    // Paris, 29 March 2026: 02:00 CET becomes 03:00 CEST.
+    assert_eq!(
+        three_days_of(
+            "paris-spring",
+            daily("30 2 * * *", Paris),
+            "2026-03-28T00:00:00Z"
+        )
+        .await,
+        [
+            at("2026-03-28T01:30:00Z"), // 02:30 CET
+            at("2026-03-29T01:00:00Z"), // 03:00 CEST: 02:30 does not exist
+            at("2026-03-30T00:30:00Z"), // 02:30 CEST
+        ]
+    );
+    // Paris, 25 October 2026: 03:00 CEST becomes 02:00 CET, 02:30 happens twice.
+    assert_eq!(
+        three_days_of(
+            "paris-autumn",
+            daily("30 2 * * *", Paris),
+            "2026-10-24T00:00:00Z"
+        )
+        .await,
+        [
+            at("2026-10-24T00:30:00Z"), // 02:30 CEST
+            at("2026-10-25T00:30:00Z"), // the first 02:30 (CEST), not the second (01:30Z)
+            at("2026-10-26T01:30:00Z"), // 02:30 CET
+        ]
+    );
+    // New York, 8 March 2026: 02:00 EST becomes 03:00 EDT.
+    assert_eq!(
+        three_days_of(
+            "ny-spring",
+            daily("30 2 * * *", New_York),
+            "2026-03-07T12:00:00Z"
+        )
+        .await,
+        [
+            at("2026-03-08T07:00:00Z"), // 03:00 EDT: 02:30 does not exist
+            at("2026-03-09T06:30:00Z"), // 02:30 EDT
+            at("2026-03-10T06:30:00Z"),
+        ]
+    );
+    // New York, 1 November 2026: 02:00 EDT becomes 01:00 EST, 01:30 happens twice.
+    assert_eq!(
+        three_days_of(
+            "ny-autumn",
+            daily("30 1 * * *", New_York),
+            "2026-10-31T12:00:00Z"
+        )
+        .await,
+        [
+            at("2026-11-01T05:30:00Z"), // the first 01:30 (EDT), not the second (06:30Z)
+            at("2026-11-02T06:30:00Z"), // 01:30 EST
+            at("2026-11-03T06:30:00Z"),
+        ]
+    );
+}
+
 async fn schedules_survive_a_restart_of_the_process(fx: Fixture) {
     let ns = namespace("restart");
     let first = producer(&fx.url(), &ns).await;
