@@ -395,6 +395,7 @@ impl RedisBackend {
 
 pub(crate) mod calls;
 mod decode;
+mod inspection;
 mod libraries;
 mod record;
 mod schedules;

@@ -1,0 +1,175 @@
+//! Reading the dead letters and the pending list, the operator's requeue and
+//! purge of dead letters, and the audit walk: the script calls behind the
+//! [`Backend`](crate::backend::Backend) methods that are not job transitions.
+
+use std::time::Duration;
+
+use fred::types::Value;
+
+use crate::backend::redis::calls::Request;
+use crate::backend::redis::reply::corrupt;
+use crate::backend::redis::{reply, RedisBackend, AUDIT_PAGE};
+use crate::backend::RawPending;
+use crate::{DeadLetter, Error};
+
+impl RedisBackend {
+    pub(super) async fn dead_letters_call(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        // The dead letter holds at most dead_letter_cap (a u32) entries:
+        // larger values mean the same and stay exact in Lua's doubles.
+        let bound = |n: usize| Value::Integer(n.min(u32::MAX as usize) as i64);
+        let args = || -> Vec<Value> { vec!["list".into(), bound(offset), bound(count)] };
+        // Read-only: nothing to record (ttl 0).
+        let read = Request {
+            id: String::new(),
+            ttl_ms: 0,
+        };
+        let reply = reply::array(
+            self.call_logged(&self.scripts.dead_letters, &read, args)
+                .await?,
+            "dead",
+        )?;
+        reply
+            .into_iter()
+            .map(|entry| {
+                let f = reply::array(entry, "dead entry")?;
+                let get = |i: usize| f.get(i).cloned().unwrap_or(Value::Null);
+                Ok(DeadLetter {
+                    job_id: reply::string(&get(0)),
+                    task: Some(reply::string(&get(1))).filter(|s| !s.is_empty()),
+                    generation: reply::opt_int(&get(2)).filter(|g| *g > 0).map(|g| g as u64),
+                    attempts: reply::opt_int(&get(3)).unwrap_or(0) as u32,
+                    reason: reply::string(&get(4)),
+                    failed_at: reply::opt_time(&get(5)),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn requeue_dead_call(
+        &self,
+        id: &str,
+        nonce: &str,
+    ) -> Result<Option<u64>, Error> {
+        let args = || -> Vec<Value> {
+            vec![
+                "requeue".into(),
+                id.into(),
+                nonce.into(),
+                self.keys.wake_channel.as_str().into(),
+            ]
+        };
+        let reply = reply::array(
+            self.call_logged(&self.scripts.dead_letters, &self.request(), args)
+                .await?,
+            "requeue",
+        )?;
+        let code = reply.first().map(reply::string).unwrap_or_default();
+        Ok((code == "requeued").then(|| reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64))
+    }
+
+    pub(super) async fn purge_dead_call(&self) -> Result<u64, Error> {
+        let reply = reply::array(
+            self.call_logged(&self.scripts.dead_letters, &self.request(), || {
+                vec!["purge".into()]
+            })
+            .await?,
+            "purge",
+        )?;
+        Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) as u64)
+    }
+
+    pub(super) async fn list_pending_call(
+        &self,
+        task: Option<&str>,
+        cursor: &str,
+        count: usize,
+    ) -> Result<(String, Vec<RawPending>), Error> {
+        let args = || -> Vec<Value> {
+            vec![
+                task.unwrap_or("").into(),
+                cursor.into(),
+                Value::Integer(count as i64),
+            ]
+        };
+        let reply = reply::array(self.call(&self.scripts.list, args).await?, "list")?;
+        let mut items = reply.into_iter();
+        let next = reply::string(&items.next().unwrap_or(Value::Null));
+        let mut entries = Vec::new();
+        for entry in items {
+            let f = reply::array(entry, "list entry")?;
+            if f.len() < 6 {
+                return Err(corrupt("list entry fields"));
+            }
+            let mut f = f.into_iter();
+            let mut next_field = || f.next().unwrap_or(Value::Null);
+            entries.push(RawPending {
+                id: reply::string(&next_field()),
+                task: reply::string(&next_field()),
+                generation: reply::opt_int(&next_field()).unwrap_or(0) as u64,
+                run_at_ms: reply::opt_int(&next_field()).unwrap_or(0),
+                attempts: reply::opt_int(&next_field()).unwrap_or(0) as u32,
+                payload: reply::bytes(next_field()),
+            });
+        }
+        Ok((next, entries))
+    }
+
+    pub(super) async fn audit_call(&self, lease: Duration) -> Result<Vec<(String, String)>, Error> {
+        let args = |mode: &'static str, cursor: &str| -> Vec<Value> {
+            vec![
+                mode.into(),
+                cursor.into(),
+                Value::Integer(AUDIT_PAGE),
+                Value::Integer(i64::from(self.config.dead_letter_cap)),
+                Value::Integer(self.keep_ms()),
+                Value::Integer(lease.as_millis() as i64),
+            ]
+        };
+        let counts: Vec<i64> = reply::array(
+            self.call(&self.scripts.audit, || args("count", "0"))
+                .await?,
+            "audit counts",
+        )?
+        .iter()
+        .map(|v| reply::opt_int(v).unwrap_or(0))
+        .collect();
+        let [pending, due, active, leases] = counts[..] else {
+            return Err(corrupt("audit counts"));
+        };
+        // Every script keeps these pairs in step: only a difference is
+        // worth a walk over the namespace.
+        let mut walks = Vec::new();
+        if pending != due {
+            walks.extend(["pending", "due"]);
+        }
+        if active != leases {
+            walks.extend(["active", "leases"]);
+        }
+        let mut repaired = Vec::new();
+        for mode in walks {
+            let mut cursor = "0".to_string();
+            loop {
+                let reply = reply::array(
+                    self.call(&self.scripts.audit, || args(mode, &cursor))
+                        .await?,
+                    "audit",
+                )?;
+                let mut items = reply.into_iter();
+                cursor = reply::string(&items.next().unwrap_or(Value::Null));
+                for entry in items {
+                    let fields = reply::array(entry, "audit entry")?;
+                    let text = |i: usize| fields.get(i).map(reply::string).unwrap_or_default();
+                    repaired.push((text(0), text(1)));
+                }
+                if cursor == "0" {
+                    break;
+                }
+            }
+        }
+        Ok(repaired)
+    }
+}
