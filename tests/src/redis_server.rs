@@ -92,6 +92,25 @@ impl RedisServer {
         cli_at(self.port, args)
     }
 
+    /// Adds the user `limited` (password `pw`) who may run everything but
+    /// `FUNCTION`, so a scheduler connecting as it calls its scripts with
+    /// EVALSHA; returns the `user:password` to put in a URL.
+    pub fn add_user_without_functions(&self) -> &'static str {
+        self.cli(&[
+            "ACL",
+            "SETUSER",
+            "limited",
+            "on",
+            ">pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-function",
+        ])
+        .expect("ACL SETUSER");
+        "limited:pw"
+    }
+
     fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .arg(format!("-{sig}"))

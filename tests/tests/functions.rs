@@ -57,20 +57,8 @@ async fn the_scripts_run_as_functions_of_a_content_addressed_library() {
 #[tokio::test]
 async fn a_user_who_may_not_load_functions_runs_the_scripts_with_evalsha() {
     let server = RedisServer::start();
-    server
-        .cli(&[
-            "ACL",
-            "SETUSER",
-            "limited",
-            "on",
-            ">pw",
-            "~*",
-            "&*",
-            "+@all",
-            "-function",
-        ])
-        .unwrap();
-    let url = format!("redis://limited:pw@127.0.0.1:{}", server.port());
+    let user = server.add_user_without_functions();
+    let url = format!("redis://{user}@127.0.0.1:{}", server.port());
     let probe = Probe::default();
     let s = worker(&url, &namespace("nofunction"), &probe).await;
     s.enqueue(probe_job("a", "x")).await.unwrap();

@@ -73,20 +73,8 @@ async fn resent_cancel(evalsha: bool) {
     let probe = Probe::default();
     let direct = start(&server.url(), &ns, &probe, Duration::from_secs(60), None).await;
     let lossy_url = if evalsha {
-        server
-            .cli(&[
-                "ACL",
-                "SETUSER",
-                "limited",
-                "on",
-                ">pw",
-                "~*",
-                "&*",
-                "+@all",
-                "-function",
-            ])
-            .unwrap();
-        format!("redis://limited:pw@127.0.0.1:{}", proxy.port())
+        let user = server.add_user_without_functions();
+        format!("redis://{user}@127.0.0.1:{}", proxy.port())
     } else {
         proxy.url()
     };

@@ -160,20 +160,8 @@ async fn a_scheduler_calling_scripts_with_evalsha_drops_nothing() {
     let old = "scheduler_00000000000a";
     load_fake(port, old);
     record_seen(port, old, server_time_ms(port) - 2 * HOUR_MS);
-    server
-        .cli(&[
-            "ACL",
-            "SETUSER",
-            "limited",
-            "on",
-            ">pw",
-            "~*",
-            "&*",
-            "+@all",
-            "-function",
-        ])
-        .unwrap();
-    let url = format!("redis://limited:pw@127.0.0.1:{port}");
+    let user = server.add_user_without_functions();
+    let url = format!("redis://{user}@127.0.0.1:{port}");
     let s: Scheduler = producer(&url, &namespace("evalsha")).await;
     assert_eq!(
         s.drop_old_script_libraries().await.unwrap(),
