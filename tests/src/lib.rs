@@ -12,6 +12,7 @@ pub mod redis_server;
 pub mod sentinel;
 pub mod setup;
 pub mod tasks;
+pub mod worker_process;
 
 pub use probe::{Execution, Probe};
 pub use redis_server::RedisServer;

@@ -25,25 +25,16 @@ async fn main() {
         eprintln!("history-worker: cannot create {}: {e}", args[4]);
         std::process::exit(1);
     });
-    let scheduler = Scheduler::builder(args[1].clone())
-        .namespace(args[2].clone())
-        .command_timeout(std::time::Duration::from_secs(1))
-        .register::<HistTask>()
-        .provide(recorder)
-        .provide(WorkerName(args[3].clone()))
-        .worker(worker_config())
-        .start()
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("history-worker: cannot start: {e}");
-            std::process::exit(1);
-        });
-    println!("ready");
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    scheduler.close().await;
+    let scheduler = scheduler_tests::worker_process::start_or_exit(
+        "history-worker",
+        Scheduler::builder(args[1].clone())
+            .namespace(args[2].clone())
+            .command_timeout(std::time::Duration::from_secs(1))
+            .register::<HistTask>()
+            .provide(recorder)
+            .provide(WorkerName(args[3].clone()))
+            .worker(worker_config()),
+    )
+    .await;
+    scheduler_tests::worker_process::serve_until_terminated(scheduler, "ready").await;
 }

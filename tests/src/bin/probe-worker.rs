@@ -31,27 +31,19 @@ async fn main() {
         ..WorkerConfig::default()
     };
     scheduler_tests::init_tracing();
-    let scheduler = Scheduler::builder(url)
-        .namespace(namespace)
-        .register::<ProbeTask>()
-        .register::<QuickTimeoutTask>()
-        .provide(Probe::printing())
-        .worker(config)
-        .start()
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("probe-worker: cannot start: {e}");
-            std::process::exit(1);
-        });
-    println!(
-        "{}",
-        serde_json::json!({"event": "ready", "pid": std::process::id()})
-    );
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    scheduler.close().await;
+    let scheduler = scheduler_tests::worker_process::start_or_exit(
+        "probe-worker",
+        Scheduler::builder(url)
+            .namespace(namespace)
+            .register::<ProbeTask>()
+            .register::<QuickTimeoutTask>()
+            .provide(Probe::printing())
+            .worker(config),
+    )
+    .await;
+    scheduler_tests::worker_process::serve_until_terminated(
+        scheduler,
+        &scheduler_tests::worker_process::ready_with_pid(),
+    )
+    .await;
 }

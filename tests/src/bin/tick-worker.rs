@@ -86,25 +86,17 @@ async fn main() {
         shutdown_grace: Duration::from_secs(2),
         ..WorkerConfig::default()
     };
-    let scheduler = Scheduler::builder(args[1].clone())
-        .namespace(args[2].clone())
-        .provide(RunLog(client))
-        .worker(config)
-        .start()
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("tick-worker: cannot start: {e}");
-            std::process::exit(1);
-        });
-    println!(
-        "{}",
-        serde_json::json!({"event": "ready", "pid": std::process::id()})
-    );
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    scheduler.close().await;
+    let scheduler = scheduler_tests::worker_process::start_or_exit(
+        "tick-worker",
+        Scheduler::builder(args[1].clone())
+            .namespace(args[2].clone())
+            .provide(RunLog(client))
+            .worker(config),
+    )
+    .await;
+    scheduler_tests::worker_process::serve_until_terminated(
+        scheduler,
+        &scheduler_tests::worker_process::ready_with_pid(),
+    )
+    .await;
 }
