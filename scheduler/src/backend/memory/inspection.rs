@@ -93,32 +93,12 @@ impl MemoryBackend {
         let busy = tx.s.pending.contains_key(id) || tx.s.active.contains_key(id);
         let generation = match entry {
             Some(e) if !busy && !e.task.is_empty() => {
-                tx.s.seq += 1;
-                let generation = tx.s.seq;
                 let max_attempts = if e.max_attempts < 1 {
                     5
                 } else {
                     e.max_attempts
                 };
-                tx.s.pending.insert(
-                    id.to_string(),
-                    Record {
-                        task: e.task,
-                        payload: e.payload,
-                        generation,
-                        attempts: 0,
-                        max_attempts,
-                        enqueued_ms: now,
-                        nonce: nonce.to_string(),
-                        last_error: None,
-                        run_at: None,
-                        started_ms: None,
-                        worker: None,
-                        cancel: false,
-                        blocked: None,
-                    },
-                );
-                tx.s.due.add(id, now);
+                let generation = tx.new_job(id, &e.task, &e.payload, max_attempts, now, nonce);
                 tx.s.dead.remove(id);
                 tx.s.dead_order.remove(id);
                 tx.wake_if_earliest(now);

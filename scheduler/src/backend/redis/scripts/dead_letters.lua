@@ -36,12 +36,9 @@ elseif op == 'requeue' then
   if not ok or type(e) ~= 'table' or type(e[DEAD_TASK]) ~= 'string' or e[DEAD_TASK] == '' then
     return {'unreadable', 0}
   end
-  local gen = redis.call('INCR', K_SEQ)
   local max_attempts = tonumber(e[DEAD_MAX_ATTEMPTS]) or 5
   if max_attempts < 1 then max_attempts = 5 end
-  -- A new job record: task, payload, generation, attempts started, max attempts, enqueued_ms, nonce.
-  redis.call('HSET', K_PENDING, id, encode({e[DEAD_TASK], e[DEAD_PAYLOAD], gen, 0, max_attempts, now, nonce}))
-  redis.call('ZADD', K_DUE, now, id)
+  local gen = new_job(id, e[DEAD_TASK], e[DEAD_PAYLOAD], max_attempts, now, nonce, now)
   redis.call('HDEL', K_DEAD, id)
   redis.call('ZREM', K_DEAD_ORDER, id)
   wake_if_earliest(now, wake_channel)
