@@ -100,10 +100,8 @@ async fn run_due(backend: &MemoryBackend) -> Vec<String> {
     claim.jobs.into_iter().map(|j| j.id).collect()
 }
 
-#[tokio::test]
-async fn a_stale_planning_step_changes_nothing_even_after_its_tick_ran() {
-    let (backend, clock) = setup("2026-05-01T00:00:00.500Z");
-    let planner = planner(&backend, &UNSCHEDULED);
+/// Stores the run-time schedule `beat` (task `report`, every second); returns it.
+async fn put_every_second_beat(backend: &MemoryBackend) -> Schedule {
     let every_second = Schedule::every(Duration::from_secs(1)).expect("valid");
     let definition = crate::periodic::store::Definition::new(
         "report",
@@ -116,6 +114,14 @@ async fn a_stale_planning_step_changes_nothing_even_after_its_tick_ran() {
         .put_schedule("beat", &definition)
         .await
         .expect("put");
+    every_second
+}
+
+#[tokio::test]
+async fn a_stale_planning_step_changes_nothing_even_after_its_tick_ran() {
+    let (backend, clock) = setup("2026-05-01T00:00:00.500Z");
+    let planner = planner(&backend, &UNSCHEDULED);
+    let every_second = put_every_second_beat(&backend).await;
     planner.pass().await.expect("first pass");
     // At the first tick, a planner reads the schedule and computes its step.
     clock.advance(Duration::from_millis(500));
@@ -239,18 +245,7 @@ async fn a_tick_of_a_schedule_its_planner_does_not_track_makes_it_plan_at_once()
     let task = tokio::spawn(running.clone().run(Duration::from_secs(3600), stop.clone()));
     // Its first pass finds no schedule: it idles for an hour.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let every_second = Schedule::every(Duration::from_secs(1)).expect("valid");
-    let definition = crate::periodic::store::Definition::new(
-        "report",
-        b"[]".to_vec(),
-        1,
-        every_second.spec(),
-        ScheduleSource::Runtime,
-    );
-    backend
-        .put_schedule("beat", &definition)
-        .await
-        .expect("put");
+    put_every_second_beat(&backend).await;
     // Another process plans the first tick.
     planner(&backend, &UNSCHEDULED)
         .pass()
