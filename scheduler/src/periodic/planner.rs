@@ -59,8 +59,7 @@ use crate::api::registry::{Registry, TaskRegistration};
 use crate::backend::Backend;
 use crate::clock::time_from_ms;
 use crate::periodic::store::{
-    planned_tick, tick_schedule, Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleSource,
-    Stored,
+    parse_tick_id, Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleSource, Stored,
 };
 use crate::periodic::Schedule;
 
@@ -211,7 +210,7 @@ impl Planner {
     /// no change: the schedule was stored, or resumed, by a process that
     /// sent no notice), a pass runs now, so that the next tick is planned.
     pub(crate) fn job_started(&self, job_id: &str) {
-        let (Some(name), Some(tick)) = (tick_schedule(job_id), planned_tick(job_id)) else {
+        let Some((name, tick)) = parse_tick_id(job_id) else {
             return;
         };
         let tracked = self

@@ -24,19 +24,18 @@ pub(crate) fn tick_id(name: &str, tick_ms: i64) -> String {
     format!("{TICK_PREFIX}{name}:{tick_ms}")
 }
 
+/// The schedule and the instant of a tick job, read from its id (the form
+/// [`tick_id`] writes); `None` for a job that is not a tick.
+pub(crate) fn parse_tick_id(job_id: &str) -> Option<(&str, DateTime<Utc>)> {
+    let rest = job_id.strip_prefix(TICK_PREFIX)?;
+    let (name, ms) = rest.rsplit_once(':')?;
+    Some((name, DateTime::from_timestamp_millis(ms.parse().ok()?)?))
+}
+
 /// The instant a tick job was planned for, read from its id; `None` for a job
 /// that is not a tick.
 pub(crate) fn planned_tick(job_id: &str) -> Option<DateTime<Utc>> {
-    let rest = job_id.strip_prefix(TICK_PREFIX)?;
-    let (_, ms) = rest.rsplit_once(':')?;
-    DateTime::from_timestamp_millis(ms.parse().ok()?)
-}
-
-/// The name of the schedule a tick job belongs to, read from its id; `None`
-/// for a job that is not a tick.
-pub(crate) fn tick_schedule(job_id: &str) -> Option<&str> {
-    let rest = job_id.strip_prefix(TICK_PREFIX)?;
-    Some(rest.rsplit_once(':')?.0)
+    parse_tick_id(job_id).map(|(_, tick)| tick)
 }
 
 /// Refuses a job id of the reserved tick form for a user's enqueue.
@@ -266,9 +265,12 @@ mod tests {
             planned_tick(&id).map(|t| t.timestamp_millis()),
             Some(1_780_000_000_000)
         );
-        assert_eq!(tick_schedule(&id), Some("daily:report"));
+        assert_eq!(
+            parse_tick_id(&id).map(|(name, _)| name),
+            Some("daily:report")
+        );
         assert_eq!(planned_tick("report-1"), None);
-        assert_eq!(tick_schedule("report-1"), None);
+        assert_eq!(parse_tick_id("report-1"), None);
         assert_eq!(planned_tick("schedule:x:soon"), None);
         assert!(refuse_tick_id(&id).is_err());
         assert!(refuse_tick_id("schedules-are-fine").is_ok());
