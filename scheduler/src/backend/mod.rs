@@ -109,7 +109,11 @@ impl ClaimTicket {
 /// The reply of one claim.
 #[derive(Debug)]
 pub(crate) struct Claim {
+    /// Backend time when the claim ran, in whole milliseconds (rounded down).
     pub(crate) now_ms: i64,
+    /// The same instant in microseconds: the worker sleeps until the next
+    /// due job with sub-millisecond precision.
+    pub(crate) now_us: i64,
     /// Redis time of the next due job or lease expiry.
     pub(crate) next_wake_ms: Option<i64>,
     pub(crate) jobs: Vec<ClaimedJob>,

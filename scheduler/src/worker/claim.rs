@@ -35,7 +35,7 @@ impl Worker {
                 .backend
                 .claim(&self.id, free.min(CLAIM_BATCH), self.config.lease, &ticket)
                 .await;
-            let sleep_for = match claim {
+            let wake_at = match claim {
                 Ok(claim) => {
                     self.health.ok();
                     backoff = Duration::from_millis(50);
@@ -53,11 +53,13 @@ impl Worker {
                     if claimed == free.min(CLAIM_BATCH) && claimed > 0 {
                         continue;
                     }
+                    // The script ran about half a round trip after `sent`.
+                    let ran_at = sent + sent.elapsed() / 2;
                     let until_next = claim
                         .next_wake_ms
-                        .map(|t| Duration::from_millis((t - claim.now_ms).max(1) as u64))
+                        .map(|t| until_due(t, claim.now_ms, claim.now_us))
                         .unwrap_or(self.config.max_idle);
-                    until_next.min(self.config.max_idle)
+                    ran_at + until_next.min(self.config.max_idle)
                 }
                 Err(e) => {
                     self.health.degraded(&e.to_string());
@@ -65,11 +67,11 @@ impl Worker {
                     // The claim may have run with its reply lost: ask for its jobs.
                     ticket.retry = true;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
-                    backoff
+                    Instant::now() + backoff
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(sleep_for) => {}
+                _ = sleep_until_precise(wake_at) => {}
                 _ = self.wake.notified() => {}
                 _ = self.job_ended.notified() => {}
                 _ = self.stop_claiming.cancelled() => {}
@@ -142,6 +144,70 @@ impl Worker {
                 }
             }
             None => self.forget(&job.id, job.generation, job.attempt),
+        }
+    }
+}
+
+/// How long after the claim ran (backend time `now_us`, `now_ms` in whole
+/// ms) the job due at `due_ms` is due; 1 ms when it already is (a job that
+/// was due but not taken, such as one waiting for its previous run).
+pub(super) fn until_due(due_ms: i64, now_ms: i64, now_us: i64) -> Duration {
+    if due_ms <= now_ms {
+        return Duration::from_millis(1);
+    }
+    Duration::from_micros((due_ms * 1000 - now_us).max(0) as u64)
+}
+
+/// The part of a wait slept on a blocking thread rather than tokio's timer.
+const FINE_SLEEP: Duration = Duration::from_millis(1);
+
+/// Sleeps until `deadline` to within a fraction of a millisecond. Tokio's
+/// timer counts whole milliseconds and rounds a deadline up to the next one,
+/// so a job due 0.3 ms from now would be claimed up to 1.3 ms later, and
+/// every due job about half a millisecond late on average. The last
+/// millisecond is slept on tokio's blocking pool (`nanosleep`, with tens of
+/// microseconds of slack) instead.
+pub(super) async fn sleep_until_precise(deadline: Instant) {
+    let coarse_until = deadline.checked_sub(FINE_SLEEP).unwrap_or(deadline);
+    if Instant::now() < coarse_until {
+        tokio::time::sleep_until(coarse_until).await;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return;
+    }
+    // If the pool cannot run it (runtime shutting down), tokio's timer does.
+    if tokio::task::spawn_blocking(move || std::thread::sleep(left))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_due_counts_the_microseconds_past_the_claims_millisecond() {
+        // Claim ran at 1000.250 ms; the job is due at 1003 ms.
+        assert_eq!(
+            until_due(1003, 1000, 1_000_250),
+            Duration::from_micros(2_750)
+        );
+        // Due in the claim's own millisecond, or before: try again in 1 ms
+        // (it was due and not taken), never at once in a loop.
+        assert_eq!(until_due(1000, 1000, 1_000_999), Duration::from_millis(1));
+        assert_eq!(until_due(990, 1000, 1_000_000), Duration::from_millis(1));
+    }
+
+    #[tokio::test]
+    async fn a_precise_sleep_never_ends_before_its_deadline() {
+        for micros in [0, 150, 900, 1_000, 1_300, 2_500] {
+            let deadline = Instant::now() + Duration::from_micros(micros);
+            sleep_until_precise(deadline).await;
+            assert!(Instant::now() >= deadline, "woke early for {micros} µs");
         }
     }
 }

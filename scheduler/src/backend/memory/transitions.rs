@@ -226,6 +226,7 @@ impl MemoryBackend {
         }
         let mut claim = Claim {
             now_ms: now,
+            now_us: now * 1000,
             next_wake_ms: None,
             jobs: Vec::new(),
             rejected: Vec::new(),

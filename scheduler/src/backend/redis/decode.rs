@@ -121,14 +121,22 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
     let mut parts = reply::array(reply, "claim")?.into_iter();
     let now_ms = reply::int(&parts.next().unwrap_or(Value::Null), "claim now")?;
     let next = reply::int(&parts.next().unwrap_or(Value::Null), "claim next wake")?;
+    let jobs = parts.next().unwrap_or(Value::Null);
+    // The microseconds past `now_ms` (0..999).
+    let sub_ms_us = parts
+        .next()
+        .and_then(|v| reply::opt_int(&v))
+        .unwrap_or(0)
+        .clamp(0, 999);
     let mut claim = Claim {
         now_ms,
+        now_us: now_ms * 1000 + sub_ms_us,
         next_wake_ms: (next >= 0).then_some(next),
         jobs: Vec::new(),
         rejected: Vec::new(),
     };
     let mut unreadable = Vec::new();
-    for entry in reply::array(parts.next().unwrap_or(Value::Null), "claimed jobs")? {
+    for entry in reply::array(jobs, "claimed jobs")? {
         let f = match entry {
             Value::Array(f) => f,
             _ => {
@@ -256,6 +264,26 @@ mod tests {
             Value::Integer(2000),
         ];
         Value::Array(all.into_iter().take(fields).collect())
+    }
+
+    #[test]
+    fn a_claim_reads_the_microseconds_past_its_millisecond() {
+        let reply = |tail: Option<i64>| {
+            let mut parts = vec![
+                Value::Integer(5000),
+                Value::Integer(5003),
+                Value::Array(vec![]),
+            ];
+            parts.extend(tail.map(Value::Integer));
+            Value::Array(parts)
+        };
+        let (claim, _) = parse_claim(reply(Some(731))).expect("read");
+        assert_eq!((claim.now_ms, claim.now_us), (5000, 5_000_731));
+        assert_eq!(claim.next_wake_ms, Some(5003));
+        // Without it (not expected from this binary's script): the
+        // millisecond's start, so the worker wakes late rather than early.
+        let (claim, _) = parse_claim(reply(None)).expect("read");
+        assert_eq!(claim.now_us, 5_000_000);
     }
 
     #[test]

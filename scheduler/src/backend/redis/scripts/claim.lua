@@ -5,13 +5,16 @@
 -- under the worker's id for a lease; a claim retried after a lost reply
 -- (reconnect, client timeout) with the same nonce gets the same jobs back
 -- instead of leaving them to wait out their lease.
--- Returns {now, next_wake_ms_or_-1, jobs...} where each job is
+-- Returns {now, next_wake_ms_or_-1, jobs, microseconds past now (0..999)}
+-- where each job is
 --   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at}
 -- and bad records found on the way are returned as {id, '', reason} after being dead-lettered.
 local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local nonce, retry = ARGV[6], ARGV[7] == '1'
-local now = now_ms()
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local sub_ms_us = tonumber(time[2]) % 1000
 -- Numbers go to Redis as text formatted once here: Redis formats each Lua
 -- number argument with snprintf('%.17g'), a few thousand instructions each.
 local now_text = string.format('%d', now)
@@ -138,4 +141,4 @@ if lease_head[2] ~= nil then
 end
 -- More expired outcomes than one sweep takes: come back at once.
 if swept == SWEEP then next_wake = now end
-return {now, next_wake, jobs}
+return {now, next_wake, jobs, sub_ms_us}
