@@ -158,6 +158,14 @@ async fn side_connection(url: &str) -> Result<fred::clients::Client, Error> {
 }
 
 async fn worker(a: &Args) -> Result<(), Error> {
+    // Issue 17's overhead figure: the drain with a metrics recorder installed
+    // against the drain without (set in the environment of `scale`, which
+    // its worker processes inherit).
+    if std::env::var_os("SCHEDULER_BENCH_METRICS").is_some() {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))?;
+    }
     let stats = Arc::new(Stats::new(
         a.num("expect") as u64,
         Some(side_connection(&a.url).await?),

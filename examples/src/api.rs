@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::PrometheusHandle;
 use scheduler::{CancelOutcome, JobStatus, ReplaceOutcome, Scheduler};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,9 @@ pub struct AppState {
     pub admin_token: String,
     /// How far ahead the test notification is planned (10 s in the guide).
     pub test_delay: Duration,
+    /// The Prometheus recorder's handle, rendered at `GET /metrics` (`None`:
+    /// no recorder installed, and the endpoint answers 404).
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// The routes. All of them require the admin's bearer token.
@@ -47,6 +51,7 @@ pub fn router(state: AppState) -> Router {
             "/notification/jobs/{job_id}",
             get(job_status).delete(cancel_job),
         )
+        .route("/metrics", get(prometheus_metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -152,6 +157,27 @@ async fn cancel_job(
     };
     Ok(Json(
         serde_json::json!({ "job_id": job_id, "outcome": name }),
+    ))
+}
+
+/// `GET /metrics`: the scheduler's metrics in Prometheus text format, with
+/// the job-count gauges read at the scrape.
+async fn prometheus_metrics(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let Some(handle) = &state.metrics else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process",
+        ));
+    };
+    state.scheduler.counts().await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
     ))
 }
 

@@ -16,6 +16,15 @@ struct App {
     http: reqwest::Client,
 }
 
+/// The process's Prometheus recorder, installed once for every app here.
+fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| scheduler_examples::install_prometheus().unwrap())
+        .clone()
+}
+
 async fn app(name: &str) -> App {
     let manager = Arc::new(NotificationManager::default());
     let scheduler = Scheduler::builder(format!("memory://{name}"))
@@ -27,6 +36,7 @@ async fn app(name: &str) -> App {
         scheduler: scheduler.clone(),
         admin_token: "secret".into(),
         test_delay: Duration::from_millis(500),
+        metrics: Some(prometheus()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -236,6 +246,7 @@ async fn every_endpoint_needs_the_token() {
         app.http.delete(&jobs),
         app.http.post(app.url("/notification/send/future")),
         app.http.post(app.url("/notification/test/send/future")),
+        app.http.get(app.url("/metrics")),
     ];
     for request in requests {
         let response = request.send().await.unwrap();
@@ -304,4 +315,48 @@ async fn request_errors_are_json_like_the_apis_own() {
     let wrong_method = app.http.put(&url).send().await.unwrap();
     assert_json_error(wrong_method, reqwest::StatusCode::METHOD_NOT_ALLOWED).await;
     assert!(app.scheduler.pending_untyped().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text_with_the_job_gauges() {
+    let app = app("metrics-endpoint").await;
+    let planned = app
+        .http
+        .post(app.url("/notification/test/send/future"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(planned.status(), reqwest::StatusCode::OK);
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    // This app's namespace is the default one, shared with the other apps of
+    // this binary: only the presence of the series is certain here (exact
+    // counts are checked by tests/tests/metrics.rs and the demo).
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("scheduler_jobs_enqueued_total{")
+                && l.contains("task=\"send_notification\"")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("scheduler_jobs{") && l.contains("state=\"deferred\"")),
+        "{text}"
+    );
+    app.scheduler.close().await;
 }

@@ -85,8 +85,9 @@ pub use crate::api::connection::RedisConnection;
 pub use crate::api::deps::{Dep, Dependencies, DependencyKey};
 pub use crate::api::error::{Error, RedisError};
 pub use crate::api::job::{
-    validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning, JobInfo,
-    JobStatus, PendingJob, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,
+    validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning,
+    JobCounts, JobInfo, JobStatus, PendingJob, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES,
+    MAX_REQUEST_ID_BYTES,
 };
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
 pub use crate::api::scheduler::{Scheduler, SchedulerBuilder};
@@ -147,6 +148,7 @@ pub mod __private {
     ) -> Result<String, Error> {
         let finished = [crate::backend::Finished {
             id: job_id.to_string(),
+            task: String::new(),
             generation,
             attempt,
             outcome,

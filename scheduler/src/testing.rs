@@ -137,21 +137,23 @@ impl TestSchedulerBuilder {
             config.clone(),
             Arc::clone(&clock) as Arc<dyn Clock>,
         ));
+        let planner = Planner::new(Arc::clone(&backend) as Arc<dyn Backend>, registry.clone());
+        let deps = self.inner.dependencies().clone();
+        let scheduler = self
+            .inner
+            .producer_only()
+            .start_on(Arc::clone(&backend) as Arc<dyn Backend>, registry.clone())
+            .await?;
         let executor = Executor {
-            registry: registry.clone(),
-            deps: self.inner.dependencies().clone(),
+            registry,
+            deps,
             config: self.worker,
             default_timeout: config.default_timeout,
             worker_id: "test".to_string(),
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
             max_result_bytes: config.max_payload_bytes,
+            metrics: scheduler.metrics().clone(),
         };
-        let planner = Planner::new(Arc::clone(&backend) as Arc<dyn Backend>, registry.clone());
-        let scheduler = self
-            .inner
-            .producer_only()
-            .start_on(Arc::clone(&backend) as Arc<dyn Backend>, registry)
-            .await?;
         Ok(TestScheduler {
             scheduler,
             clock,
@@ -213,9 +215,9 @@ impl TestScheduler {
         let mut ran = 0;
         for job in &claim.jobs {
             if let Some(finished) = self.executor.run(job, StopHandle::new()).await {
-                self.backend
-                    .complete(std::slice::from_ref(&finished))
-                    .await?;
+                let batch = std::slice::from_ref(&finished);
+                let codes = self.backend.complete(batch).await?;
+                self.metrics().recorded(batch, &codes);
             }
             ran += 1;
         }

@@ -64,6 +64,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ),
     };
     println!("backend: {backend}");
+    let metrics = scheduler_examples::install_prometheus()?;
     let manager = Arc::new(NotificationManager::default());
     // The worker runs inside this process's runtime, as the guide's
     // `asyncio.create_task(worker.async_run())`; signals stay ours.
@@ -84,6 +85,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             Duration::from_secs(10)
         },
+        metrics: Some(metrics),
     };
     let listen = if args.demo {
         "127.0.0.1:0"
@@ -195,6 +197,17 @@ impl Api {
             .await?;
         let body: serde_json::Value = response.error_for_status()?.json().await?;
         Ok(body["outcome"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    async fn metrics(&self) -> DemoResult<String> {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(response.error_for_status()?.text().await?)
     }
 
     async fn status_code_without_token(&self, job_id: &str) -> DemoResult<reqwest::StatusCode> {
@@ -318,12 +331,55 @@ async fn demo(base: &str, token: &str, manager: &NotificationManager) -> DemoRes
         "0",
     );
     expect("deliveries of reminder-kept", &count("reminder-kept"), "2");
+    // 6. The metrics an operator would scrape (GET /metrics, Prometheus text).
+    let metrics = api.metrics().await?;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains("task=\"send_notification\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or("absent")
+            .to_string()
+    };
+    expect(
+        "metric completed",
+        &value("scheduler_jobs_completed_total"),
+        "2",
+    );
+    expect(
+        "metric cancelled",
+        &value("scheduler_jobs_cancelled_total"),
+        "1",
+    );
+    expect(
+        "metric replaced",
+        &value("scheduler_jobs_replaced_total"),
+        "1",
+    );
+    expect(
+        "metric started",
+        &value("scheduler_job_lateness_seconds_count"),
+        "2",
+    );
+
     for d in manager.deliveries() {
         if d.delivered_at < d.planned_at {
             problems.push(format!("{} was delivered before its time", d.job_id));
         }
     }
     timeline.print(manager);
+    println!("\nmetrics (GET /metrics, a few lines):");
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("scheduler_jobs_")
+            || l.starts_with("scheduler_jobs{")
+            || l.starts_with("scheduler_job_lateness_seconds_count")
+            || l.starts_with("scheduler_job_lateness_seconds_sum")
+    }) {
+        println!("  {line}");
+    }
+
     if problems.is_empty() {
         println!(
             "\ndemo OK: re-planned not duplicated, cancelled never sent, every delivery on time"

@@ -429,3 +429,23 @@ mod tests {
         assert!(validate_job_id("héllo wörld").is_ok());
     }
 }
+
+/// How many jobs of a namespace are in each state, from
+/// [`Scheduler::counts`](crate::Scheduler::counts).
+///
+/// Read from the sizes of the namespace's own indexes in one script call
+/// (no scan: `ZCOUNT`/`HLEN`/`ZCARD`, each O(1) or O(log n)), at one
+/// instant of the backend's clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobCounts {
+    /// Pending, due in the future.
+    pub deferred: u64,
+    /// Pending and due: waiting for a free worker slot (or for the previous
+    /// run of their id to end).
+    pub queued: u64,
+    /// Claimed by a worker, running or with their outcome on its way.
+    pub running: u64,
+    /// In the dead letters (at most the namespace's dead-letter cap).
+    pub dead_lettered: u64,
+}

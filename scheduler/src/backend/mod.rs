@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
-use crate::api::job::{CancelOutcome, DeadLetter, JobInfo};
+use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo};
 use crate::ops::health::HealthState;
 use crate::periodic::store::{
     Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
@@ -84,6 +84,8 @@ pub(crate) struct ClaimedJob {
     pub(crate) max_attempts: u32,
     pub(crate) enqueued_ms: i64,
     pub(crate) run_at_ms: i64,
+    /// Backend time (µs) of the claim that took it: its recorded start.
+    pub(crate) started_us: i64,
 }
 
 /// Identifies a claim call, so that a claim whose reply was lost can be sent
@@ -136,6 +138,9 @@ pub(crate) struct RawPending {
 #[derive(Clone, Debug)]
 pub(crate) struct Finished {
     pub(crate) id: String,
+    /// The job's task (for metrics; empty when unknown, as for a record
+    /// that could not be read).
+    pub(crate) task: String,
     pub(crate) generation: u64,
     pub(crate) attempt: u32,
     pub(crate) outcome: &'static str,
@@ -197,7 +202,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ticket: &'a ClaimTicket,
     ) -> BoxFuture<'a, Result<Claim, Error>>;
 
-    /// Records attempts' outcomes, fenced by (generation, attempt).
+    /// Records attempts' outcomes, fenced by (generation, attempt): one code
+    /// per entry, 'completed' | 'retrying' | 'dead_lettered' | 'failed'
+    /// (for good, not dead-lettered: a replacement waited behind it) |
+    /// 'cancelled' | 'released' | 'stale'.
     fn complete<'a>(
         &'a self,
         finished: &'a [Finished],
@@ -211,13 +219,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
 
     /// Cancels a job (optionally only one generation; with `task`, only a job
-    /// of that task: else [`Error::WrongTask`] and nothing changes).
+    /// of that task: else [`Error::WrongTask`] and nothing changes). Also
+    /// answers the task of the pending job it removed, if it removed one.
     fn cancel<'a>(
         &'a self,
         id: &'a str,
         generation: Option<u64>,
         task: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<CancelOutcome, Error>>;
+    ) -> BoxFuture<'a, Result<(CancelOutcome, Option<String>), Error>>;
 
     /// Everything known about a job.
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>>;
@@ -240,6 +249,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>>;
 
     /// One page of pending jobs; cursor "0" starts and ends the walk.
+    /// How many jobs are in each state, at one instant.
+    fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>>;
+
     fn list_pending<'a>(
         &'a self,
         task: Option<&'a str>,

@@ -1,5 +1,6 @@
-//! The operations side: the health a scheduler reports and the audit that
-//! finds and repairs stranded job records.
+//! The operations side: the health a scheduler reports, its metrics, and
+//! the audit that finds and repairs stranded job records.
 
 pub(crate) mod audit;
 pub(crate) mod health;
+pub(crate) mod metrics;

@@ -89,6 +89,7 @@ async fn run_due(backend: &MemoryBackend) -> Vec<String> {
         .iter()
         .map(|job| Finished {
             id: job.id.clone(),
+            task: job.task.clone(),
             generation: job.generation,
             attempt: job.attempt,
             outcome: "ok",

@@ -42,6 +42,9 @@ impl Worker {
                     for (id, reason) in &claim.rejected {
                         warn!(job_id = %id, reason = %reason, "unreadable job dead-lettered");
                     }
+                    self.executor
+                        .metrics
+                        .unreadable_dead_lettered(claim.rejected.len() as u64);
                     #[cfg(test)]
                     self.hooks.after_claim(&claim.jobs).await;
                     let claimed = claim.jobs.len();

@@ -16,6 +16,7 @@ use crate::api::registry::Registry;
 use crate::api::task_result::TaskError;
 use crate::backend::{ClaimedJob, Finished};
 use crate::clock::Clock;
+use crate::ops::metrics::Metrics;
 use crate::worker::context::JobContext;
 
 /// Why a running job's future was stopped from outside.
@@ -98,12 +99,14 @@ pub(crate) struct Executor {
     pub(crate) clock: Arc<dyn Clock>,
     /// Largest result (its JSON) stored; a larger one fails the attempt for good.
     pub(crate) max_result_bytes: usize,
+    pub(crate) metrics: Metrics,
 }
 
 impl Executor {
     /// Runs `job` to its outcome; `None` when the lease was lost meanwhile.
     /// `stop` stops it from outside; a job stopped before it starts never runs.
     pub(crate) async fn run(&self, job: &ClaimedJob, stop: StopHandle) -> Option<Finished> {
+        self.metrics.started(job);
         let lateness_ms = self.clock.now_ms() - job.run_at_ms;
         let span = info_span!(
             "job",
@@ -116,6 +119,7 @@ impl Executor {
         );
         let finished = |outcome: &'static str, text: String, retry_delay_ms: u64| Finished {
             id: job.id.clone(),
+            task: job.task.clone(),
             generation: job.generation,
             attempt: job.attempt,
             outcome,
@@ -228,7 +232,9 @@ impl Executor {
             // outcome lets start (the next attempt, the next generation).
             let _ = handle.await;
         }
-        span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+        let took = started.elapsed();
+        span.record("duration_ms", took.as_secs_f64() * 1000.0);
+        self.metrics.ran(&job.task, took);
         match outcome {
             Some((kind, text, delay)) => {
                 match kind {

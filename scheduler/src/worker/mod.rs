@@ -27,6 +27,7 @@ use crate::api::registry::Registry;
 use crate::backend::{Backend, ClaimedJob, Finished, Subscription};
 use crate::clock::SystemClock;
 use crate::ops::health::HealthState;
+use crate::ops::metrics::Metrics;
 use crate::periodic::planner::Planner;
 use crate::worker::executor::{Executor, StopHandle, StopReason};
 
@@ -112,6 +113,7 @@ impl Worker {
         deps: Dependencies,
         config: WorkerConfig,
         health: HealthState,
+        metrics: Metrics,
         // The process could not store its code schedules at start-up: the
         // planner does it before its first pass.
         code_schedules_pending: bool,
@@ -137,6 +139,7 @@ impl Worker {
             worker_id: id.clone(),
             clock: Arc::new(SystemClock),
             max_result_bytes: backend.config().max_payload_bytes,
+            metrics,
         };
         let worker = Arc::new(Worker {
             id,
@@ -162,6 +165,15 @@ impl Worker {
             worker.supervise("heartbeat", Arc::clone(&worker).heartbeat_loop()),
             worker.supervise("lease watchdog", Arc::clone(&worker).watchdog()),
             worker.supervise("completion", Arc::clone(&worker).complete_loop(rx)),
+            worker.supervise(
+                "gauges",
+                crate::ops::metrics::gauge_loop(
+                    Arc::clone(&worker.backend),
+                    worker.executor.metrics.clone(),
+                    crate::ops::metrics::GAUGE_INTERVAL,
+                    worker.stop_all.clone(),
+                ),
+            ),
             worker.supervise(
                 "audit",
                 crate::ops::audit::audit_loop(

@@ -59,11 +59,14 @@ impl Worker {
             match self.backend.complete(batch).await {
                 Ok(codes) => {
                     self.health.ok();
+                    self.executor.metrics.recorded(batch, &codes);
                     for (f, code) in batch.iter().zip(codes.iter()) {
                         if code == "stale" {
                             warn!(job_id = %f.id, generation = f.generation, attempt = f.attempt, "outcome rejected: the job is no longer ours (lease taken over, cancelled or replaced)");
-                        } else if code == "failed" {
+                        } else if code == "dead_lettered" {
                             warn!(job_id = %f.id, generation = f.generation, reason = %f.text, "job failed for good (dead-lettered)");
+                        } else if code == "failed" {
+                            info!(job_id = %f.id, generation = f.generation, reason = %f.text, "job failed; the replacement that waited behind it runs instead of a retry");
                         } else if code == "retrying" {
                             info!(job_id = %f.id, attempt = f.attempt, delay_ms = f.retry_delay_ms, "job will be retried");
                         }

@@ -14,7 +14,7 @@ use super::{Worker, WorkerHandle};
 use crate::api::config::{SchedulerConfig, WorkerConfig};
 use crate::api::deps::{Dependencies, DependencyKey};
 use crate::api::error::{Error, RedisError};
-use crate::api::job::{CancelOutcome, DeadLetter, JobInfo, JobStatus};
+use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo, JobStatus};
 use crate::api::registry::{Location, Registry, TaskFuture, TaskRegistration};
 use crate::api::task::{JobRequest, Task, TaskOptions};
 use crate::backend::memory::MemoryBackend;
@@ -168,7 +168,7 @@ impl Backend for Faulty {
         id: &'a str,
         generation: Option<u64>,
         task: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
+    ) -> BoxFuture<'a, Result<(CancelOutcome, Option<String>), Error>> {
         self.inner.cancel(id, generation, task)
     }
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {
@@ -190,6 +190,9 @@ impl Backend for Faulty {
     }
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
         self.inner.purge_dead()
+    }
+    fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>> {
+        self.inner.counts()
     }
     fn list_pending<'a>(
         &'a self,
@@ -277,6 +280,7 @@ impl Setup {
             deps,
             config(),
             health.clone(),
+            crate::ops::metrics::Metrics::new("worker-tests"),
             false,
         )
         .await

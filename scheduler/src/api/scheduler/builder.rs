@@ -11,6 +11,7 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
 use crate::ops::health::HealthState;
+use crate::ops::metrics::Metrics;
 use crate::periodic::planner::Planner;
 use crate::worker::Worker;
 
@@ -182,6 +183,7 @@ impl SchedulerBuilder {
                 true
             }
         };
+        let metrics = Metrics::new(&backend.config().namespace);
         let worker = match self.worker {
             Some(config) => Some(
                 Worker::start(
@@ -190,6 +192,7 @@ impl SchedulerBuilder {
                     self.deps.clone(),
                     config,
                     health.clone(),
+                    metrics.clone(),
                     code_schedules_pending,
                 )
                 .await?,
@@ -208,6 +211,7 @@ impl SchedulerBuilder {
                 registry,
                 deps: self.deps,
                 health,
+                metrics,
                 worker: Mutex::new(worker),
             }),
         })

@@ -15,7 +15,7 @@ impl Scheduler {
     /// Returns at once; see [`cancel_and_wait`](Self::cancel_and_wait).
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        let outcome = self.observe(self.inner.backend.cancel(job_id, None, None).await)?;
+        let outcome = self.cancel_call(job_id, None, None).await?;
         info!(job_id, ?outcome, "cancel");
         Ok(outcome)
     }
@@ -26,7 +26,7 @@ impl Scheduler {
     /// its outcome kept), nothing changes and the answer is [`Error::WrongTask`].
     pub async fn cancel_typed<T: Task>(&self, job_id: &str) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        let outcome = self.observe(self.inner.backend.cancel(job_id, None, Some(T::NAME)).await)?;
+        let outcome = self.cancel_call(job_id, None, Some(T::NAME)).await?;
         info!(job_id, task = T::NAME, ?outcome, "cancel");
         Ok(outcome)
     }
@@ -45,12 +45,22 @@ impl Scheduler {
         generation: u64,
     ) -> Result<CancelOutcome, Error> {
         validate_job_id(job_id)?;
-        self.observe(
-            self.inner
-                .backend
-                .cancel(job_id, Some(generation), None)
-                .await,
-        )
+        self.cancel_call(job_id, Some(generation), None).await
+    }
+
+    /// The backend's cancel; a pending job it removed counts as cancelled.
+    async fn cancel_call(
+        &self,
+        job_id: &str,
+        generation: Option<u64>,
+        task: Option<&str>,
+    ) -> Result<CancelOutcome, Error> {
+        let (outcome, removed_task) =
+            self.observe(self.inner.backend.cancel(job_id, generation, task).await)?;
+        if let Some(task) = removed_task {
+            self.metrics().cancelled(&task, 1);
+        }
+        Ok(outcome)
     }
 
     /// Cancels, then waits until a running job has stopped (up to `timeout`).

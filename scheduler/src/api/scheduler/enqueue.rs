@@ -206,6 +206,7 @@ impl Scheduler {
             .next()
             .ok_or_else(|| Error::Corrupt("empty enqueue reply".into()))?;
         let outcome = enqueue_outcome(reply)?;
+        self.metrics().enqueued(&job.task, &outcome);
         match &outcome {
             EnqueueOutcome::Enqueued { generation, run_at } => {
                 debug!(job_id = %job.id, task = %job.task, generation, %run_at, "job enqueued")
@@ -309,7 +310,9 @@ impl Scheduler {
         let mut outcomes = Vec::with_capacity(jobs.len());
         for batch in batches {
             for reply in self.observe(batch)? {
-                outcomes.push(enqueue_outcome(reply)?);
+                let outcome = enqueue_outcome(reply)?;
+                self.metrics().enqueued(T::NAME, &outcome);
+                outcomes.push(outcome);
             }
         }
         Ok(outcomes)
@@ -421,6 +424,7 @@ impl Scheduler {
             }
         };
         info!(job_id = %job.id, task = %job.task, ?outcome, "job replaced");
+        self.metrics().replaced(&job.task, &outcome);
         Ok(outcome)
     }
 }

@@ -8,7 +8,7 @@ use crate::api::scheduler::enqueue::nonce;
 use crate::backend::RawPending;
 use crate::payload::positional;
 use crate::payload::positional::to_named;
-use crate::{validate_job_id, DeadLetter, Error, JobInfo, JobStatus, Scheduler, Task};
+use crate::{validate_job_id, DeadLetter, Error, JobCounts, JobInfo, JobStatus, Scheduler, Task};
 
 /// [`Error::WrongTask`] unless the job is one of task `T`.
 fn check_task<T: Task>(job_id: &str, info: &JobInfo) -> Result<(), Error> {
@@ -69,6 +69,39 @@ impl Scheduler {
                 task: T::NAME.to_string(),
                 source,
             })
+    }
+
+    /// How many jobs of the namespace are deferred, queued, running and
+    /// dead-lettered, at one instant, from the sizes of the namespace's own
+    /// indexes (one script call, no scan: cheap enough for every scrape).
+    /// Also sets the `scheduler_jobs` gauges (see the README's "Metrics"),
+    /// which a worker refreshes every 5 s on its own.
+    ///
+    /// ```
+    /// #[scheduler::task]
+    /// async fn remind(user: u64) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://counts")
+    ///     .register::<remind>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// s.enqueue(remind::job(1).id("now")).await?;
+    /// s.enqueue(remind::job(2).id("later").after(std::time::Duration::from_secs(3600))).await?;
+    /// let counts = s.counts().await?;
+    /// assert_eq!((counts.queued, counts.deferred, counts.running), (1, 1, 0));
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn counts(&self) -> Result<JobCounts, Error> {
+        let counts = self.observe(self.inner.backend.counts().await)?;
+        self.metrics().set_counts(&counts);
+        Ok(counts)
     }
 
     /// The deferred and queued jobs of task `T`, with typed arguments, sorted by

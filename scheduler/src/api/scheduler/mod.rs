@@ -11,6 +11,7 @@ use crate::api::error::Error;
 use crate::api::registry::Registry;
 use crate::backend::Backend;
 use crate::ops::health::{Health, HealthState};
+use crate::ops::metrics::Metrics;
 use crate::worker::WorkerHandle;
 
 mod builder;
@@ -44,6 +45,7 @@ struct Inner {
     registry: Registry,
     deps: Dependencies,
     health: HealthState,
+    metrics: Metrics,
     worker: Mutex<Option<WorkerHandle>>,
 }
 
@@ -56,6 +58,11 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
+    /// This scheduler's metrics handles.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// The validated task registry (log it at start-up to see what this binary runs).
     pub fn registry(&self) -> &Registry {
         &self.inner.registry

@@ -5,7 +5,7 @@ use crate::backend::memory::state::Record;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::RawPending;
 use crate::clock::time_from_ms;
-use crate::{DeadLetter, FinishedState, JobInfo, JobStatus};
+use crate::{DeadLetter, FinishedState, JobCounts, JobInfo, JobStatus};
 
 impl MemoryBackend {
     pub(super) fn inspect_now(&self, id: &str) -> Option<JobInfo> {
@@ -117,6 +117,17 @@ impl MemoryBackend {
         tx.s.dead_order.clear();
         self.commit(tx);
         n
+    }
+
+    pub(super) fn counts_now(&self) -> JobCounts {
+        let tx = self.begin();
+        let queued = tx.s.due.up_to(tx.now, usize::MAX).len() as u64;
+        JobCounts {
+            deferred: tx.s.due.len() as u64 - queued,
+            queued,
+            running: tx.s.active.len() as u64,
+            dead_lettered: tx.s.dead_order.len() as u64,
+        }
     }
 
     pub(super) fn list_pending_now(&self, task: Option<&str>) -> Vec<RawPending> {

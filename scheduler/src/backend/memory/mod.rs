@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
-use crate::api::job::{CancelOutcome, DeadLetter, JobInfo};
+use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo};
 use crate::backend::memory::state::State;
 use crate::clock::{Clock, SystemClock};
 use crate::periodic::store::{
@@ -168,7 +168,7 @@ impl Backend for MemoryBackend {
         id: &'a str,
         generation: Option<u64>,
         task: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
+    ) -> BoxFuture<'a, Result<(CancelOutcome, Option<String>), Error>> {
         Box::pin(async move { self.cancel_now(id, generation, task) })
     }
 
@@ -194,6 +194,10 @@ impl Backend for MemoryBackend {
 
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(async move { Ok(self.purge_dead_now()) })
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>> {
+        Box::pin(async move { Ok(self.counts_now()) })
     }
 
     fn list_pending<'a>(

@@ -264,6 +264,7 @@ impl MemoryBackend {
                     max_attempts: rec.max_attempts,
                     enqueued_ms: rec.enqueued_ms,
                     run_at_ms: run_at,
+                    started_us: now * 1000,
                 });
                 tx.s.active.insert(id.clone(), rec);
                 tx.s.leases.add(&id, now + lease_ms);
@@ -348,7 +349,7 @@ impl MemoryBackend {
                 };
                 tx.dead_letter(&f.id, Some(&rec), &reason);
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Failed, "", &reason));
-                "failed"
+                "dead_lettered"
             };
             out.push(code);
         }
@@ -383,7 +384,7 @@ impl MemoryBackend {
         id: &str,
         want: Option<u64>,
         task: Option<&str>,
-    ) -> Result<CancelOutcome, Error> {
+    ) -> Result<(CancelOutcome, Option<String>), Error> {
         let mut tx = self.begin();
         // As cancel.lua: a typed cancel acts only on a job of its task.
         if let Some(expected) = task.filter(|t| !t.is_empty()) {
@@ -425,8 +426,10 @@ impl MemoryBackend {
                 "",
                 "cancelled before it started",
             );
-            removed = Some(rec.generation);
+            removed = Some((rec.generation, rec.task.clone()));
         }
+        let removed_task = removed.as_ref().map(|(_, task)| task.clone());
+        let removed = removed.map(|(generation, _)| generation);
         let outcome = if let Some(generation) =
             tx.s.active
                 .get_mut(id)
@@ -452,6 +455,6 @@ impl MemoryBackend {
             }
         };
         self.commit(tx);
-        Ok(outcome)
+        Ok((outcome, removed_task))
     }
 }

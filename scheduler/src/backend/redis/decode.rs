@@ -152,7 +152,7 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
             ));
             continue;
         }
-        match claimed_job(&f) {
+        match claimed_job(&f, claim.now_us) {
             Ok(job) => claim.jobs.push(job),
             Err(e) => {
                 let id = f
@@ -167,6 +167,10 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
                 if let (false, (Some(generation), Some(attempt))) = (id.is_empty(), fence) {
                     unreadable.push(Finished {
                         id: id.clone(),
+                        task: f
+                            .get(claim_entry::TASK)
+                            .map(reply::string)
+                            .unwrap_or_default(),
                         generation: generation as u64,
                         attempt: attempt as u32,
                         outcome: "fail",
@@ -181,8 +185,9 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
     Ok((claim, unreadable))
 }
 
-/// One claimed job (see [`claim_entry`]).
-pub(super) fn claimed_job(f: &[Value]) -> Result<ClaimedJob, Error> {
+/// One claimed job (see [`claim_entry`]), taken by a claim that ran at
+/// `started_us`.
+pub(super) fn claimed_job(f: &[Value], started_us: i64) -> Result<ClaimedJob, Error> {
     use claim_entry::*;
     if f.len() < LEN {
         return Err(corrupt("claimed job fields"));
@@ -196,6 +201,7 @@ pub(super) fn claimed_job(f: &[Value]) -> Result<ClaimedJob, Error> {
         max_attempts: reply::int(&f[MAX_ATTEMPTS], "max_attempts")? as u32,
         enqueued_ms: reply::int(&f[ENQUEUED_MS], "enqueued")?,
         run_at_ms: reply::int(&f[RUN_AT], "run_at")?,
+        started_us,
     })
 }
 

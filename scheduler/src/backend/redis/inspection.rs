@@ -10,7 +10,7 @@ use crate::backend::redis::calls::Request;
 use crate::backend::redis::reply::corrupt;
 use crate::backend::redis::{reply, RedisBackend, AUDIT_PAGE};
 use crate::backend::RawPending;
-use crate::{DeadLetter, Error};
+use crate::{DeadLetter, Error, JobCounts};
 
 impl RedisBackend {
     pub(super) async fn dead_letters_call(
@@ -80,6 +80,20 @@ impl RedisBackend {
             "purge",
         )?;
         Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) as u64)
+    }
+
+    pub(super) async fn counts_call(&self) -> Result<JobCounts, Error> {
+        let reply = reply::array(self.call(&self.scripts.counts, Vec::new).await?, "counts")?;
+        let [deferred, queued, running, dead_lettered] = reply.as_slice() else {
+            return Err(corrupt("counts"));
+        };
+        let count = |v: &Value| reply::int(v, "count").map(|n| n.max(0) as u64);
+        Ok(JobCounts {
+            deferred: count(deferred)?,
+            queued: count(queued)?,
+            running: count(running)?,
+            dead_lettered: count(dead_lettered)?,
+        })
     }
 
     pub(super) async fn list_pending_call(

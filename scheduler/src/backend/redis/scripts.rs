@@ -26,7 +26,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// twice, run again they change nothing (`complete` answers 'stale', `renew`
 /// extends the same leases). The read-only scripts need none; nor does
 /// `audit`, which repairs whatever is left to repair each time it runs.
-const SOURCES: [(&str, &str, &str, bool); 10] = [
+const SOURCES: [(&str, &str, &str, bool); 11] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
         "claim",
@@ -72,6 +72,12 @@ const SOURCES: [(&str, &str, &str, bool); 10] = [
         false,
     ),
     ("schedules", include_str!("scripts/schedules.lua"), "", true),
+    (
+        "counts",
+        include_str!("scripts/counts.lua"),
+        "no-writes",
+        false,
+    ),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
@@ -126,6 +132,8 @@ pub(crate) struct Scripts {
     pub(crate) audit: Lua,
     /// Periodic schedules: list, put, plan, pause, resume, remove.
     pub(crate) schedules: Lua,
+    /// How many jobs are in each state.
+    pub(crate) counts: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -214,13 +222,14 @@ impl Scripts {
             list: lua(7),
             audit: lua(8),
             schedules: lua(9),
+            counts: lua(10),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 10] {
+    pub(crate) fn all(&self) -> [&Lua; 11] {
         [
             &self.enqueue,
             &self.claim,
@@ -232,6 +241,7 @@ impl Scripts {
             &self.list,
             &self.audit,
             &self.schedules,
+            &self.counts,
         ]
     }
 }

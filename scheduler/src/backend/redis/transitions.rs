@@ -12,7 +12,7 @@ use crate::backend::redis::record::job_info;
 use crate::backend::redis::reply::corrupt;
 use crate::backend::redis::{reply, RedisBackend};
 use crate::ops::health::HealthState;
-use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobInfo, SchedulerConfig};
+use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobCounts, JobInfo, SchedulerConfig};
 
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, NewJob, RawPending,
@@ -262,7 +262,7 @@ impl Backend for RedisBackend {
         id: &'a str,
         generation: Option<u64>,
         task: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<CancelOutcome, Error>> {
+    ) -> BoxFuture<'a, Result<(CancelOutcome, Option<String>), Error>> {
         Box::pin(async move {
             let args = || -> Vec<Value> {
                 vec![
@@ -283,7 +283,12 @@ impl Backend for RedisBackend {
             self.replicate().await?;
             let code = reply.first().map(reply::string).unwrap_or_default();
             let generation = reply.get(1).and_then(reply::opt_int).unwrap_or(0) as u64;
-            Ok(match code.as_str() {
+            let removed_task = reply
+                .get(4)
+                .filter(|v| !matches!(v, Value::Null | Value::Boolean(false)))
+                .map(reply::string)
+                .filter(|t| !t.is_empty());
+            let outcome = match code.as_str() {
                 "removed" => CancelOutcome::Removed { generation },
                 "abort_signalled" => CancelOutcome::AbortSignalled {
                     generation,
@@ -303,7 +308,8 @@ impl Backend for RedisBackend {
                     )
                 }
                 _ => CancelOutcome::NotFound,
-            })
+            };
+            Ok((outcome, removed_task))
         })
     }
 
@@ -332,6 +338,10 @@ impl Backend for RedisBackend {
 
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(self.purge_dead_call())
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>> {
+        Box::pin(self.counts_call())
     }
 
     fn list_pending<'a>(

@@ -1,9 +1,10 @@
 -- ARGV: id, generation ('' for any), keep_result ms, abort channel,
 --       expected task ('' or absent for any)
--- Returns {code, generation, extra, removed}: 'removed' | 'abort_signalled' | 'not_found' | 'finished'
--- (extra = state) | 'wrong_task' (extra = the task of the job holding the id;
--- nothing changed); with 'abort_signalled', removed is the generation of a
--- replacement that waited behind the running job and was removed (else false).
+-- Returns {code, generation, extra, removed, removed task}: 'removed' | 'abort_signalled' |
+-- 'not_found' | 'finished' (extra = state) | 'wrong_task' (extra = the task of the job
+-- holding the id; nothing changed); with 'abort_signalled', removed is the generation of a
+-- replacement that waited behind the running job and was removed (else false); with
+-- both, removed task is the task of the pending job removed (for metrics; else false).
 local id, want, keep_ms, abort_channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 -- A typed cancel acts only on a job of its task (job ids are shared by all
@@ -27,7 +28,7 @@ if expected ~= '' then
     end
   end
 end
-local removed = nil
+local removed, removed_task = nil, false
 local pending_blob = redis.call('HGET', K_PENDING, id)
 if pending_blob then
   local rec = decode(pending_blob)
@@ -36,7 +37,7 @@ if pending_blob then
     redis.call('ZREM', K_DUE, id)
     if rec then
       record_result(id, rec, 'cancelled', '', 'cancelled before it started', now, keep_ms)
-      removed = rec[JOB_GENERATION]
+      removed, removed_task = rec[JOB_GENERATION], rec[JOB_TASK]
     else
       removed = 0
     end
@@ -51,10 +52,10 @@ if active_blob then
       redis.call('HSET', K_ACTIVE, id, encode(rec))
     end
     redis.call('PUBLISH', abort_channel, rec[JOB_GENERATION] .. ':' .. id)
-    return {'abort_signalled', rec[JOB_GENERATION], '', removed or false}
+    return {'abort_signalled', rec[JOB_GENERATION], '', removed or false, removed_task}
   end
 end
-if removed ~= nil then return {'removed', removed, ''} end
+if removed ~= nil then return {'removed', removed, '', false, removed_task} end
 local result = live_result(id, now)
 if result then
   local ok, r = pcall(cmsgpack.unpack, result)

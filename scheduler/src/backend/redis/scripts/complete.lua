@@ -3,7 +3,9 @@
 --   result JSON or error text, retry delay ms
 -- Every entry is fenced by (generation, attempt): a worker whose lease was taken
 -- over cannot change the job any more.
--- Returns one code per entry: 'completed' | 'retrying' | 'failed' | 'cancelled' | 'released' | 'stale'
+-- Returns one code per entry: 'completed' | 'retrying' | 'dead_lettered' (failed for good)
+-- | 'failed' (failed for good, not dead-lettered: a replacement waited behind it)
+-- | 'cancelled' | 'released' | 'stale'
 local keep_ms, cap, wake_channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
 -- As text, formatted once (see claim.lua).
@@ -90,7 +92,7 @@ for i = 4, #ARGV, 6 do
     end
     dead_letter(id, nil, rec, reason, now, cap)
     due_at(finish_active(id, rec, 'failed', '', reason, now, keep_ms))
-    out[#out + 1] = 'failed'
+    out[#out + 1] = 'dead_lettered'
   end
 end
 
