@@ -177,6 +177,9 @@ pub(crate) fn helpers(model: &TaskFn<'_>, paths: &Paths, bodies: Bodies) -> Toke
     let replace_outcome = paths.replace_outcome();
     let cancel_outcome = paths.cancel_outcome();
     let job_status = paths.job_status();
+    let job_result = paths.job_result();
+    let task_trait = paths.task();
+    let deserialize_owned = paths.deserialize_owned();
     let if_running = paths.if_running();
     let date_time = paths.date_time_utc();
     let args_ident = args_ident(ident);
@@ -196,6 +199,9 @@ pub(crate) fn helpers(model: &TaskFn<'_>, paths: &Paths, bodies: Bodies) -> Toke
     });
     let cancel_body = body(quote!(#scheduler.cancel_typed::<Self>(#job_id).await));
     let status_body = body(quote!(#scheduler.status_typed::<Self>(#job_id).await));
+    let result_body = body(quote!(#scheduler.result::<Self>(#job_id).await));
+    let timeout = fixed("timeout");
+    let wait_body = body(quote!(#scheduler.wait_typed::<Self>(#job_id, #timeout).await));
 
     let doc_job = format!(
         "A request to run `{name}` with these arguments, for `Scheduler::enqueue`, \
@@ -223,6 +229,16 @@ pub(crate) fn helpers(model: &TaskFn<'_>, paths: &Paths, bodies: Bodies) -> Toke
     let doc_cancel = format!(
         "Cancels job `job_id` of `{name}`: a pending job never starts, a running one is \
          aborted. A job of another task under this id is left alone: `Error::WrongTask`."
+    );
+    let doc_result = format!(
+        "What became of job `job_id` of `{name}`: pending, running, completed with the \
+         value `{name}` returned, failed with its reason, cancelled, or unknown \
+         (`Error::WrongTask` when the id holds a job of another task)."
+    );
+    let doc_wait = format!(
+        "Waits until job `job_id` of `{name}` finishes (`timeout` at most: then \
+         `Error::Timeout`), without polling, across processes; returns what became of \
+         it, with the value `{name}` returned."
     );
     let doc_status = format!(
         "Where job `job_id` of `{name}` is now (`Error::WrongTask` when the id holds a job \
@@ -290,6 +306,33 @@ pub(crate) fn helpers(model: &TaskFn<'_>, paths: &Paths, bodies: Bodies) -> Toke
                 #job_id: &#str,
             ) -> #result<#job_status, #error> {
                 #status_body
+            }
+
+            #[doc = #doc_result]
+            // Generic so that a task whose output cannot be deserialized
+            // still compiles (it just cannot call this helper).
+            #vis async fn result<__SchedulerOutput>(
+                #scheduler: &#scheduler_ty,
+                #job_id: &#str,
+            ) -> #result<#job_result<__SchedulerOutput>, #error>
+            where
+                Self: #task_trait<Output = __SchedulerOutput>,
+                __SchedulerOutput: #deserialize_owned,
+            {
+                #result_body
+            }
+
+            #[doc = #doc_wait]
+            #vis async fn wait<__SchedulerOutput>(
+                #scheduler: &#scheduler_ty,
+                #job_id: &#str,
+                #timeout: #duration,
+            ) -> #result<#job_result<__SchedulerOutput>, #error>
+            where
+                Self: #task_trait<Output = __SchedulerOutput>,
+                __SchedulerOutput: #deserialize_owned,
+            {
+                #wait_body
             }
         }
     }

@@ -103,6 +103,16 @@ impl Paths {
         quote!(#root::CancelOutcome)
     }
 
+    pub(crate) fn job_result(&self) -> TokenStream {
+        let root = &self.root;
+        quote!(#root::JobResult)
+    }
+
+    pub(crate) fn deserialize_owned(&self) -> TokenStream {
+        let root = &self.root;
+        quote!(#root::__private::serde::de::DeserializeOwned)
+    }
+
     pub(crate) fn job_status(&self) -> TokenStream {
         let root = &self.root;
         quote!(#root::JobStatus)

@@ -86,8 +86,8 @@ pub use crate::api::deps::{Dep, Dependencies, DependencyKey};
 pub use crate::api::error::{Error, RedisError};
 pub use crate::api::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning,
-    JobCounts, JobInfo, JobStatus, PendingJob, PendingState, ReplaceOutcome, MAX_JOB_ID_BYTES,
-    MAX_REQUEST_ID_BYTES,
+    JobCounts, JobInfo, JobResult, JobStatus, PendingJob, PendingState, ReplaceOutcome,
+    MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,
 };
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
 pub use crate::api::scheduler::{Scheduler, SchedulerBuilder};

@@ -41,6 +41,7 @@ conformance!(
     a_request_sent_again_with_its_request_id_gets_the_first_answer,
     a_replace_names_every_generation_it_affected,
     a_run_that_ends_after_its_abort_was_answered_ends_cancelled,
+    an_enqueue_without_an_id_returns_the_id_it_generated,
 );
 
 /// A `#[task]` of this binary: stored by position, shown to the untyped API by name.
@@ -57,7 +58,10 @@ async fn enqueued_job_runs_once_and_its_result_is_kept(fx: Fixture) {
     assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
     let status = wait_status(&s, "a", |st| *st == JobStatus::Completed).await;
     assert_eq!(status, JobStatus::Completed);
-    assert_eq!(s.result::<ProbeTask>("a").await.unwrap(), Some(5));
+    assert_eq!(
+        s.result::<ProbeTask>("a").await.unwrap(),
+        scheduler::JobResult::Completed(5)
+    );
     let info = s.info("a").await.unwrap().unwrap();
     assert_eq!(info.task, "probe");
     assert_eq!(info.attempts, 1);
@@ -167,6 +171,7 @@ async fn unique_until_result_expires_keeps_a_finished_id_taken_while_its_outcome
     let finished_at = s.info("once").await.unwrap().unwrap().finished_at.unwrap();
     // Finished and kept: nothing changes, single and bulk.
     let want = EnqueueOutcome::RecentlyFinished {
+        job_id: "once".into(),
         state: FinishedState::Completed,
         generation: g1,
         finished_at,
@@ -1382,7 +1387,10 @@ mod issue14 {
         assert!(probe.runs_of("run")[0].end.is_some(), "the run was aborted");
         // Finished: its result is read as `probe`'s only.
         assert_wrong_task(s.result::<remind>("run").await, "run", "remind", "probe");
-        assert_eq!(s.result::<ProbeTask>("run").await.unwrap(), Some(3));
+        assert_eq!(
+            s.result::<ProbeTask>("run").await.unwrap(),
+            scheduler::JobResult::Completed(3)
+        );
         assert_wrong_task(remind::cancel(&s, "run").await, "run", "remind", "probe");
         assert_wrong_task(remind::status(&s, "run").await, "run", "remind", "probe");
         // The untyped calls still act on any task's job.
@@ -1717,4 +1725,40 @@ async fn a_run_that_ends_after_its_abort_was_answered_ends_cancelled(fx: Fixture
     worker_thread.join().unwrap();
     assert_eq!(p.status("x").await.unwrap(), JobStatus::Cancelled);
     p.close().await;
+}
+
+/// A request without `.id(..)` gets a generated id, returned in its outcome
+/// (single and bulk): the job can be inspected and cancelled by it.
+async fn an_enqueue_without_an_id_returns_the_id_it_generated(fx: Fixture) {
+    let s = producer(&fx.url(), &namespace("generated-id")).await;
+    let hour = Duration::from_secs(3600);
+    let out = s
+        .enqueue(remind::job("ada".into(), 5).after(hour))
+        .await
+        .unwrap();
+    assert!(out.is_enqueued(), "{out:?}");
+    let id = out.job_id().to_string();
+    assert!(!id.is_empty());
+    let info = s
+        .info(&id)
+        .await
+        .unwrap()
+        .expect("the generated id names the job");
+    assert_eq!(info.task, "remind");
+    let many = s
+        .enqueue_many((0..3).map(|n| remind::job(format!("u{n}"), n).after(hour)))
+        .await
+        .unwrap();
+    let ids: std::collections::HashSet<&str> = many.iter().map(|o| o.job_id()).collect();
+    assert_eq!(ids.len(), 3, "{many:?}");
+    assert!(!ids.contains(id.as_str()));
+    let pending = s.pending_untyped().await.unwrap();
+    let listed: std::collections::HashSet<&str> =
+        pending.iter().map(|p| p.job_id.as_str()).collect();
+    assert!(ids.iter().all(|i| listed.contains(i)), "{listed:?}");
+    assert!(matches!(
+        s.cancel(&id).await.unwrap(),
+        CancelOutcome::Removed { .. }
+    ));
+    s.close().await;
 }

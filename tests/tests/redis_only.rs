@@ -198,9 +198,11 @@ fn eval_script(server: &RedisServer, body: &str, args: &[&str]) -> Vec<String> {
         "seq",
         "claim_log",
         "claim_exp",
+        "schedules",
+        "listeners",
     ]
     .map(|k| format!("{{resend}}:{k}"));
-    let mut cli = vec!["EVAL", script.as_str(), "11"];
+    let mut cli = vec!["EVAL", script.as_str(), "13"];
     cli.extend(keys.iter().map(String::as_str));
     cli.extend(args);
     server

@@ -149,8 +149,14 @@ async fn typed_helpers_defer_replace_cancel_and_read_results(fx: Fixture) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    assert_eq!(s.result::<notify_users>("n1").await.unwrap(), Some(2));
-    assert_eq!(s.result::<notify_users>("n2").await.unwrap(), Some(1));
+    assert_eq!(
+        s.result::<notify_users>("n1").await.unwrap(),
+        scheduler::JobResult::Completed(2)
+    );
+    assert_eq!(
+        s.result::<notify_users>("n2").await.unwrap(),
+        scheduler::JobResult::Completed(1)
+    );
     assert_eq!(
         notify_users::status(&s, "n3").await.unwrap(),
         JobStatus::Cancelled
@@ -215,3 +221,75 @@ conformance!(
     a_dependency_override_takes_effect,
     a_missing_dependency_fails_start_up_naming_task_and_type,
 );
+
+/// `result` distinguishes pending (with a failed attempt's error), running,
+/// completed with the typed value, failed with its reason, cancelled and
+/// unknown; `result_untyped` gives the value as JSON.
+#[tokio::test]
+async fn result_says_what_became_of_the_job() {
+    use scheduler::testing::TestScheduler;
+    use scheduler::JobResult;
+
+    // Every task of this binary runs in the harness: `notify_users` needs
+    // its outbox too.
+    let test = TestScheduler::builder()
+        .provide_arc::<dyn Outbox>(Arc::new(Recorder::default()))
+        .register::<halve>()
+        .start()
+        .await
+        .unwrap();
+    halve::enqueue(&test, "even", 8).await.unwrap();
+    halve::enqueue(&test, "odd", 3).await.unwrap();
+    halve::enqueue(&test, "zero", 0).await.unwrap();
+    halve::defer_by(&test, "later", std::time::Duration::from_secs(60), 2)
+        .await
+        .unwrap();
+    assert!(matches!(
+        halve::result(&test, "even").await.unwrap(),
+        JobResult::Pending {
+            attempts: 0,
+            last_error: None,
+            ..
+        }
+    ));
+    test.run_pending().await.unwrap();
+    assert_eq!(
+        halve::result(&test, "even").await.unwrap(),
+        JobResult::Completed(4)
+    );
+    assert_eq!(
+        test.result_untyped("even").await.unwrap(),
+        JobResult::Completed(serde_json::json!(4))
+    );
+    match halve::result(&test, "odd").await.unwrap() {
+        JobResult::Pending {
+            attempts: 1,
+            last_error: Some(error),
+            ..
+        } => assert!(error.contains("odd"), "{error}"),
+        other => panic!("odd after one attempt: {other:?}"),
+    }
+    match halve::result(&test, "zero").await.unwrap() {
+        JobResult::Failed { reason } => assert!(reason.contains("zero"), "{reason}"),
+        other => panic!("zero: {other:?}"),
+    }
+    test.cancel("later").await.unwrap();
+    assert!(matches!(
+        halve::result(&test, "later").await.unwrap(),
+        JobResult::Cancelled { .. }
+    ));
+    assert_eq!(
+        halve::result(&test, "never-enqueued").await.unwrap(),
+        JobResult::Unknown
+    );
+}
+
+/// Halves even numbers; an odd one fails and is retried, zero fails for good.
+#[scheduler::task(max_attempts = 2)]
+async fn halve(n: u32) -> Result<u32, scheduler::TaskError> {
+    match n {
+        0 => Err(scheduler::TaskError::permanent("zero cannot be halved")),
+        n if n % 2 == 1 => Err(scheduler::TaskError::retry("odd")),
+        n => Ok(n / 2),
+    }
+}

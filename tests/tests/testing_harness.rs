@@ -103,7 +103,10 @@ async fn retries_wait_for_their_backoff_on_the_manual_clock() {
     assert_eq!(test.advance(Duration::from_millis(49)).await.unwrap(), 0);
     assert_eq!(test.advance(Duration::from_millis(1)).await.unwrap(), 1);
     assert_eq!(test.status("flaky").await.unwrap(), JobStatus::Completed);
-    assert_eq!(test.result::<ProbeTask>("flaky").await.unwrap(), Some(5));
+    assert_eq!(
+        test.result::<ProbeTask>("flaky").await.unwrap(),
+        scheduler::JobResult::Completed(5)
+    );
 }
 
 #[tokio::test]

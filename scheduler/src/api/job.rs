@@ -80,6 +80,9 @@ pub enum PendingState {
 pub enum EnqueueOutcome {
     /// A new job was created.
     Enqueued {
+        /// Its id: the request's, or the one generated for a request that
+        /// set none (a UUID), to inspect, wait for or cancel it.
+        job_id: String,
         /// Its [generation](crate#generations), to pass to
         /// [`Scheduler::cancel_generation`](crate::Scheduler::cancel_generation).
         generation: u64,
@@ -88,6 +91,8 @@ pub enum EnqueueOutcome {
     },
     /// A job with this id is already pending; nothing changed.
     Duplicate {
+        /// The id.
+        job_id: String,
         /// The task of the existing job (job ids are shared by all tasks: it
         /// may be another task than the request's).
         task: String,
@@ -102,6 +107,8 @@ pub enum EnqueueOutcome {
     /// a job with this id has finished and its outcome is still kept
     /// (`keep_result`); nothing changed.
     RecentlyFinished {
+        /// The id.
+        job_id: String,
         /// How the finished job ended.
         state: FinishedState,
         /// The finished job's [generation](crate#generations).
@@ -117,6 +124,38 @@ impl EnqueueOutcome {
     /// [`RecentlyFinished`](EnqueueOutcome::RecentlyFinished)).
     pub fn is_enqueued(&self) -> bool {
         matches!(self, EnqueueOutcome::Enqueued { .. })
+    }
+
+    /// The job's id: the request's, or the one generated for a request that
+    /// set none.
+    ///
+    /// ```
+    /// #[scheduler::task]
+    /// async fn ping() -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://generated-id")
+    ///     .register::<ping>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// let outcome = s.enqueue(ping::job()).await?; // no `.id(..)`
+    /// let id = outcome.job_id().to_string();
+    /// assert!(matches!(s.status(&id).await?, scheduler::JobStatus::Queued { .. }));
+    /// s.cancel(&id).await?;
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn job_id(&self) -> &str {
+        match self {
+            EnqueueOutcome::Enqueued { job_id, .. }
+            | EnqueueOutcome::Duplicate { job_id, .. }
+            | EnqueueOutcome::RecentlyFinished { job_id, .. } => job_id,
+        }
     }
 }
 
@@ -287,6 +326,86 @@ pub enum JobStatus {
     Cancelled,
     /// Unknown id, or its result has expired.
     NotFound,
+}
+
+/// What became of a job, with its result: from
+/// [`Scheduler::result`](crate::Scheduler::result) (the value decoded as the
+/// task's output, `T = T::Output`), the `result` helper `#[task]` generates,
+/// and [`Scheduler::result_untyped`](crate::Scheduler::result_untyped) (the
+/// value as JSON).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum JobResult<T> {
+    /// Deferred or queued: not started yet, or waiting for its next attempt
+    /// after a failed one (`last_error` then says why it failed).
+    Pending {
+        /// When it runs.
+        run_at: DateTime<Utc>,
+        /// Attempts started so far.
+        attempts: u32,
+        /// The error of the last failed attempt, if one failed.
+        last_error: Option<String>,
+    },
+    /// A worker runs it.
+    Running {
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// It completed, with the value its task returned.
+    Completed(T),
+    /// It failed for good (after its last attempt, or with a permanent
+    /// error).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// It was cancelled (before it started, or while running).
+    Cancelled {
+        /// Why, when known ("cancelled before it started", a replacement...).
+        reason: Option<String>,
+    },
+    /// No job with this id, or its outcome has expired (`keep_result`).
+    Unknown,
+}
+
+impl<T> JobResult<T> {
+    /// Whether the job has finished (completed, failed or cancelled).
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            JobResult::Completed(_) | JobResult::Failed { .. } | JobResult::Cancelled { .. }
+        )
+    }
+
+    /// The job's result from what [`Scheduler::info`](crate::Scheduler::info)
+    /// reports, the value decoded by `decode` (given the stored JSON, `null`
+    /// for a task that returned nothing).
+    pub(crate) fn from_info<E>(
+        info: Option<JobInfo>,
+        decode: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Self, E> {
+        let Some(info) = info else {
+            return Ok(JobResult::Unknown);
+        };
+        Ok(match info.status {
+            JobStatus::Deferred { run_at } | JobStatus::Queued { run_at } => JobResult::Pending {
+                run_at,
+                attempts: info.attempts,
+                last_error: info.last_error,
+            },
+            JobStatus::Running { attempt, .. } => JobResult::Running { attempt },
+            JobStatus::Completed => {
+                JobResult::Completed(decode(info.result.as_deref().unwrap_or("null"))?)
+            }
+            JobStatus::Failed => JobResult::Failed {
+                reason: info.last_error.unwrap_or_default(),
+            },
+            JobStatus::Cancelled => JobResult::Cancelled {
+                reason: info.last_error,
+            },
+            JobStatus::NotFound => JobResult::Unknown,
+        })
+    }
 }
 
 /// Everything known about a job.

@@ -167,6 +167,20 @@ pub(crate) struct Subscription {
     pub(crate) close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
 }
 
+/// What a process waiting for outcomes hears: a job's generation ended, or
+/// notices may have been lost (a reconnect), so every waiter must look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FinishedNotice {
+    Finished { id: String, generation: u64 },
+    Missed,
+}
+
+/// The outcomes announced to one process; `close` releases what feeds it.
+pub(crate) struct FinishedSubscription {
+    pub(crate) notices: mpsc::UnboundedReceiver<FinishedNotice>,
+    pub(crate) close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+}
+
 /// The state transitions. Each is atomic: a Lua script on Redis, one critical
 /// section in memory.
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -308,6 +322,22 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Notices for a worker.
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>>;
+
+    /// Subscribes to the outcomes announced to the listener `token` (one
+    /// per process, see [`listen_finished`](Self::listen_finished)).
+    fn subscribe_finished<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<FinishedSubscription, Error>>;
+
+    /// Registers the listener `token` for `ttl` (renewed by calling again),
+    /// or with `None` removes it: while registered, every job that ends is
+    /// announced to it.
+    fn listen_finished<'a>(
+        &'a self,
+        token: &'a str,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Closes connections.
     fn close(&self) -> BoxFuture<'_, ()>;

@@ -234,6 +234,19 @@ impl Backend for Faulty {
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
         self.inner.subscribe()
     }
+    fn subscribe_finished<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<crate::backend::FinishedSubscription, Error>> {
+        self.inner.subscribe_finished(token)
+    }
+    fn listen_finished<'a>(
+        &'a self,
+        token: &'a str,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.listen_finished(token, ttl)
+    }
     fn close(&self) -> BoxFuture<'_, ()> {
         self.inner.close()
     }

@@ -40,7 +40,9 @@ fn request(id: &str, args: &HistArgs) -> JobRequest<HistTask> {
 
 fn enqueue_answer(r: Result<EnqueueOutcome, Error>) -> Answer {
     match r {
-        Ok(EnqueueOutcome::Enqueued { generation, run_at }) => Answer::Enqueued {
+        Ok(EnqueueOutcome::Enqueued {
+            generation, run_at, ..
+        }) => Answer::Enqueued {
             generation,
             run_at_ms: Some(run_at.timestamp_millis()),
         },

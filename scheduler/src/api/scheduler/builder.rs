@@ -213,6 +213,7 @@ impl SchedulerBuilder {
                 health,
                 metrics,
                 worker: Mutex::new(worker),
+                waiters: tokio::sync::OnceCell::new(),
             }),
         })
     }

@@ -88,10 +88,12 @@ fn bulk_calls(jobs: &[NewJob]) -> Vec<&[NewJob]> {
     calls
 }
 
-fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
+fn enqueue_outcome(reply: EnqueueReply, job_id: &str) -> Result<EnqueueOutcome, Error> {
     let run_at = crate::clock::time_from_ms(reply.run_at_ms);
+    let job_id = job_id.to_string();
     match reply.code.as_str() {
         "enqueued" => Ok(EnqueueOutcome::Enqueued {
+            job_id,
             generation: reply.generation,
             run_at,
         }),
@@ -102,6 +104,7 @@ fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
                 _ => PendingState::Deferred,
             };
             Ok(EnqueueOutcome::Duplicate {
+                job_id,
                 task: reply.task,
                 state,
                 generation: reply.generation,
@@ -109,6 +112,7 @@ fn enqueue_outcome(reply: EnqueueReply) -> Result<EnqueueOutcome, Error> {
             })
         }
         "finished" => Ok(EnqueueOutcome::RecentlyFinished {
+            job_id,
             state: FinishedState::parse(&reply.state).ok_or_else(|| {
                 Error::Corrupt(format!("unexpected finished state {:?}", reply.state))
             })?,
@@ -205,10 +209,12 @@ impl Scheduler {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Corrupt("empty enqueue reply".into()))?;
-        let outcome = enqueue_outcome(reply)?;
+        let outcome = enqueue_outcome(reply, &job.id)?;
         self.metrics().enqueued(&job.task, &outcome);
         match &outcome {
-            EnqueueOutcome::Enqueued { generation, run_at } => {
+            EnqueueOutcome::Enqueued {
+                generation, run_at, ..
+            } => {
                 debug!(job_id = %job.id, task = %job.task, generation, %run_at, "job enqueued")
             }
             EnqueueOutcome::Duplicate {
@@ -308,9 +314,13 @@ impl Scheduler {
             .collect()
             .await;
         let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut ids = jobs.iter().map(|j| j.id.as_str());
         for batch in batches {
             for reply in self.observe(batch)? {
-                let outcome = enqueue_outcome(reply)?;
+                let id = ids
+                    .next()
+                    .ok_or_else(|| Error::Corrupt("more enqueue replies than jobs".into()))?;
+                let outcome = enqueue_outcome(reply, id)?;
                 self.metrics().enqueued(T::NAME, &outcome);
                 outcomes.push(outcome);
             }

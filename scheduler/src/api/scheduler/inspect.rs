@@ -8,7 +8,9 @@ use crate::api::scheduler::enqueue::nonce;
 use crate::backend::RawPending;
 use crate::payload::positional;
 use crate::payload::positional::to_named;
-use crate::{validate_job_id, DeadLetter, Error, JobCounts, JobInfo, JobStatus, Scheduler, Task};
+use crate::{
+    validate_job_id, DeadLetter, Error, JobCounts, JobInfo, JobResult, JobStatus, Scheduler, Task,
+};
 
 /// [`Error::WrongTask`] unless the job is one of task `T`.
 fn check_task<T: Task>(job_id: &str, info: &JobInfo) -> Result<(), Error> {
@@ -48,27 +50,59 @@ impl Scheduler {
         self.observe(self.inner.backend.inspect(job_id).await)
     }
 
-    /// The stored result of a completed job of task `T`, decoded
-    /// ([`Error::WrongTask`] when the id is held by a job of another task).
-    pub async fn result<T>(&self, job_id: &str) -> Result<Option<T::Output>, Error>
+    /// What became of job `job_id` of task `T`: pending, running, completed
+    /// with its result decoded as the task's output, failed with its reason,
+    /// cancelled, or unknown (one [`JobResult`]); the `result` helper of
+    /// `#[task]` calls it. [`Error::WrongTask`] when the id is held by a job
+    /// of another task.
+    ///
+    /// ```
+    /// use scheduler::JobResult;
+    ///
+    /// #[scheduler::task]
+    /// async fn add(a: u32, b: u32) -> Result<u32, String> {
+    ///     Ok(a + b)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let test = scheduler::testing::TestScheduler::builder().register::<add>().start().await?;
+    /// add::enqueue(&test, "sum", 2, 3).await?;
+    /// assert!(matches!(add::result(&test, "sum").await?, JobResult::Pending { .. }));
+    /// test.run_until_idle().await?;
+    /// assert_eq!(add::result(&test, "sum").await?, JobResult::Completed(5));
+    /// assert_eq!(test.result::<add>("no-such-job").await?, JobResult::Unknown);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn result<T>(&self, job_id: &str) -> Result<JobResult<T::Output>, Error>
     where
         T: Task,
         T::Output: DeserializeOwned,
     {
-        let Some(info) = self.info(job_id).await? else {
-            return Ok(None);
-        };
-        check_task::<T>(job_id, &info)?;
-        if info.status != JobStatus::Completed {
-            return Ok(None);
+        let info = self.info(job_id).await?;
+        if let Some(info) = &info {
+            check_task::<T>(job_id, info)?;
         }
-        let json = info.result.unwrap_or_else(|| "null".to_string());
-        serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|source| Error::Payload {
+        JobResult::from_info(info, |json| {
+            serde_json::from_str(json).map_err(|source| Error::Payload {
                 task: T::NAME.to_string(),
                 source,
             })
+        })
+    }
+
+    /// What became of job `job_id`, of whatever task, with a completed job's
+    /// result as JSON (for tools that do not know the task's types).
+    pub async fn result_untyped(
+        &self,
+        job_id: &str,
+    ) -> Result<JobResult<serde_json::Value>, Error> {
+        let info = self.info(job_id).await?;
+        let task = info.as_ref().map(|i| i.task.clone()).unwrap_or_default();
+        JobResult::from_info(info, |json| {
+            serde_json::from_str(json).map_err(|source| Error::Payload { task, source })
+        })
     }
 
     /// How many jobs of the namespace are deferred, queued, running and

@@ -19,6 +19,7 @@ mod cancel;
 mod enqueue;
 mod inspect;
 mod schedules;
+mod wait;
 
 pub use builder::SchedulerBuilder;
 
@@ -47,6 +48,8 @@ struct Inner {
     health: HealthState,
     metrics: Metrics,
     worker: Mutex<Option<WorkerHandle>>,
+    /// This process's listener for `wait`, started by the first wait.
+    waiters: tokio::sync::OnceCell<wait::Waiters>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -157,6 +160,9 @@ impl Scheduler {
         let worker = self.inner.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {
             worker.close().await;
+        }
+        if let Some(waiters) = self.inner.waiters.get() {
+            waiters.close(&*self.inner.backend).await;
         }
         self.inner.backend.close().await;
         info!("scheduler closed");

@@ -17,8 +17,8 @@ use crate::periodic::store::{
 };
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, NewJob, Notice, RawPending,
-    Subscription,
+    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, FinishedNotice,
+    FinishedSubscription, NewJob, Notice, RawPending, Subscription,
 };
 
 mod inspection;
@@ -32,6 +32,8 @@ mod tx;
 struct Shared {
     state: Mutex<State>,
     notices: broadcast::Sender<Notice>,
+    /// Jobs that ended (id, generation), for `Scheduler::wait`.
+    finished: broadcast::Sender<(String, u64)>,
     clock: Arc<dyn Clock>,
 }
 
@@ -59,6 +61,8 @@ struct Tx<'a> {
     cap: usize,
     wake: bool,
     aborts: Vec<Notice>,
+    /// Jobs this transition ended (id, generation).
+    finished: Vec<(String, u64)>,
     /// A schedule was stored or resumed: planners read the schedules again.
     schedules_changed: bool,
 }
@@ -70,6 +74,7 @@ impl MemoryBackend {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 notices: broadcast::channel(1024).0,
+                finished: broadcast::channel(1024).0,
                 clock,
             }),
             config,
@@ -102,6 +107,7 @@ impl MemoryBackend {
             cap: self.config.dead_letter_cap as usize,
             wake: false,
             aborts: Vec::new(),
+            finished: Vec::new(),
             schedules_changed: false,
         }
     }
@@ -109,8 +115,12 @@ impl MemoryBackend {
     fn commit(&self, tx: Tx<'_>) {
         let wake = tx.wake;
         let aborts = tx.aborts;
+        let finished = tx.finished;
         let schedules_changed = tx.schedules_changed;
         drop(tx.s);
+        for ended in finished {
+            let _ = self.shared.finished.send(ended);
+        }
         if wake {
             let _ = self.shared.notices.send(Notice::Wake);
         }
@@ -241,6 +251,41 @@ impl Backend for MemoryBackend {
         name: &'a str,
     ) -> BoxFuture<'a, Result<ScheduleChange, Error>> {
         Box::pin(async move { Ok(self.remove_schedule_now(name)) })
+    }
+
+    fn subscribe_finished<'a>(
+        &'a self,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<FinishedSubscription, Error>> {
+        let mut finished = self.shared.finished.subscribe();
+        Box::pin(async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let forward = tokio::spawn(async move {
+                loop {
+                    let notice = match finished.recv().await {
+                        Ok((id, generation)) => FinishedNotice::Finished { id, generation },
+                        Err(broadcast::error::RecvError::Lagged(_)) => FinishedNotice::Missed,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if tx.send(notice).is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(FinishedSubscription {
+                notices: rx,
+                close: Box::new(move || Box::pin(async move { forward.abort() })),
+            })
+        })
+    }
+
+    /// Every process of a memory store hears every outcome: nothing to register.
+    fn listen_finished<'a>(
+        &'a self,
+        _token: &'a str,
+        _ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
     }
 
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {

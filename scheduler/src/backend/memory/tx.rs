@@ -67,6 +67,9 @@ impl Tx<'_> {
             self.s.results_exp.remove(id);
         }
         self.sweep_results();
+        // As announce_finished in common.lua.
+        self.finished
+            .push((id.to_string(), rec.map(|r| r.generation).unwrap_or(0)));
     }
 
     pub(super) fn dead_letter(&mut self, id: &str, rec: Option<&Record>, reason: &str) {

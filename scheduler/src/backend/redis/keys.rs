@@ -27,7 +27,7 @@ pub(crate) struct Keys {
 pub(crate) const LIBRARY_REGISTRY: &str = "scheduler:function-libraries";
 
 /// Key suffixes in `KEYS` order.
-pub(crate) const SCRIPT_KEYS: [&str; 12] = [
+pub(crate) const SCRIPT_KEYS: [&str; 13] = [
     "due",
     "pending",
     "active",
@@ -40,6 +40,7 @@ pub(crate) const SCRIPT_KEYS: [&str; 12] = [
     "claim_log",
     "claim_exp",
     "schedules",
+    "listeners",
 ];
 
 impl Keys {
@@ -82,6 +83,12 @@ impl Keys {
 
     pub(crate) fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The channel of one process waiting for outcomes (`token` is its own,
+    /// random: unique across databases and servers).
+    pub(crate) fn finished_channel(&self, token: &str) -> String {
+        format!("{{{}}}:finished:{token}", self.namespace)
     }
 }
 

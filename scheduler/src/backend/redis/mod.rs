@@ -393,6 +393,67 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// A subscriber of this process's outcome channel (see listeners.lua):
+    /// each message is `<generation>:<id>`; a reconnect may have lost some.
+    async fn subscribe_finished_channel(
+        &self,
+        token: &str,
+    ) -> Result<crate::backend::FinishedSubscription, Error> {
+        use crate::backend::FinishedNotice;
+        let channel = self.keys.finished_channel(token);
+        let subscriber = builder(&self.url, &self.config)?
+            .build_subscriber_client()
+            .map_err(|e| Error::Config(e.details().to_string()))?;
+        subscriber.init().await.map_err(|e| self.error(e))?;
+        subscriber
+            .subscribe(channel)
+            .await
+            .map_err(|e| self.error(e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let manager = subscriber.manage_subscriptions();
+        let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
+        let forward = tokio::spawn(async move {
+            loop {
+                let notice = tokio::select! {
+                    reconnect = reconnects.recv() => match reconnect {
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => FinishedNotice::Missed,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    message = messages.recv() => match message {
+                        Ok(m) => {
+                            let text = reply::string(&m.value);
+                            match text.split_once(':') {
+                                Some((generation, id)) => FinishedNotice::Finished {
+                                    generation: generation.parse().unwrap_or(0),
+                                    id: id.to_string(),
+                                },
+                                None => continue,
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => FinishedNotice::Missed,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                if tx.send(notice).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(crate::backend::FinishedSubscription {
+            notices: rx,
+            close: Box::new(move || {
+                Box::pin(async move {
+                    forward.abort();
+                    manager.abort();
+                    let _ = subscriber.quit().await;
+                })
+            }),
+        })
+    }
+}
+
 pub(crate) mod calls;
 mod decode;
 mod inspection;

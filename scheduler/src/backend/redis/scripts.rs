@@ -26,7 +26,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// twice, run again they change nothing (`complete` answers 'stale', `renew`
 /// extends the same leases). The read-only scripts need none; nor does
 /// `audit`, which repairs whatever is left to repair each time it runs.
-const SOURCES: [(&str, &str, &str, bool); 11] = [
+const SOURCES: [(&str, &str, &str, bool); 12] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
         "claim",
@@ -76,6 +76,12 @@ const SOURCES: [(&str, &str, &str, bool); 11] = [
         "counts",
         include_str!("scripts/counts.lua"),
         "no-writes",
+        false,
+    ),
+    (
+        "listeners",
+        include_str!("scripts/listeners.lua"),
+        "allow-oom",
         false,
     ),
 ];
@@ -134,6 +140,8 @@ pub(crate) struct Scripts {
     pub(crate) schedules: Lua,
     /// How many jobs are in each state.
     pub(crate) counts: Lua,
+    /// Registers or removes a channel waiting for outcomes.
+    pub(crate) listeners: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -223,13 +231,14 @@ impl Scripts {
             audit: lua(8),
             schedules: lua(9),
             counts: lua(10),
+            listeners: lua(11),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 11] {
+    pub(crate) fn all(&self) -> [&Lua; 12] {
         [
             &self.enqueue,
             &self.claim,
@@ -242,6 +251,7 @@ impl Scripts {
             &self.audit,
             &self.schedules,
             &self.counts,
+            &self.listeners,
         ]
     }
 }

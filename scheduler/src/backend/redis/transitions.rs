@@ -395,6 +395,35 @@ impl Backend for RedisBackend {
         Box::pin(async move { self.subscribe_notices().await })
     }
 
+    fn subscribe_finished<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<crate::backend::FinishedSubscription, Error>> {
+        Box::pin(self.subscribe_finished_channel(token))
+    }
+
+    fn listen_finished<'a>(
+        &'a self,
+        token: &'a str,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let channel = self.keys.finished_channel(token);
+            let args = || -> Vec<Value> {
+                match ttl {
+                    Some(ttl) => vec![
+                        "add".into(),
+                        channel.as_str().into(),
+                        Value::Integer(ttl.as_millis() as i64),
+                    ],
+                    None => vec!["remove".into(), channel.as_str().into()],
+                }
+            };
+            self.call(&self.scripts.listeners, args).await?;
+            Ok(())
+        })
+    }
+
     fn startup_warnings(&self) -> Vec<String> {
         self.warnings.as_ref().clone()
     }

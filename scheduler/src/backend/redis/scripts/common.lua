@@ -64,19 +64,23 @@ local DEAD_MAX_ATTEMPTS = 7
 -- form and by each function of the library form; see scripts.rs).
 local K_DUE, K_PENDING, K_ACTIVE, K_LEASES
 local K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ
-local K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES
+local K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES, K_LISTENERS
+-- The channels of the processes waiting for outcomes (read once per call:
+-- nil until then; see announce_finished).
+local LISTENER_CHANNELS = nil
 
 local function bind(keys)
   K_DUE, K_PENDING, K_ACTIVE, K_LEASES = keys[1], keys[2], keys[3], keys[4]
   K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = keys[5], keys[6], keys[7], keys[8], keys[9]
-  K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES = keys[10], keys[11], keys[12]
+  K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES, K_LISTENERS = keys[10], keys[11], keys[12], keys[13]
+  LISTENER_CHANNELS = nil
 end
 
 -- The key names' suffixes in KEYS order (`{namespace}:<suffix>`; keys.rs
 -- builds the same list), for a script that declares only the keys its usual
 -- path touches and hands a rare case to a script that takes them all.
 local KEY_SUFFIXES = {'due', 'pending', 'active', 'leases', 'results', 'results_exp', 'dead', 'dead_order', 'seq',
-  'claim_log', 'claim_exp', 'schedules'}
+  'claim_log', 'claim_exp', 'schedules', 'listeners'}
 
 -- The `{namespace}:` prefix of a namespace's key names, from its `due` key.
 local function key_prefix(due)
@@ -230,6 +234,20 @@ local function decode_result(blob)
   return nil
 end
 
+-- Tells the processes waiting for outcomes (`Scheduler::wait`) that job id's
+-- generation ended: each registers its own channel in `listeners` (channel ->
+-- expiry ms, renewed while it waits; listeners.lua). Read once per script
+-- call, so a call that ends no job, or one when nobody waits, pays one
+-- ZRANGEBYSCORE at most and no PUBLISH.
+local function announce_finished(id, generation, now)
+  if LISTENER_CHANNELS == nil then
+    LISTENER_CHANNELS = redis.call('ZRANGEBYSCORE', K_LISTENERS, string.format('%d', now), '+inf')
+  end
+  for _, channel in ipairs(LISTENER_CHANNELS) do
+    redis.call('PUBLISH', channel, string.format('%d', generation or 0) .. ':' .. id)
+  end
+end
+
 -- Records how a job ended, kept for keep_ms (0: not kept).
 local function record_result(id, rec, state, result, err, now, keep_ms)
   if keep_ms > 0 then
@@ -240,6 +258,7 @@ local function record_result(id, rec, state, result, err, now, keep_ms)
     redis.call('ZREM', K_RESULTS_EXP, id)
   end
   sweep_results(now)
+  announce_finished(id, rec and rec[JOB_GENERATION], now)
 end
 
 -- Moves a job to the dead letter, keeping at most cap entries. The record's

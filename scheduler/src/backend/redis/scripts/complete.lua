@@ -30,7 +30,7 @@ for i = 4, #ARGV, 6 do
   ids[#ids + 1] = id
 end
 local prefetched = distinct and #ids > 0 and call_many('HMGET', K_ACTIVE, ids) or nil
-local ok_ids, ok_results, ok_exp = {}, {}, {}
+local ok_ids, ok_gens, ok_results, ok_exp = {}, {}, {}, {}
 -- Those of ok_ids whose running record says a replacement waits.
 local ok_waited = {}
 
@@ -45,6 +45,7 @@ for i = 4, #ARGV, 6 do
   elseif outcome == 'ok' and prefetched and rec[JOB_CANCEL_REQUESTED] ~= 1 then
     -- finish_active, batched below
     ok_ids[#ok_ids + 1] = id
+    ok_gens[#ok_gens + 1] = gen
     if rec[JOB_REPLACEMENT_WAITS] == 1 then ok_waited[#ok_waited + 1] = id end
     if keep_ms > 0 then
       ok_results[#ok_results + 1] = id
@@ -110,6 +111,8 @@ if #ok_ids > 0 then
   sweep_results(now, 20 * #ok_ids)
   -- unblock_pending for each whose replacement waits (as finish_active does).
   for _, id in ipairs(ok_waited) do due_at(unblock_pending(id, now)) end
+  -- announce_finished for each, as record_result does.
+  for j, id in ipairs(ok_ids) do announce_finished(id, ok_gens[j], now) end
 end
 if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
 return out
