@@ -327,19 +327,30 @@ impl RedisBackend {
         self.config.keep_result.as_millis() as i64
     }
 
-    /// A subscriber connection for the wake and abort channels, forwarded as notices.
-    async fn subscribe_notices(&self) -> Result<Subscription, Error> {
+    /// A subscriber connection, subscribed to `channels`.
+    async fn subscriber(
+        &self,
+        channels: Vec<String>,
+    ) -> Result<fred::clients::SubscriberClient, Error> {
         let subscriber = builder(&self.url, &self.config)?
             .build_subscriber_client()
             .map_err(|e| Error::Config(e.details().to_string()))?;
         subscriber.init().await.map_err(|e| self.error(e))?;
         subscriber
-            .subscribe(vec![
+            .subscribe(channels)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(subscriber)
+    }
+
+    /// A subscriber connection for the wake and abort channels, forwarded as notices.
+    async fn subscribe_notices(&self) -> Result<Subscription, Error> {
+        let subscriber = self
+            .subscriber(vec![
                 self.keys.wake_channel.clone(),
                 self.keys.abort_channel.clone(),
             ])
-            .await
-            .map_err(|e| self.error(e))?;
+            .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let manager = subscriber.manage_subscriptions();
         let mut messages = subscriber.message_rx();
@@ -382,18 +393,10 @@ impl RedisBackend {
         });
         Ok(Subscription {
             notices: rx,
-            close: Box::new(move || {
-                Box::pin(async move {
-                    forward.abort();
-                    manager.abort();
-                    let _ = subscriber.quit().await;
-                })
-            }),
+            close: closer(subscriber, manager, forward),
         })
     }
-}
 
-impl RedisBackend {
     /// A subscriber of this process's outcome channel (see listeners.lua):
     /// each message is `<generation>:<id>`; a reconnect may have lost some.
     async fn subscribe_finished_channel(
@@ -402,14 +405,7 @@ impl RedisBackend {
     ) -> Result<crate::backend::FinishedSubscription, Error> {
         use crate::backend::FinishedNotice;
         let channel = self.keys.finished_channel(token);
-        let subscriber = builder(&self.url, &self.config)?
-            .build_subscriber_client()
-            .map_err(|e| Error::Config(e.details().to_string()))?;
-        subscriber.init().await.map_err(|e| self.error(e))?;
-        subscriber
-            .subscribe(channel)
-            .await
-            .map_err(|e| self.error(e))?;
+        let subscriber = self.subscriber(vec![channel]).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let manager = subscriber.manage_subscriptions();
         let mut messages = subscriber.message_rx();
@@ -443,15 +439,25 @@ impl RedisBackend {
         });
         Ok(crate::backend::FinishedSubscription {
             notices: rx,
-            close: Box::new(move || {
-                Box::pin(async move {
-                    forward.abort();
-                    manager.abort();
-                    let _ = subscriber.quit().await;
-                })
-            }),
+            close: closer(subscriber, manager, forward),
         })
     }
+}
+
+/// Releases a subscriber: stops forwarding, stops its resubscription
+/// manager, and closes its connection.
+fn closer(
+    subscriber: fred::clients::SubscriberClient,
+    manager: tokio::task::JoinHandle<()>,
+    forward: tokio::task::JoinHandle<()>,
+) -> Box<dyn FnOnce() -> crate::backend::BoxFuture<'static, ()> + Send> {
+    Box::new(move || {
+        Box::pin(async move {
+            forward.abort();
+            manager.abort();
+            let _ = subscriber.quit().await;
+        })
+    })
 }
 
 pub(crate) mod calls;
