@@ -169,3 +169,45 @@ async fn a_wait_in_one_process_sees_a_job_end_in_another_without_polling() {
     waiter.close().await;
     child.terminate();
 }
+
+/// An announcement that never arrives (here: the waiter's registration
+/// deleted by hand, so the script that ends the job publishes nothing) costs
+/// time, never a wrong answer: the wait looks once more at its deadline and
+/// answers what became of the job.
+#[tokio::test]
+async fn a_lost_announcement_is_answered_at_the_deadline_from_one_last_look() {
+    let server = RedisServer::start();
+    let ns = namespace("wait-lost");
+    let probe = Probe::default();
+    let worker = worker_with(&server.url(), &ns, &probe, fast_worker()).await;
+    let waiter = producer(&server.url(), &ns).await;
+    waiter
+        .enqueue(job("quiet", ProbeArgs::new("ab")).after(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let listeners = format!("{{{ns}}}:listeners");
+    let unregister = {
+        let port = server.port();
+        let key = listeners.clone();
+        tokio::spawn(async move {
+            // After the wait registered, before the job ends.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            scheduler_tests::redis_server::cli_at(port, &["DEL", &key])
+        })
+    };
+    let started = std::time::Instant::now();
+    let answer = waiter
+        .wait_typed::<ProbeTask>("quiet", Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(answer, JobResult::Completed(2));
+    unregister.await.unwrap();
+    // Answered at the deadline, not when the job ended (about 0.5 s in).
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    waiter.close().await;
+    worker.close().await;
+}
