@@ -161,10 +161,14 @@ pub(crate) enum Notice {
     Schedules,
 }
 
-/// A worker's stream of notices; `close` releases what feeds it.
-pub(crate) struct Subscription {
-    pub(crate) notices: mpsc::UnboundedReceiver<Notice>,
-    pub(crate) close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+/// Releases what feeds a [`Subscription`].
+pub(crate) type CloseFn = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// A stream of notices: a worker's ([`Notice`]), or the outcomes a waiting
+/// process hears ([`FinishedNotice`]); `close` releases what feeds it.
+pub(crate) struct Subscription<N = Notice> {
+    pub(crate) notices: mpsc::UnboundedReceiver<N>,
+    pub(crate) close: CloseFn,
 }
 
 /// What a process waiting for outcomes hears: a job's generation ended, or
@@ -173,12 +177,6 @@ pub(crate) struct Subscription {
 pub(crate) enum FinishedNotice {
     Finished { id: String, generation: u64 },
     Missed,
-}
-
-/// The outcomes announced to one process; `close` releases what feeds it.
-pub(crate) struct FinishedSubscription {
-    pub(crate) notices: mpsc::UnboundedReceiver<FinishedNotice>,
-    pub(crate) close: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
 }
 
 /// The state transitions. Each is atomic: a Lua script on Redis, one critical
@@ -328,7 +326,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn subscribe_finished<'a>(
         &'a self,
         token: &'a str,
-    ) -> BoxFuture<'a, Result<FinishedSubscription, Error>>;
+    ) -> BoxFuture<'a, Result<Subscription<FinishedNotice>, Error>>;
 
     /// Registers the listener `token` for `ttl` (renewed by calling again),
     /// or with `None` removes it: while registered, every job that ends is

@@ -24,7 +24,7 @@ use crate::api::config::WorkerConfig;
 use crate::api::deps::Dependencies;
 use crate::api::error::Error;
 use crate::api::registry::Registry;
-use crate::backend::{Backend, ClaimedJob, Finished, Subscription};
+use crate::backend::{Backend, ClaimedJob, CloseFn, Finished, Subscription};
 use crate::clock::SystemClock;
 use crate::ops::health::HealthState;
 use crate::ops::metrics::Metrics;
@@ -103,7 +103,7 @@ pub(crate) struct WorkerHandle {
     worker: Arc<Worker>,
     claim_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
-    close_subscription: Box<dyn FnOnce() -> crate::backend::BoxFuture<'static, ()> + Send>,
+    close_subscription: CloseFn,
 }
 
 impl Worker {

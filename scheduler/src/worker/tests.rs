@@ -237,7 +237,7 @@ impl Backend for Faulty {
     fn subscribe_finished<'a>(
         &'a self,
         token: &'a str,
-    ) -> BoxFuture<'a, Result<crate::backend::FinishedSubscription, Error>> {
+    ) -> BoxFuture<'a, Result<Subscription<crate::backend::FinishedNotice>, Error>> {
         self.inner.subscribe_finished(token)
     }
     fn listen_finished<'a>(

@@ -17,16 +17,13 @@ use tokio::sync::{Mutex, Notify, OnceCell};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::backend::{Backend, FinishedNotice};
+use crate::backend::{Backend, CloseFn, FinishedNotice};
 use crate::{Error, JobInfo, JobResult, JobStatus, Scheduler, Task};
 
 /// How long a listener registration lasts without renewal.
 const LISTENER_TTL: Duration = Duration::from_secs(60);
 /// How often the registration is renewed (or removed when nobody waits).
 const LISTENER_RENEW: Duration = Duration::from_secs(20);
-
-/// Releases the subscription that feeds the waits.
-type CloseSubscription = Box<dyn FnOnce() -> crate::backend::BoxFuture<'static, ()> + Send>;
 
 /// The jobs this process waits for, by id: one `Notify` per `wait` call.
 type Waiting = Arc<Mutex<HashMap<String, Vec<Arc<Notify>>>>>;
@@ -37,7 +34,7 @@ pub(crate) struct Waiters {
     token: String,
     waiting: Waiting,
     task: JoinHandle<()>,
-    close: std::sync::Mutex<Option<CloseSubscription>>,
+    close: std::sync::Mutex<Option<CloseFn>>,
 }
 
 impl std::fmt::Debug for Waiters {

@@ -17,8 +17,8 @@ use crate::periodic::store::{
 };
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, FinishedNotice,
-    FinishedSubscription, NewJob, Notice, RawPending, Subscription,
+    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, FinishedNotice, NewJob, Notice,
+    RawPending, Subscription,
 };
 
 mod inspection;
@@ -256,26 +256,14 @@ impl Backend for MemoryBackend {
     fn subscribe_finished<'a>(
         &'a self,
         _token: &'a str,
-    ) -> BoxFuture<'a, Result<FinishedSubscription, Error>> {
-        let mut finished = self.shared.finished.subscribe();
+    ) -> BoxFuture<'a, Result<Subscription<FinishedNotice>, Error>> {
+        let finished = self.shared.finished.subscribe();
         Box::pin(async move {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let forward = tokio::spawn(async move {
-                loop {
-                    let notice = match finished.recv().await {
-                        Ok((id, generation)) => FinishedNotice::Finished { id, generation },
-                        Err(broadcast::error::RecvError::Lagged(_)) => FinishedNotice::Missed,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    };
-                    if tx.send(notice).is_err() {
-                        return;
-                    }
-                }
-            });
-            Ok(FinishedSubscription {
-                notices: rx,
-                close: Box::new(move || Box::pin(async move { forward.abort() })),
-            })
+            Ok(forward(
+                finished,
+                |(id, generation)| FinishedNotice::Finished { id, generation },
+                || vec![FinishedNotice::Missed],
+            ))
         })
     }
 
@@ -289,38 +277,46 @@ impl Backend for MemoryBackend {
     }
 
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
-        let mut notices = self.shared.notices.subscribe();
+        let notices = self.shared.notices.subscribe();
+        // Some were lost: whatever they said, claim and plan.
         Box::pin(async move {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let forward = tokio::spawn(async move {
-                loop {
-                    let notices = match notices.recv().await {
-                        Ok(n) => vec![n],
-                        // Some were lost: whatever they said, claim and plan.
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            vec![Notice::Wake, Notice::Schedules]
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    };
-                    for notice in notices {
-                        if tx.send(notice).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-            Ok(Subscription {
-                notices: rx,
-                close: Box::new(move || {
-                    Box::pin(async move {
-                        forward.abort();
-                    })
-                }),
-            })
+            Ok(forward(
+                notices,
+                |n| n,
+                || vec![Notice::Wake, Notice::Schedules],
+            ))
         })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+}
+
+/// Forwards a broadcast of the store's events as a subscription: `read` maps
+/// each one; when some were lost (a lagging receiver), `missed()` is sent.
+fn forward<T: Clone + Send + 'static, N: Send + 'static>(
+    mut events: broadcast::Receiver<T>,
+    read: fn(T) -> N,
+    missed: fn() -> Vec<N>,
+) -> Subscription<N> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let forward = tokio::spawn(async move {
+        loop {
+            let notices = match events.recv().await {
+                Ok(event) => vec![read(event)],
+                Err(broadcast::error::RecvError::Lagged(_)) => missed(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            for notice in notices {
+                if tx.send(notice).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Subscription {
+        notices: rx,
+        close: Box::new(move || Box::pin(async move { forward.abort() })),
     }
 }

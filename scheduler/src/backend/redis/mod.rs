@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
-use fred::types::{CustomCommand, InfoKind, Key, Value};
+use fred::types::{CustomCommand, InfoKind, Key, Message, Value};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -15,7 +15,7 @@ use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::api::config::SchedulerConfig;
 use crate::api::error::{Error, RedisError};
-use crate::backend::{Notice, Subscription};
+use crate::backend::{FinishedNotice, Notice, Subscription};
 use crate::ops::health::HealthState;
 
 pub(crate) mod keys;
@@ -327,11 +327,16 @@ impl RedisBackend {
         self.config.keep_result.as_millis() as i64
     }
 
-    /// A subscriber connection, subscribed to `channels`.
-    async fn subscriber(
+    /// Subscribes to `channels` on a connection of its own and forwards what
+    /// arrives: `read` turns a message into notices (none: skipped); when
+    /// messages may have been lost (a reconnect, a lagging receiver),
+    /// `missed()` is sent instead.
+    async fn forward_channels<N: Send + 'static>(
         &self,
         channels: Vec<String>,
-    ) -> Result<fred::clients::SubscriberClient, Error> {
+        read: impl Fn(&Message) -> Vec<N> + Send + 'static,
+        missed: fn() -> Vec<N>,
+    ) -> Result<Subscription<N>, Error> {
         let subscriber = builder(&self.url, &self.config)?
             .build_subscriber_client()
             .map_err(|e| Error::Config(e.details().to_string()))?;
@@ -340,24 +345,10 @@ impl RedisBackend {
             .subscribe(channels)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(subscriber)
-    }
-
-    /// A subscriber connection for the wake and abort channels, forwarded as notices.
-    async fn subscribe_notices(&self) -> Result<Subscription, Error> {
-        let subscriber = self
-            .subscriber(vec![
-                self.keys.wake_channel.clone(),
-                self.keys.abort_channel.clone(),
-            ])
-            .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let manager = subscriber.manage_subscriptions();
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
-        let abort_channel = self.keys.abort_channel.clone();
-        // Notifications may have been missed: whatever they said, claim and plan.
-        let missed = || vec![Notice::Wake, Notice::Schedules];
         let forward = tokio::spawn(async move {
             loop {
                 let notices = tokio::select! {
@@ -367,19 +358,7 @@ impl RedisBackend {
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     message = messages.recv() => match message {
-                        Ok(m) if *m.channel == *abort_channel => {
-                            let text = reply::string(&m.value);
-                            match text.split_once(':') {
-                                Some((generation, id)) => vec![Notice::Abort {
-                                    generation: generation.parse().unwrap_or(0),
-                                    id: id.to_string(),
-                                }],
-                                None => continue,
-                            }
-                        }
-                        // On the wake channel: `schedules` (schedules.lua), or a due time.
-                        Ok(m) if reply::string(&m.value) == SCHEDULES_CHANGED => vec![Notice::Schedules],
-                        Ok(_) => vec![Notice::Wake],
+                        Ok(m) => read(&m),
                         Err(broadcast::error::RecvError::Lagged(_)) => missed(),
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
@@ -397,51 +376,56 @@ impl RedisBackend {
         })
     }
 
+    /// A subscriber connection for the wake and abort channels, forwarded as notices.
+    async fn subscribe_notices(&self) -> Result<Subscription, Error> {
+        let abort_channel = self.keys.abort_channel.clone();
+        let read = move |m: &Message| {
+            let text = reply::string(&m.value);
+            if *m.channel == *abort_channel {
+                return generation_and_id(&text)
+                    .map(|(generation, id)| Notice::Abort { generation, id })
+                    .into_iter()
+                    .collect();
+            }
+            // On the wake channel: `schedules` (schedules.lua), or a due time.
+            if text == SCHEDULES_CHANGED {
+                vec![Notice::Schedules]
+            } else {
+                vec![Notice::Wake]
+            }
+        };
+        // Notifications may have been missed: whatever they said, claim and plan.
+        let missed = || vec![Notice::Wake, Notice::Schedules];
+        let channels = vec![
+            self.keys.wake_channel.clone(),
+            self.keys.abort_channel.clone(),
+        ];
+        self.forward_channels(channels, read, missed).await
+    }
+
     /// A subscriber of this process's outcome channel (see listeners.lua):
     /// each message is `<generation>:<id>`; a reconnect may have lost some.
     async fn subscribe_finished_channel(
         &self,
         token: &str,
-    ) -> Result<crate::backend::FinishedSubscription, Error> {
-        use crate::backend::FinishedNotice;
-        let channel = self.keys.finished_channel(token);
-        let subscriber = self.subscriber(vec![channel]).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let manager = subscriber.manage_subscriptions();
-        let mut messages = subscriber.message_rx();
-        let mut reconnects = subscriber.reconnect_rx();
-        let forward = tokio::spawn(async move {
-            loop {
-                let notice = tokio::select! {
-                    reconnect = reconnects.recv() => match reconnect {
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => FinishedNotice::Missed,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    message = messages.recv() => match message {
-                        Ok(m) => {
-                            let text = reply::string(&m.value);
-                            match text.split_once(':') {
-                                Some((generation, id)) => FinishedNotice::Finished {
-                                    generation: generation.parse().unwrap_or(0),
-                                    id: id.to_string(),
-                                },
-                                None => continue,
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => FinishedNotice::Missed,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                };
-                if tx.send(notice).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(crate::backend::FinishedSubscription {
-            notices: rx,
-            close: closer(subscriber, manager, forward),
-        })
+    ) -> Result<Subscription<FinishedNotice>, Error> {
+        let read = |m: &Message| {
+            generation_and_id(&reply::string(&m.value))
+                .map(|(generation, id)| FinishedNotice::Finished { generation, id })
+                .into_iter()
+                .collect()
+        };
+        let channels = vec![self.keys.finished_channel(token)];
+        self.forward_channels(channels, read, || vec![FinishedNotice::Missed])
+            .await
     }
+}
+
+/// A message `<generation>:<id>` (an abort, an outcome announcement); a
+/// generation that does not parse reads as 0.
+fn generation_and_id(text: &str) -> Option<(u64, String)> {
+    let (generation, id) = text.split_once(':')?;
+    Some((generation.parse().unwrap_or(0), id.to_string()))
 }
 
 /// Releases a subscriber: stops forwarding, stops its resubscription
@@ -450,7 +434,7 @@ fn closer(
     subscriber: fred::clients::SubscriberClient,
     manager: tokio::task::JoinHandle<()>,
     forward: tokio::task::JoinHandle<()>,
-) -> Box<dyn FnOnce() -> crate::backend::BoxFuture<'static, ()> + Send> {
+) -> crate::backend::CloseFn {
     Box::new(move || {
         Box::pin(async move {
             forward.abort();

@@ -398,7 +398,7 @@ impl Backend for RedisBackend {
     fn subscribe_finished<'a>(
         &'a self,
         token: &'a str,
-    ) -> BoxFuture<'a, Result<crate::backend::FinishedSubscription, Error>> {
+    ) -> BoxFuture<'a, Result<Subscription<crate::backend::FinishedNotice>, Error>> {
         Box::pin(self.subscribe_finished_channel(token))
     }
 
