@@ -80,16 +80,7 @@ impl Scheduler {
         T: Task,
         T::Output: DeserializeOwned,
     {
-        let info = self.info(job_id).await?;
-        if let Some(info) = &info {
-            check_task::<T>(job_id, info)?;
-        }
-        JobResult::from_info(info, |json| {
-            serde_json::from_str(json).map_err(|source| Error::Payload {
-                task: T::NAME.to_string(),
-                source,
-            })
-        })
+        typed_result::<T>(job_id, self.info(job_id).await?)
     }
 
     /// What became of job `job_id`, of whatever task, with a completed job's
@@ -98,11 +89,7 @@ impl Scheduler {
         &self,
         job_id: &str,
     ) -> Result<JobResult<serde_json::Value>, Error> {
-        let info = self.info(job_id).await?;
-        let task = info.as_ref().map(|i| i.task.clone()).unwrap_or_default();
-        JobResult::from_info(info, |json| {
-            serde_json::from_str(json).map_err(|source| Error::Payload { task, source })
-        })
+        untyped_result(self.info(job_id).await?)
     }
 
     /// How many jobs of the namespace are deferred, queued, running and
@@ -226,4 +213,33 @@ impl Scheduler {
     pub async fn purge_dead_letters(&self) -> Result<u64, Error> {
         self.inner.backend.purge_dead().await
     }
+}
+
+/// What became of job `job_id` of task `T`, from its `info`
+/// ([`Error::WrongTask`] when the id holds a job of another task).
+pub(super) fn typed_result<T>(
+    job_id: &str,
+    info: Option<JobInfo>,
+) -> Result<JobResult<T::Output>, Error>
+where
+    T: Task,
+    T::Output: DeserializeOwned,
+{
+    if let Some(info) = &info {
+        check_task::<T>(job_id, info)?;
+    }
+    JobResult::from_info(info, |json| {
+        serde_json::from_str(json).map_err(|source| Error::Payload {
+            task: T::NAME.to_string(),
+            source,
+        })
+    })
+}
+
+/// What became of a job, from its `info`, the result as JSON.
+pub(super) fn untyped_result(info: Option<JobInfo>) -> Result<JobResult<serde_json::Value>, Error> {
+    let task = info.as_ref().map(|i| i.task.clone()).unwrap_or_default();
+    JobResult::from_info(info, |json| {
+        serde_json::from_str(json).map_err(|source| Error::Payload { task, source })
+    })
 }

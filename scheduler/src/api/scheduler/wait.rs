@@ -17,6 +17,7 @@ use tokio::sync::{Mutex, Notify, OnceCell};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use crate::api::scheduler::inspect::{typed_result, untyped_result};
 use crate::backend::{Backend, CloseFn, FinishedNotice};
 use crate::{Error, JobInfo, JobResult, JobStatus, Scheduler, Task};
 
@@ -206,8 +207,7 @@ impl Scheduler {
         job_id: &str,
         timeout: Duration,
     ) -> Result<JobResult<serde_json::Value>, Error> {
-        self.wait_until_finished(job_id, timeout).await?;
-        self.result_untyped(job_id).await
+        untyped_result(self.wait_until_finished(job_id, timeout).await?)
     }
 
     /// [`wait`](Self::wait) for a job of task `T`, its result decoded as the
@@ -221,11 +221,16 @@ impl Scheduler {
         T: Task,
         T::Output: DeserializeOwned,
     {
-        self.wait_until_finished(job_id, timeout).await?;
-        self.result::<T>(job_id).await
+        typed_result::<T>(job_id, self.wait_until_finished(job_id, timeout).await?)
     }
 
-    async fn wait_until_finished(&self, job_id: &str, timeout: Duration) -> Result<(), Error> {
+    /// Waits until job `job_id` has ended; its `info` then (`None`: no job,
+    /// or its outcome is not kept).
+    async fn wait_until_finished(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<JobInfo>, Error> {
         crate::validate_job_id(job_id)?;
         let deadline = tokio::time::Instant::now() + timeout;
         let waiters = self.waiters().await?;
@@ -252,7 +257,7 @@ impl Scheduler {
         let info = self.info(job_id).await?;
         let since = info.as_ref().map_or(0, |i| i.generation);
         if finished_since(&info, since) {
-            return Ok(());
+            return Ok(info);
         }
         loop {
             tokio::select! {
@@ -260,8 +265,9 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(deadline) => {
                     // One last look: an announcement lost with no reconnect
                     // seen (the listener expired meanwhile) still counts.
-                    if finished_since(&self.info(job_id).await?, since) {
-                        return Ok(());
+                    let info = self.info(job_id).await?;
+                    if finished_since(&info, since) {
+                        return Ok(info);
                     }
                     return Err(Error::Timeout {
                         timeout,
@@ -269,8 +275,9 @@ impl Scheduler {
                     });
                 }
             }
-            if finished_since(&self.info(job_id).await?, since) {
-                return Ok(());
+            let info = self.info(job_id).await?;
+            if finished_since(&info, since) {
+                return Ok(info);
             }
         }
     }

@@ -121,7 +121,7 @@ impl MemoryBackend {
 
     pub(super) fn counts_now(&self) -> JobCounts {
         let tx = self.begin();
-        let queued = tx.s.due.up_to(tx.now, usize::MAX).len() as u64;
+        let queued = tx.s.due.count_up_to(tx.now) as u64;
         JobCounts {
             deferred: tx.s.due.len() as u64 - queued,
             queued,

@@ -40,6 +40,14 @@ impl ScoreSet {
             .collect()
     }
 
+    /// How many entries have a score at most `max`.
+    pub(super) fn count_up_to(&self, max: i64) -> usize {
+        self.ordered
+            .iter()
+            .take_while(|(score, _)| *score <= max)
+            .count()
+    }
+
     pub(super) fn first(&self) -> Option<i64> {
         self.ordered.iter().next().map(|(score, _)| *score)
     }
