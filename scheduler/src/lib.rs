@@ -84,18 +84,19 @@ pub use crate::api::config::{Durability, SchedulerConfig, WorkerConfig};
 pub use crate::api::connection::RedisConnection;
 pub use crate::api::deps::{Dep, Dependencies, DependencyKey};
 pub use crate::api::error::{Error, RedisError};
+pub use crate::api::events::{EventsMissed, JobEvent, JobEventKind};
 pub use crate::api::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning,
     JobCounts, JobInfo, JobResult, JobStatus, PendingJob, PendingState, ReplaceOutcome,
     MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,
 };
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
-pub use crate::api::scheduler::{Scheduler, SchedulerBuilder};
+pub use crate::api::scheduler::{JobEvents, Scheduler, SchedulerBuilder};
 pub use crate::api::task::{JobRequest, Task, TaskOptions, When};
 pub use crate::api::task_result::{IntoTaskResult, TaskError};
 pub use crate::ops::health::Health;
 pub use crate::periodic::{MissedTicks, Schedule, ScheduleInfo, ScheduleSource, ScheduleSpec};
-pub use crate::worker::context::JobContext;
+pub use crate::worker::context::{JobContext, MAX_PROGRESS_BYTES};
 pub use scheduler_macros::task;
 
 /// Re-exported so users need no direct dependency for the types in signatures.

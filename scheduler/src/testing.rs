@@ -153,6 +153,9 @@ impl TestSchedulerBuilder {
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
             max_result_bytes: config.max_payload_bytes,
             metrics: scheduler.metrics().clone(),
+            backend: crate::worker::context::ContextBackend(
+                Arc::clone(&backend) as Arc<dyn Backend>
+            ),
         };
         Ok(TestScheduler {
             scheduler,

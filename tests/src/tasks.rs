@@ -23,7 +23,8 @@ pub struct ProbeArgs {
     #[serde(default)]
     pub fail_times: u32,
     /// "ok", "panic", "permanent", "exit" (kills its own process), "block"
-    /// (sleeps blocking the thread),
+    /// (sleeps blocking the thread), "progress" (reports `{"step": 1}`,
+    /// sleeps, reports `{"step": 2}`),
     /// "block-first" (blocks on the first attempt only).
     #[serde(default)]
     pub mode: String,
@@ -68,7 +69,12 @@ async fn probe_body(
     if args.mode == "exit" {
         std::process::abort();
     }
-    if args.mode == "block" || (args.mode == "block-first" && ctx.attempt() == 1) {
+    if args.mode == "progress" {
+        // Two reports, the sleep between them.
+        ctx.progress(serde_json::json!({ "step": 1 })).await?;
+        tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
+        ctx.progress(serde_json::json!({ "step": 2 })).await?;
+    } else if args.mode == "block" || (args.mode == "block-first" && ctx.attempt() == 1) {
         // Blocks the runtime thread: on a current-thread runtime the heartbeat
         // cannot run either, like a worker frozen by a long GC pause or swap.
         std::thread::sleep(Duration::from_millis(args.sleep_ms));

@@ -90,6 +90,15 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A progress report ([`JobContext::progress`](crate::JobContext::progress))
+    /// is larger than [`MAX_PROGRESS_BYTES`](crate::MAX_PROGRESS_BYTES) as JSON.
+    #[error("progress of {size} bytes exceeds the limit of {limit} bytes")]
+    ProgressTooLarge {
+        /// Size of the progress's JSON.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The arguments could not be serialized.
     #[error("arguments of task `{task}` could not be serialized: {reason}")]
     Serialize {

@@ -441,6 +441,10 @@ pub struct JobInfo {
     pub last_error: Option<String>,
     /// The result's JSON, for a completed job that returned a value.
     pub result: Option<String>,
+    /// The last progress its attempts reported
+    /// ([`JobContext::progress`](crate::JobContext::progress)); kept with
+    /// the job's outcome once it has ended.
+    pub progress: Option<serde_json::Value>,
 }
 
 /// A job waiting to run, as listed by [`Scheduler::pending`](crate::Scheduler::pending)

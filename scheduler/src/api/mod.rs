@@ -6,6 +6,7 @@ pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod deps;
 pub(crate) mod error;
+pub(crate) mod events;
 pub(crate) mod job;
 pub(crate) mod registry;
 pub(crate) mod scheduler;

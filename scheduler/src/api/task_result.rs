@@ -74,6 +74,20 @@ impl TaskError {
     }
 }
 
+/// A scheduler error met inside a task (a progress report, a dependency
+/// lookup, a job it enqueues): retried with the task's backoff when it is
+/// transient (Redis unreachable, a timeout), else for good (a missing
+/// dependency, a value that cannot be serialized: no retry fixes them).
+impl From<crate::Error> for TaskError {
+    fn from(e: crate::Error) -> Self {
+        if e.is_transient() {
+            TaskError::retry(e)
+        } else {
+            TaskError::permanent(e)
+        }
+    }
+}
+
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
+use crate::api::events::JobEvent;
 use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo};
 use crate::ops::health::HealthState;
 use crate::periodic::store::{
@@ -16,6 +17,7 @@ use crate::periodic::store::{
 };
 
 pub(crate) mod memory;
+pub(crate) mod outbox;
 pub(crate) mod redis;
 
 /// A boxed future borrowing the backend.
@@ -164,10 +166,11 @@ pub(crate) enum Notice {
 /// Releases what feeds a [`Subscription`].
 pub(crate) type CloseFn = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
-/// A stream of notices: a worker's ([`Notice`]), or the outcomes a waiting
-/// process hears ([`FinishedNotice`]); `close` releases what feeds it.
+/// A stream of notices: a worker's ([`Notice`]), the outcomes a waiting
+/// process hears ([`FinishedNotice`]), or job events ([`EventNotice`]);
+/// bounded (see [`outbox`]); `close` releases what feeds it.
 pub(crate) struct Subscription<N = Notice> {
-    pub(crate) notices: mpsc::UnboundedReceiver<N>,
+    pub(crate) notices: mpsc::Receiver<N>,
     pub(crate) close: CloseFn,
 }
 
@@ -177,6 +180,24 @@ pub(crate) struct Subscription<N = Notice> {
 pub(crate) enum FinishedNotice {
     Finished { id: String, generation: u64 },
     Missed,
+}
+
+/// What a stream of job events hears: an event, or events may have been
+/// lost (a reconnect, a reader that fell behind).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum EventNotice {
+    Event(JobEvent),
+    Missed,
+}
+
+/// What a listener registration is for (see [`Backend::listen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// A process waiting for outcomes: every job that ends is announced to it.
+    Finished,
+    /// A stream of job events: while one is registered, every state change
+    /// of a job is published as an event.
+    Events,
 }
 
 /// The state transitions. Each is atomic: a Lua script on Redis, one critical
@@ -328,14 +349,34 @@ pub(crate) trait Backend: Send + Sync + 'static {
         token: &'a str,
     ) -> BoxFuture<'a, Result<Subscription<FinishedNotice>, Error>>;
 
-    /// Registers the listener `token` for `ttl` (renewed by calling again),
-    /// or with `None` removes it: while registered, every job that ends is
-    /// announced to it.
-    fn listen_finished<'a>(
+    /// Registers the listener `token` of `kind` for `ttl` (renewed by
+    /// calling again), or with `None` removes it: while one is registered,
+    /// every job that ends is announced to the process waiting for outcomes
+    /// ([`Listener::Finished`]), and every job event is published
+    /// ([`Listener::Events`]).
+    fn listen<'a>(
         &'a self,
+        kind: Listener,
         token: &'a str,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Subscribes to the job events of the namespace (published while a
+    /// [`Listener::Events`] is registered), holding `capacity` at most.
+    fn subscribe_events(
+        &self,
+        capacity: usize,
+    ) -> BoxFuture<'_, Result<Subscription<EventNotice>, Error>>;
+
+    /// Records the progress (JSON) a running attempt reports, fenced by
+    /// (generation, attempt): false when the attempt no longer holds the job.
+    fn progress<'a>(
+        &'a self,
+        id: &'a str,
+        generation: u64,
+        attempt: u32,
+        progress: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
 
     /// Closes connections.
     fn close(&self) -> BoxFuture<'_, ()>;

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::deps::{Dep, Dependencies};
 use crate::api::error::Error;
+use crate::backend::Backend;
 
 /// What a running job knows about itself: its id, generation, attempt, the time
 /// it was planned for, and a cancellation signal.
@@ -17,7 +18,23 @@ pub struct JobContext {
     pub(crate) inner: Arc<ContextInner>,
     pub(crate) cancel: CancellationToken,
     pub(crate) deps: Dependencies,
+    /// Where progress reports go (`None`: nowhere, for a context built
+    /// outside a worker).
+    pub(crate) backend: Option<ContextBackend>,
 }
+
+/// The backend of the worker running the job.
+#[derive(Clone)]
+pub(crate) struct ContextBackend(pub(crate) Arc<dyn Backend>);
+
+impl std::fmt::Debug for ContextBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContextBackend")
+    }
+}
+
+/// The largest progress report ([`JobContext::progress`]), as JSON.
+pub const MAX_PROGRESS_BYTES: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct ContextInner {
@@ -58,6 +75,7 @@ impl JobContext {
             }),
             cancel: CancellationToken::new(),
             deps,
+            backend: None,
         }
     }
 
@@ -120,6 +138,58 @@ impl JobContext {
     /// Completes when the job is cancelled.
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await
+    }
+
+    /// Records how far the job got: a number, or any small value that
+    /// serializes to JSON ([`MAX_PROGRESS_BYTES`] at most). The last value
+    /// reported shows in [`JobInfo::progress`](crate::JobInfo::progress)
+    /// (kept with the job's outcome once it ends) and reaches
+    /// [`Scheduler::events`](crate::Scheduler::events) as
+    /// [`JobEventKind::Progress`](crate::JobEventKind::Progress).
+    ///
+    /// Fenced like the attempt's outcome: once this attempt no longer holds
+    /// the job (its lease was taken over), a report changes nothing. A
+    /// report may be sent twice (after a lost reply), so report values
+    /// ("40 of 100"), not increments.
+    ///
+    /// ```
+    /// use scheduler::JobContext;
+    ///
+    /// #[scheduler::task]
+    /// async fn import(ctx: JobContext, rows: u32) -> Result<(), scheduler::Error> {
+    ///     for done in (0..=rows).step_by(100) {
+    ///         // ... import 100 rows ...
+    ///         ctx.progress(serde_json::json!({ "done": done, "of": rows })).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn progress(&self, value: impl serde::Serialize) -> Result<(), Error> {
+        let json = serde_json::to_string(&value).map_err(|e| Error::Serialize {
+            task: self.inner.task.to_string(),
+            reason: format!("progress: {e}"),
+        })?;
+        if json.len() > MAX_PROGRESS_BYTES {
+            return Err(Error::ProgressTooLarge {
+                size: json.len(),
+                limit: MAX_PROGRESS_BYTES,
+            });
+        }
+        let Some(ContextBackend(backend)) = &self.backend else {
+            return Ok(());
+        };
+        let recorded = backend
+            .progress(
+                &self.inner.job_id,
+                self.inner.generation,
+                self.inner.attempt,
+                &json,
+            )
+            .await?;
+        if !recorded {
+            tracing::debug!(job_id = %self.inner.job_id, "progress not recorded: this attempt no longer holds the job");
+        }
+        Ok(())
     }
 
     /// A provided dependency, by type.

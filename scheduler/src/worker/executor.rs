@@ -17,6 +17,7 @@ use crate::api::task_result::TaskError;
 use crate::backend::{ClaimedJob, Finished};
 use crate::clock::Clock;
 use crate::ops::metrics::Metrics;
+use crate::worker::context::ContextBackend;
 use crate::worker::context::JobContext;
 
 /// Why a running job's future was stopped from outside.
@@ -100,6 +101,8 @@ pub(crate) struct Executor {
     /// Largest result (its JSON) stored; a larger one fails the attempt for good.
     pub(crate) max_result_bytes: usize,
     pub(crate) metrics: Metrics,
+    /// Where a job's progress reports go.
+    pub(crate) backend: ContextBackend,
 }
 
 impl Executor {
@@ -152,6 +155,7 @@ impl Executor {
             self.deps.clone(),
         );
         ctx.cancel = stop.token.clone();
+        ctx.backend = Some(self.backend.clone());
         if stop.is_stopped() {
             // Stopped between claim and start (an abort that came early, a
             // shutdown while the claim was in flight): it never starts.

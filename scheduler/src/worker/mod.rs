@@ -29,6 +29,7 @@ use crate::clock::SystemClock;
 use crate::ops::health::HealthState;
 use crate::ops::metrics::Metrics;
 use crate::periodic::planner::Planner;
+use crate::worker::context::ContextBackend;
 use crate::worker::executor::{Executor, StopHandle, StopReason};
 
 mod claim;
@@ -140,6 +141,7 @@ impl Worker {
             clock: Arc::new(SystemClock),
             max_result_bytes: backend.config().max_payload_bytes,
             metrics,
+            backend: ContextBackend(Arc::clone(&backend)),
         };
         let worker = Arc::new(Worker {
             id,

@@ -14,7 +14,7 @@ use crate::worker::{Worker, EARLY_ABORTS_CAP};
 
 impl Worker {
     /// Wake-ups, abort signals and schedule changes from the backend.
-    pub(super) async fn listen(self: Arc<Self>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+    pub(super) async fn listen(self: Arc<Self>, mut notices: mpsc::Receiver<Notice>) {
         loop {
             tokio::select! {
                 _ = self.stop_all.cancelled() => return,

@@ -240,12 +240,28 @@ impl Backend for Faulty {
     ) -> BoxFuture<'a, Result<Subscription<crate::backend::FinishedNotice>, Error>> {
         self.inner.subscribe_finished(token)
     }
-    fn listen_finished<'a>(
+    fn listen<'a>(
         &'a self,
+        kind: crate::backend::Listener,
         token: &'a str,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.inner.listen_finished(token, ttl)
+        self.inner.listen(kind, token, ttl)
+    }
+    fn subscribe_events(
+        &self,
+        capacity: usize,
+    ) -> BoxFuture<'_, Result<Subscription<crate::backend::EventNotice>, Error>> {
+        self.inner.subscribe_events(capacity)
+    }
+    fn progress<'a>(
+        &'a self,
+        id: &'a str,
+        generation: u64,
+        attempt: u32,
+        progress: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        self.inner.progress(id, generation, attempt, progress)
     }
     fn close(&self) -> BoxFuture<'_, ()> {
         self.inner.close()

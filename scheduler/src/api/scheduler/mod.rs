@@ -17,11 +17,13 @@ use crate::worker::WorkerHandle;
 mod builder;
 mod cancel;
 mod enqueue;
+mod events;
 mod inspect;
 mod schedules;
 mod wait;
 
 pub use builder::SchedulerBuilder;
+pub use events::JobEvents;
 
 /// A handle to a running scheduler: cheap to clone and share (put it in your web
 /// framework's state).

@@ -18,13 +18,13 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::api::scheduler::inspect::{typed_result, untyped_result};
-use crate::backend::{Backend, CloseFn, FinishedNotice};
+use crate::backend::{Backend, CloseFn, FinishedNotice, Listener};
 use crate::{Error, JobInfo, JobResult, JobStatus, Scheduler, Task};
 
 /// How long a listener registration lasts without renewal.
-const LISTENER_TTL: Duration = Duration::from_secs(60);
+pub(super) const LISTENER_TTL: Duration = Duration::from_secs(60);
 /// How often the registration is renewed (or removed when nobody waits).
-const LISTENER_RENEW: Duration = Duration::from_secs(20);
+pub(super) const LISTENER_RENEW: Duration = Duration::from_secs(20);
 
 /// The jobs this process waits for, by id: one `Notify` per `wait` call.
 type Waiting = Arc<Mutex<HashMap<String, Vec<Arc<Notify>>>>>;
@@ -72,7 +72,7 @@ impl Waiters {
         if let Some(close) = close {
             close().await;
         }
-        let _ = backend.listen_finished(&self.token, None).await;
+        let _ = backend.listen(Listener::Finished, &self.token, None).await;
     }
 }
 
@@ -81,7 +81,7 @@ impl Waiters {
 async fn route(
     backend: Arc<dyn Backend>,
     token: String,
-    mut notices: tokio::sync::mpsc::UnboundedReceiver<FinishedNotice>,
+    mut notices: tokio::sync::mpsc::Receiver<FinishedNotice>,
     waiting: Waiting,
 ) {
     let mut renew = tokio::time::interval(LISTENER_RENEW);
@@ -95,7 +95,16 @@ async fn route(
                     }
                 }
                 Some(FinishedNotice::Missed) => {
-                    for waits in waiting.lock().await.values() {
+                    let waiting = waiting.lock().await;
+                    // A reconnect: the server may have restarted without
+                    // the registration. Registered again before the waits
+                    // look, so that no ending after their look is missed.
+                    if !waiting.is_empty() {
+                        if let Err(e) = backend.listen(Listener::Finished, &token, Some(LISTENER_TTL)).await {
+                            debug!(error = %e, "registering the outcome listener again failed; waits look again at their deadline");
+                        }
+                    }
+                    for waits in waiting.values() {
                         waits.iter().for_each(|n| n.notify_one());
                     }
                 }
@@ -106,7 +115,7 @@ async fn route(
                 // registers after this, so a removal never undoes it.
                 let waiting = waiting.lock().await;
                 let ttl = (!waiting.is_empty()).then_some(LISTENER_TTL);
-                if let Err(e) = backend.listen_finished(&token, ttl).await {
+                if let Err(e) = backend.listen(Listener::Finished, &token, ttl).await {
                     debug!(error = %e, "renewing the outcome listener failed; waits look again at their deadline");
                 }
             }
@@ -245,7 +254,7 @@ impl Scheduler {
             self.observe(
                 self.inner
                     .backend
-                    .listen_finished(&waiters.token, Some(LISTENER_TTL))
+                    .listen(Listener::Finished, &waiters.token, Some(LISTENER_TTL))
                     .await,
             )?;
         }

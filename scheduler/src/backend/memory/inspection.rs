@@ -48,6 +48,7 @@ impl MemoryBackend {
                 finished_at: positive_time(Some(r.finished_ms)),
                 last_error: Some(r.error.clone()).filter(|e| !e.is_empty()),
                 result: Some(r.result.clone()).filter(|e| !e.is_empty()),
+                progress: progress_json(r.progress.as_deref()),
             })
         };
         drop(tx);
@@ -173,5 +174,11 @@ pub(super) fn record_info(
         finished_at: None,
         last_error: rec.last_error.clone().filter(|e| !e.is_empty()),
         result: None,
+        progress: progress_json(rec.progress.as_deref()),
     }
+}
+
+/// Stored progress read back as JSON (as record.rs does).
+fn progress_json(progress: Option<&str>) -> Option<serde_json::Value> {
+    progress.and_then(|p| serde_json::from_str(p).ok())
 }

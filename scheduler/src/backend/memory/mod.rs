@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
+use crate::api::events::JobEvent;
 use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo};
 use crate::backend::memory::state::State;
 use crate::clock::{Clock, SystemClock};
@@ -16,10 +17,14 @@ use crate::periodic::store::{
     Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
 };
 
+use crate::backend::outbox::{Outbox, NOTICE_CAPACITY};
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, FinishedNotice, NewJob, Notice,
-    RawPending, Subscription,
+    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, EventNotice, Finished, FinishedNotice,
+    Listener, NewJob, Notice, RawPending, Subscription,
 };
+
+/// How many events the store's broadcast holds for a reader that lags.
+const EVENT_BROADCAST: usize = 4096;
 
 mod inspection;
 mod schedules;
@@ -34,6 +39,8 @@ struct Shared {
     notices: broadcast::Sender<Notice>,
     /// Jobs that ended (id, generation), for `Scheduler::wait`.
     finished: broadcast::Sender<(String, u64)>,
+    /// Job events, for `Scheduler::events`.
+    events: broadcast::Sender<JobEvent>,
     clock: Arc<dyn Clock>,
 }
 
@@ -63,6 +70,8 @@ struct Tx<'a> {
     aborts: Vec<Notice>,
     /// Jobs this transition ended (id, generation).
     finished: Vec<(String, u64)>,
+    /// The job events of this transition, when a stream of events is open.
+    events: Option<Vec<JobEvent>>,
     /// A schedule was stored or resumed: planners read the schedules again.
     schedules_changed: bool,
 }
@@ -75,6 +84,7 @@ impl MemoryBackend {
                 state: Mutex::new(State::default()),
                 notices: broadcast::channel(1024).0,
                 finished: broadcast::channel(1024).0,
+                events: broadcast::channel(EVENT_BROADCAST).0,
                 clock,
             }),
             config,
@@ -108,6 +118,7 @@ impl MemoryBackend {
             wake: false,
             aborts: Vec::new(),
             finished: Vec::new(),
+            events: (self.shared.events.receiver_count() > 0).then(Vec::new),
             schedules_changed: false,
         }
     }
@@ -116,7 +127,13 @@ impl MemoryBackend {
         let wake = tx.wake;
         let aborts = tx.aborts;
         let finished = tx.finished;
+        let events = tx.events;
         let schedules_changed = tx.schedules_changed;
+        // Sent under the lock, so that readers see events in the order the
+        // transitions happened (as one Redis connection sees a script's).
+        for event in events.into_iter().flatten() {
+            let _ = self.shared.events.send(event);
+        }
         drop(tx.s);
         for ended in finished {
             let _ = self.shared.finished.send(ended);
@@ -263,17 +280,45 @@ impl Backend for MemoryBackend {
                 finished,
                 |(id, generation)| FinishedNotice::Finished { id, generation },
                 || vec![FinishedNotice::Missed],
+                NOTICE_CAPACITY,
             ))
         })
     }
 
-    /// Every process of a memory store hears every outcome: nothing to register.
-    fn listen_finished<'a>(
+    /// Every process of a memory store hears every outcome, and events are
+    /// recorded while anyone subscribes to them: nothing to register.
+    fn listen<'a>(
         &'a self,
+        _kind: Listener,
         _token: &'a str,
         _ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe_events(
+        &self,
+        capacity: usize,
+    ) -> BoxFuture<'_, Result<Subscription<EventNotice>, Error>> {
+        let events = self.shared.events.subscribe();
+        Box::pin(async move {
+            Ok(forward(
+                events,
+                EventNotice::Event,
+                || vec![EventNotice::Missed],
+                capacity,
+            ))
+        })
+    }
+
+    fn progress<'a>(
+        &'a self,
+        id: &'a str,
+        generation: u64,
+        attempt: u32,
+        progress: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move { Ok(self.progress_now(id, generation, attempt, progress)) })
     }
 
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
@@ -284,6 +329,7 @@ impl Backend for MemoryBackend {
                 notices,
                 |n| n,
                 || vec![Notice::Wake, Notice::Schedules],
+                NOTICE_CAPACITY,
             ))
         })
     }
@@ -293,25 +339,28 @@ impl Backend for MemoryBackend {
     }
 }
 
-/// Forwards a broadcast of the store's events as a subscription: `read` maps
-/// each one; when some were lost (a lagging receiver), `missed()` is sent.
+/// Forwards a broadcast of the store's events as a subscription of
+/// `capacity` (see [`Outbox`]): `read` maps each one; when some were lost (a
+/// lagging receiver, a full outbox), `missed()` is sent.
 fn forward<T: Clone + Send + 'static, N: Send + 'static>(
     mut events: broadcast::Receiver<T>,
     read: fn(T) -> N,
     missed: fn() -> Vec<N>,
+    capacity: usize,
 ) -> Subscription<N> {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (mut outbox, rx) = Outbox::channel(capacity, missed);
     let forward = tokio::spawn(async move {
         loop {
-            let notices = match events.recv().await {
-                Ok(event) => vec![read(event)],
-                Err(broadcast::error::RecvError::Lagged(_)) => missed(),
-                Err(broadcast::error::RecvError::Closed) => return,
+            let open = tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => outbox.push(vec![read(event)]),
+                    Err(broadcast::error::RecvError::Lagged(_)) => outbox.push_missed(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                open = outbox.report_lost(), if outbox.lost() => open,
             };
-            for notice in notices {
-                if tx.send(notice).is_err() {
-                    return;
-                }
+            if !open {
+                return;
             }
         }
     });

@@ -91,6 +91,8 @@ pub(super) struct Record {
     pub(super) worker: Option<String>,
     pub(super) cancel: bool,
     pub(super) blocked: Option<i64>,
+    /// The last progress the running attempt reported (JSON).
+    pub(super) progress: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +110,8 @@ pub(super) struct Outcome {
     pub(super) max_attempts: u32,
     /// The nonce of the request that created the job.
     pub(super) nonce: String,
+    /// The last progress its attempts reported (JSON).
+    pub(super) progress: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::api::events::JobEventKind;
 use crate::backend::memory::state::Record;
 use crate::backend::memory::tx::SWEEP;
 use crate::backend::memory::{MemoryBackend, Tx};
@@ -9,6 +10,7 @@ use crate::backend::{
     user_request_key, user_request_ttl_ms, Claim, ClaimedJob, EnqueueReply, Finished, NewJob,
     Notice,
 };
+use crate::clock::time_from_ms;
 use crate::{CancelOutcome, Error, FinishedState};
 
 impl MemoryBackend {
@@ -80,7 +82,12 @@ impl MemoryBackend {
                     worker: None,
                     cancel: false,
                     blocked: blocked.map(|_| run_at),
+                    progress: None,
                 };
+                tx.emit(&job.id, Some(&record), || JobEventKind::Enqueued {
+                    run_at: time_from_ms(run_at),
+                    replaced: pending.as_ref().map(|p| p.generation),
+                });
                 tx.s.pending.insert(job.id.clone(), record);
                 tx.s.due.add(&job.id, blocked.unwrap_or(run_at));
                 if blocked.is_none() && earliest.is_none_or(|e| run_at < e) {
@@ -255,6 +262,9 @@ impl MemoryBackend {
                 rec.worker = Some(worker.to_string());
                 rec.cancel = false;
                 rec.blocked = None;
+                tx.emit(&id, Some(&rec), || JobEventKind::Started {
+                    run_at: time_from_ms(run_at),
+                });
                 claim.jobs.push(ClaimedJob {
                     id: id.clone(),
                     task: rec.task.clone(),
@@ -377,6 +387,35 @@ impl MemoryBackend {
         }
         self.commit(tx);
         out
+    }
+
+    /// progress.lua: records a running attempt's progress, fenced.
+    pub(super) fn progress_now(
+        &self,
+        id: &str,
+        generation: u64,
+        attempt: u32,
+        progress: &str,
+    ) -> bool {
+        let mut tx = self.begin();
+        let rec =
+            tx.s.active
+                .get_mut(id)
+                .filter(|r| r.generation == generation && r.attempts == attempt);
+        let Some(rec) = rec else {
+            self.commit(tx);
+            return false;
+        };
+        rec.progress = Some(progress.to_string());
+        let rec = rec.clone();
+        tx.emit(id, Some(&rec), || {
+            JobEventKind::Progress(
+                serde_json::from_str(progress)
+                    .unwrap_or_else(|_| serde_json::Value::String(progress.to_string())),
+            )
+        });
+        self.commit(tx);
+        true
     }
 
     pub(super) fn cancel_now(

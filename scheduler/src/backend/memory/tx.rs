@@ -1,8 +1,10 @@
 //! The steps transitions share, on one transaction's view of the state
 //! (the helpers of `common.lua`).
 
+use crate::api::events::{JobEvent, JobEventKind};
 use crate::backend::memory::state::{DeadEntry, Outcome, Record};
 use crate::backend::memory::Tx;
+use crate::clock::time_from_ms;
 use crate::FinishedState;
 
 /// Expired outcomes one claim drops at most (`SWEEP` in claim.lua).
@@ -58,6 +60,7 @@ impl Tx<'_> {
                 run_at: rec.and_then(|r| r.run_at),
                 max_attempts: rec.map(|r| r.max_attempts).unwrap_or(0),
                 nonce: rec.map(|r| r.nonce.clone()).unwrap_or_default(),
+                progress: rec.and_then(|r| r.progress.clone()),
             };
             self.s.results.insert(id.to_string(), outcome);
             let expires = self.now + self.keep_ms;
@@ -70,9 +73,41 @@ impl Tx<'_> {
         // As announce_finished in common.lua.
         self.finished
             .push((id.to_string(), rec.map(|r| r.generation).unwrap_or(0)));
+        self.emit(id, rec, || {
+            let reason = error.to_string();
+            match state {
+                FinishedState::Completed => JobEventKind::Completed,
+                FinishedState::Failed => JobEventKind::Failed { reason },
+                FinishedState::Cancelled => JobEventKind::Cancelled { reason },
+            }
+        });
+    }
+
+    /// Records a job event when a stream of events is open (common.lua
+    /// `emit`): `kind` is only built then.
+    pub(super) fn emit(
+        &mut self,
+        id: &str,
+        rec: Option<&Record>,
+        kind: impl FnOnce() -> JobEventKind,
+    ) {
+        let at = time_from_ms(self.now);
+        if let Some(events) = &mut self.events {
+            events.push(JobEvent {
+                kind: kind(),
+                job_id: id.to_string(),
+                task: rec.map(|r| r.task.clone()).unwrap_or_default(),
+                generation: rec.map_or(0, |r| r.generation),
+                attempt: rec.map_or(0, |r| r.attempts),
+                at,
+            });
+        }
     }
 
     pub(super) fn dead_letter(&mut self, id: &str, rec: Option<&Record>, reason: &str) {
+        self.emit(id, rec, || JobEventKind::DeadLettered {
+            reason: reason.to_string(),
+        });
         let entry = DeadEntry {
             task: rec.map(|r| r.task.clone()).unwrap_or_default(),
             generation: rec.map(|r| r.generation).unwrap_or(0),
@@ -125,13 +160,22 @@ impl Tx<'_> {
         self.s.active.remove(id);
         self.s.leases.remove(id);
         if error.is_some() {
-            rec.last_error = error;
+            rec.last_error = error.clone();
         }
         rec.run_at = None;
         rec.started_ms = None;
         rec.worker = None;
         rec.cancel = false;
         rec.blocked = None;
+        self.emit(id, Some(&rec), || match error {
+            Some(error) => JobEventKind::Retried {
+                error,
+                run_at: time_from_ms(run_at),
+            },
+            None => JobEventKind::Released {
+                run_at: time_from_ms(run_at),
+            },
+        });
         self.s.pending.insert(id.to_string(), rec);
         self.s.due.add(id, run_at);
     }
@@ -163,7 +207,12 @@ impl Tx<'_> {
             worker: None,
             cancel: false,
             blocked: None,
+            progress: None,
         };
+        self.emit(id, Some(&record), || JobEventKind::Enqueued {
+            run_at: time_from_ms(run_at),
+            replaced: None,
+        });
         self.s.pending.insert(id.to_string(), record);
         self.s.due.add(id, run_at);
         generation

@@ -13,6 +13,8 @@ pub(crate) struct Keys {
     pub(crate) enqueue_one_keys: Vec<String>,
     pub(crate) wake_channel: String,
     pub(crate) abort_channel: String,
+    /// Where job events are published (common.lua `emit`).
+    pub(crate) events_channel: String,
     /// What follows `wake` and `abort` in the channel names: empty in
     /// database 0, `:db<N>` in database N. Pub/sub ignores `SELECT`, so the
     /// same namespace in two databases of one server (two deployments: their
@@ -77,6 +79,7 @@ impl Keys {
                 .collect(),
             wake_channel: key("wake") + &channel_scope,
             abort_channel: key("abort") + &channel_scope,
+            events_channel: key("events") + &channel_scope,
             channel_scope,
         })
     }
@@ -89,6 +92,13 @@ impl Keys {
     /// random: unique across databases and servers).
     pub(crate) fn finished_channel(&self, token: &str) -> String {
         format!("{{{}}}:finished:{token}", self.namespace)
+    }
+
+    /// The `listeners` entry of one stream of job events: the events
+    /// channel, `#`, the stream's own token (common.lua `read_listeners`
+    /// reads the channel back from it).
+    pub(crate) fn events_listener(&self, token: &str) -> String {
+        format!("{}#{token}", self.events_channel)
     }
 }
 
@@ -118,6 +128,8 @@ mod tests {
         assert_eq!(zero.abort_channel, "{app}:abort");
         assert_eq!(one.wake_channel, "{app}:wake:db1");
         assert_eq!(one.abort_channel, "{app}:abort:db1");
+        assert_eq!(zero.events_listener("t"), "{app}:events#t");
+        assert_eq!(one.events_listener("t"), "{app}:events:db1#t");
         // Keys are per database already: the same names.
         assert_eq!(zero.script_keys, one.script_keys);
     }

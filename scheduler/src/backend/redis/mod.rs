@@ -8,14 +8,16 @@ use fred::prelude::*;
 use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
 use fred::types::{CustomCommand, InfoKind, Key, Message, Value};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::api::config::SchedulerConfig;
 use crate::api::error::{Error, RedisError};
-use crate::backend::{FinishedNotice, Notice, Subscription};
+use crate::api::events;
+use crate::backend::outbox::{Outbox, NOTICE_CAPACITY};
+use crate::backend::{EventNotice, FinishedNotice, Notice, Subscription};
 use crate::ops::health::HealthState;
 
 pub(crate) mod keys;
@@ -328,14 +330,16 @@ impl RedisBackend {
     }
 
     /// Subscribes to `channels` on a connection of its own and forwards what
-    /// arrives: `read` turns a message into notices (none: skipped); when
-    /// messages may have been lost (a reconnect, a lagging receiver),
-    /// `missed()` is sent instead.
+    /// arrives, `capacity` notices at most (see [`Outbox`]): `read` turns a
+    /// message into notices (none: skipped); when messages may have been
+    /// lost (a reconnect, a lagging receiver, a full outbox), `missed()` is
+    /// sent instead.
     async fn forward_channels<N: Send + 'static>(
         &self,
         channels: Vec<String>,
         read: impl Fn(&Message) -> Vec<N> + Send + 'static,
         missed: fn() -> Vec<N>,
+        capacity: usize,
     ) -> Result<Subscription<N>, Error> {
         let subscriber = builder(&self.url, &self.config)?
             .build_subscriber_client()
@@ -345,28 +349,27 @@ impl RedisBackend {
             .subscribe(channels)
             .await
             .map_err(|e| self.error(e))?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (mut outbox, rx) = Outbox::channel(capacity, missed);
         let manager = subscriber.manage_subscriptions();
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
         let forward = tokio::spawn(async move {
             loop {
-                let notices = tokio::select! {
+                let open = tokio::select! {
                     reconnect = reconnects.recv() => match reconnect {
                         // While disconnected.
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => missed(),
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => outbox.push_missed(),
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     message = messages.recv() => match message {
-                        Ok(m) => read(&m),
-                        Err(broadcast::error::RecvError::Lagged(_)) => missed(),
+                        Ok(m) => outbox.push(read(&m)),
+                        Err(broadcast::error::RecvError::Lagged(_)) => outbox.push_missed(),
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
+                    open = outbox.report_lost(), if outbox.lost() => open,
                 };
-                for notice in notices {
-                    if tx.send(notice).is_err() {
-                        return;
-                    }
+                if !open {
+                    return;
                 }
             }
         });
@@ -400,7 +403,8 @@ impl RedisBackend {
             self.keys.wake_channel.clone(),
             self.keys.abort_channel.clone(),
         ];
-        self.forward_channels(channels, read, missed).await
+        self.forward_channels(channels, read, missed, NOTICE_CAPACITY)
+            .await
     }
 
     /// A subscriber of this process's outcome channel (see listeners.lua):
@@ -416,7 +420,30 @@ impl RedisBackend {
                 .collect()
         };
         let channels = vec![self.keys.finished_channel(token)];
-        self.forward_channels(channels, read, || vec![FinishedNotice::Missed])
+        self.forward_channels(
+            channels,
+            read,
+            || vec![FinishedNotice::Missed],
+            NOTICE_CAPACITY,
+        )
+        .await
+    }
+
+    /// A subscriber of the namespace's job events (see common.lua `emit`);
+    /// a message that does not read as an event is skipped.
+    pub(super) async fn subscribe_events_channel(
+        &self,
+        capacity: usize,
+    ) -> Result<Subscription<EventNotice>, Error> {
+        let read = |m: &Message| {
+            let event = m.value.as_bytes().and_then(events::from_wire);
+            if event.is_none() {
+                tracing::debug!(channel = %m.channel, "skipped a message on the events channel that is not a job event");
+            }
+            event.map(EventNotice::Event).into_iter().collect()
+        };
+        let channels = vec![self.keys.events_channel.clone()];
+        self.forward_channels(channels, read, || vec![EventNotice::Missed], capacity)
             .await
     }
 }

@@ -60,6 +60,8 @@ fields! {
         BLOCKED_RUN_AT = 13,
         /// 1 on a running job that a pending job with the same id waits for.
         REPLACEMENT_WAITS = 14,
+        /// The last progress the running attempt reported (JSON).
+        PROGRESS = 15,
     }
 }
 
@@ -80,6 +82,8 @@ fields! {
         MAX_ATTEMPTS = 11,
         /// Of the request that created the job.
         NONCE = 12,
+        /// The last progress its attempts reported (JSON, or empty).
+        PROGRESS = 13,
     }
 }
 
@@ -142,6 +146,12 @@ impl Section {
         Some(self.string(number)).filter(|s| !s.is_empty())
     }
 
+    /// The field's JSON, `None` when empty (absent) or not JSON.
+    fn json(&self, number: usize) -> Option<serde_json::Value> {
+        self.text(number)
+            .and_then(|text| serde_json::from_str(&text).ok())
+    }
+
     fn time(&self, number: usize) -> Option<DateTime<Utc>> {
         self.value(number).and_then(reply::opt_time)
     }
@@ -179,6 +189,7 @@ impl Section {
             finished_at: None,
             last_error: self.text(job::LAST_ERROR),
             result: None,
+            progress: self.json(job::PROGRESS),
         }
     }
 
@@ -203,6 +214,7 @@ impl Section {
             finished_at: self.time(outcome::FINISHED_MS),
             last_error: self.text(outcome::ERROR),
             result: self.text(outcome::RESULT),
+            progress: self.json(outcome::PROGRESS),
         })
     }
 }

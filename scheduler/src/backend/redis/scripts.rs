@@ -26,7 +26,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// twice, run again they change nothing (`complete` answers 'stale', `renew`
 /// extends the same leases). The read-only scripts need none; nor does
 /// `audit`, which repairs whatever is left to repair each time it runs.
-const SOURCES: [(&str, &str, &str, bool); 12] = [
+const SOURCES: [(&str, &str, &str, bool); 13] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
         "claim",
@@ -84,6 +84,7 @@ const SOURCES: [(&str, &str, &str, bool); 12] = [
         "allow-oom",
         false,
     ),
+    ("progress", include_str!("scripts/progress.lua"), "", false),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
@@ -142,6 +143,8 @@ pub(crate) struct Scripts {
     pub(crate) counts: Lua,
     /// Registers or removes a channel waiting for outcomes.
     pub(crate) listeners: Lua,
+    /// Records a running attempt's progress (fenced).
+    pub(crate) progress: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -232,13 +235,14 @@ impl Scripts {
             schedules: lua(9),
             counts: lua(10),
             listeners: lua(11),
+            progress: lua(12),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 12] {
+    pub(crate) fn all(&self) -> [&Lua; 13] {
         [
             &self.enqueue,
             &self.claim,
@@ -252,6 +256,7 @@ impl Scripts {
             &self.schedules,
             &self.counts,
             &self.listeners,
+            &self.progress,
         ]
     }
 }

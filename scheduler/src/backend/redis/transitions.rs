@@ -15,8 +15,8 @@ use crate::ops::health::HealthState;
 use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobCounts, JobInfo, SchedulerConfig};
 
 use crate::backend::{
-    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, Finished, NewJob, RawPending,
-    Subscription,
+    Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, EventNotice, Finished, Listener, NewJob,
+    RawPending, Subscription,
 };
 use crate::periodic::store::{
     Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
@@ -402,25 +402,57 @@ impl Backend for RedisBackend {
         Box::pin(self.subscribe_finished_channel(token))
     }
 
-    fn listen_finished<'a>(
+    fn listen<'a>(
         &'a self,
+        kind: Listener,
         token: &'a str,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let channel = self.keys.finished_channel(token);
+            let member = match kind {
+                Listener::Finished => self.keys.finished_channel(token),
+                Listener::Events => self.keys.events_listener(token),
+            };
             let args = || -> Vec<Value> {
                 match ttl {
                     Some(ttl) => vec![
                         "add".into(),
-                        channel.as_str().into(),
+                        member.as_str().into(),
                         Value::Integer(ttl.as_millis() as i64),
                     ],
-                    None => vec!["remove".into(), channel.as_str().into()],
+                    None => vec!["remove".into(), member.as_str().into()],
                 }
             };
             self.call(&self.scripts.listeners, args).await?;
             Ok(())
+        })
+    }
+
+    fn subscribe_events(
+        &self,
+        capacity: usize,
+    ) -> BoxFuture<'_, Result<Subscription<EventNotice>, Error>> {
+        Box::pin(self.subscribe_events_channel(capacity))
+    }
+
+    fn progress<'a>(
+        &'a self,
+        id: &'a str,
+        generation: u64,
+        attempt: u32,
+        progress: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let args = || -> Vec<Value> {
+                vec![
+                    id.into(),
+                    Value::Integer(generation as i64),
+                    Value::Integer(i64::from(attempt)),
+                    progress.into(),
+                ]
+            };
+            let reply = self.call(&self.scripts.progress, args).await?;
+            Ok(reply::string(&reply) == "ok")
         })
     }
 

@@ -116,6 +116,7 @@ elseif max_jobs > 0 then
           lease_args[#lease_args + 1] = id
           jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
             rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at}
+          emit_job('started', id, rec, now, run_at)
         end
       end
     end

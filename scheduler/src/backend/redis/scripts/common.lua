@@ -36,6 +36,8 @@ local JOB_BLOCKED_RUN_AT = 13    -- a pending job's own run time while it waits 
 -- 1 on a running job: a pending job with the same id waits for this run to
 -- end, so finishing it must release that job.
 local JOB_REPLACEMENT_WAITS = 14
+-- The last progress a running attempt reported (JobContext::progress): JSON.
+local JOB_PROGRESS = 15
 -- An outcome record, in `results` (written by result_blob below).
 local OUTCOME_GENERATION = 1
 local OUTCOME_STATE = 2          -- 'completed' | 'failed' | 'cancelled'
@@ -51,6 +53,7 @@ local OUTCOME_MAX_ATTEMPTS = 11
 -- The request that created the job: re-sent after the job finished, it is
 -- still recognised.
 local OUTCOME_NONCE = 12
+local OUTCOME_PROGRESS = 13      -- the last progress reported, JSON ('' when none)
 -- A dead-letter record, in `dead` (written by dead_letter below).
 local DEAD_TASK = 1
 local DEAD_GENERATION = 2
@@ -65,15 +68,16 @@ local DEAD_MAX_ATTEMPTS = 7
 local K_DUE, K_PENDING, K_ACTIVE, K_LEASES
 local K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ
 local K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES, K_LISTENERS
--- The channels of the processes waiting for outcomes (read once per call:
--- nil until then; see announce_finished).
-local LISTENER_CHANNELS = nil
+-- The channels of the processes waiting for outcomes, and the channel job
+-- events go to (false: nobody listens), read once per call: nil until then
+-- (see read_listeners).
+local LISTENER_CHANNELS, EVENT_CHANNEL = nil, nil
 
 local function bind(keys)
   K_DUE, K_PENDING, K_ACTIVE, K_LEASES = keys[1], keys[2], keys[3], keys[4]
   K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = keys[5], keys[6], keys[7], keys[8], keys[9]
   K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES, K_LISTENERS = keys[10], keys[11], keys[12], keys[13]
-  LISTENER_CHANNELS = nil
+  LISTENER_CHANNELS, EVENT_CHANNEL = nil, nil
 end
 
 -- The key names' suffixes in KEYS order (`{namespace}:<suffix>`; keys.rs
@@ -110,9 +114,10 @@ local FIELDS = {
   [JOB_CANCEL_REQUESTED] = {name = 'cancel requested', type = 'number'},
   [JOB_BLOCKED_RUN_AT] = {name = 'blocked run_at', type = 'number'},
   [JOB_REPLACEMENT_WAITS] = {name = 'replacement waits', type = 'number'},
+  [JOB_PROGRESS] = {name = 'progress', type = 'string'},
 }
 -- The last required field, and the last field.
-local LAST_REQUIRED_FIELD, LAST_FIELD = JOB_NONCE, JOB_REPLACEMENT_WAITS
+local LAST_REQUIRED_FIELD, LAST_FIELD = JOB_NONCE, JOB_PROGRESS
 
 -- Whether every field has its type: the usual case, unrolled (decode runs
 -- for every job a claim, completion or renewal touches; absent optional
@@ -138,6 +143,8 @@ local function well_typed(rec)
   if v and type(v) ~= 'number' then return false end
   v = rec[JOB_REPLACEMENT_WAITS]
   if v and type(v) ~= 'number' then return false end
+  v = rec[JOB_PROGRESS]
+  if v and type(v) ~= 'string' then return false end
   return true
 end
 
@@ -219,11 +226,12 @@ end
 
 -- The outcome record of a job (msgpack), its fields in OUTCOME_ order:
 -- generation, state, result, error, task, attempts, enqueued_ms, started_ms,
--- finished_ms, run_at, max attempts, nonce.
+-- finished_ms, run_at, max attempts, nonce, progress.
 local function result_blob(rec, state, result, err, now)
   return cmsgpack.pack({rec and rec[JOB_GENERATION] or 0, state, result or '', err or '', rec and rec[JOB_TASK] or '',
     rec and rec[JOB_ATTEMPTS] or 0, rec and rec[JOB_ENQUEUED_MS] or 0, rec and opt(rec[JOB_STARTED_MS]) or '', now,
-    rec and opt(rec[JOB_RUN_AT]) or '', rec and rec[JOB_MAX_ATTEMPTS] or 0, rec and opt(rec[JOB_NONCE]) or ''})
+    rec and opt(rec[JOB_RUN_AT]) or '', rec and rec[JOB_MAX_ATTEMPTS] or 0, rec and opt(rec[JOB_NONCE]) or '',
+    rec and opt(rec[JOB_PROGRESS]) or ''})
 end
 
 -- A decoded outcome record, or nil (none, or not msgpack).
@@ -234,17 +242,52 @@ local function decode_result(blob)
   return nil
 end
 
--- Tells the processes waiting for outcomes (`Scheduler::wait`) that job id's
--- generation ended: each registers its own channel in `listeners` (channel ->
--- expiry ms, renewed while it waits; listeners.lua). Read once per script
--- call, so a call that ends no job, or one when nobody waits, pays one
--- ZRANGEBYSCORE at most and no PUBLISH.
-local function announce_finished(id, generation, now)
-  if LISTENER_CHANNELS == nil then
-    LISTENER_CHANNELS = redis.call('ZRANGEBYSCORE', K_LISTENERS, string.format('%d', now), '+inf')
+-- Reads `listeners` once per script call: each process waiting for outcomes
+-- (`Scheduler::wait`) registers its own channel there, and each stream of
+-- job events (`Scheduler::events`) an entry '<events channel>#<token>'
+-- (member -> expiry ms, renewed while in use; listeners.lua). So a call
+-- when nobody listens pays one ZRANGEBYSCORE at most, and no PUBLISH.
+local function read_listeners(now)
+  if LISTENER_CHANNELS ~= nil then return end
+  LISTENER_CHANNELS, EVENT_CHANNEL = {}, false
+  local events = key_prefix(K_DUE) .. 'events'
+  local members = redis.call('ZRANGEBYSCORE', K_LISTENERS, string.format('%d', now), '+inf')
+  for _, member in ipairs(members) do
+    local hash = string.find(member, '#', 1, true)
+    if hash and string.sub(member, 1, #events) == events then
+      EVENT_CHANNEL = string.sub(member, 1, hash - 1)
+    else
+      LISTENER_CHANNELS[#LISTENER_CHANNELS + 1] = member
+    end
   end
+end
+
+-- Tells the processes waiting for outcomes that job id's generation ended.
+local function announce_finished(id, generation, now)
+  read_listeners(now)
   for _, channel in ipairs(LISTENER_CHANNELS) do
     redis.call('PUBLISH', channel, string.format('%d', generation or 0) .. ':' .. id)
+  end
+end
+
+-- Publishes a job event (JSON array of text: kind, id, task, generation,
+-- attempts started, when (ms), run at (ms, or ''), detail) when a stream of
+-- events is open (Scheduler::events; events.rs reads it). Best effort, as
+-- pub/sub is: the durable state is what a reader resumes from.
+local function emit(kind, id, task, generation, attempt, now, run_at, detail)
+  read_listeners(now)
+  if not EVENT_CHANNEL then return end
+  redis.call('PUBLISH', EVENT_CHANNEL, cjson.encode({kind, id, task or '', string.format('%d', generation or 0),
+    string.format('%d', attempt or 0), string.format('%d', now), run_at and string.format('%d', run_at) or '',
+    detail or ''}))
+end
+
+-- emit() for a job record (nil: one that could not be read).
+local function emit_job(kind, id, rec, now, run_at, detail)
+  if rec then
+    emit(kind, id, rec[JOB_TASK], rec[JOB_GENERATION], rec[JOB_ATTEMPTS], now, run_at, detail)
+  else
+    emit(kind, id, '', 0, 0, now, run_at, detail)
   end
 end
 
@@ -259,6 +302,7 @@ local function record_result(id, rec, state, result, err, now, keep_ms)
   end
   sweep_results(now)
   announce_finished(id, rec and rec[JOB_GENERATION], now)
+  emit_job(state, id, rec, now, nil, err)
 end
 
 -- Moves a job to the dead letter, keeping at most cap entries. The record's
@@ -267,6 +311,7 @@ end
 local function dead_letter(id, raw, rec, reason, now, cap)
   local entry = {rec and rec[JOB_TASK] or '', rec and rec[JOB_GENERATION] or 0, rec and rec[JOB_ATTEMPTS] or 0, reason,
     now, rec and rec[JOB_PAYLOAD] or raw or '', rec and rec[JOB_MAX_ATTEMPTS] or 0}
+  emit_job('dead_lettered', id, rec, now, nil, reason)
   redis.call('HSET', K_DEAD, id, cmsgpack.pack(entry))
   redis.call('ZADD', K_DEAD_ORDER, now, id)
   local excess = redis.call('ZCARD', K_DEAD_ORDER) - cap
@@ -324,8 +369,9 @@ local function mark_replacement_waits(id, rec)
   end
 end
 
--- Puts a running job back in the queue (retry, expired lease, release).
-local function requeue_active(id, rec, run_at, err)
+-- Puts a running job back in the queue: a retry or an expired lease (with
+-- the error), or a release (err nil).
+local function requeue_active(id, rec, run_at, err, now)
   redis.call('HDEL', K_ACTIVE, id)
   redis.call('ZREM', K_LEASES, id)
   rec[JOB_LAST_ERROR] = err or rec[JOB_LAST_ERROR]
@@ -333,6 +379,7 @@ local function requeue_active(id, rec, run_at, err)
   rec[JOB_CANCEL_REQUESTED], rec[JOB_BLOCKED_RUN_AT], rec[JOB_REPLACEMENT_WAITS] = false, false, false
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', K_DUE, run_at, id)
+  if err then emit_job('retried', id, rec, now, run_at, err) else emit_job('released', id, rec, now, run_at) end
 end
 
 -- Whether no job in `due` is due before run_at (ms, as text), and
@@ -368,6 +415,7 @@ local function new_job(id, task, payload, max_attempts, run_at_text, nonce, now)
   local generation = redis.call('INCR', K_SEQ)
   redis.call('HSET', K_PENDING, id, encode({task, payload, generation, 0, max_attempts, now, nonce}))
   redis.call('ZADD', K_DUE, run_at_text, id)
+  emit('enqueued', id, task, generation, 0, now, tonumber(run_at_text))
   return generation
 end
 
@@ -400,7 +448,7 @@ local function expire_lease(id, now, keep_ms, cap)
     dead_letter(id, nil, rec, reason, now, cap)
     finish_active(id, rec, 'failed', '', reason, now, keep_ms)
   else
-    requeue_active(id, rec, now, 'lease expired on attempt ' .. rec[JOB_ATTEMPTS] .. ' (worker died or hung)')
+    requeue_active(id, rec, now, 'lease expired on attempt ' .. rec[JOB_ATTEMPTS] .. ' (worker died or hung)', now)
   end
 end
 

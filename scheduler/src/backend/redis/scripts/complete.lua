@@ -30,7 +30,7 @@ for i = 4, #ARGV, 6 do
   ids[#ids + 1] = id
 end
 local prefetched = distinct and #ids > 0 and call_many('HMGET', K_ACTIVE, ids) or nil
-local ok_ids, ok_gens, ok_results, ok_exp = {}, {}, {}, {}
+local ok_ids, ok_recs, ok_results, ok_exp = {}, {}, {}, {}
 -- Those of ok_ids whose running record says a replacement waits.
 local ok_waited = {}
 
@@ -45,7 +45,7 @@ for i = 4, #ARGV, 6 do
   elseif outcome == 'ok' and prefetched and rec[JOB_CANCEL_REQUESTED] ~= 1 then
     -- finish_active, batched below
     ok_ids[#ok_ids + 1] = id
-    ok_gens[#ok_gens + 1] = gen
+    ok_recs[#ok_recs + 1] = rec
     if rec[JOB_REPLACEMENT_WAITS] == 1 then ok_waited[#ok_waited + 1] = id end
     if keep_ms > 0 then
       ok_results[#ok_results + 1] = id
@@ -72,13 +72,13 @@ for i = 4, #ARGV, 6 do
       -- twice: a release delivered again is stale); the allowance grows
       -- instead, so that a release uses up no attempt.
       rec[JOB_MAX_ATTEMPTS] = rec[JOB_MAX_ATTEMPTS] + 1
-      requeue_active(id, rec, now, nil)
+      requeue_active(id, rec, now, nil, now)
       due_at(now)
       out[#out + 1] = 'released'
     end
   elseif outcome == 'retry' and rec[JOB_ATTEMPTS] < rec[JOB_MAX_ATTEMPTS]
     and redis.call('HEXISTS', K_PENDING, id) == 0 then
-    requeue_active(id, rec, now + delay, text)
+    requeue_active(id, rec, now + delay, text, now)
     due_at(now + delay)
     out[#out + 1] = 'retrying'
   elseif outcome == 'retry' and rec[JOB_ATTEMPTS] < rec[JOB_MAX_ATTEMPTS] then
@@ -111,8 +111,11 @@ if #ok_ids > 0 then
   sweep_results(now, 20 * #ok_ids)
   -- unblock_pending for each whose replacement waits (as finish_active does).
   for _, id in ipairs(ok_waited) do due_at(unblock_pending(id, now)) end
-  -- announce_finished for each, as record_result does.
-  for j, id in ipairs(ok_ids) do announce_finished(id, ok_gens[j], now) end
+  -- announce_finished and emit for each, as record_result does.
+  for j, id in ipairs(ok_ids) do
+    announce_finished(id, ok_recs[j][JOB_GENERATION], now)
+    emit_job('completed', id, ok_recs[j], now)
+  end
 end
 if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
 return out

@@ -91,6 +91,9 @@ end
 
 -- The current job's run time as text, or nil (set by the loop below, read by create).
 local run_at_text
+-- The generation of the pending job the current one replaces, as text for
+-- its 'enqueued' event, or nil (set by the loop below, read by create).
+local replaced_now
 
 -- Creates a job and appends its reply (code, generation, run_at, extra).
 local function create(id, task, payload, max_attempts, run_at, nonce, blocked, code, extra)
@@ -121,6 +124,8 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
   holder[at] = gen
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', K_DUE, score, id)
+  emit('enqueued', id, task, gen, 0, now, run_at, replaced_now)
+  replaced_now = nil
 end
 
 -- Writes the jobs a batched call created.
@@ -136,6 +141,7 @@ local function write_created()
     holder[at] = first + k
     fields[2 * k - 1] = id
     fields[2 * k] = encode(rec)
+    emit('enqueued', id, rec[JOB_TASK], first + k, 0, now, rec[JOB_BLOCKED_RUN_AT] or tonumber(score))
     scores[2 * k - 1] = score
     scores[2 * k] = id
   end
@@ -265,12 +271,16 @@ for j = 1, #ids do
           code = 'aborted'
           redis.call('PUBLISH', abort_channel, active[JOB_GENERATION] .. ':' .. id)
         end
-        if pending then replaced = pending[JOB_GENERATION] end
+        if pending then
+          replaced = pending[JOB_GENERATION]
+          replaced_now = string.format('%d', replaced)
+        end
         create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[JOB_GENERATION])
       end
     elseif pending then
       local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
       replaced = pending[JOB_GENERATION]
+      replaced_now = string.format('%d', replaced)
       create(id, task, payload, max_attempts, run_at, nonce, nil, 'replaced', pending[JOB_BLOCKED_RUN_AT] or score)
     else
       create(id, task, payload, max_attempts, run_at, nonce, nil, 'enqueued', 0)

@@ -57,6 +57,9 @@ redis.call('ZADD', due, run_at_text, id)
 if is_earliest(due, run_at_text) then
   redis.call('PUBLISH', key_prefix(due) .. 'wake' .. scope, run_at_text)
 end
+-- The job event (common.lua emit), with this script's keys bound for it.
+K_DUE, K_LISTENERS, LISTENER_CHANNELS, EVENT_CHANNEL = due, key_prefix(due) .. 'listeners', nil, nil
+emit('enqueued', id, ARGV[2], generation, 0, now, run_at)
 local reply = {'enqueued', generation, run_at, 0}
 if ttl then
   redis.call('SET', reply_key(due, request_id), cmsgpack.pack(reply), 'PX', ttl)

@@ -2,8 +2,8 @@
 -- Returns the records stored for the id:
 --   {'active', lease, fields...} then/or {'pending', score, fields...}, then {'result', '', fields...}
 -- as a flat list of sections; fields are the msgpack records' entries as strings:
--- a job record's up to JOB_BLOCKED_RUN_AT, an outcome record's up to
--- OUTCOME_MAX_ATTEMPTS (record.rs reads them).
+-- a job record's up to JOB_PROGRESS, an outcome record's up to
+-- OUTCOME_PROGRESS (record.rs reads them).
 local id = ARGV[1]
 local now = now_ms()
 local out = {now}
@@ -31,9 +31,9 @@ local function section(kind, score, blob, n)
   end
 end
 local active = redis.call('HGET', K_ACTIVE, id)
-if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, JOB_BLOCKED_RUN_AT) end
+if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, JOB_PROGRESS) end
 local pending = redis.call('HGET', K_PENDING, id)
-if pending then section('pending', redis.call('ZSCORE', K_DUE, id) or '', pending, JOB_BLOCKED_RUN_AT) end
+if pending then section('pending', redis.call('ZSCORE', K_DUE, id) or '', pending, JOB_PROGRESS) end
 local result = live_result(id, now)
-if result then section('result', '', result, OUTCOME_MAX_ATTEMPTS) end
+if result then section('result', '', result, OUTCOME_PROGRESS) end
 return out
