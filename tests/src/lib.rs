@@ -6,6 +6,7 @@ pub mod child;
 pub mod cluster;
 pub mod history;
 pub mod libraries;
+pub mod otel;
 pub mod probe;
 pub mod proxy;
 pub mod redis_server;

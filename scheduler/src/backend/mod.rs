@@ -35,6 +35,9 @@ pub(crate) struct NewJob {
     pub(crate) nonce: String,
     /// An enqueue changes nothing while a finished outcome of the id is kept.
     pub(crate) unique_until_result_expires: bool,
+    /// The W3C `traceparent` of the span that enqueued it (feature
+    /// `opentelemetry`; see `ops/trace.rs`).
+    pub(crate) trace: Option<String>,
     /// The caller's idempotency key (`JobRequest::request_id`): the backend
     /// answers a request sent again with it as it answered the first one
     /// (reply log, consulted first), for [`user_request_ttl_ms`]. Only on a
@@ -88,6 +91,8 @@ pub(crate) struct ClaimedJob {
     pub(crate) run_at_ms: i64,
     /// Backend time (µs) of the claim that took it: its recorded start.
     pub(crate) started_us: i64,
+    /// The `traceparent` it was enqueued in, if any.
+    pub(crate) trace: Option<String>,
 }
 
 /// Identifies a claim call, so that a claim whose reply was lost can be sent

@@ -1,6 +1,8 @@
-//! The operations side: the health a scheduler reports, its metrics, and
-//! the audit that finds and repairs stranded job records.
+//! The operations side: the health a scheduler reports, its metrics, the
+//! trace context carried with a job, and the audit that finds and repairs
+//! stranded job records.
 
 pub(crate) mod audit;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub(crate) mod trace;

@@ -142,6 +142,7 @@ impl Executor {
                 delay.as_millis() as u64,
             ));
         };
+        crate::ops::trace::set_parent(&span, job.trace.as_deref());
         let mut ctx = JobContext::new(
             job.id.clone(),
             registration.name,

@@ -184,6 +184,7 @@ impl Scheduler {
             nonce: nonce(),
             unique_until_result_expires: false,
             request_id: None,
+            trace: crate::ops::trace::current(),
         })
     }
 

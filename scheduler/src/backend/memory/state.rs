@@ -93,6 +93,8 @@ pub(super) struct Record {
     pub(super) blocked: Option<i64>,
     /// The last progress the running attempt reported (JSON).
     pub(super) progress: Option<String>,
+    /// The `traceparent` it was enqueued in.
+    pub(super) trace: Option<String>,
 }
 
 #[derive(Clone, Debug)]

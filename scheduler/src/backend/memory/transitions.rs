@@ -83,6 +83,7 @@ impl MemoryBackend {
                     cancel: false,
                     blocked: blocked.map(|_| run_at),
                     progress: None,
+                    trace: job.trace.clone(),
                 };
                 tx.emit(&job.id, Some(&record), || JobEventKind::Enqueued {
                     run_at: time_from_ms(run_at),
@@ -275,6 +276,7 @@ impl MemoryBackend {
                     enqueued_ms: rec.enqueued_ms,
                     run_at_ms: run_at,
                     started_us: now * 1000,
+                    trace: rec.trace.clone(),
                 });
                 tx.s.active.insert(id.clone(), rec);
                 tx.s.leases.add(&id, now + lease_ms);

@@ -208,6 +208,7 @@ impl Tx<'_> {
             cancel: false,
             blocked: None,
             progress: None,
+            trace: None,
         };
         self.emit(id, Some(&record), || JobEventKind::Enqueued {
             run_at: time_from_ms(run_at),

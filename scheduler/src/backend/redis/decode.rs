@@ -92,7 +92,8 @@ pub(super) fn uniform_enqueue_replies(
 
 /// The positions of the values in an entry of `claim.lua`'s reply: a claimed
 /// job ([`LEN`](claim_entry::LEN) values: its id, the first six fields of its
-/// job record, then this attempt's run time), or a job the claim
+/// job record, this attempt's run time, then its trace context, left out when
+/// it has none), or a job the claim
 /// dead-lettered ([`REJECTED_LEN`](claim_entry::REJECTED_LEN) values: id, '',
 /// reason).
 mod claim_entry {
@@ -105,7 +106,10 @@ mod claim_entry {
     pub(super) const MAX_ATTEMPTS: usize = 5;
     pub(super) const ENQUEUED_MS: usize = 6;
     pub(super) const RUN_AT: usize = 7;
-    pub(super) const LEN: usize = 8;
+    /// The W3C `traceparent` the job was enqueued in (absent when none).
+    pub(super) const TRACE: usize = 8;
+    #[cfg(test)]
+    pub(super) const LEN: usize = 9;
     pub(super) const REJECTED_LEN: usize = 3;
     /// Why a rejected job was dead-lettered.
     pub(super) const REASON: usize = 2;
@@ -189,7 +193,7 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
 /// `started_us`.
 pub(super) fn claimed_job(f: &[Value], started_us: i64) -> Result<ClaimedJob, Error> {
     use claim_entry::*;
-    if f.len() < LEN {
+    if f.len() <= RUN_AT {
         return Err(corrupt("claimed job fields"));
     }
     Ok(ClaimedJob {
@@ -202,6 +206,7 @@ pub(super) fn claimed_job(f: &[Value], started_us: i64) -> Result<ClaimedJob, Er
         enqueued_ms: reply::int(&f[ENQUEUED_MS], "enqueued")?,
         run_at_ms: reply::int(&f[RUN_AT], "run_at")?,
         started_us,
+        trace: f.get(TRACE).map(reply::string).filter(|t| !t.is_empty()),
     })
 }
 
@@ -235,6 +240,7 @@ mod tests {
             (ATTEMPT, "JOB_ATTEMPTS"),
             (MAX_ATTEMPTS, "JOB_MAX_ATTEMPTS"),
             (ENQUEUED_MS, "JOB_ENQUEUED_MS"),
+            (TRACE, "JOB_TRACE"),
         ];
         let entries = claim_lua_entries();
         let claimed: Vec<_> = entries.iter().filter(|e| e.len() == LEN).collect();

@@ -62,6 +62,8 @@ fields! {
         REPLACEMENT_WAITS = 14,
         /// The last progress the running attempt reported (JSON).
         PROGRESS = 15,
+        /// The W3C `traceparent` of the span that enqueued it.
+        TRACE = 16,
     }
 }
 

@@ -31,6 +31,7 @@ pub(super) fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
         && jobs.len() > 1
         && jobs.iter().all(|job| {
             job.task == jobs[0].task
+                && job.trace.is_none()
                 && job.max_attempts == jobs[0].max_attempts
                 && job.when == jobs[0].when
                 && job.unique_until_result_expires == jobs[0].unique_until_result_expires
@@ -38,14 +39,16 @@ pub(super) fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
 }
 
 /// The job of a request `enqueue_one` can take: one job, 'enqueue' mode,
-/// without the unique flag (which needs the finished-job lookup it skips)
-/// nor a request id of the caller's (which needs the reply-log lookup).
+/// without the unique flag (which needs the finished-job lookup it skips),
+/// a request id of the caller's (which needs the reply-log lookup), nor a
+/// trace context (which only `enqueue.lua` stores).
 pub(super) fn first_send_of_one<'a>(mode: &str, jobs: &'a [NewJob]) -> Option<&'a NewJob> {
     match jobs {
         [job]
             if mode == "enqueue"
                 && !job.unique_until_result_expires
-                && job.request_id.is_none() =>
+                && job.request_id.is_none()
+                && job.trace.is_none() =>
         {
             Some(job)
         }
@@ -90,10 +93,15 @@ fn enqueue_args(
         }
         return args;
     }
-    args.push("".into());
+    // Layout 'traced' when a job carries a trace context: a ninth value each.
+    let traced = jobs.iter().any(|job| job.trace.is_some());
+    args.push(if traced { "traced" } else { "" }.into());
     for job in jobs {
         push_job_values(&mut args, job);
         args.push(unique(job).into());
+        if traced {
+            args.push(job.trace.as_deref().unwrap_or("").into());
+        }
     }
     args
 }

@@ -7,7 +7,8 @@
 -- instead of leaving them to wait out their lease.
 -- Returns {now, next_wake_ms_or_-1, jobs, microseconds past now (0..999)}
 -- where each job is
---   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at}
+--   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at, trace}
+-- (trace left out when the job has none: rec[JOB_TRACE] is nil)
 -- and bad records found on the way are returned as {id, '', reason} after being dead-lettered.
 local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -58,7 +59,7 @@ if replay then
     local rec = running[j] and decode(running[j])
     if rec and rec[JOB_WORKER] == worker then
       jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
-        rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], rec[JOB_RUN_AT] or now}
+        rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], rec[JOB_RUN_AT] or now, rec[JOB_TRACE]}
     end
   end
 elseif max_jobs > 0 then
@@ -115,7 +116,7 @@ elseif max_jobs > 0 then
           lease_args[#lease_args + 1] = lease_until
           lease_args[#lease_args + 1] = id
           jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
-            rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at}
+            rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
           emit_job('started', id, rec, now, run_at)
         end
       end

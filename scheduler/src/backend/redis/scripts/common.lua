@@ -38,6 +38,8 @@ local JOB_BLOCKED_RUN_AT = 13    -- a pending job's own run time while it waits 
 local JOB_REPLACEMENT_WAITS = 14
 -- The last progress a running attempt reported (JobContext::progress): JSON.
 local JOB_PROGRESS = 15
+-- The W3C traceparent of the span that enqueued the job (ops/trace.rs).
+local JOB_TRACE = 16
 -- An outcome record, in `results` (written by result_blob below).
 local OUTCOME_GENERATION = 1
 local OUTCOME_STATE = 2          -- 'completed' | 'failed' | 'cancelled'
@@ -115,9 +117,10 @@ local FIELDS = {
   [JOB_BLOCKED_RUN_AT] = {name = 'blocked run_at', type = 'number'},
   [JOB_REPLACEMENT_WAITS] = {name = 'replacement waits', type = 'number'},
   [JOB_PROGRESS] = {name = 'progress', type = 'string'},
+  [JOB_TRACE] = {name = 'trace', type = 'string'},
 }
 -- The last required field, and the last field.
-local LAST_REQUIRED_FIELD, LAST_FIELD = JOB_NONCE, JOB_PROGRESS
+local LAST_REQUIRED_FIELD, LAST_FIELD = JOB_NONCE, JOB_TRACE
 
 -- Whether every field has its type: the usual case, unrolled (decode runs
 -- for every job a claim, completion or renewal touches; absent optional
@@ -144,6 +147,8 @@ local function well_typed(rec)
   v = rec[JOB_REPLACEMENT_WAITS]
   if v and type(v) ~= 'number' then return false end
   v = rec[JOB_PROGRESS]
+  if v and type(v) ~= 'string' then return false end
+  v = rec[JOB_TRACE]
   if v and type(v) ~= 'string' then return false end
   return true
 end

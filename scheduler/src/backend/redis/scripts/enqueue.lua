@@ -1,8 +1,10 @@
 -- ARGV: mode ('enqueue' | 'replace'), if_running ('abort' | 'after' | 'keep'), wake channel,
---       abort channel, dead-letter cap, layout ('' | 'uniform'), then
+--       abort channel, dead-letter cap, layout ('' | 'traced' | 'uniform'), then
 --   layout '': 8 values per job:
 --       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce,
 --       unique until the result expires ('1' | '0')
+--   layout 'traced': the same and a ninth, the W3C traceparent of the span
+--       that enqueued the job ('' for none; stored as JOB_TRACE)
 --   layout 'uniform' (a batch whose jobs share everything but id, payload and
 --   nonce, as a bulk enqueue usually does): task, max_attempts, when kind, when ms,
 --   unique once, then 3 values per job: id, payload, nonce. (Each argument costs
@@ -31,6 +33,8 @@ local cap = tonumber(ARGV[5])
 local uniform = ARGV[6] == 'uniform'
 -- Where the jobs start in ARGV, and how many values each takes.
 local FIRST, STRIDE = 7, 8
+local traced = ARGV[6] == 'traced'
+if traced then STRIDE = 9 end
 -- The shared values of a uniform batch (its run time is worked out once, at the first job).
 local u_task, u_max_attempts, u_kind, u_when, u_unique, u_run_at, u_run_at_text
 if uniform then
@@ -94,12 +98,15 @@ local run_at_text
 -- The generation of the pending job the current one replaces, as text for
 -- its 'enqueued' event, or nil (set by the loop below, read by create).
 local replaced_now
+-- The current job's trace context, or nil (set by the loop below, read by create).
+local trace_now
 
 -- Creates a job and appends its reply (code, generation, run_at, extra).
 local function create(id, task, payload, max_attempts, run_at, nonce, blocked, code, extra)
   -- The required fields: task, payload, generation (set below), attempts
   -- started, max attempts, enqueued_ms, nonce.
   local rec = {task, payload, 0, 0, max_attempts, now, nonce}
+  if trace_now then rec[JOB_TRACE] = trace_now end
   local score = run_at_text or run_at
   if blocked then
     rec[JOB_BLOCKED_RUN_AT] = run_at
@@ -170,6 +177,8 @@ for j = 1, #ids do
     run_at, run_at_text = run_at_of(ARGV[i + 4], ARGV[i + 5])
     nonce = ARGV[i + 6]
     unique = ARGV[i + 7] == '1'
+    trace_now = nil
+    if traced and ARGV[i + 8] ~= '' then trace_now = ARGV[i + 8] end
   end
   local pending_blob, active_blob
   if batched then
