@@ -211,3 +211,44 @@ async fn a_lost_announcement_is_answered_at_the_deadline_from_one_last_look() {
     waiter.close().await;
     worker.close().await;
 }
+
+/// Redis restarts from a snapshot taken without the waiter's registration
+/// (as a restart can lose the last writes): the waiter hears its subscriber
+/// reconnect, registers again at once, and is answered when the job ends,
+/// not at its deadline.
+#[tokio::test]
+async fn a_wait_registers_again_when_a_restart_lost_its_registration() {
+    let mut server = RedisServer::start();
+    let ns = namespace("wait-restart");
+    let probe = Probe::default();
+    let worker = worker_with(&server.url(), &ns, &probe, fast_worker()).await;
+    let waiter = producer(&server.url(), &ns).await;
+    waiter
+        .enqueue(job("survivor", ProbeArgs::new("abc")).after(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let wait = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move { waiter.wait_typed::<ProbeTask>("survivor", LONG).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listeners = format!("{{{ns}}}:listeners");
+    server.cli(&["DEL", &listeners]).unwrap();
+    server.cli(&["SAVE"]).unwrap();
+    server.restart();
+    assert_eq!(
+        server.cli(&["EXISTS", &listeners]).unwrap().trim(),
+        "0",
+        "restarted without the registration"
+    );
+    assert_eq!(wait.await.unwrap().unwrap(), JobResult::Completed(3));
+    // Well before the 20 s deadline (and the first renewal, 20 s in).
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    waiter.close().await;
+    worker.close().await;
+}
