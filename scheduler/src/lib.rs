@@ -90,6 +90,7 @@ pub use crate::api::job::{
     JobCounts, JobInfo, JobResult, JobStatus, PendingJob, PendingState, ReplaceOutcome,
     MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,
 };
+pub use crate::api::listing::{JobPage, JobQuery, ListState, MAX_PAGE};
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
 pub use crate::api::scheduler::{JobEvents, Scheduler, SchedulerBuilder};
 pub use crate::api::task::{JobRequest, Task, TaskOptions, When};

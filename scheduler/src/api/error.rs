@@ -73,6 +73,14 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A listing cursor that no listing returned
+    /// ([`JobQuery::after`](crate::JobQuery::after)).
+    #[error("invalid listing cursor {0:?}: pass the `next` of a page")]
+    InvalidCursor(String),
+    /// A listing that cannot be answered as asked
+    /// ([`Scheduler::list`](crate::Scheduler::list)).
+    #[error("invalid listing: {0}")]
+    InvalidQuery(String),
     /// A request id ([`JobRequest::request_id`](crate::JobRequest::request_id))
     /// was rejected before Redis was touched.
     #[error("invalid request id {id:?}: {reason}")]

@@ -279,7 +279,8 @@ pub enum FinishedState {
 }
 
 impl FinishedState {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// Reads a name of [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "completed" => Some(FinishedState::Completed),
             "failed" => Some(FinishedState::Failed),
@@ -288,8 +289,9 @@ impl FinishedState {
         }
     }
 
-    /// The name `parse` reads (as stored in outcome records).
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Its name: `completed`, `failed` or `cancelled` (as stored in outcome
+    /// records).
+    pub fn as_str(self) -> &'static str {
         match self {
             FinishedState::Completed => "completed",
             FinishedState::Failed => "failed",
@@ -445,6 +447,15 @@ pub struct JobInfo {
     /// ([`JobContext::progress`](crate::JobContext::progress)); kept with
     /// the job's outcome once it has ended.
     pub progress: Option<serde_json::Value>,
+    /// A running job: when its lease expires (renewed while its worker is
+    /// alive; a worker that dies leaves it to expire, then the job is
+    /// retried).
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The arguments of a pending, running or dead-lettered job (a finished
+    /// job's are not kept): by parameter name for a `#[task]` registered in
+    /// this binary, else as stored (see
+    /// [`pending_untyped`](crate::Scheduler::pending_untyped)).
+    pub args: Option<serde_json::Value>,
 }
 
 /// A job waiting to run, as listed by [`Scheduler::pending`](crate::Scheduler::pending)

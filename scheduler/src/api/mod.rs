@@ -8,6 +8,7 @@ pub(crate) mod deps;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod job;
+pub(crate) mod listing;
 pub(crate) mod registry;
 pub(crate) mod scheduler;
 pub(crate) mod task;

@@ -11,6 +11,7 @@ use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
 use crate::api::events::JobEvent;
 use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo};
+use crate::api::listing::{JobPage, JobQuery};
 use crate::ops::health::HealthState;
 use crate::periodic::store::{
     Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
@@ -265,6 +266,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
         generation: Option<u64>,
         task: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(CancelOutcome, Option<String>), Error>>;
+
+    /// One page of the jobs in a state, from the index that holds them
+    /// (arguments as stored).
+    fn browse<'a>(&'a self, query: &'a JobQuery) -> BoxFuture<'a, Result<JobPage, Error>>;
 
     /// Everything known about a job.
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>>;

@@ -234,6 +234,12 @@ impl Backend for Faulty {
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
         self.inner.subscribe()
     }
+    fn browse<'a>(
+        &'a self,
+        query: &'a crate::JobQuery,
+    ) -> BoxFuture<'a, Result<crate::JobPage, Error>> {
+        self.inner.browse(query)
+    }
     fn subscribe_finished<'a>(
         &'a self,
         token: &'a str,

@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::api::job::PendingJob;
+use crate::api::listing::{JobPage, JobQuery};
 use crate::api::scheduler::enqueue::nonce;
 use crate::backend::RawPending;
 use crate::payload::positional;
@@ -47,7 +48,69 @@ impl Scheduler {
     /// Everything known about a job (`None` if unknown or expired).
     pub async fn info(&self, job_id: &str) -> Result<Option<JobInfo>, Error> {
         validate_job_id(job_id)?;
-        self.observe(self.inner.backend.inspect(job_id).await)
+        let info = self.observe(self.inner.backend.inspect(job_id).await)?;
+        Ok(info.map(|info| self.with_named_args(info)))
+    }
+
+    /// One page of the jobs in a state, in the state's order, read from the
+    /// index that holds them (never a scan of the keyspace nor of the
+    /// namespace): deferred jobs soonest first, queued ones longest waiting
+    /// first, running ones with their worker and lease, finished ones (kept
+    /// for `keep_result`) and dead-lettered ones (with the reason) most
+    /// recent first. A page looks at no more than 10 index entries per job
+    /// asked for: with a filter that matches few of them, it is short and
+    /// [`JobPage::next`] goes on. Jobs that change state between two pages
+    /// may be listed twice or not at all; each listing is a fresh look.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use scheduler::{JobQuery, ListState};
+    ///
+    /// #[scheduler::task]
+    /// async fn remind(user: u64) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://list-doc")
+    ///     .register::<remind>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// for user in 0..5u64 {
+    ///     let later = Duration::from_secs(60 * (user + 1));
+    ///     s.enqueue(remind::job(user).id(format!("r-{user}")).after(later)).await?;
+    /// }
+    /// let first = s.list(&JobQuery::new(ListState::Deferred).limit(3)).await?;
+    /// let ids: Vec<&str> = first.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    /// assert_eq!(ids, ["r-0", "r-1", "r-2"]);
+    /// assert_eq!(first.jobs[0].args, Some(serde_json::json!({ "user": 0 })));
+    /// let cursor = first.next.expect("more follow");
+    /// let rest = s.list(&JobQuery::new(ListState::Deferred).limit(3).after(cursor)).await?;
+    /// assert_eq!(rest.jobs.len(), 2);
+    /// assert_eq!(rest.next, None);
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn list(&self, query: &JobQuery) -> Result<JobPage, Error> {
+        query.check()?;
+        let mut page = self.observe(self.inner.backend.browse(query).await)?;
+        page.jobs = page
+            .jobs
+            .into_iter()
+            .map(|info| self.with_named_args(info))
+            .collect();
+        Ok(page)
+    }
+
+    /// The arguments by parameter name, for a `#[task]` registered here.
+    fn with_named_args(&self, mut info: JobInfo) -> JobInfo {
+        if let Some(params) = self.inner.registry.get(&info.task).and_then(|r| r.params) {
+            info.args = info.args.map(|args| to_named(params, args));
+        }
+        info
     }
 
     /// What became of job `job_id` of task `T`: pending, running, completed

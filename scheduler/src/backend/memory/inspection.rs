@@ -1,7 +1,7 @@
 //! Reading jobs, pending lists and dead letters, and the operator's requeue
 //! and purge of dead letters.
 
-use crate::backend::memory::state::Record;
+use crate::backend::memory::state::{DeadEntry, Outcome, Record};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::RawPending;
 use crate::clock::time_from_ms;
@@ -10,46 +10,12 @@ use crate::{DeadLetter, FinishedState, JobCounts, JobInfo, JobStatus};
 impl MemoryBackend {
     pub(super) fn inspect_now(&self, id: &str) -> Option<JobInfo> {
         let tx = self.begin();
-        let now = tx.now;
         let info = if let Some(rec) = tx.s.active.get(id) {
-            Some(record_info(
-                id,
-                rec,
-                JobStatus::Running {
-                    attempt: rec.attempts,
-                    worker: rec.worker.clone().unwrap_or_default(),
-                },
-                rec.run_at,
-            ))
+            Some(active_info(id, rec, tx.s.leases.score(id)))
         } else if let Some(rec) = tx.s.pending.get(id) {
-            let run_at_ms = rec.blocked.or(tx.s.due.score(id)).unwrap_or(now);
-            let at = time_from_ms(run_at_ms);
-            let status = if run_at_ms <= now || rec.blocked.is_some() {
-                JobStatus::Queued { run_at: at }
-            } else {
-                JobStatus::Deferred { run_at: at }
-            };
-            Some(record_info(id, rec, status, Some(run_at_ms)))
+            Some(pending_info(id, rec, tx.s.due.score(id), tx.now))
         } else {
-            tx.live_result(id).map(|r| JobInfo {
-                job_id: id.to_string(),
-                task: r.task.clone(),
-                generation: r.generation,
-                status: match r.state {
-                    FinishedState::Completed => JobStatus::Completed,
-                    FinishedState::Failed => JobStatus::Failed,
-                    FinishedState::Cancelled => JobStatus::Cancelled,
-                },
-                attempts: r.attempts,
-                max_attempts: r.max_attempts,
-                enqueued_at: positive_time(Some(r.enqueued_ms)),
-                run_at: positive_time(r.run_at),
-                started_at: positive_time(r.started_ms),
-                finished_at: positive_time(Some(r.finished_ms)),
-                last_error: Some(r.error.clone()).filter(|e| !e.is_empty()),
-                result: Some(r.result.clone()).filter(|e| !e.is_empty()),
-                progress: progress_json(r.progress.as_deref()),
-            })
+            tx.live_result(id).map(|r| outcome_info(id, r))
         };
         drop(tx);
         info
@@ -155,12 +121,77 @@ pub(super) fn positive_time(ms: Option<i64>) -> Option<chrono::DateTime<chrono::
     ms.filter(|ms| *ms > 0).map(time_from_ms)
 }
 
-pub(super) fn record_info(
-    id: &str,
-    rec: &Record,
-    status: JobStatus,
-    run_at: Option<i64>,
-) -> JobInfo {
+/// A running job, with its lease expiry.
+pub(super) fn active_info(id: &str, rec: &Record, lease: Option<i64>) -> JobInfo {
+    let status = JobStatus::Running {
+        attempt: rec.attempts,
+        worker: rec.worker.clone().unwrap_or_default(),
+    };
+    let mut info = record_info(id, rec, status, rec.run_at);
+    info.lease_until = lease.map(time_from_ms);
+    info
+}
+
+/// A pending job whose `due` entry has this score.
+pub(super) fn pending_info(id: &str, rec: &Record, due: Option<i64>, now: i64) -> JobInfo {
+    let run_at_ms = rec.blocked.or(due).unwrap_or(now);
+    let at = time_from_ms(run_at_ms);
+    let status = if run_at_ms <= now || rec.blocked.is_some() {
+        JobStatus::Queued { run_at: at }
+    } else {
+        JobStatus::Deferred { run_at: at }
+    };
+    record_info(id, rec, status, Some(run_at_ms))
+}
+
+/// A finished job's kept outcome.
+pub(super) fn outcome_info(id: &str, r: &Outcome) -> JobInfo {
+    JobInfo {
+        job_id: id.to_string(),
+        task: r.task.clone(),
+        generation: r.generation,
+        status: match r.state {
+            FinishedState::Completed => JobStatus::Completed,
+            FinishedState::Failed => JobStatus::Failed,
+            FinishedState::Cancelled => JobStatus::Cancelled,
+        },
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        enqueued_at: positive_time(Some(r.enqueued_ms)),
+        run_at: positive_time(r.run_at),
+        started_at: positive_time(r.started_ms),
+        finished_at: positive_time(Some(r.finished_ms)),
+        last_error: Some(r.error.clone()).filter(|e| !e.is_empty()),
+        result: Some(r.result.clone()).filter(|e| !e.is_empty()),
+        progress: progress_json(r.progress.as_deref()),
+        lease_until: None,
+        args: None,
+    }
+}
+
+/// A dead-letter entry, as a failed job whose `last_error` is the reason
+/// (as record.rs reads one).
+pub(super) fn dead_info(id: &str, e: &DeadEntry) -> JobInfo {
+    JobInfo {
+        job_id: id.to_string(),
+        task: e.task.clone(),
+        generation: e.generation,
+        status: JobStatus::Failed,
+        attempts: e.attempts,
+        max_attempts: e.max_attempts,
+        enqueued_at: None,
+        run_at: None,
+        started_at: None,
+        finished_at: positive_time(Some(e.failed_ms)),
+        last_error: Some(e.reason.clone()).filter(|r| !r.is_empty()),
+        result: None,
+        progress: None,
+        lease_until: None,
+        args: serde_json::from_slice(&e.payload).ok(),
+    }
+}
+
+fn record_info(id: &str, rec: &Record, status: JobStatus, run_at: Option<i64>) -> JobInfo {
     JobInfo {
         job_id: id.to_string(),
         task: rec.task.clone(),
@@ -175,6 +206,8 @@ pub(super) fn record_info(
         last_error: rec.last_error.clone().filter(|e| !e.is_empty()),
         result: None,
         progress: progress_json(rec.progress.as_deref()),
+        lease_until: None,
+        args: serde_json::from_slice(&rec.payload).ok(),
     }
 }
 

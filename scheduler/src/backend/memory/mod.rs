@@ -11,6 +11,7 @@ use crate::api::config::SchedulerConfig;
 use crate::api::error::Error;
 use crate::api::events::JobEvent;
 use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo};
+use crate::api::listing::{JobPage, JobQuery};
 use crate::backend::memory::state::State;
 use crate::clock::{Clock, SystemClock};
 use crate::periodic::store::{
@@ -26,6 +27,7 @@ use crate::backend::{
 /// How many events the store's broadcast holds for a reader that lags.
 const EVENT_BROADCAST: usize = 4096;
 
+mod browse;
 mod inspection;
 mod schedules;
 mod state;
@@ -197,6 +199,10 @@ impl Backend for MemoryBackend {
         task: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(CancelOutcome, Option<String>), Error>> {
         Box::pin(async move { self.cancel_now(id, generation, task) })
+    }
+
+    fn browse<'a>(&'a self, query: &'a JobQuery) -> BoxFuture<'a, Result<JobPage, Error>> {
+        Box::pin(async move { self.browse_now(query) })
     }
 
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>> {

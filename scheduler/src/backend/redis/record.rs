@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use fred::types::Value;
 
+use crate::api::listing::{cursor, JobPage};
 use crate::backend::redis::reply;
 use crate::backend::redis::reply::corrupt;
 use crate::{Error, FinishedState, JobInfo, JobStatus};
@@ -192,6 +193,10 @@ impl Section {
             last_error: self.text(job::LAST_ERROR),
             result: None,
             progress: self.json(job::PROGRESS),
+            lease_until: (self.kind == "active")
+                .then(|| self.score.map(crate::clock::time_from_ms))
+                .flatten(),
+            args: self.json(job::PAYLOAD),
         }
     }
 
@@ -217,7 +222,30 @@ impl Section {
             last_error: self.text(outcome::ERROR),
             result: self.text(outcome::RESULT),
             progress: self.json(outcome::PROGRESS),
+            lease_until: None,
+            args: None,
         })
+    }
+
+    /// A dead-letter entry, as a failed job whose `last_error` is the reason.
+    fn dead(&self, id: &str) -> JobInfo {
+        JobInfo {
+            job_id: id.to_string(),
+            task: self.string(dead::TASK),
+            generation: self.int(dead::GENERATION).unwrap_or(0) as u64,
+            status: JobStatus::Failed,
+            attempts: self.int(dead::ATTEMPTS).unwrap_or(0) as u32,
+            max_attempts: self.int(dead::MAX_ATTEMPTS).unwrap_or(0) as u32,
+            enqueued_at: None,
+            run_at: None,
+            started_at: None,
+            finished_at: self.time(dead::FAILED_MS),
+            last_error: self.text(dead::REASON),
+            result: None,
+            progress: None,
+            lease_until: None,
+            args: self.json(dead::PAYLOAD),
+        }
     }
 }
 
@@ -243,6 +271,38 @@ pub(super) fn job_info(id: &str, reply: Value) -> Result<Option<JobInfo>, Error>
         });
     }
     Ok(info)
+}
+
+/// `browse.lua`'s reply (now, the cursor's score and id, then `{id,
+/// section}` per entry) read into a page.
+pub(super) fn job_page(reply: Value) -> Result<JobPage, Error> {
+    let mut values = reply::array(reply, "browse")?.into_iter();
+    let mut next = || values.next().unwrap_or(Value::Null);
+    let now = reply::int(&next(), "browse now")?;
+    let (score, id) = (reply::opt_int(&next()), reply::string(&next()));
+    let mut page = JobPage {
+        jobs: Vec::new(),
+        unreadable: Vec::new(),
+        next: score.filter(|_| !id.is_empty()).map(|s| cursor(s, &id)),
+    };
+    for entry in values {
+        let mut parts = reply::array(entry, "browse entry")?.into_iter();
+        let id = reply::string(&parts.next().unwrap_or(Value::Null));
+        let Ok(section) = Section::read(parts.next().unwrap_or(Value::Null), &id) else {
+            page.unreadable.push(id);
+            continue;
+        };
+        match section.kind.as_str() {
+            "active" | "pending" => page.jobs.push(section.job(&id, now)),
+            "result" => match section.outcome(&id) {
+                Ok(info) => page.jobs.push(info),
+                Err(_) => page.unreadable.push(id),
+            },
+            "dead" => page.jobs.push(section.dead(&id)),
+            _ => return Err(corrupt("browse section kind")),
+        }
+    }
+    Ok(page)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// twice, run again they change nothing (`complete` answers 'stale', `renew`
 /// extends the same leases). The read-only scripts need none; nor does
 /// `audit`, which repairs whatever is left to repair each time it runs.
-const SOURCES: [(&str, &str, &str, bool); 13] = [
+const SOURCES: [(&str, &str, &str, bool); 14] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
         "claim",
@@ -85,6 +85,12 @@ const SOURCES: [(&str, &str, &str, bool); 13] = [
         false,
     ),
     ("progress", include_str!("scripts/progress.lua"), "", false),
+    (
+        "browse",
+        include_str!("scripts/browse.lua"),
+        "no-writes",
+        false,
+    ),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
@@ -145,6 +151,8 @@ pub(crate) struct Scripts {
     pub(crate) listeners: Lua,
     /// Records a running attempt's progress (fenced).
     pub(crate) progress: Lua,
+    /// One page of the jobs in a state, from its index.
+    pub(crate) browse: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -236,13 +244,14 @@ impl Scripts {
             counts: lua(10),
             listeners: lua(11),
             progress: lua(12),
+            browse: lua(13),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 13] {
+    pub(crate) fn all(&self) -> [&Lua; 14] {
         [
             &self.enqueue,
             &self.claim,
@@ -257,6 +266,7 @@ impl Scripts {
             &self.counts,
             &self.listeners,
             &self.progress,
+            &self.browse,
         ]
     }
 }

@@ -436,6 +436,30 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn browse<'a>(
+        &'a self,
+        query: &'a crate::JobQuery,
+    ) -> BoxFuture<'a, Result<crate::JobPage, Error>> {
+        Box::pin(async move {
+            let (score, id) = match query.position()? {
+                Some((score, id)) => (Value::Integer(score), id),
+                None => ("".into(), String::new()),
+            };
+            let args = || -> Vec<Value> {
+                vec![
+                    query.state.as_str().into(),
+                    query.task.as_deref().unwrap_or("").into(),
+                    query.outcome.map_or("", |o| o.as_str()).into(),
+                    Value::Integer(query.limit as i64),
+                    score.clone(),
+                    id.as_str().into(),
+                    Value::Integer((query.limit * crate::api::listing::SCAN_PER_JOB) as i64),
+                ]
+            };
+            crate::backend::redis::record::job_page(self.call(&self.scripts.browse, args).await?)
+        })
+    }
+
     fn subscribe_events(
         &self,
         capacity: usize,

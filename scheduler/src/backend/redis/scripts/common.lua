@@ -247,6 +247,35 @@ local function decode_result(blob)
   return nil
 end
 
+-- One record as inspect.lua and browse.lua return it (record.rs `Section`):
+-- {kind, score, 'ok', fields...} with the fields up to n as strings (numbers
+-- as integers: tostring of a large double would use an exponent), or {kind,
+-- score, 'corrupt'}. kind: 'active' | 'pending' (job records, checked by
+-- decode), 'result' (outcome records) or 'dead' (dead-letter entries), read
+-- as they are.
+local function record_section(kind, score, blob, n)
+  local rec
+  if kind == 'active' or kind == 'pending' then
+    rec = decode(blob)
+  elseif blob then
+    local ok, r = pcall(cmsgpack.unpack, blob)
+    if ok and type(r) == 'table' then rec = r end
+  end
+  if not rec then return {kind, score, 'corrupt'} end
+  local f = {}
+  for i = 1, n do
+    local v = rec[i]
+    if v == nil or v == false then
+      f[i] = ''
+    elseif type(v) == 'number' then
+      f[i] = string.format('%d', v)
+    else
+      f[i] = tostring(v)
+    end
+  end
+  return {kind, score, 'ok', unpack(f)}
+end
+
 -- Reads `listeners` once per script call: each process waiting for outcomes
 -- (`Scheduler::wait`) registers its own channel there, and each stream of
 -- job events (`Scheduler::events`) an entry '<events channel>#<token>'

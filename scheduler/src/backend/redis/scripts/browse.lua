@@ -1,0 +1,106 @@
+-- ARGV: state ('deferred' | 'queued' | 'running' | 'finished' | 'dead'),
+--       task ('' for every task), outcome ('' | 'completed' | 'failed' | 'cancelled': finished only),
+--       limit, cursor score ('' to start), cursor id, scan cap
+-- One page of the jobs in a state, read from the index that holds them, in
+-- its order: deferred from `due` after now (soonest first), queued from `due`
+-- up to now (longest waiting first), running from `leases` (soonest expiry
+-- first), finished from `results_exp` and dead-lettered from `dead_order`
+-- (most recent first). It costs O(log n + what it examines): at most `scan
+-- cap` entries, `limit` of them returned; a filter (task, outcome) that
+-- matches few entries gives a short page with a cursor to go on from.
+-- The cursor is the last entry examined (score and id): the next page starts
+-- after it (at its rank when it is still there with that score, else at the
+-- first entry past its score).
+-- Returns {now, cursor score, cursor id, entries...} where the cursor is '' ''
+-- when nothing follows, and each entry is {id, section}, the section
+-- record_section's ('pending', 'active', 'result' or 'dead', with its index
+-- score); a record gone meanwhile is left out.
+local state, task, outcome = ARGV[1], ARGV[2], ARGV[3]
+local limit, cursor_score, cursor_id, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local now = now_ms()
+local now_text = string.format('%d', now)
+
+-- The index, its direction, the ranks the state covers (inclusive; hi -1
+-- for the end), the hash of its records, their kind and field count.
+local key, desc, lo, hi, hash, kind, n
+if state == 'deferred' then
+  key, lo, hi, hash, kind, n = K_DUE, redis.call('ZCOUNT', K_DUE, '-inf', now_text), -1, K_PENDING, 'pending', JOB_PROGRESS
+elseif state == 'queued' then
+  key, lo, hi, hash, kind, n = K_DUE, 0, redis.call('ZCOUNT', K_DUE, '-inf', now_text) - 1, K_PENDING, 'pending', JOB_PROGRESS
+elseif state == 'running' then
+  key, lo, hi, hash, kind, n = K_LEASES, 0, -1, K_ACTIVE, 'active', JOB_PROGRESS
+elseif state == 'finished' then
+  -- Expired outcomes not swept yet sort last (their expiry is past): left out below.
+  key, desc, lo, hi, hash, kind, n = K_RESULTS_EXP, true, 0, -1, K_RESULTS, 'result', OUTCOME_PROGRESS
+elseif state == 'dead' then
+  key, desc, lo, hi, hash, kind, n = K_DEAD_ORDER, true, 0, -1, K_DEAD, 'dead', DEAD_MAX_ATTEMPTS
+else
+  return redis.error_reply('browse: unknown state ' .. tostring(state))
+end
+if hi < 0 then hi = redis.call('ZCARD', key) - 1 end
+
+local start = lo
+if cursor_id ~= '' and cursor_score then
+  local rank, score
+  if desc then rank = redis.call('ZREVRANK', key, cursor_id) else rank = redis.call('ZRANK', key, cursor_id) end
+  if rank then score = tonumber(redis.call('ZSCORE', key, cursor_id)) end
+  if rank and score == cursor_score then
+    start = rank + 1
+  elseif desc then
+    start = redis.call('ZCOUNT', key, '(' .. ARGV[5], '+inf')
+  else
+    start = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[5])
+  end
+  if start < lo then start = lo end
+end
+
+local out = {now, '', ''}
+local found, examined, last_score, last_id = 0, 0, nil, nil
+local rank = start
+while found < limit and examined < cap and rank <= hi do
+  local stop = math.min(hi, rank + math.min(cap - examined, 100) - 1)
+  local entries
+  if desc then
+    entries = redis.call('ZREVRANGE', key, rank, stop, 'WITHSCORES')
+  else
+    entries = redis.call('ZRANGE', key, rank, stop, 'WITHSCORES')
+  end
+  if #entries == 0 then break end
+  local ids = {}
+  for i = 1, #entries, 2 do ids[#ids + 1] = entries[i] end
+  local blobs = call_many('HMGET', hash, ids)
+  for j, id in ipairs(ids) do
+    if found >= limit then break end
+    local score = entries[2 * j]
+    examined, rank, last_score, last_id = examined + 1, rank + 1, score, id
+    local blob = blobs[j]
+    local keep = blob ~= nil and blob ~= false
+    if keep and state == 'finished' and tonumber(score) <= now then keep = false end
+    if keep and (task ~= '' or outcome ~= '') then
+      local section = record_section(kind, score, blob, n)
+      -- The task is a job record's field 1, an outcome's OUTCOME_TASK, a dead entry's DEAD_TASK.
+      local rec_task
+      if kind == 'result' then rec_task = section[3 + OUTCOME_TASK]
+      elseif kind == 'dead' then rec_task = section[3 + DEAD_TASK]
+      else rec_task = section[3 + JOB_TASK] end
+      if section[3] ~= 'ok' then
+        keep = task == '' and outcome == ''
+      else
+        if task ~= '' and rec_task ~= task then keep = false end
+        if outcome ~= '' and section[3 + OUTCOME_STATE] ~= outcome then keep = false end
+      end
+      if keep then
+        found = found + 1
+        out[#out + 1] = {id, section}
+      end
+    elseif keep then
+      found = found + 1
+      out[#out + 1] = {id, record_section(kind, score, blob, n)}
+    end
+    if examined >= cap then break end
+  end
+end
+if rank <= hi and last_id then
+  out[2], out[3] = last_score, last_id
+end
+return out

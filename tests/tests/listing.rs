@@ -1,0 +1,229 @@
+//! `Scheduler::list`: pages of the jobs in each state, in the state's order,
+//! with cursors; filters by task and outcome look at a bounded number of
+//! entries per page; bad cursors and limits are typed errors.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use scheduler::{
+    Error, FinishedState, JobInfo, JobQuery, JobRequest, JobStatus, ListState, Scheduler, When,
+};
+use scheduler_tests::setup::{fast_worker, producer, worker_with};
+use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
+use scheduler_tests::{conformance, namespace, Fixture, Probe};
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn job(id: &str, args: ProbeArgs) -> JobRequest<ProbeTask> {
+    JobRequest::new(args).id(id)
+}
+
+fn ids(jobs: &[JobInfo]) -> Vec<&str> {
+    jobs.iter().map(|j| j.job_id.as_str()).collect()
+}
+
+/// Every job of the listing, following cursors; the pages' sizes.
+async fn all_pages(s: &Scheduler, query: JobQuery) -> (Vec<JobInfo>, Vec<usize>) {
+    let mut jobs = Vec::new();
+    let mut sizes = Vec::new();
+    let mut query = query;
+    loop {
+        let page = s.list(&query).await.unwrap();
+        assert!(page.unreadable.is_empty(), "{page:?}");
+        sizes.push(page.jobs.len());
+        jobs.extend(page.jobs);
+        match page.next {
+            Some(next) => query = query.clone().after(next),
+            None => return (jobs, sizes),
+        }
+        assert!(sizes.len() < 100, "no end");
+    }
+}
+
+conformance!(
+    pending_jobs_are_listed_in_due_order_page_by_page,
+    running_finished_and_dead_jobs_are_listed_with_what_an_operator_needs,
+    bad_queries_are_typed_errors
+);
+
+async fn pending_jobs_are_listed_in_due_order_page_by_page(fx: Fixture) {
+    let ns = namespace("list-pending");
+    let s = producer(&fx.url(), &ns).await;
+    let now = Utc::now();
+    // Deferred, enqueued out of order; one of another task at the end.
+    for (id, minutes) in [("d3", 30), ("d1", 10), ("d5", 50), ("d2", 20), ("d4", 40)] {
+        s.enqueue(job(id, ProbeArgs::new(id)).at(now + TimeDelta::minutes(minutes)))
+            .await
+            .unwrap();
+    }
+    s.enqueue_untyped(
+        "other",
+        Some("o1"),
+        &json!({"x": 1}),
+        When::At(now + TimeDelta::minutes(60)),
+    )
+    .await
+    .unwrap();
+    // Queued (due, no worker here), the longest waiting first.
+    for (id, seconds) in [("q2", 20), ("q1", 30), ("q3", 10)] {
+        s.enqueue(job(id, ProbeArgs::new(id)).at(now - TimeDelta::seconds(seconds)))
+            .await
+            .unwrap();
+    }
+
+    let first = s
+        .list(&JobQuery::new(ListState::Deferred).limit(2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first.jobs), ["d1", "d2"]);
+    assert!(matches!(first.jobs[0].status, JobStatus::Deferred { .. }));
+    assert_eq!(
+        first.jobs[0].args,
+        Some(json!({"arg": "d1", "sleep_ms": 0, "fail_times": 0, "mode": ""}))
+    );
+    let (all, sizes) = all_pages(&s, JobQuery::new(ListState::Deferred).limit(2)).await;
+    assert_eq!(ids(&all), ["d1", "d2", "d3", "d4", "d5", "o1"]);
+    assert_eq!(sizes, [2, 2, 2]);
+    assert_eq!(all[5].task, "other");
+    assert_eq!(all[5].args, Some(json!({"x": 1})));
+
+    let (queued, _) = all_pages(&s, JobQuery::new(ListState::Queued).limit(10)).await;
+    assert_eq!(ids(&queued), ["q1", "q2", "q3"]);
+    assert!(queued
+        .iter()
+        .all(|j| matches!(j.status, JobStatus::Queued { .. })));
+
+    // A task filter looks at no more than 10 entries per job asked for:
+    // the one job of `other` behind 30 probe jobs takes several short pages.
+    for i in 0..30 {
+        s.enqueue(
+            job(&format!("more-{i:02}"), ProbeArgs::new("x")).at(now + TimeDelta::seconds(30 + i)),
+        )
+        .await
+        .unwrap();
+    }
+    let (others, sizes) = all_pages(
+        &s,
+        JobQuery::new(ListState::Deferred).task("other").limit(1),
+    )
+    .await;
+    assert_eq!(ids(&others), ["o1"]);
+    assert!(sizes.len() >= 4, "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|n| *n == 0),
+        "{sizes:?}"
+    );
+    s.close().await;
+}
+
+async fn running_finished_and_dead_jobs_are_listed_with_what_an_operator_needs(fx: Fixture) {
+    let ns = namespace("list-states");
+    let probe = Probe::default();
+    let worker = worker_with(&fx.url(), &ns, &probe, fast_worker()).await;
+    let s = producer(&fx.url(), &ns).await;
+    s.enqueue(job("ok", ProbeArgs::new("a"))).await.unwrap();
+    s.enqueue(job("doomed", ProbeArgs::new("b").mode("permanent")))
+        .await
+        .unwrap();
+    s.enqueue(job("dropped", ProbeArgs::new("c")).after(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    s.cancel("dropped").await.unwrap();
+    for id in ["ok", "doomed"] {
+        s.wait(id, LONG).await.unwrap();
+    }
+    s.enqueue(job("slow", ProbeArgs::new("d").sleep(5000)))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(3, LONG).await);
+
+    let running = s.list(&JobQuery::new(ListState::Running)).await.unwrap();
+    assert_eq!(ids(&running.jobs), ["slow"]);
+    let slow = &running.jobs[0];
+    assert!(
+        matches!(&slow.status, JobStatus::Running { attempt: 1, worker } if !worker.is_empty()),
+        "{slow:?}"
+    );
+    assert!(
+        slow.lease_until.unwrap() > Utc::now() - TimeDelta::seconds(1),
+        "{slow:?}"
+    );
+    assert_eq!(slow.args.as_ref().unwrap()["arg"], json!("d"));
+
+    // Most recent first.
+    let (finished, _) = all_pages(&s, JobQuery::new(ListState::Finished)).await;
+    assert!(
+        finished
+            .windows(2)
+            .all(|w| w[0].finished_at >= w[1].finished_at),
+        "{finished:#?}"
+    );
+    let mut finished_ids = ids(&finished);
+    finished_ids.sort();
+    assert_eq!(finished_ids, ["doomed", "dropped", "ok"]);
+    let failed = s
+        .list(&JobQuery::new(ListState::Finished).outcome(FinishedState::Failed))
+        .await
+        .unwrap();
+    assert_eq!(ids(&failed.jobs), ["doomed"]);
+    assert!(failed.jobs[0]
+        .last_error
+        .as_ref()
+        .unwrap()
+        .contains("probe asked to fail for good"));
+    let cancelled = s
+        .list(&JobQuery::new(ListState::Finished).outcome(FinishedState::Cancelled))
+        .await
+        .unwrap();
+    assert_eq!(ids(&cancelled.jobs), ["dropped"]);
+
+    let dead = s
+        .list(&JobQuery::new(ListState::DeadLettered))
+        .await
+        .unwrap();
+    assert_eq!(ids(&dead.jobs), ["doomed"]);
+    assert_eq!(dead.jobs[0].status, JobStatus::Failed);
+    assert!(dead.jobs[0]
+        .last_error
+        .as_ref()
+        .unwrap()
+        .contains("probe asked to fail for good"));
+    assert_eq!(dead.jobs[0].args.as_ref().unwrap()["arg"], json!("b"));
+    assert_eq!(dead.jobs[0].task, "probe");
+
+    // `info` tells the same, arguments and lease included.
+    let info = s.info("slow").await.unwrap().unwrap();
+    assert!(info.lease_until.is_some());
+    assert_eq!(info.args, slow.args);
+    s.cancel("slow").await.unwrap();
+    s.close().await;
+    worker.close().await;
+}
+
+async fn bad_queries_are_typed_errors(fx: Fixture) {
+    let ns = namespace("list-bad");
+    let s = producer(&fx.url(), &ns).await;
+    let bad_cursor = s
+        .list(&JobQuery::new(ListState::Deferred).after("not-a-cursor"))
+        .await;
+    assert!(
+        matches!(bad_cursor, Err(Error::InvalidCursor(_))),
+        "{bad_cursor:?}"
+    );
+    let too_many = s
+        .list(&JobQuery::new(ListState::Deferred).limit(scheduler::MAX_PAGE + 1))
+        .await;
+    assert!(
+        matches!(too_many, Err(Error::InvalidQuery(_))),
+        "{too_many:?}"
+    );
+    // A cursor whose job is gone goes on from its position.
+    let page = s
+        .list(&JobQuery::new(ListState::Deferred).after("5:gone"))
+        .await
+        .unwrap();
+    assert!(page.jobs.is_empty() && page.next.is_none());
+    s.close().await;
+}
