@@ -14,6 +14,7 @@
 
 mod abort;
 mod args;
+mod list_page;
 mod scale;
 mod ticks;
 
@@ -456,6 +457,7 @@ async fn run(a: Args) {
         "abort-latency" => abort::abort_latency(&a).await,
         "scale" => scale::scale(&a).await,
         "tick-lateness" => ticks::tick_lateness(&a).await,
+        "list-page" => list_page::list_page(&a).await,
         other => {
             eprintln!("unknown subcommand {other:?}; see the crate docs");
             std::process::exit(2);
