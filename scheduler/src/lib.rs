@@ -92,7 +92,7 @@ pub use crate::api::job::{
 };
 pub use crate::api::listing::{JobPage, JobQuery, ListState, MAX_PAGE};
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
-pub use crate::api::scheduler::{JobEvents, Scheduler, SchedulerBuilder};
+pub use crate::api::scheduler::{JobEvents, Rescheduled, Scheduler, SchedulerBuilder};
 pub use crate::api::task::{JobRequest, Task, TaskOptions, When};
 pub use crate::api::task_result::{IntoTaskResult, TaskError};
 pub use crate::ops::health::Health;

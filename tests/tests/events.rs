@@ -67,6 +67,7 @@ fn names(events: &[JobEvent]) -> Vec<&'static str> {
         .map(|e| match e.kind {
             JobEventKind::Enqueued { .. } => "enqueued",
             JobEventKind::Started { .. } => "started",
+            JobEventKind::Rescheduled { .. } => "rescheduled",
             JobEventKind::Progress(_) => "progress",
             JobEventKind::Retried { .. } => "retried",
             JobEventKind::Released { .. } => "released",

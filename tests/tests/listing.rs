@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use scheduler::{
-    Error, FinishedState, JobInfo, JobQuery, JobRequest, JobStatus, ListState, Scheduler, When,
+    Error, FinishedState, JobEventKind, JobInfo, JobQuery, JobRequest, JobResult, JobStatus,
+    ListState, Rescheduled, Scheduler, When,
 };
 use scheduler_tests::setup::{fast_worker, producer, worker_with};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
@@ -45,7 +46,8 @@ async fn all_pages(s: &Scheduler, query: JobQuery) -> (Vec<JobInfo>, Vec<usize>)
 conformance!(
     pending_jobs_are_listed_in_due_order_page_by_page,
     running_finished_and_dead_jobs_are_listed_with_what_an_operator_needs,
-    bad_queries_are_typed_errors
+    bad_queries_are_typed_errors,
+    reschedule_moves_a_pending_job_and_keeps_it
 );
 
 async fn pending_jobs_are_listed_in_due_order_page_by_page(fx: Fixture) {
@@ -226,4 +228,86 @@ async fn bad_queries_are_typed_errors(fx: Fixture) {
         .unwrap();
     assert!(page.jobs.is_empty() && page.next.is_none());
     s.close().await;
+}
+
+async fn reschedule_moves_a_pending_job_and_keeps_it(fx: Fixture) {
+    let ns = namespace("reschedule");
+    let probe = Probe::default();
+    let worker = worker_with(&fx.url(), &ns, &probe, fast_worker()).await;
+    let s = producer(&fx.url(), &ns).await;
+    let mut events = s.events().await.unwrap();
+    let hour = Duration::from_secs(3600);
+    let created = s
+        .enqueue(job("later", ProbeArgs::new("abcd")).after(hour))
+        .await
+        .unwrap();
+    let generation = match created {
+        scheduler::EnqueueOutcome::Enqueued { generation, .. } => generation,
+        other => panic!("{other:?}"),
+    };
+    // Later still: deferred at the new time, the same job.
+    let at = Utc::now() + TimeDelta::hours(5);
+    let moved = s.reschedule("later", When::At(at)).await.unwrap();
+    let Rescheduled::Moved {
+        generation: same,
+        run_at,
+    } = moved
+    else {
+        panic!("{moved:?}")
+    };
+    assert_eq!(same, generation);
+    assert!((run_at - at).num_milliseconds().abs() <= 1, "{run_at} {at}");
+    let info = s.info("later").await.unwrap().unwrap();
+    assert!(
+        matches!(info.status, JobStatus::Deferred { .. }),
+        "{info:?}"
+    );
+    assert_eq!((info.generation, info.attempts), (generation, 0));
+    // Now: it runs, with its arguments.
+    assert!(matches!(
+        s.reschedule("later", When::Now).await.unwrap(),
+        Rescheduled::Moved { .. }
+    ));
+    assert_eq!(
+        s.wait_typed::<ProbeTask>("later", LONG).await.unwrap(),
+        JobResult::Completed(4)
+    );
+    assert_eq!(probe.runs_of("later").len(), 1);
+    // Ended, unknown, running: not moved.
+    assert_eq!(
+        s.reschedule("later", When::Now).await.unwrap(),
+        Rescheduled::NotFound
+    );
+    s.enqueue(job("busy", ProbeArgs::new("x").sleep(5000)))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(2, LONG).await);
+    assert!(matches!(
+        s.reschedule("busy", When::After(hour)).await.unwrap(),
+        Rescheduled::Running { .. }
+    ));
+    assert!(matches!(
+        s.reschedule("bad\nid", When::Now).await,
+        Err(Error::InvalidJobId { .. })
+    ));
+    // Each move is an event.
+    let mut moves = 0;
+    while moves < 2 {
+        let event = tokio::time::timeout(LONG, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if matches!(event.kind, JobEventKind::Rescheduled { .. }) {
+            assert_eq!(
+                (event.job_id.as_str(), event.generation),
+                ("later", generation)
+            );
+            moves += 1;
+        }
+    }
+    s.cancel("busy").await.unwrap();
+    events.close().await;
+    s.close().await;
+    worker.close().await;
 }

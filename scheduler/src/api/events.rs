@@ -38,6 +38,12 @@ pub enum JobEventKind {
         /// The generation of the pending job it replaced.
         replaced: Option<u64>,
     },
+    /// The job was moved to another run time
+    /// ([`Scheduler::reschedule`](crate::Scheduler::reschedule)).
+    Rescheduled {
+        /// When it is due now.
+        run_at: DateTime<Utc>,
+    },
     /// An attempt started; `run_at` is the time it was due.
     Started {
         /// When the attempt was due.
@@ -123,6 +129,7 @@ pub(crate) fn event_kind(
             replaced: detail.parse().ok(),
         },
         "started" => JobEventKind::Started { run_at: run_at? },
+        "rescheduled" => JobEventKind::Rescheduled { run_at: run_at? },
         "progress" => JobEventKind::Progress(
             serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
         ),

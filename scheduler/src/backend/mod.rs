@@ -271,6 +271,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// (arguments as stored).
     fn browse<'a>(&'a self, query: &'a JobQuery) -> BoxFuture<'a, Result<JobPage, Error>>;
 
+    /// Moves a pending job to another run time ('now' | 'at' | 'after', ms),
+    /// keeping its generation: `(code, generation, run_at ms)` with code
+    /// 'moved' | 'running' | 'not_found' | 'corrupt'.
+    fn reschedule<'a>(
+        &'a self,
+        id: &'a str,
+        when: (&'static str, i64),
+    ) -> BoxFuture<'a, Result<(String, u64, i64), Error>>;
+
     /// Everything known about a job.
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInfo>, Error>>;
 

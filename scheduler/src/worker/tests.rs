@@ -234,6 +234,13 @@ impl Backend for Faulty {
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, Error>> {
         self.inner.subscribe()
     }
+    fn reschedule<'a>(
+        &'a self,
+        id: &'a str,
+        when: (&'static str, i64),
+    ) -> BoxFuture<'a, Result<(String, u64, i64), Error>> {
+        self.inner.reschedule(id, when)
+    }
     fn browse<'a>(
         &'a self,
         query: &'a crate::JobQuery,

@@ -35,7 +35,7 @@ fn ceil_ms(when: DateTime<Utc>) -> Result<i64, Error> {
     Ok(ms)
 }
 
-fn when_arg(when: When) -> Result<(&'static str, i64), Error> {
+pub(super) fn when_arg(when: When) -> Result<(&'static str, i64), Error> {
     match when {
         When::Now => Ok(("now", 0)),
         When::At(at) => Ok(("at", ceil_ms(at)?)),

@@ -19,11 +19,13 @@ mod cancel;
 mod enqueue;
 mod events;
 mod inspect;
+mod reschedule;
 mod schedules;
 mod wait;
 
 pub use builder::SchedulerBuilder;
 pub use events::JobEvents;
+pub use reschedule::Rescheduled;
 
 /// A handle to a running scheduler: cheap to clone and share (put it in your web
 /// framework's state).

@@ -201,6 +201,14 @@ impl Backend for MemoryBackend {
         Box::pin(async move { self.cancel_now(id, generation, task) })
     }
 
+    fn reschedule<'a>(
+        &'a self,
+        id: &'a str,
+        when: (&'static str, i64),
+    ) -> BoxFuture<'a, Result<(String, u64, i64), Error>> {
+        Box::pin(async move { Ok(self.reschedule_now(id, when)) })
+    }
+
     fn browse<'a>(&'a self, query: &'a JobQuery) -> BoxFuture<'a, Result<JobPage, Error>> {
         Box::pin(async move { self.browse_now(query) })
     }

@@ -420,6 +420,37 @@ impl MemoryBackend {
         true
     }
 
+    /// reschedule.lua: moves a pending job to another run time.
+    pub(super) fn reschedule_now(&self, id: &str, when: (&'static str, i64)) -> (String, u64, i64) {
+        let mut tx = self.begin();
+        let now = tx.now;
+        let run_at = match when.0 {
+            "at" => when.1,
+            "after" => now + when.1,
+            _ => now,
+        };
+        let reply = if let Some(rec) = tx.s.pending.get(id).cloned() {
+            if rec.blocked.is_some() {
+                if let Some(r) = tx.s.pending.get_mut(id) {
+                    r.blocked = Some(run_at);
+                }
+            } else {
+                tx.s.due.add(id, run_at);
+                tx.wake_if_earliest(run_at);
+            }
+            tx.emit(id, Some(&rec), || JobEventKind::Rescheduled {
+                run_at: time_from_ms(run_at),
+            });
+            ("moved", rec.generation, run_at)
+        } else if let Some(rec) = tx.s.active.get(id) {
+            ("running", rec.generation, rec.run_at.unwrap_or(now))
+        } else {
+            ("not_found", 0, 0)
+        };
+        self.commit(tx);
+        (reply.0.to_string(), reply.1, reply.2)
+    }
+
     pub(super) fn cancel_now(
         &self,
         id: &str,

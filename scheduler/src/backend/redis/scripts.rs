@@ -26,7 +26,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// twice, run again they change nothing (`complete` answers 'stale', `renew`
 /// extends the same leases). The read-only scripts need none; nor does
 /// `audit`, which repairs whatever is left to repair each time it runs.
-const SOURCES: [(&str, &str, &str, bool); 14] = [
+const SOURCES: [(&str, &str, &str, bool); 15] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
         "claim",
@@ -91,6 +91,12 @@ const SOURCES: [(&str, &str, &str, bool); 14] = [
         "no-writes",
         false,
     ),
+    (
+        "reschedule",
+        include_str!("scripts/reschedule.lua"),
+        "allow-oom",
+        false,
+    ),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
@@ -153,6 +159,8 @@ pub(crate) struct Scripts {
     pub(crate) progress: Lua,
     /// One page of the jobs in a state, from its index.
     pub(crate) browse: Lua,
+    /// Moves a pending job to another run time.
+    pub(crate) reschedule: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -245,13 +253,14 @@ impl Scripts {
             listeners: lua(11),
             progress: lua(12),
             browse: lua(13),
+            reschedule: lua(14),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 14] {
+    pub(crate) fn all(&self) -> [&Lua; 15] {
         [
             &self.enqueue,
             &self.claim,
@@ -267,6 +276,7 @@ impl Scripts {
             &self.listeners,
             &self.progress,
             &self.browse,
+            &self.reschedule,
         ]
     }
 }

@@ -436,6 +436,33 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn reschedule<'a>(
+        &'a self,
+        id: &'a str,
+        when: (&'static str, i64),
+    ) -> BoxFuture<'a, Result<(String, u64, i64), Error>> {
+        Box::pin(async move {
+            let args = || -> Vec<Value> {
+                vec![
+                    id.into(),
+                    when.0.into(),
+                    Value::Integer(when.1),
+                    self.keys.wake_channel.as_str().into(),
+                ]
+            };
+            let reply = reply::array(
+                self.call(&self.scripts.reschedule, args).await?,
+                "reschedule",
+            )?;
+            let get = |i: usize| reply.get(i).cloned().unwrap_or(Value::Null);
+            Ok((
+                reply::string(&get(0)),
+                reply::opt_int(&get(1)).unwrap_or(0) as u64,
+                reply::opt_int(&get(2)).unwrap_or(0),
+            ))
+        })
+    }
+
     fn browse<'a>(
         &'a self,
         query: &'a crate::JobQuery,

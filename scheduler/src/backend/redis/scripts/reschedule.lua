@@ -1,0 +1,29 @@
+-- ARGV: id, when kind ('now' | 'at' | 'after'), when ms, wake channel
+-- Moves a deferred or queued job to another run time. It stays the same job:
+-- same generation, arguments and attempts (a re-sent call moves it to the
+-- same time again). A job waiting for a running job of its id keeps waiting,
+-- with its own run time moved. A running or finished job is not moved.
+-- Returns {code, generation, run_at}: 'moved' | 'running' | 'not_found' |
+-- 'corrupt' (its record cannot be read: the next claim dead-letters it).
+local id, kind, when, wake_channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local blob = redis.call('HGET', K_PENDING, id)
+if not blob then
+  local running = redis.call('HGET', K_ACTIVE, id)
+  local rec = running and decode(running)
+  if rec then return {'running', rec[JOB_GENERATION], rec[JOB_RUN_AT] or now} end
+  return {'not_found', 0, 0}
+end
+local rec = decode(blob)
+if not rec then return {'corrupt', 0, 0} end
+local run_at = when
+if kind == 'after' then run_at = now + when elseif kind == 'now' then run_at = now end
+if rec[JOB_BLOCKED_RUN_AT] then
+  rec[JOB_BLOCKED_RUN_AT] = run_at
+  redis.call('HSET', K_PENDING, id, encode(rec))
+else
+  redis.call('ZADD', K_DUE, string.format('%d', run_at), id)
+  wake_if_earliest(run_at, wake_channel)
+end
+emit_job('rescheduled', id, rec, now, run_at)
+return {'moved', rec[JOB_GENERATION], run_at}
