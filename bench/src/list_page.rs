@@ -48,7 +48,10 @@ pub(crate) async fn list_page(a: &Args) -> Result<(), Error> {
         p => p,
     };
     let s = producer(&a.url).await?;
+    // Whole milliseconds, as run times are stored: the middle cursor below
+    // names its job's exact score.
     let base = Utc::now() + TimeDelta::hours(1);
+    let base = base - TimeDelta::nanoseconds(i64::from(base.timestamp_subsec_nanos() % 1_000_000));
     let id = |i: usize| format!("lp-{i:08}");
     let filled = Instant::now();
     for start in (0..n).step_by(10_000) {
