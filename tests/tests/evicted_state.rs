@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use scheduler::{Health, JobRequest, JobStatus, Scheduler, WorkerConfig};
 use scheduler_tests::child::{ChildWorker, Events};
+use scheduler_tests::setup::wait_status;
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
 use scheduler_tests::{namespace, wait_until, Probe, RedisServer};
 
@@ -169,7 +170,9 @@ async fn a_running_job_that_lost_its_lease_entry_is_rerun_after_its_worker_dies(
     );
     let runs = probe.runs_of("r");
     assert_eq!(runs[0].attempt, 2, "{runs:?}");
-    assert_eq!(producer.status("r").await.unwrap(), JobStatus::Completed);
+    // The probe records the run's end before the worker records the outcome.
+    let status = wait_status(&producer, "r", |s| *s == JobStatus::Completed).await;
+    assert_eq!(status, JobStatus::Completed);
     assert!(degraded_reason(&s).is_some_and(|r| r.contains("without a lease entry")));
     producer.close().await;
     s.close().await;
