@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::args::Args;
-use crate::emit;
+use crate::{emit, percentile};
 
 /// Where the held job reports that it started and (from a drop guard) that it
 /// was dropped. A process global rather than a `Dep`, so that the `worker`
@@ -43,14 +43,6 @@ async fn held_job(id: String) {
     };
     let _ = events.send((id, true, Instant::now()));
     tokio::time::sleep(Duration::from_secs(3600)).await;
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 pub(crate) async fn abort_latency(a: &Args) -> Result<(), Error> {

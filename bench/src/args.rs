@@ -45,6 +45,16 @@ impl Args {
         self.flags.get(name).map(String::as_str)
     }
 
+    /// A number flag, or `default` when it is absent, unreadable or 0.
+    pub(crate) fn num_or(&self, name: &str, default: f64) -> f64 {
+        let n = self.num(name);
+        if n == 0.0 {
+            default
+        } else {
+            n
+        }
+    }
+
     /// A number flag (floats accepted); 0 when absent or unreadable.
     pub(crate) fn num(&self, name: &str) -> f64 {
         self.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)

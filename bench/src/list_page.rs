@@ -22,7 +22,7 @@ use scheduler::{Error, JobQuery, ListState, Scheduler};
 use serde_json::json;
 
 use crate::args::Args;
-use crate::{bench_job, emit, producer};
+use crate::{bench_job, emit, percentile, producer};
 
 /// Milliseconds one `list` call takes, and its page.
 async fn timed(s: &Scheduler, query: &JobQuery) -> Result<(f64, scheduler::JobPage), Error> {
@@ -31,22 +31,9 @@ async fn timed(s: &Scheduler, query: &JobQuery) -> Result<(f64, scheduler::JobPa
     Ok((started.elapsed().as_secs_f64() * 1000.0, page))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 pub(crate) async fn list_page(a: &Args) -> Result<(), Error> {
-    let n = match a.num("n") as usize {
-        0 => 1_000_000,
-        n => n,
-    };
-    let pages = match a.num("pages") as usize {
-        0 => 200,
-        p => p,
-    };
+    let n = a.num_or("n", 1_000_000.0) as usize;
+    let pages = a.num_or("pages", 200.0) as usize;
     let s = producer(&a.url).await?;
     // Whole milliseconds, as run times are stored: the middle cursor below
     // names its job's exact score.
@@ -98,9 +85,9 @@ pub(crate) async fn list_page(a: &Args) -> Result<(), Error> {
             "first_page_ms": first_ms,
             "first_page_jobs": first.jobs.len(),
             "pages": page_ms.len(),
-            "page_ms_p50": percentile(&page_ms, 0.5),
-            "page_ms_p99": percentile(&page_ms, 0.99),
-            "page_ms_max": percentile(&page_ms, 1.0),
+            "page_ms_p50": percentile(&page_ms, 50.0),
+            "page_ms_p99": percentile(&page_ms, 99.0),
+            "page_ms_max": percentile(&page_ms, 100.0),
             "middle_page_ms": middle_ms,
             "middle_page_first": first_of_middle,
             "queued_page_ms": queued_ms,

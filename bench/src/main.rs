@@ -46,6 +46,15 @@ fn now_ms() -> f64 {
 }
 
 /// Prints one JSON line on stdout.
+/// The nearest-rank percentile `p` (0 to 100) of sorted samples; 0 for none.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 fn emit(v: serde_json::Value) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

@@ -31,7 +31,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::args::Args;
-use crate::{emit, side_connection};
+use crate::{emit, percentile, side_connection};
 
 /// What a run reports: its job id and, with `--time-in-task`, the Redis time
 /// (microseconds) its body read first thing.
@@ -67,14 +67,6 @@ async fn tick_probe(ctx: JobContext) -> Result<(), fred::error::Error> {
 /// The tick a periodic job id names (`schedule:<name>:<unix ms>`), in ms.
 fn tick_ms(job_id: &str) -> Option<i64> {
     job_id.rsplit(':').next()?.parse().ok()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Count, early count and percentiles of lateness samples (ms).
@@ -119,14 +111,8 @@ fn per_instant(starts: &BTreeMap<i64, Vec<i64>>) -> serde_json::Value {
 }
 
 pub(crate) async fn tick_lateness(a: &Args) -> Result<(), Error> {
-    let schedules = match a.num("schedules") as usize {
-        0 => 100,
-        n => n,
-    };
-    let seconds = match a.num("seconds") as u64 {
-        0 => 60,
-        n => n,
-    };
+    let schedules = a.num_or("schedules", 100.0) as usize;
+    let seconds = a.num_or("seconds", 60.0) as u64;
     let time_in_task = a.get("time-in-task").is_some();
     let redis = match time_in_task {
         true => Some(side_connection(&a.url).await?),
