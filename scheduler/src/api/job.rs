@@ -410,8 +410,10 @@ impl<T> JobResult<T> {
     }
 }
 
-/// Everything known about a job.
+/// Everything known about a job. Non-exhaustive: fields are added as the
+/// scheduler learns more about its jobs (progress, lease and arguments were).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JobInfo {
     /// The id.
     pub job_id: String,
