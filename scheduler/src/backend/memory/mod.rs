@@ -314,7 +314,13 @@ impl Backend for MemoryBackend {
         &self,
         capacity: usize,
     ) -> BoxFuture<'_, Result<Subscription<EventNotice>, Error>> {
-        let events = self.shared.events.subscribe();
+        // Under the state lock, as a transition decides whether to record
+        // events (`begin`): one that began before this subscription has
+        // committed, every later one records them.
+        let events = {
+            let _state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            self.shared.events.subscribe()
+        };
         Box::pin(async move {
             Ok(forward(
                 events,
