@@ -105,12 +105,19 @@ impl Scheduler {
         Ok(page)
     }
 
-    /// The arguments by parameter name, for a `#[task]` registered here.
+    /// A job's info with its arguments named ([`named_args`](Self::named_args)).
     fn with_named_args(&self, mut info: JobInfo) -> JobInfo {
-        if let Some(params) = self.inner.registry.get(&info.task).and_then(|r| r.params) {
-            info.args = info.args.map(|args| to_named(params, args));
-        }
+        info.args = info.args.map(|args| self.named_args(&info.task, args));
         info
+    }
+
+    /// Stored arguments by parameter name, for a `#[task]` registered here
+    /// (an array with one element per parameter); anything else as stored.
+    fn named_args(&self, task: &str, stored: serde_json::Value) -> serde_json::Value {
+        match self.inner.registry.get(task).and_then(|r| r.params) {
+            Some(params) => to_named(params, stored),
+            None => stored,
+        }
     }
 
     /// What became of job `job_id` of task `T`: pending, running, completed
@@ -223,10 +230,7 @@ impl Scheduler {
             .into_iter()
             .map(|raw| {
                 let stored: serde_json::Value = positional::decode(&raw.task, None, &raw.payload)?;
-                let args = match self.inner.registry.get(&raw.task).and_then(|r| r.params) {
-                    Some(params) => to_named(params, stored),
-                    None => stored,
-                };
+                let args = self.named_args(&raw.task, stored);
                 Ok(PendingJob {
                     job_id: raw.id,
                     task: raw.task,
