@@ -284,8 +284,10 @@ end
 local function read_listeners(now)
   if LISTENER_CHANNELS ~= nil then return end
   LISTENER_CHANNELS, EVENT_CHANNEL = {}, false
-  local events = key_prefix(K_DUE) .. 'events'
   local members = redis.call('ZRANGEBYSCORE', K_LISTENERS, string.format('%d', now), '+inf')
+  -- The usual case (nobody listens) builds no key name.
+  if #members == 0 then return end
+  local events = key_prefix(K_DUE) .. 'events'
   for _, member in ipairs(members) do
     local hash = string.find(member, '#', 1, true)
     if hash and string.sub(member, 1, #events) == events then
