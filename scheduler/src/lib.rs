@@ -80,6 +80,7 @@ mod periodic;
 pub mod testing;
 mod worker;
 
+pub use crate::api::activity::{ActivityMinute, LATENESS_BOUNDS_MS, LATENESS_BUCKETS};
 pub use crate::api::config::{Durability, SchedulerConfig, WorkerConfig};
 pub use crate::api::connection::RedisConnection;
 pub use crate::api::deps::{Dep, Dependencies, DependencyKey};
@@ -92,7 +93,9 @@ pub use crate::api::job::{
 };
 pub use crate::api::listing::{JobPage, JobQuery, ListState, MAX_PAGE};
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
-pub use crate::api::scheduler::{JobEvents, Rescheduled, Scheduler, SchedulerBuilder};
+pub use crate::api::scheduler::{
+    JobEvents, Rescheduled, Scheduler, SchedulerBuilder, ACTIVITY_MINUTES,
+};
 pub use crate::api::task::{JobRequest, Task, TaskOptions, When};
 pub use crate::api::task_result::{IntoTaskResult, TaskError};
 pub use crate::ops::health::Health;

@@ -47,7 +47,9 @@ conformance!(
     pending_jobs_are_listed_in_due_order_page_by_page,
     running_finished_and_dead_jobs_are_listed_with_what_an_operator_needs,
     bad_queries_are_typed_errors,
-    reschedule_moves_a_pending_job_and_keeps_it
+    reschedule_moves_a_pending_job_and_keeps_it,
+    a_dead_letter_is_deleted_alone,
+    activity_counts_what_the_workers_did_per_minute
 );
 
 async fn pending_jobs_are_listed_in_due_order_page_by_page(fx: Fixture) {
@@ -310,4 +312,74 @@ async fn reschedule_moves_a_pending_job_and_keeps_it(fx: Fixture) {
     events.close().await;
     s.close().await;
     worker.close().await;
+}
+
+async fn a_dead_letter_is_deleted_alone(fx: Fixture) {
+    let ns = namespace("list-delete-dead");
+    let probe = Probe::default();
+    let worker = worker_with(&fx.url(), &ns, &probe, fast_worker()).await;
+    for id in ["dead-1", "dead-2"] {
+        worker
+            .enqueue(job(id, ProbeArgs::new(id).mode("permanent")))
+            .await
+            .unwrap();
+        worker.wait(id, LONG).await.unwrap();
+    }
+    assert!(worker.delete_dead_letter("dead-1").await.unwrap());
+    assert!(!worker.delete_dead_letter("dead-1").await.unwrap());
+    let dead = worker.dead_letters(0, 10).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.job_id.as_str()).collect::<Vec<_>>(),
+        ["dead-2"]
+    );
+    assert_eq!(worker.counts().await.unwrap().dead_lettered, 1);
+    // Gone for good: nothing to requeue.
+    assert_eq!(worker.requeue_dead_letter("dead-1").await.unwrap(), None);
+    assert!(matches!(
+        worker.delete_dead_letter("bad\nid").await,
+        Err(Error::InvalidJobId { .. })
+    ));
+    worker.close().await;
+}
+
+async fn activity_counts_what_the_workers_did_per_minute(fx: Fixture) {
+    let ns = namespace("list-activity");
+    let probe = Probe::default();
+    let worker = worker_with(&fx.url(), &ns, &probe, fast_worker()).await;
+    let s = producer(&fx.url(), &ns).await;
+    s.enqueue(job("a", ProbeArgs::new("a"))).await.unwrap();
+    s.enqueue(job("b", ProbeArgs::new("b"))).await.unwrap();
+    s.enqueue(job("flaky", ProbeArgs::new("c").fail(1)))
+        .await
+        .unwrap();
+    s.enqueue(job("doomed", ProbeArgs::new("d").mode("permanent")))
+        .await
+        .unwrap();
+    for id in ["a", "b", "flaky", "doomed"] {
+        s.wait(id, LONG).await.unwrap();
+    }
+    // A worker adds its counts every few seconds, and once more as it stops.
+    worker.close().await;
+
+    let minutes = s.activity(3).await.unwrap();
+    assert_eq!(minutes.len(), 3);
+    assert!(minutes
+        .windows(2)
+        .all(|w| w[1].minute - w[0].minute == TimeDelta::minutes(1)));
+    assert!(
+        minutes[2].minute <= Utc::now() && Utc::now() - minutes[2].minute < TimeDelta::minutes(1)
+    );
+    let sum = |f: fn(&scheduler::ActivityMinute) -> u64| minutes.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|m| m.started), 5, "{minutes:#?}");
+    assert_eq!(sum(|m| m.completed), 3, "{minutes:#?}");
+    assert_eq!(sum(|m| m.retried), 1, "{minutes:#?}");
+    assert_eq!(sum(|m| m.failed), 1, "{minutes:#?}");
+    assert_eq!(sum(|m| m.dead_lettered), 1, "{minutes:#?}");
+    assert_eq!(sum(|m| m.lateness.iter().sum()), 5, "{minutes:#?}");
+    // Nothing counted long ago; a page longer than what is kept is cut.
+    assert_eq!(
+        s.activity(1000).await.unwrap().len(),
+        scheduler::ACTIVITY_MINUTES
+    );
+    s.close().await;
 }

@@ -2,6 +2,7 @@
 //! typed job requests, job ids and outcomes, errors, configuration, where
 //! Redis is, and the dependencies tasks receive.
 
+pub(crate) mod activity;
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod deps;

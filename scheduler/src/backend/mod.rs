@@ -12,6 +12,7 @@ use crate::api::error::Error;
 use crate::api::events::JobEvent;
 use crate::api::job::{CancelOutcome, DeadLetter, JobCounts, JobInfo};
 use crate::api::listing::{JobPage, JobQuery};
+use crate::ops::activity::Tally;
 use crate::ops::health::HealthState;
 use crate::periodic::store::{
     Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
@@ -299,6 +300,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Empties the dead letter.
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>>;
+
+    /// Removes one dead letter: whether there was one.
+    fn delete_dead<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
+
+    /// Adds a worker's activity counts, per minute (kept
+    /// [`KEEP_MINUTES`](crate::ops::activity::KEEP_MINUTES)).
+    fn add_activity<'a>(&'a self, minutes: &'a [(i64, Tally)]) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The activity counts of `count` minutes from `first` (minutes since
+    /// the epoch), in order; zeros for a minute nobody counted.
+    fn activity(&self, first: i64, count: usize) -> BoxFuture<'_, Result<Vec<Tally>, Error>>;
 
     /// One page of pending jobs; cursor "0" starts and ends the walk.
     /// How many jobs are in each state, at one instant.

@@ -34,6 +34,7 @@ use tracing::debug;
 
 use crate::api::job::{EnqueueOutcome, JobCounts, ReplaceOutcome};
 use crate::backend::{Backend, ClaimedJob, Finished};
+use crate::ops::activity::ActivityRecorder;
 
 /// The queue label of every job until queues exist.
 pub(crate) const DEFAULT_QUEUE: &str = "default";
@@ -88,6 +89,9 @@ impl TaskMetrics {
 pub(crate) struct Metrics {
     namespace: Arc<str>,
     tasks: Arc<Mutex<HashMap<String, Arc<TaskMetrics>>>>,
+    /// What this process's worker did, per minute, until the gauge loop
+    /// adds it to the backend.
+    activity: Arc<ActivityRecorder>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,6 +113,7 @@ impl Metrics {
         Metrics {
             namespace: namespace.into(),
             tasks: Arc::new(Mutex::new(HashMap::new())),
+            activity: Arc::default(),
         }
     }
 
@@ -154,8 +159,9 @@ impl Metrics {
     pub(crate) fn started(&self, job: &ClaimedJob) {
         let m = self.task(&job.task);
         m.started.increment(1);
-        m.lateness
-            .record(seconds(job.started_us - job.run_at_ms * 1000).max(0.0));
+        let lateness_us = job.started_us - job.run_at_ms * 1000;
+        m.lateness.record(seconds(lateness_us).max(0.0));
+        self.activity.started(job.started_us, lateness_us);
         m.queue_wait
             .record(seconds(job.started_us - job.enqueued_ms * 1000).max(0.0));
     }
@@ -169,6 +175,7 @@ impl Metrics {
     pub(crate) fn recorded(&self, batch: &[Finished], codes: &[String]) {
         for (finished, code) in batch.iter().zip(codes) {
             let m = self.task(&finished.task);
+            self.activity.ended(code);
             match code.as_str() {
                 "completed" => m.completed.increment(1),
                 "retrying" => m.retried.increment(1),
@@ -214,8 +221,25 @@ impl Metrics {
 /// How often a worker refreshes the gauges.
 pub(crate) const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Refreshes the gauges every `interval` until `stop` (a failed read is
-/// skipped: the gauges keep their last values, and health reports Redis).
+impl Metrics {
+    /// Adds the activity counted since the last call to the backend (kept
+    /// to be added next time when the backend is unreachable).
+    pub(crate) async fn flush_activity(&self, backend: &dyn Backend) {
+        let taken = self.activity.take();
+        if taken.is_empty() {
+            return;
+        }
+        if let Err(e) = backend.add_activity(&taken).await {
+            debug!(error = %e, "adding this worker's activity counts failed; kept for the next try");
+            self.activity.restore(taken);
+        }
+    }
+}
+
+/// Every `interval` until `stop`: adds this worker's activity counts to the
+/// backend and refreshes the gauges (a failed read is skipped: the gauges
+/// keep their last values, and health reports Redis). Adds the last counts
+/// once more when stopped.
 pub(crate) async fn gauge_loop(
     backend: Arc<dyn Backend>,
     metrics: Metrics,
@@ -223,15 +247,17 @@ pub(crate) async fn gauge_loop(
     stop: CancellationToken,
 ) {
     loop {
+        metrics.flush_activity(&*backend).await;
         match backend.counts().await {
             Ok(counts) => metrics.set_counts(&counts),
             Err(e) => debug!(error = %e, "reading the job counts for the gauges failed"),
         }
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
         }
     }
+    metrics.flush_activity(&*backend).await;
 }
 
 /// Describes every metric to the recorder (once per process).

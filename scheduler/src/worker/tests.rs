@@ -191,6 +191,22 @@ impl Backend for Faulty {
     fn purge_dead(&self) -> BoxFuture<'_, Result<u64, Error>> {
         self.inner.purge_dead()
     }
+    fn delete_dead<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        self.inner.delete_dead(id)
+    }
+    fn add_activity<'a>(
+        &'a self,
+        minutes: &'a [(i64, crate::ops::activity::Tally)],
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.add_activity(minutes)
+    }
+    fn activity(
+        &self,
+        first: i64,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::ops::activity::Tally>, Error>> {
+        self.inner.activity(first, count)
+    }
     fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>> {
         self.inner.counts()
     }

@@ -1,16 +1,20 @@
 //! Reading jobs: status, details, results, the pending list, and the dead
-//! letters with their requeue and purge.
+//! letters with their requeue, purge and deletion, and the workers' activity
+//! per minute.
 
+use chrono::Utc;
 use serde::de::DeserializeOwned;
 
 use crate::api::job::PendingJob;
 use crate::api::listing::{JobPage, JobQuery};
 use crate::api::scheduler::enqueue::nonce;
 use crate::backend::RawPending;
+use crate::ops::activity::{activity_minute, minute_of_ms, KEEP_MINUTES};
 use crate::payload::positional;
 use crate::payload::positional::to_named;
 use crate::{
-    validate_job_id, DeadLetter, Error, JobCounts, JobInfo, JobResult, JobStatus, Scheduler, Task,
+    validate_job_id, ActivityMinute, DeadLetter, Error, JobCounts, JobInfo, JobResult, JobStatus,
+    Scheduler, Task,
 };
 
 /// [`Error::WrongTask`] unless the job is one of task `T`.
@@ -280,7 +284,54 @@ impl Scheduler {
     pub async fn purge_dead_letters(&self) -> Result<u64, Error> {
         self.inner.backend.purge_dead().await
     }
+
+    /// Removes one dead-lettered job for good; returns whether the dead
+    /// letter held it.
+    pub async fn delete_dead_letter(&self, job_id: &str) -> Result<bool, Error> {
+        validate_job_id(job_id)?;
+        self.inner.backend.delete_dead(job_id).await
+    }
+
+    /// What the namespace's workers did in the last `minutes` minutes (at
+    /// most [`ACTIVITY_MINUTES`](crate::ACTIVITY_MINUTES)), oldest first,
+    /// ending with the current minute: every minute is there, with zeros
+    /// where nothing happened. Each worker adds its counts every few
+    /// seconds, so the last minute is still filling; see [`ActivityMinute`]
+    /// for what the counts mean and how exact they are.
+    ///
+    /// ```
+    /// #[scheduler::task]
+    /// async fn ping() -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://activity-doc")
+    ///     .register::<ping>()
+    ///     .start()
+    ///     .await?;
+    /// s.enqueue(ping::job()).await?;
+    /// let last_hour = s.activity(60).await?;
+    /// assert_eq!(last_hour.len(), 60);
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn activity(&self, minutes: usize) -> Result<Vec<ActivityMinute>, Error> {
+        let minutes = minutes.min(ACTIVITY_MINUTES);
+        let last = minute_of_ms(Utc::now().timestamp_millis());
+        let first = last - minutes as i64 + 1;
+        let tallies = self.observe(self.inner.backend.activity(first, minutes).await)?;
+        Ok((first..)
+            .zip(&tallies)
+            .map(|(minute, tally)| activity_minute(minute, tally))
+            .collect())
+    }
 }
+
+/// The most minutes [`Scheduler::activity`] reads back: what the backend keeps.
+pub const ACTIVITY_MINUTES: usize = KEEP_MINUTES as usize;
 
 /// What became of job `job_id` of task `T`, from its `info`
 /// ([`Error::WrongTask`] when the id holds a job of another task).

@@ -25,6 +25,7 @@ mod wait;
 
 pub use builder::SchedulerBuilder;
 pub use events::JobEvents;
+pub use inspect::ACTIVITY_MINUTES;
 pub use reschedule::Rescheduled;
 
 /// A handle to a running scheduler: cheap to clone and share (put it in your web
@@ -68,6 +69,12 @@ impl Scheduler {
     /// This scheduler's metrics handles.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The namespace this scheduler's jobs live in
+    /// ([`SchedulerBuilder::namespace`]).
+    pub fn namespace(&self) -> &str {
+        &self.inner.backend.config().namespace
     }
 
     /// The validated task registry (log it at start-up to see what this binary runs).

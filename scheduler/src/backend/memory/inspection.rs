@@ -5,6 +5,7 @@ use crate::backend::memory::state::{DeadEntry, Outcome, Record};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::RawPending;
 use crate::clock::time_from_ms;
+use crate::ops::activity::{Tally, FIELD_COUNT, KEEP_MINUTES};
 use crate::{DeadLetter, FinishedState, JobCounts, JobInfo, JobStatus};
 
 impl MemoryBackend {
@@ -84,6 +85,43 @@ impl MemoryBackend {
         tx.s.dead_order.clear();
         self.commit(tx);
         n
+    }
+
+    pub(super) fn delete_dead_now(&self, id: &str) -> bool {
+        let mut tx = self.begin();
+        let found = tx.s.dead.remove(id).is_some();
+        tx.s.dead_order.remove(id);
+        self.commit(tx);
+        found
+    }
+
+    /// Adds activity counts; drops minutes older than the Redis keys live,
+    /// counted from the newest minute held.
+    pub(super) fn add_activity_now(&self, minutes: &[(i64, Tally)]) {
+        let mut tx = self.begin();
+        for (minute, tally) in minutes {
+            let entry = tx.s.activity.entry(*minute).or_insert([0; FIELD_COUNT]);
+            for (sum, n) in entry.iter_mut().zip(tally) {
+                *sum += n;
+            }
+        }
+        if let Some(newest) = tx.s.activity.keys().next_back().copied() {
+            tx.s.activity
+                .retain(|minute, _| *minute > newest - KEEP_MINUTES);
+        }
+        self.commit(tx);
+    }
+
+    pub(super) fn activity_now(&self, first: i64, count: usize) -> Vec<Tally> {
+        let tx = self.begin();
+        (first..first + count as i64)
+            .map(|minute| {
+                tx.s.activity
+                    .get(&minute)
+                    .copied()
+                    .unwrap_or([0; FIELD_COUNT])
+            })
+            .collect()
     }
 
     pub(super) fn counts_now(&self) -> JobCounts {

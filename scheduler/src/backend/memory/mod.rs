@@ -237,6 +237,28 @@ impl Backend for MemoryBackend {
         Box::pin(async move { Ok(self.purge_dead_now()) })
     }
 
+    fn delete_dead<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move { Ok(self.delete_dead_now(id)) })
+    }
+
+    fn add_activity<'a>(
+        &'a self,
+        minutes: &'a [(i64, crate::ops::activity::Tally)],
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            self.add_activity_now(minutes);
+            Ok(())
+        })
+    }
+
+    fn activity(
+        &self,
+        first: i64,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::ops::activity::Tally>, Error>> {
+        Box::pin(async move { Ok(self.activity_now(first, count)) })
+    }
+
     fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>> {
         Box::pin(async move { Ok(self.counts_now()) })
     }

@@ -1,6 +1,6 @@
 //! The state of one in-memory store: the Redis layout as Rust collections.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::backend::EnqueueReply;
 use crate::FinishedState;
@@ -137,6 +137,8 @@ pub(super) struct State {
     pub(super) results_exp: ScoreSet,
     pub(super) dead: HashMap<String, DeadEntry>,
     pub(super) dead_order: ScoreSet,
+    /// Workers' activity counts per minute (the `activity:<minute>` hashes).
+    pub(super) activity: BTreeMap<i64, crate::ops::activity::Tally>,
     pub(super) seq: u64,
     /// The reply log of requests with the caller's request id (common.lua
     /// `logged`): key -> the first reply, and when it expires.

@@ -1,15 +1,18 @@
 //! Reading the dead letters and the pending list, the operator's requeue and
-//! purge of dead letters, and the audit walk: the script calls behind the
+//! purge or deletion of dead letters, the workers' activity counts, and the
+//! audit walk: the script calls behind the
 //! [`Backend`](crate::backend::Backend) methods that are not job transitions.
 
 use std::time::Duration;
 
+use fred::prelude::*;
 use fred::types::Value;
 
 use crate::backend::redis::calls::Request;
 use crate::backend::redis::reply::corrupt;
 use crate::backend::redis::{reply, RedisBackend, AUDIT_PAGE};
 use crate::backend::RawPending;
+use crate::ops::activity::{Tally, FIELDS, FIELD_COUNT, KEEP_MINUTES};
 use crate::{DeadLetter, Error, JobCounts};
 
 impl RedisBackend {
@@ -80,6 +83,72 @@ impl RedisBackend {
             "purge",
         )?;
         Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) as u64)
+    }
+
+    pub(super) async fn delete_dead_call(&self, id: &str) -> Result<bool, Error> {
+        let reply = reply::array(
+            self.call_logged(&self.scripts.dead_letters, &self.request(), || {
+                vec!["delete".into(), id.into()]
+            })
+            .await?,
+            "delete",
+        )?;
+        Ok(reply.first().and_then(reply::opt_int).unwrap_or(0) > 0)
+    }
+
+    /// One pipeline of `HINCRBY`s per minute's hash, each kept
+    /// [`KEEP_MINUTES`] from its last addition. Not re-sent: a lost reply
+    /// loses (or, applied, keeps) these counts, as documented.
+    pub(super) async fn add_activity_call(&self, minutes: &[(i64, Tally)]) -> Result<(), Error> {
+        let pipeline = self.client.pipeline();
+        for (minute, tally) in minutes {
+            let key = self.keys.activity(*minute);
+            for (field, n) in FIELDS.iter().zip(tally).filter(|(_, n)| **n > 0) {
+                let _: () = pipeline
+                    .hincrby(&key, *field, *n as i64)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            let _: () = pipeline
+                .pexpire(&key, KEEP_MINUTES * 60_000, None)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        let _: Vec<Value> = pipeline.all().await.map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// One pipeline of `HMGET`s, a minute each.
+    pub(super) async fn activity_call(
+        &self,
+        first: i64,
+        count: usize,
+    ) -> Result<Vec<Tally>, Error> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for minute in first..first + count as i64 {
+            let _: () = pipeline
+                .hmget(self.keys.activity(minute), FIELDS.to_vec())
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        let replies: Vec<Value> = pipeline.all().await.map_err(|e| self.error(e))?;
+        replies
+            .iter()
+            .map(|minute| {
+                let mut tally = [0; FIELD_COUNT];
+                let fields = match minute {
+                    Value::Array(fields) => fields.as_slice(),
+                    _ => return Err(corrupt("activity")),
+                };
+                for (sum, field) in tally.iter_mut().zip(fields) {
+                    *sum = reply::opt_int(field).unwrap_or(0).max(0) as u64;
+                }
+                Ok(tally)
+            })
+            .collect()
     }
 
     pub(super) async fn counts_call(&self) -> Result<JobCounts, Error> {

@@ -94,6 +94,11 @@ impl Keys {
         format!("{{{}}}:finished:{token}", self.namespace)
     }
 
+    /// The hash of one minute's activity counts (minutes since the epoch).
+    pub(crate) fn activity(&self, minute: i64) -> String {
+        format!("{{{}}}:activity:{minute}", self.namespace)
+    }
+
     /// The `listeners` entry of one stream of job events: the events
     /// channel, `#`, the stream's own token (common.lua `read_listeners`
     /// reads the channel back from it).

@@ -348,6 +348,25 @@ impl Backend for RedisBackend {
         Box::pin(self.purge_dead_call())
     }
 
+    fn delete_dead<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(self.delete_dead_call(id))
+    }
+
+    fn add_activity<'a>(
+        &'a self,
+        minutes: &'a [(i64, crate::ops::activity::Tally)],
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.add_activity_call(minutes))
+    }
+
+    fn activity(
+        &self,
+        first: i64,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::ops::activity::Tally>, Error>> {
+        Box::pin(self.activity_call(first, count))
+    }
+
     fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>> {
         Box::pin(self.counts_call())
     }

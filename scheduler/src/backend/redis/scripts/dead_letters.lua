@@ -3,6 +3,7 @@
 --                                   (count 0: none)
 --   requeue: id, nonce, wake channel -> {'requeued', generation} | {'not_found'} | {'busy'} (id pending or running)
 --   purge: (none)                 -> {removed count}
+--   delete: id                    -> {1} removed | {0} no such dead letter
 local op = ARGV[1]
 local now = now_ms()
 if op == 'list' then
@@ -43,6 +44,11 @@ elseif op == 'requeue' then
   redis.call('ZREM', K_DEAD_ORDER, id)
   wake_if_earliest(now, wake_channel)
   return {'requeued', gen}
+elseif op == 'delete' then
+  local id = ARGV[2]
+  local removed = redis.call('HDEL', K_DEAD, id)
+  redis.call('ZREM', K_DEAD_ORDER, id)
+  return {removed}
 else
   local n = redis.call('ZCARD', K_DEAD_ORDER)
   redis.call('DEL', K_DEAD, K_DEAD_ORDER)
