@@ -2,7 +2,9 @@
 //!
 //! Every endpoint needs the admin's bearer token, checked before the request
 //! is read; every error, the extractors' included, is JSON:
-//! `{"error": "<what went wrong>"}`.
+//! `{"error": "<what went wrong>"}`. The scheduler's dashboard is mounted at
+//! `/admin/scheduler/` behind the same token (also taken as the password of
+//! HTTP Basic, which a browser asks for).
 
 mod auth;
 mod error;
@@ -39,7 +41,9 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
-/// The routes. All of them require the admin's bearer token.
+/// The routes. All of them require the admin's bearer token; the scheduler
+/// dashboard under `/admin/scheduler/` also takes it as an HTTP Basic
+/// password, so that a browser can ask for it.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
@@ -58,7 +62,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(ApiError::not_found)
         .method_not_allowed_fallback(ApiError::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        // The operator's dashboard, for a person in a browser: the same
+        // admin token, also as the password of HTTP Basic.
+        .nest(
+            "/admin/scheduler",
+            scheduler::dashboard::router(state.scheduler.clone()).layer(
+                middleware::from_fn_with_state(state, auth::require_admin_in_browser),
+            ),
+        )
 }
 
 /// Query of the test endpoint.

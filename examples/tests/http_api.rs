@@ -360,3 +360,58 @@ async fn metrics_are_served_as_prometheus_text_with_the_job_gauges() {
     );
     app.scheduler.close().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_is_mounted_behind_the_admin_check() {
+    let app = app("dashboard").await;
+    app.scheduler
+        .enqueue_untyped(
+            "send_notification",
+            Some("reminder-7"),
+            &serde_json::json!({"user_ids": ["ada"], "message": {"title": "t", "content": "c", "action_module": "m"}}),
+            scheduler::When::At(Utc::now() + TimeDelta::hours(1)),
+        )
+        .await
+        .unwrap();
+    let url = app.url("/admin/scheduler/upcoming");
+
+    // A browser without credentials is asked for them.
+    let missing = app.http.get(&url).send().await.unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let challenge = missing.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    assert!(!missing.text().await.unwrap().contains("reminder-7"));
+    for wrong in [
+        app.http.get(&url).basic_auth("admin", Some("guess")),
+        app.http.get(&url).bearer_auth("guess"),
+    ] {
+        let refused = wrong.send().await.unwrap();
+        assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+        assert!(!refused.text().await.unwrap().contains("reminder-7"));
+    }
+    // Actions are behind the check too: nothing is cancelled.
+    let post = app
+        .http
+        .post(app.url("/admin/scheduler/actions/cancel"))
+        .form(&[("csrf", "x"), ("id", "reminder-7"), ("generation", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // The admin sees the page, by Basic (a browser) or bearer (a script).
+    for allowed in [
+        app.http.get(&url).basic_auth("admin", Some("secret")),
+        app.http.get(&url).bearer_auth("secret"),
+    ] {
+        let page = allowed.send().await.unwrap();
+        assert_eq!(page.status(), reqwest::StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("reminder-7"), "{html}");
+        assert!(
+            html.contains("href=\"/admin/scheduler/assets/dashboard.css\""),
+            "{html}"
+        );
+    }
+    assert_eq!(app.status("reminder-7").await, "deferred");
+}

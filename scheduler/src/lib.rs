@@ -74,6 +74,8 @@
 mod api;
 mod backend;
 mod clock;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod ops;
 mod payload;
 mod periodic;

@@ -6,6 +6,8 @@
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run -p scheduler-examples --bin notifications
 //! # every endpoint needs the admin's token (--admin-token / ADMIN_TOKEN):
 //! curl -H 'Authorization: Bearer admin-secret' http://127.0.0.1:3000/notification/jobs/reminder-42
+//! # the scheduler's dashboard, in a browser (user name: anything; password: the token):
+//! #   http://127.0.0.1:3000/admin/scheduler/
 //! ```
 #![allow(clippy::print_stdout)]
 
