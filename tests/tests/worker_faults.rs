@@ -12,6 +12,7 @@ use scheduler::{
     Scheduler, Task, TaskError, TaskFuture, TaskOptions, TaskRegistration, WorkerConfig,
 };
 use scheduler_tests::proxy::{Mode, Proxy};
+use scheduler_tests::setup::wait_status;
 use scheduler_tests::{conformance, namespace, wait_until, Fixture, RedisServer};
 use serde::{Deserialize, Serialize};
 
@@ -257,8 +258,11 @@ async fn a_partitioned_worker_drops_its_job_before_another_worker_can_take_it() 
         "JobContext::cancelled() did not fire: {w1_run:?}"
     );
     assert_eq!(w2_run.attempt, 2, "{w2_run:?}");
+    // The task returned; its outcome is recorded by the completion loop,
+    // a moment later.
+    let status = wait_status(&w2, "long", finished).await;
     let info = w2.info("long").await.unwrap().unwrap();
-    assert_eq!(info.status, JobStatus::Completed, "{info:?}");
+    assert_eq!(status, JobStatus::Completed, "{info:?}");
     assert_eq!(info.attempts, 2, "the outcome is not w2's: {info:?}");
     // W1 reconnects; its stale run must not change the outcome.
     proxy.set_mode(Mode::Pass);
