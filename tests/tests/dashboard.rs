@@ -495,7 +495,12 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
         status(&s, "reminder-2").await,
         JobStatus::Deferred { .. }
     ));
+    // Errors show inside the dashboard, with its navigation.
+    b.find("header.top nav").await;
     b.shot("csrf-refused").await;
+    b.goto(&format!("{admin}/jobs?state=nope")).await;
+    assert_eq!(b.text("p.error").await, "no state \"nope\"");
+    b.find("header.top nav").await;
 
     // Read-only: no actions shown, and one posted anyway is refused.
     b.goto(&format!("{site}/audit/scheduler/upcoming")).await;

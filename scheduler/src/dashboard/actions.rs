@@ -32,16 +32,6 @@ pub(crate) async fn act(
     Path(action): Path<String>,
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
-) -> Response {
-    let done = act_on(&ctx, &action, &headers, &form).await;
-    ctx.render(done)
-}
-
-async fn act_on(
-    ctx: &Ctx,
-    action: &str,
-    headers: &HeaderMap,
-    form: &ActionForm,
 ) -> Result<Response, PageError> {
     if ctx.read_only {
         return Err(PageError::new(
@@ -49,7 +39,7 @@ async fn act_on(
             "This dashboard is read-only: it takes no actions.",
         ));
     }
-    if !csrf::allowed(headers, &form.csrf) {
+    if !csrf::allowed(&headers, &form.csrf) {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "The form's security token did not match (the page is old, or the request came \
@@ -62,7 +52,7 @@ async fn act_on(
         form.generation
             .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, "the form names no generation"))
     };
-    let notice = match action {
+    let notice = match action.as_str() {
         "cancel" => match s.cancel_generation(id, generation()?).await? {
             CancelOutcome::Removed { .. } => "cancelled",
             CancelOutcome::AbortSignalled { .. } => "aborting",
@@ -107,7 +97,7 @@ async fn act_on(
         }
     };
     info!(action, id, notice, "dashboard action");
-    let location = back_to(ctx, form.back.as_deref(), notice, id);
+    let location = back_to(&ctx, form.back.as_deref(), notice, id);
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
 }
 

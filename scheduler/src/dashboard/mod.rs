@@ -49,7 +49,7 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
-use axum::extract::{OriginalUri, Request};
+use axum::extract::{FromRequestParts, OriginalUri, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -102,6 +102,7 @@ impl Dashboard {
             .route("/actions/{action}", post(actions::act))
             .route("/assets/{file}", get(assets::serve))
             .fallback(pages::not_found)
+            .layer(middleware::from_fn_with_state(state.clone(), render_errors))
             .layer(middleware::from_fn(security_headers))
             .with_state(state)
     }
@@ -119,6 +120,25 @@ pub(crate) fn base_path(original: &OriginalUri, inner: &str) -> String {
     let full = original.path();
     let base = full.strip_suffix(inner).unwrap_or(full);
     base.trim_end_matches('/').to_string()
+}
+
+/// Shows a page's error (a [`PageError`] its handler returned) inside the
+/// dashboard's shell, with the navigation.
+async fn render_errors(
+    State(dashboard): State<Dashboard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let ctx = match layout::Ctx::from_request_parts(&mut parts, &dashboard).await {
+        Ok(ctx) => ctx,
+        Err(never) => match never {},
+    };
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    match response.extensions_mut().remove::<PageError>() {
+        Some(error) => ctx.render(Err(error)),
+        None => response,
+    }
 }
 
 /// Headers on every answer: no framing (clickjacking), nothing loaded from
@@ -145,8 +165,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// A page that could not be built: its status and one line saying why.
-#[derive(Debug)]
+/// A page that could not be built: its status and one line saying why
+/// (shown in the shell by `render_errors`).
+#[derive(Clone, Debug)]
 pub(crate) struct PageError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
@@ -173,8 +194,12 @@ impl From<crate::Error> for PageError {
 }
 
 impl IntoResponse for PageError {
+    /// A bare error page, carrying the error for `render_errors`.
     fn into_response(self) -> Response {
-        (self.status, layout::error_page(self.status, &self.message)).into_response()
+        let mut response =
+            (self.status, layout::error_page(self.status, &self.message)).into_response();
+        response.extensions_mut().insert(self);
+        response
     }
 }
 

@@ -79,12 +79,7 @@ fn pager(ctx: &Ctx, path: &str, params: &ListParams, next: Option<&str>) -> Mark
 }
 
 /// `GET /`: counts, health, the last hour's chart, the next jobs.
-pub(crate) async fn overview(ctx: Ctx) -> Response {
-    let page = overview_page(&ctx).await;
-    ctx.render(page)
-}
-
-async fn overview_page(ctx: &Ctx) -> Result<Response, PageError> {
+pub(crate) async fn overview(ctx: Ctx) -> Result<Response, PageError> {
     let s = &ctx.scheduler;
     let counts = s.counts().await?;
     let activity = s.activity(60).await?;
@@ -140,7 +135,7 @@ async fn overview_page(ctx: &Ctx) -> Result<Response, PageError> {
         }
         section {
             h2 { "Next up" }
-            (upcoming_table(ctx, &next.jobs))
+            (upcoming_table(&ctx, &next.jobs))
             p { a href=(ctx.href("/upcoming")) { "All upcoming jobs →" } }
         }
     };
@@ -148,18 +143,16 @@ async fn overview_page(ctx: &Ctx) -> Result<Response, PageError> {
 }
 
 /// `GET /upcoming`: deferred jobs on a timeline and in a table.
-pub(crate) async fn upcoming(ctx: Ctx, Query(params): Query<ListParams>) -> Response {
-    let page = upcoming_page(&ctx, Query(params)).await;
-    ctx.render(page)
-}
-
-async fn upcoming_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Response, PageError> {
+pub(crate) async fn upcoming(
+    ctx: Ctx,
+    Query(params): Query<ListParams>,
+) -> Result<Response, PageError> {
     let page = ctx
         .scheduler
         .list(&params.query(ListState::Deferred, 50)?)
         .await?;
     let body = html! {
-        (task_filter(ctx, "/upcoming", &params, html! {}))
+        (task_filter(&ctx, "/upcoming", &params, html! {}))
         @if page.jobs.is_empty() {
             p.empty { "Nothing is deferred." }
         } @else {
@@ -167,9 +160,9 @@ async fn upcoming_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Re
                 (chart::timeline_svg(&page.jobs, Utc::now(), |id| ctx.href(&format!("/jobs/{}", encode_path(id)))))
                 figcaption { "When this page's jobs run, from now." }
             }
-            (upcoming_table(ctx, &page.jobs))
+            (upcoming_table(&ctx, &page.jobs))
         }
-        (pager(ctx, "/upcoming", &params, page.next.as_deref()))
+        (pager(&ctx, "/upcoming", &params, page.next.as_deref()))
     };
     Ok(ctx.page(Nav::Upcoming, "Upcoming", body))
 }
@@ -225,18 +218,16 @@ fn progress(value: Option<&serde_json::Value>) -> Markup {
 }
 
 /// `GET /running`: running jobs, their worker, lease and progress.
-pub(crate) async fn running(ctx: Ctx, Query(params): Query<ListParams>) -> Response {
-    let page = running_page(&ctx, Query(params)).await;
-    ctx.render(page)
-}
-
-async fn running_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Response, PageError> {
+pub(crate) async fn running(
+    ctx: Ctx,
+    Query(params): Query<ListParams>,
+) -> Result<Response, PageError> {
     let page = ctx
         .scheduler
         .list(&params.query(ListState::Running, 100)?)
         .await?;
     let body = html! {
-        (task_filter(ctx, "/running", &params, html! {}))
+        (task_filter(&ctx, "/running", &params, html! {}))
         @if page.jobs.is_empty() {
             p.empty { "Nothing is running." }
         } @else {
@@ -249,7 +240,7 @@ async fn running_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Res
                             _ => (job.attempts, ""),
                         };
                         tr data-job=(job.job_id) {
-                            td { (job_link(ctx, &job.job_id)) }
+                            td { (job_link(&ctx, &job.job_id)) }
                             td { (job.task) }
                             td { code { (worker) } }
                             td { (attempt) " of " (job.max_attempts) }
@@ -264,24 +255,22 @@ async fn running_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Res
                 }
             }
         }
-        (pager(ctx, "/running", &params, page.next.as_deref()))
+        (pager(&ctx, "/running", &params, page.next.as_deref()))
     };
     Ok(ctx.page(Nav::Running, "Running", body))
 }
 
 /// `GET /failed`: dead-lettered jobs with their reason.
-pub(crate) async fn failed(ctx: Ctx, Query(params): Query<ListParams>) -> Response {
-    let page = failed_page(&ctx, Query(params)).await;
-    ctx.render(page)
-}
-
-async fn failed_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Response, PageError> {
+pub(crate) async fn failed(
+    ctx: Ctx,
+    Query(params): Query<ListParams>,
+) -> Result<Response, PageError> {
     let page = ctx
         .scheduler
         .list(&params.query(ListState::DeadLettered, 50)?)
         .await?;
     let body = html! {
-        (task_filter(ctx, "/failed", &params, html! {}))
+        (task_filter(&ctx, "/failed", &params, html! {}))
         p { "Jobs that failed for good and were kept in the dead letters. "
             a href=(ctx.href("/jobs?state=finished&outcome=failed")) { "Every recent failed outcome →" } }
         @if page.jobs.is_empty() {
@@ -293,7 +282,7 @@ async fn failed_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Resp
                     @for job in &page.jobs {
                         tr data-job=(job.job_id) {
                             td { (when(job.finished_at)) }
-                            td { (job_link(ctx, &job.job_id)) }
+                            td { (job_link(&ctx, &job.job_id)) }
                             td { (job.task) }
                             td.reason { (job.last_error.as_deref().unwrap_or("")) }
                             td { (job.attempts) }
@@ -307,18 +296,16 @@ async fn failed_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Resp
                 }
             }
         }
-        (pager(ctx, "/failed", &params, page.next.as_deref()))
+        (pager(&ctx, "/failed", &params, page.next.as_deref()))
     };
     Ok(ctx.page(Nav::Failed, "Failed", body))
 }
 
 /// `GET /jobs`: any state, filtered.
-pub(crate) async fn jobs(ctx: Ctx, Query(params): Query<ListParams>) -> Response {
-    let page = jobs_page(&ctx, Query(params)).await;
-    ctx.render(page)
-}
-
-async fn jobs_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Response, PageError> {
+pub(crate) async fn jobs(
+    ctx: Ctx,
+    Query(params): Query<ListParams>,
+) -> Result<Response, PageError> {
     let state_name = params
         .state
         .as_deref()
@@ -346,7 +333,7 @@ async fn jobs_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Respon
         }
     };
     let body = html! {
-        (task_filter(ctx, "/jobs", &params, select))
+        (task_filter(&ctx, "/jobs", &params, select))
         @if !page.unreadable.is_empty() {
             p.warning { (page.unreadable.len()) " entries could not be read: " (page.unreadable.join(", ")) }
         }
@@ -358,7 +345,7 @@ async fn jobs_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Respon
                 tbody {
                     @for job in &page.jobs {
                         tr data-job=(job.job_id) {
-                            td { (job_link(ctx, &job.job_id)) }
+                            td { (job_link(&ctx, &job.job_id)) }
                             td { (job.task) }
                             td { (status_badge(&job.status)) }
                             td { (when(job.finished_at.or(job.started_at.filter(|_| matches!(job.status, JobStatus::Running { .. }))).or(job.run_at))) }
@@ -369,18 +356,13 @@ async fn jobs_page(ctx: &Ctx, Query(params): Query<ListParams>) -> Result<Respon
                 }
             }
         }
-        (pager(ctx, "/jobs", &params, page.next.as_deref()))
+        (pager(&ctx, "/jobs", &params, page.next.as_deref()))
     };
     Ok(ctx.page(Nav::Jobs, "Jobs", body))
 }
 
 /// `GET /jobs/{id}`: everything known about one job.
-pub(crate) async fn job(ctx: Ctx, Path(id): Path<String>) -> Response {
-    let page = job_page(&ctx, Path(id)).await;
-    ctx.render(page)
-}
-
-async fn job_page(ctx: &Ctx, Path(id): Path<String>) -> Result<Response, PageError> {
+pub(crate) async fn job(ctx: Ctx, Path(id): Path<String>) -> Result<Response, PageError> {
     let Some(info) = ctx.scheduler.info(&id).await? else {
         let body =
             html! { p.empty { "No job " code { (id) } " (unknown, or its outcome has expired)." } };
@@ -448,12 +430,7 @@ async fn job_page(ctx: &Ctx, Path(id): Path<String>) -> Result<Response, PageErr
 }
 
 /// `GET /schedules`: periodic tasks.
-pub(crate) async fn schedules(ctx: Ctx) -> Response {
-    let page = schedules_page(&ctx).await;
-    ctx.render(page)
-}
-
-async fn schedules_page(ctx: &Ctx) -> Result<Response, PageError> {
+pub(crate) async fn schedules(ctx: Ctx) -> Result<Response, PageError> {
     let schedules = ctx.scheduler.schedules().await?;
     let body = html! {
         @if schedules.is_empty() {
