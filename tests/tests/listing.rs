@@ -265,9 +265,22 @@ async fn reschedule_moves_a_pending_job_and_keeps_it(fx: Fixture) {
         "{info:?}"
     );
     assert_eq!((info.generation, info.attempts), (generation, 0));
-    // Now: it runs, with its arguments.
+    // Fenced by generation: another generation moves nothing.
+    assert_eq!(
+        s.reschedule_generation("later", generation + 1000, When::Now)
+            .await
+            .unwrap(),
+        Rescheduled::NotFound
+    );
     assert!(matches!(
-        s.reschedule("later", When::Now).await.unwrap(),
+        s.status("later").await.unwrap(),
+        JobStatus::Deferred { run_at } if (run_at - at).num_milliseconds().abs() <= 1
+    ));
+    // Now (the generation shown): it runs, with its arguments.
+    assert!(matches!(
+        s.reschedule_generation("later", generation, When::Now)
+            .await
+            .unwrap(),
         Rescheduled::Moved { .. }
     ));
     assert_eq!(

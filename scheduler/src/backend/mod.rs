@@ -274,10 +274,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Moves a pending job to another run time ('now' | 'at' | 'after', ms),
     /// keeping its generation: `(code, generation, run_at ms)` with code
-    /// 'moved' | 'running' | 'not_found' | 'corrupt'.
+    /// 'moved' | 'running' | 'not_found' | 'corrupt'. With a generation,
+    /// only that job: 'not_found' when the id holds another.
     fn reschedule<'a>(
         &'a self,
         id: &'a str,
+        generation: Option<u64>,
         when: (&'static str, i64),
     ) -> BoxFuture<'a, Result<(String, u64, i64), Error>>;
 

@@ -59,20 +59,14 @@ pub(crate) async fn act(
             CancelOutcome::AlreadyFinished(_) => "finished",
             CancelOutcome::NotFound => "changed",
         },
-        "run-now" => {
-            // Only the generation shown: a job that replaced it since is left alone.
-            let shown = generation()?;
-            match s.info(id).await? {
-                Some(info) if info.generation == shown => {
-                    match s.reschedule(id, When::Now).await? {
-                        Rescheduled::Moved { .. } => "run-now",
-                        Rescheduled::Running { .. } => "running",
-                        Rescheduled::NotFound => "changed",
-                    }
-                }
-                _ => "changed",
-            }
-        }
+        "run-now" => match s
+            .reschedule_generation(id, generation()?, When::Now)
+            .await?
+        {
+            Rescheduled::Moved { .. } => "run-now",
+            Rescheduled::Running { .. } => "running",
+            Rescheduled::NotFound => "changed",
+        },
         "retry" => match s.requeue_dead_letter(id).await? {
             Some(_) => "retried",
             None => "not-dead",

@@ -24,9 +24,9 @@
 //! path), and a request whose `Origin` names another host is refused. Cancel
 //! and abort name the job's [generation](crate#generations) the page showed
 //! ([`Scheduler::cancel_generation`]), so a form sent twice, or after the id
-//! was reused, never touches a newer job; *run now* checks the generation
-//! first (a replace in the instant between check and move would be moved);
-//! retry and delete act on the id's dead letter. A read-only dashboard shows
+//! was reused, never touches a newer job; so does *run now*
+//! ([`Scheduler::reschedule_generation`]); retry and delete act on the id's
+//! dead letter. A read-only dashboard shows
 //! no actions and answers `403` to every one.
 //!
 //! ```

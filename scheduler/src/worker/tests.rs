@@ -253,9 +253,10 @@ impl Backend for Faulty {
     fn reschedule<'a>(
         &'a self,
         id: &'a str,
+        generation: Option<u64>,
         when: (&'static str, i64),
     ) -> BoxFuture<'a, Result<(String, u64, i64), Error>> {
-        self.inner.reschedule(id, when)
+        self.inner.reschedule(id, generation, when)
     }
     fn browse<'a>(
         &'a self,

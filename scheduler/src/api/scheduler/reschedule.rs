@@ -63,10 +63,32 @@ impl Scheduler {
     /// # }
     /// ```
     pub async fn reschedule(&self, job_id: &str, when: When) -> Result<Rescheduled, Error> {
+        self.reschedule_call(job_id, None, when).await
+    }
+
+    /// Moves job `job_id` as [`reschedule`](Self::reschedule) does, only if
+    /// it is still the given [generation](crate#generations) (one that
+    /// [`info`](Self::info) or a listing showed): a job that replaced it
+    /// since is left alone, and the answer is [`Rescheduled::NotFound`].
+    pub async fn reschedule_generation(
+        &self,
+        job_id: &str,
+        generation: u64,
+        when: When,
+    ) -> Result<Rescheduled, Error> {
+        self.reschedule_call(job_id, Some(generation), when).await
+    }
+
+    async fn reschedule_call(
+        &self,
+        job_id: &str,
+        only: Option<u64>,
+        when: When,
+    ) -> Result<Rescheduled, Error> {
         validate_job_id(job_id)?;
         let when = when_arg(when)?;
         let (code, generation, run_at) =
-            self.observe(self.inner.backend.reschedule(job_id, when).await)?;
+            self.observe(self.inner.backend.reschedule(job_id, only, when).await)?;
         match code.as_str() {
             "moved" => Ok(Rescheduled::Moved {
                 generation,

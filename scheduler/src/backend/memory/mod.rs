@@ -204,9 +204,10 @@ impl Backend for MemoryBackend {
     fn reschedule<'a>(
         &'a self,
         id: &'a str,
+        generation: Option<u64>,
         when: (&'static str, i64),
     ) -> BoxFuture<'a, Result<(String, u64, i64), Error>> {
-        Box::pin(async move { Ok(self.reschedule_now(id, when)) })
+        Box::pin(async move { Ok(self.reschedule_now(id, generation, when)) })
     }
 
     fn browse<'a>(&'a self, query: &'a JobQuery) -> BoxFuture<'a, Result<JobPage, Error>> {

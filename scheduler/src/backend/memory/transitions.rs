@@ -421,8 +421,14 @@ impl MemoryBackend {
     }
 
     /// reschedule.lua: moves a pending job to another run time.
-    pub(super) fn reschedule_now(&self, id: &str, when: (&'static str, i64)) -> (String, u64, i64) {
+    pub(super) fn reschedule_now(
+        &self,
+        id: &str,
+        generation: Option<u64>,
+        when: (&'static str, i64),
+    ) -> (String, u64, i64) {
         let mut tx = self.begin();
+        let other = |g: u64| generation.is_some_and(|want| want != g);
         let now = tx.now;
         let run_at = match when.0 {
             "at" => when.1,
@@ -430,6 +436,10 @@ impl MemoryBackend {
             _ => now,
         };
         let reply = if let Some(rec) = tx.s.pending.get(id).cloned() {
+            if other(rec.generation) {
+                self.commit(tx);
+                return ("not_found".to_string(), 0, 0);
+            }
             if rec.blocked.is_some() {
                 if let Some(r) = tx.s.pending.get_mut(id) {
                     r.blocked = Some(run_at);
@@ -442,7 +452,7 @@ impl MemoryBackend {
                 run_at: time_from_ms(run_at),
             });
             ("moved", rec.generation, run_at)
-        } else if let Some(rec) = tx.s.active.get(id) {
+        } else if let Some(rec) = tx.s.active.get(id).filter(|r| !other(r.generation)) {
             ("running", rec.generation, rec.run_at.unwrap_or(now))
         } else {
             ("not_found", 0, 0)

@@ -458,6 +458,7 @@ impl Backend for RedisBackend {
     fn reschedule<'a>(
         &'a self,
         id: &'a str,
+        generation: Option<u64>,
         when: (&'static str, i64),
     ) -> BoxFuture<'a, Result<(String, u64, i64), Error>> {
         Box::pin(async move {
@@ -467,6 +468,7 @@ impl Backend for RedisBackend {
                     when.0.into(),
                     Value::Integer(when.1),
                     self.keys.wake_channel.as_str().into(),
+                    generation.unwrap_or(0).to_string().into(),
                 ]
             };
             let reply = reply::array(

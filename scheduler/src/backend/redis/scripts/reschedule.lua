@@ -1,4 +1,6 @@
--- ARGV: id, when kind ('now' | 'at' | 'after'), when ms, wake channel
+-- ARGV: id, when kind ('now' | 'at' | 'after'), when ms, wake channel,
+-- generation (0: whichever job the id holds; else only that generation, and
+-- 'not_found' for any other)
 -- Moves a deferred or queued job to another run time. It stays the same job:
 -- same generation, arguments and attempts (a re-sent call moves it to the
 -- same time again). A job waiting for a running job of its id keeps waiting,
@@ -6,16 +8,21 @@
 -- Returns {code, generation, run_at}: 'moved' | 'running' | 'not_found' |
 -- 'corrupt' (its record cannot be read: the next claim dead-letters it).
 local id, kind, when, wake_channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local want = tonumber(ARGV[5]) or 0
+local function other(rec)
+  return want > 0 and tonumber(rec[JOB_GENERATION]) ~= want
+end
 local now = now_ms()
 local blob = redis.call('HGET', K_PENDING, id)
 if not blob then
   local running = redis.call('HGET', K_ACTIVE, id)
   local rec = running and decode(running)
-  if rec then return {'running', rec[JOB_GENERATION], rec[JOB_RUN_AT] or now} end
+  if rec and not other(rec) then return {'running', rec[JOB_GENERATION], rec[JOB_RUN_AT] or now} end
   return {'not_found', 0, 0}
 end
 local rec = decode(blob)
 if not rec then return {'corrupt', 0, 0} end
+if other(rec) then return {'not_found', 0, 0} end
 local run_at = when
 if kind == 'after' then run_at = now + when elseif kind == 'now' then run_at = now end
 if rec[JOB_BLOCKED_RUN_AT] then
