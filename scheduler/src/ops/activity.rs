@@ -53,6 +53,15 @@ pub(crate) fn minute_of_ms(ms: i64) -> i64 {
     ms.div_euclid(60_000)
 }
 
+/// Adds `tally` to the counts of `minute` (what a Redis `HINCRBY` per field
+/// does to the minute's hash).
+pub(crate) fn add_tally(minutes: &mut BTreeMap<i64, Tally>, minute: i64, tally: &Tally) {
+    let entry = minutes.entry(minute).or_insert([0; FIELD_COUNT]);
+    for (sum, n) in entry.iter_mut().zip(tally) {
+        *sum += n;
+    }
+}
+
 /// What this process counted and has not added to the backend yet.
 #[derive(Debug, Default)]
 pub(crate) struct ActivityRecorder {
@@ -60,11 +69,6 @@ pub(crate) struct ActivityRecorder {
 }
 
 impl ActivityRecorder {
-    fn add(&self, minute: i64, field: usize) {
-        let mut minutes = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-        minutes.entry(minute).or_insert([0; FIELD_COUNT])[field] += 1;
-    }
-
     /// An attempt started at `started_us` (backend clock), `lateness_us` late.
     pub(crate) fn started(&self, started_us: i64, lateness_us: i64) {
         let minute = minute_of_ms(started_us.div_euclid(1000));
@@ -74,19 +78,28 @@ impl ActivityRecorder {
         tally[LATENESS + lateness_bucket(lateness_us)] += 1;
     }
 
-    /// An attempt's outcome was recorded with this code (complete.lua's).
-    pub(crate) fn ended(&self, code: &str) {
-        let minute = minute_of_ms(Utc::now().timestamp_millis());
-        match code {
-            "completed" => self.add(minute, COMPLETED),
-            "retrying" => self.add(minute, RETRIED),
-            "failed" => self.add(minute, FAILED),
-            "dead_lettered" => {
-                self.add(minute, FAILED);
-                self.add(minute, DEAD_LETTERED);
+    /// A batch of outcomes was recorded with these codes (complete.lua's),
+    /// counted in the current minute.
+    pub(crate) fn ended<'a>(&self, codes: impl IntoIterator<Item = &'a str>) {
+        let mut tally = [0; FIELD_COUNT];
+        for code in codes {
+            match code {
+                "completed" => tally[COMPLETED] += 1,
+                "retrying" => tally[RETRIED] += 1,
+                "failed" => tally[FAILED] += 1,
+                "dead_lettered" => {
+                    tally[FAILED] += 1;
+                    tally[DEAD_LETTERED] += 1;
+                }
+                _ => {}
             }
-            _ => {}
         }
+        if tally.iter().all(|n| *n == 0) {
+            return;
+        }
+        let minute = minute_of_ms(Utc::now().timestamp_millis());
+        let mut minutes = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
+        add_tally(&mut minutes, minute, &tally);
     }
 
     /// Takes what was counted, to add it to the backend.
@@ -100,11 +113,8 @@ impl ActivityRecorder {
     pub(crate) fn restore(&self, taken: Vec<(i64, Tally)>) {
         let oldest = minute_of_ms(Utc::now().timestamp_millis()) - KEEP_MINUTES;
         let mut minutes = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-        for (minute, tally) in taken.into_iter().filter(|(m, _)| *m > oldest) {
-            let entry = minutes.entry(minute).or_insert([0; FIELD_COUNT]);
-            for (sum, n) in entry.iter_mut().zip(tally) {
-                *sum += n;
-            }
+        for (minute, tally) in taken.iter().filter(|(m, _)| *m > oldest) {
+            add_tally(&mut minutes, *minute, tally);
         }
     }
 }
@@ -134,8 +144,7 @@ mod tests {
         let now_ms = Utc::now().timestamp_millis();
         recorder.started(now_ms * 1000, 3_000);
         recorder.started(now_ms * 1000, 40_000_000);
-        recorder.ended("dead_lettered");
-        recorder.ended("stale");
+        recorder.ended(["dead_lettered", "stale"]);
         let taken = recorder.take();
         assert!(recorder.take().is_empty());
         let minutes: i64 = taken.iter().map(|(m, _)| *m).max().unwrap_or_default();

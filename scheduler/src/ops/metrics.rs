@@ -173,9 +173,10 @@ impl Metrics {
 
     /// Outcomes recorded: `codes` is the complete script's answer per entry.
     pub(crate) fn recorded(&self, batch: &[Finished], codes: &[String]) {
+        self.activity
+            .ended(codes.iter().take(batch.len()).map(String::as_str));
         for (finished, code) in batch.iter().zip(codes) {
             let m = self.task(&finished.task);
-            self.activity.ended(code);
             match code.as_str() {
                 "completed" => m.completed.increment(1),
                 "retrying" => m.retried.increment(1),

@@ -5,7 +5,7 @@ use crate::backend::memory::state::{DeadEntry, Outcome, Record};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::RawPending;
 use crate::clock::time_from_ms;
-use crate::ops::activity::{Tally, FIELD_COUNT, KEEP_MINUTES};
+use crate::ops::activity::{add_tally, Tally, FIELD_COUNT, KEEP_MINUTES};
 use crate::{DeadLetter, FinishedState, JobCounts, JobInfo, JobStatus};
 
 impl MemoryBackend {
@@ -100,10 +100,7 @@ impl MemoryBackend {
     pub(super) fn add_activity_now(&self, minutes: &[(i64, Tally)]) {
         let mut tx = self.begin();
         for (minute, tally) in minutes {
-            let entry = tx.s.activity.entry(*minute).or_insert([0; FIELD_COUNT]);
-            for (sum, n) in entry.iter_mut().zip(tally) {
-                *sum += n;
-            }
+            add_tally(&mut tx.s.activity, *minute, tally);
         }
         if let Some(newest) = tx.s.activity.keys().next_back().copied() {
             tx.s.activity
