@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tracing::info;
 
 use super::csrf;
-use super::layout::{encode_query, Ctx};
+use super::layout::Ctx;
 use super::PageError;
 use crate::{CancelOutcome, Rescheduled, When};
 
@@ -102,14 +102,21 @@ fn back_to(ctx: &Ctx, back: Option<&str>, notice: &str, subject: &str) -> String
         .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
         .unwrap_or("/");
     let (path, query) = back.split_once('?').unwrap_or((back, ""));
-    let mut pairs: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("notice=") && !p.starts_with("subject="))
-        .collect();
-    let added = format!("notice={notice}&subject={}", encode_query(subject));
-    pairs.push(&added);
     let path = if path == "/" { "" } else { path };
-    format!("{}?{}", ctx.href(path), pairs.join("&"))
+    format!("{}?{}", ctx.href(path), with_notice(query, notice, subject))
+}
+
+/// A page's query with the notice of an action in place of any earlier one.
+fn with_notice(query: &str, notice: &str, subject: &str) -> String {
+    let mut pairs = form_urlencoded::Serializer::new(String::new());
+    pairs.extend_pairs(
+        form_pairs(query)
+            .into_iter()
+            .filter(|(name, _)| name != "notice" && name != "subject"),
+    );
+    pairs.append_pair("notice", notice);
+    pairs.append_pair("subject", subject);
+    pairs.finish()
 }
 
 /// The text of the notice named in a page's query, if any.
@@ -150,6 +157,19 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_replaces_the_last_and_keeps_the_filters() {
+        assert_eq!(
+            with_notice(
+                "task=send+mail&notice=deleted&subject=a",
+                "cancelled",
+                "job 1/2"
+            ),
+            "task=send+mail&notice=cancelled&subject=job+1%2F2"
+        );
+        assert_eq!(with_notice("", "retried", "x"), "notice=retried&subject=x");
+    }
 
     #[test]
     fn notices_name_their_job_and_ignore_unknown_codes() {

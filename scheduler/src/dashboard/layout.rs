@@ -4,7 +4,7 @@
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
@@ -34,7 +34,10 @@ const SECTIONS: [(Nav, &str, &str); 6] = [
     (Nav::Schedules, "/schedules", "Schedules"),
 ];
 
-/// What a page handler knows about the request.
+/// What a page handler knows about the request: built once per request by
+/// the router's outer middleware (`render_errors`), which keeps it to show
+/// the handler's error in the shell, and handed to the handler.
+#[derive(Clone)]
 pub(crate) struct Ctx {
     /// The dashboard's scheduler.
     pub(crate) scheduler: Scheduler,
@@ -58,6 +61,16 @@ impl FromRequestParts<Dashboard> for Ctx {
         parts: &mut Parts,
         state: &Dashboard,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(ctx) = parts.extensions.get::<Ctx>() {
+            return Ok(ctx.clone());
+        }
+        Ok(Ctx::of(parts, state))
+    }
+}
+
+impl Ctx {
+    /// The context of a request to `dashboard`.
+    pub(crate) fn of(parts: &Parts, state: &Dashboard) -> Self {
         let original = parts
             .extensions
             .get::<OriginalUri>()
@@ -74,7 +87,7 @@ impl FromRequestParts<Dashboard> for Ctx {
             Some(pq) => pq.as_str().to_string(),
             None => "/".to_string(),
         };
-        Ok(Ctx {
+        Ctx {
             scheduler: state.scheduler.clone(),
             base,
             here,
@@ -82,11 +95,9 @@ impl FromRequestParts<Dashboard> for Ctx {
             new_cookie,
             read_only: state.read_only,
             notice,
-        })
+        }
     }
-}
 
-impl Ctx {
     /// A link to `path` (below the dashboard).
     pub(crate) fn href(&self, path: &str) -> String {
         let path = if path.is_empty() && self.base.is_empty() {
@@ -186,23 +197,6 @@ impl Ctx {
     }
 }
 
-/// A page for an error.
-pub(crate) fn error_page(status: StatusCode, message: &str) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (status.as_u16()) " · scheduler" }
-            }
-            body {
-                h1 { (status) }
-                p.error { (message) }
-            }
-        }
-    }
-}
-
 /// A time as UTC, with how far it is from now.
 pub(crate) fn when(time: Option<DateTime<Utc>>) -> Markup {
     match time {
@@ -274,11 +268,6 @@ pub(crate) fn encode_path(segment: &str) -> String {
         .remove(b'_')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
-}
-
-/// A query value, form-encoded.
-pub(crate) fn encode_query(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
-use axum::extract::{FromRequestParts, OriginalUri, Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -130,10 +130,8 @@ async fn render_errors(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let ctx = match layout::Ctx::from_request_parts(&mut parts, &dashboard).await {
-        Ok(ctx) => ctx,
-        Err(never) => match never {},
-    };
+    let ctx = layout::Ctx::of(&parts, &dashboard);
+    parts.extensions.insert(ctx.clone());
     let mut response = next.run(Request::from_parts(parts, body)).await;
     match response.extensions_mut().remove::<PageError>() {
         Some(error) => ctx.render(Err(error)),
@@ -194,10 +192,9 @@ impl From<crate::Error> for PageError {
 }
 
 impl IntoResponse for PageError {
-    /// A bare error page, carrying the error for `render_errors`.
+    /// The status, carrying the error for `render_errors` to show.
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, layout::error_page(self.status, &self.message)).into_response();
+        let mut response = self.status.into_response();
         response.extensions_mut().insert(self);
         response
     }

@@ -8,9 +8,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::chart;
-use super::layout::{
-    encode_path, encode_query, job_link, json_preview, status_badge, when, Ctx, Nav,
-};
+use super::layout::{encode_path, job_link, json_preview, status_badge, when, Ctx, Nav};
 use super::PageError;
 use crate::{FinishedState, Health, JobInfo, JobQuery, JobStatus, ListState};
 
@@ -44,17 +42,18 @@ impl ListParams {
 
     /// The link to the page after `cursor`, keeping the filters.
     fn next_href(&self, ctx: &Ctx, path: &str, cursor: &str) -> String {
-        let mut query = format!("after={}", encode_query(cursor));
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("after", cursor);
         for (name, value) in [
             ("state", &self.state),
             ("task", &self.task),
             ("outcome", &self.outcome),
         ] {
             if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                query.push_str(&format!("&{name}={}", encode_query(v)));
+                query.append_pair(name, v);
             }
         }
-        format!("{}?{query}", ctx.href(path))
+        format!("{}?{}", ctx.href(path), query.finish())
     }
 }
 
