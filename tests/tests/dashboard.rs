@@ -24,6 +24,7 @@ use scheduler::dashboard::Dashboard;
 use scheduler::{Dep, JobContext, JobStatus, Scheduler, TaskError, WorkerConfig};
 use scheduler_tests::namespace;
 use scheduler_tests::redis_server::{free_port, RedisServer};
+use scheduler_tests::setup::wait_status;
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(20);
@@ -381,6 +382,21 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
         JobStatus::Deferred { .. }
     ));
     assert!(in_redis(&redis, &ns, "pending", "reminder-1"));
+    // So is *run now* from the old page: the new job keeps its time.
+    b.post_form(
+        &format!("{admin}/actions/run-now"),
+        json!({"csrf": csrf, "id": "reminder-1", "generation": shown_generation, "back": "/upcoming"}),
+    )
+    .await;
+    let notice = b.text("p.notice").await;
+    assert!(
+        notice.starts_with("reminder-1 is no longer the job this page showed"),
+        "{notice}"
+    );
+    assert!(matches!(
+        status(&s, "reminder-1").await,
+        JobStatus::Deferred { .. }
+    ));
     s.cancel("reminder-1").await.unwrap();
 
     // Failed: the reason; retry one once the mail server is back, delete the other.
@@ -436,15 +452,8 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
         .text("p.notice")
         .await
         .starts_with("export-1 is being aborted"));
-    let mut ended = false;
-    for _ in 0..200 {
-        if status(&s, "export-1").await == JobStatus::Cancelled {
-            ended = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ended, "{:?}", status(&s, "export-1").await);
+    let ended = wait_status(&s, "export-1", |st| *st == JobStatus::Cancelled).await;
+    assert_eq!(ended, JobStatus::Cancelled);
     assert!(!in_redis(&redis, &ns, "active", "export-1"));
 
     // Schedules: the daily digest; pause it.
