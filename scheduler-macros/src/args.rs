@@ -9,7 +9,7 @@ use syn::{LitInt, LitStr};
 use crate::syntax::{missed_text, parse_cron, parse_missed, parse_zone, MissedForm, MISSED_FORMS};
 
 /// The options a task accepts, for the "unknown option" message.
-const VALID: &str = "`name = \"...\"`, `max_attempts = N`, `timeout = \"30s\"`, `cron = \"0 9 * * MON-FRI\"`, `tz = \"Europe/Paris\"`, `missed = \"run_once\"`, `crate = path`";
+const VALID: &str = "`name = \"...\"`, `max_attempts = N`, `timeout = \"30s\"`, `queue = \"emails\"`, `concurrency = N`, `key_concurrency = N`, `cron = \"0 9 * * MON-FRI\"`, `tz = \"Europe/Paris\"`, `missed = \"run_once\"`, `crate = path`";
 
 /// The accepted forms of `timeout`.
 const TIMEOUT_FORMS: &str =
@@ -26,6 +26,12 @@ pub(crate) struct TaskArgs {
     pub(crate) timeout: Option<(Span, u64)>,
     /// `crate = path`: where the runtime crate is.
     pub(crate) krate: Option<(Span, syn::Path)>,
+    /// `queue = "..."`: the queue its jobs go to.
+    pub(crate) queue: Option<(Span, String)>,
+    /// `concurrency = N`: at most N running at once, across processes.
+    pub(crate) concurrency: Option<(Span, u32)>,
+    /// `key_concurrency = N`: at most N running at once per limit key.
+    pub(crate) key_concurrency: Option<(Span, u32)>,
     /// `cron = "..."`: the schedule of a periodic task, as written.
     pub(crate) cron: Option<(Span, String)>,
     /// `tz = "..."`: the IANA zone of `cron`.
@@ -87,6 +93,45 @@ impl TaskArgs {
                 Err(_) => errors.push(syn::Error::new(
                     lit.span(),
                     "`max_attempts` must be a whole number from 1 to 4294967295, such as `max_attempts = 3`",
+                )),
+            }
+        } else if meta.path.is_ident("queue") {
+            let lit = quoted(&meta, "a quoted queue name, such as `queue = \"emails\"`")?;
+            match queue_name_problem(&lit.value()) {
+                None => errors.check(set_once(&mut self.queue, "queue", key, lit.value())),
+                Some(reason) => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("invalid queue name {:?}: {reason}", lit.value()),
+                )),
+            }
+        } else if meta.path.is_ident("concurrency") || meta.path.is_ident("key_concurrency") {
+            let per_key = meta.path.is_ident("key_concurrency");
+            let option = if per_key {
+                "key_concurrency"
+            } else {
+                "concurrency"
+            };
+            let value = meta.value()?;
+            let lit: LitInt = value.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    format!("expected a whole number of jobs at once, such as `{option} = 2`"),
+                )
+            })?;
+            let slot = if per_key {
+                &mut self.key_concurrency
+            } else {
+                &mut self.concurrency
+            };
+            match lit.base10_parse::<u32>() {
+                Ok(0) => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("`{option}` must be at least 1: a limit of 0 would never run a job; remove the option for no limit"),
+                )),
+                Ok(n) => errors.check(set_once(slot, option, key, n)),
+                Err(_) => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("`{option}` must be a whole number from 1 to 4294967295, such as `{option} = 2`"),
                 )),
             }
         } else if meta.path.is_ident("timeout") {
@@ -211,6 +256,23 @@ impl Errors {
     }
 }
 
+/// Why a queue name is refused (the runtime's `queue_name_problem`, which
+/// this crate cannot call: the same rule, kept in step by a test there).
+pub(crate) fn queue_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("a queue name cannot be empty")
+    } else if name.len() > 64 {
+        Some("a queue name is at most 64 bytes")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        Some("a queue name holds only ASCII letters, digits, `_`, `-`, `.` and `:`")
+    } else {
+        None
+    }
+}
+
 /// A task's wire name: the same rules as a job id, minus whitespace.
 fn validate_name(name: &str) -> Result<(), String> {
     let reason = if name.is_empty() {
@@ -288,16 +350,45 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let (args, err) =
-            TaskArgs::parse(quote!(queue = "q", timeout = "abc", name = "", crate = foo));
+        let (args, err) = TaskArgs::parse(quote!(
+            queues = "q",
+            timeout = "abc",
+            name = "",
+            crate = foo
+        ));
         let messages: Vec<String> = err.into_iter().flatten().map(|e| e.to_string()).collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
-        assert!(messages[0].starts_with("unknown option `queue`"));
+        assert!(messages[0].starts_with("unknown option `queues`"));
         assert!(messages[1].starts_with("invalid timeout"));
         assert!(messages[2].starts_with("invalid task name"));
         assert!(
             args.krate.is_some(),
             "crate is still known for the fallback"
+        );
+    }
+
+    #[test]
+    fn queue_and_limits() {
+        let (args, err) = TaskArgs::parse(quote!(
+            queue = "emails",
+            concurrency = 2,
+            key_concurrency = 1
+        ));
+        assert!(err.is_none());
+        assert_eq!(args.queue.map(|q| q.1), Some("emails".to_string()));
+        assert_eq!(args.concurrency.map(|n| n.1), Some(2));
+        assert_eq!(args.key_concurrency.map(|n| n.1), Some(1));
+        let (_, err) = TaskArgs::parse(quote!(queue = "", concurrency = 0, key_concurrency = 0));
+        let messages = messages(err);
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].contains("cannot be empty"), "{messages:?}");
+        assert!(
+            messages[1].starts_with("`concurrency` must be at least 1"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].starts_with("`key_concurrency` must be at least 1"),
+            "{messages:?}"
         );
     }
 

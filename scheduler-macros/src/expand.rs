@@ -380,6 +380,18 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
         Some((_, ms)) => quote!(#option::Some(#duration::from_millis(#ms))),
         None => quote!(#option::None),
     };
+    let queue = match &args.queue {
+        Some((_, name)) => quote!(#option::Some(#name)),
+        None => quote!(#option::None),
+    };
+    let concurrency = match &args.concurrency {
+        Some((_, n)) => quote!(#option::Some(#n)),
+        None => quote!(#option::None),
+    };
+    let key_concurrency = match &args.key_concurrency {
+        Some((_, n)) => quote!(#option::Some(#n)),
+        None => quote!(#option::None),
+    };
     let output = match model.output {
         Some(ty) => quote_spanned!(syn::spanned::Spanned::span(ty)=>
             <#ty as #into_task_result>::Output
@@ -434,6 +446,9 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
             const OPTIONS: #task_options = #task_options {
                 max_attempts: #max_attempts,
                 timeout: #timeout,
+                queue: #queue,
+                concurrency: #concurrency,
+                key_concurrency: #key_concurrency,
             };
             type Args = #args_ident;
             type Output = #output;

@@ -90,11 +90,14 @@ pub use crate::api::error::{Error, RedisError};
 pub use crate::api::events::{EventsMissed, JobEvent, JobEventKind};
 pub use crate::api::job::{
     validate_job_id, CancelOutcome, DeadLetter, EnqueueOutcome, FinishedState, IfRunning,
-    JobCounts, JobInfo, JobResult, JobStatus, PendingJob, PendingState, ReplaceOutcome,
+    JobCounts, JobInfo, JobResult, JobStatus, PendingJob, PendingState, ReplaceOutcome, Waiting,
     MAX_JOB_ID_BYTES, MAX_REQUEST_ID_BYTES,
 };
 pub use crate::api::listing::{JobPage, JobQuery, ListState, MAX_PAGE};
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
+pub use crate::api::routing::{
+    queue_name_problem, Queues, DEFAULT_QUEUE, MAX_LIMIT_KEY, MAX_QUEUE_NAME,
+};
 pub use crate::api::scheduler::{
     JobEvents, Rescheduled, Scheduler, SchedulerBuilder, ACTIVITY_MINUTES,
 };

@@ -49,7 +49,7 @@ use crate::api::registry::Registry;
 use crate::api::scheduler::{Scheduler, SchedulerBuilder};
 use crate::api::task::Task;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Backend, ClaimTicket};
+use crate::backend::{Backend, ClaimTicket, Serving};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::periodic::planner::Planner;
 use crate::worker::executor::{Executor, StopHandle};
@@ -132,7 +132,7 @@ impl TestSchedulerBuilder {
         let config = self.inner.scheduler_config().clone();
         // The harness runs every job itself: all dependencies are needed.
         let registry = Registry::collect(self.inner.explicit_tasks())?;
-        registry.check_dependencies(self.inner.dependencies())?;
+        registry.check_dependencies(self.inner.dependencies(), &crate::Queues::OfItsTasks)?;
         let backend = Arc::new(MemoryBackend::new(
             config.clone(),
             Arc::clone(&clock) as Arc<dyn Clock>,
@@ -213,6 +213,7 @@ impl TestScheduler {
                 usize::MAX,
                 Duration::from_secs(3600),
                 &ClaimTicket::default(),
+                &Serving::everything(),
             )
             .await?;
         let mut ran = 0;
@@ -264,7 +265,13 @@ impl TestScheduler {
         loop {
             let next_job = self
                 .backend
-                .claim("test", 0, Duration::ZERO, &ClaimTicket::default())
+                .claim(
+                    "test",
+                    0,
+                    Duration::ZERO,
+                    &ClaimTicket::default(),
+                    &Serving::everything(),
+                )
                 .await?
                 .next_wake_ms;
             // A schedule whose next planning is due without a job at that

@@ -153,6 +153,7 @@ probe_task!(
     TaskOptions {
         max_attempts: Some(3),
         timeout: Some(Duration::from_secs(20)),
+        ..TaskOptions::DEFAULT
     }
 );
 
@@ -164,5 +165,45 @@ probe_task!(
     TaskOptions {
         max_attempts: Some(2),
         timeout: Some(Duration::from_millis(200)),
+        ..TaskOptions::DEFAULT
+    }
+);
+
+probe_task!(
+    EmailProbe,
+    EMAIL_PROBE_REGISTRATION,
+    run_email_probe,
+    "email_probe",
+    TaskOptions {
+        max_attempts: Some(3),
+        timeout: Some(Duration::from_secs(20)),
+        queue: Some("emails"),
+        ..TaskOptions::DEFAULT
+    }
+);
+
+probe_task!(
+    LimitedProbe,
+    LIMITED_PROBE_REGISTRATION,
+    run_limited_probe,
+    "limited_probe",
+    TaskOptions {
+        max_attempts: Some(3),
+        timeout: Some(Duration::from_secs(20)),
+        concurrency: Some(2),
+        key_concurrency: Some(1),
+        ..TaskOptions::DEFAULT
+    }
+);
+
+probe_task!(
+    LateProbe,
+    LATE_PROBE_REGISTRATION,
+    run_late_probe,
+    "late_probe",
+    TaskOptions {
+        max_attempts: Some(3),
+        timeout: Some(Duration::from_secs(20)),
+        ..TaskOptions::DEFAULT
     }
 );

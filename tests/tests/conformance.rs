@@ -28,7 +28,6 @@ conformance!(
     a_bulk_enqueue_in_many_batches_answers_in_order_and_dedups_across_batches,
     failures_are_retried_then_dead_lettered_with_the_reason,
     timeouts_drop_the_future_and_count_as_failed_attempts,
-    unknown_tasks_are_retried_then_dead_lettered,
     replace_of_a_running_job_follows_the_policy,
     a_replacement_waiting_for_a_running_job_starts_when_it_ends_not_at_its_lease_expiry,
     close_releases_running_jobs_to_another_worker_at_once,
@@ -560,33 +559,6 @@ async fn timeouts_drop_the_future_and_count_as_failed_attempts(fx: Fixture) {
     assert_eq!(probe.finished(), 0);
     let dead = s.dead_letters(0, 10).await.unwrap();
     assert!(dead[0].reason.contains("timed out"), "{dead:?}");
-    s.close().await;
-}
-
-async fn unknown_tasks_are_retried_then_dead_lettered(fx: Fixture) {
-    let probe = Probe::default();
-    let s = worker(&fx.url(), &namespace("unknown"), &probe).await;
-    let out = s
-        .enqueue_untyped(
-            "not_in_this_binary",
-            Some("u"),
-            &serde_json::json!({"x": 1}),
-            When::Now,
-        )
-        .await
-        .unwrap();
-    assert!(out.is_enqueued());
-    assert_eq!(
-        wait_status(&s, "u", |st| *st == JobStatus::Failed).await,
-        JobStatus::Failed
-    );
-    let info = s.info("u").await.unwrap().unwrap();
-    assert_eq!(info.attempts, 5, "unknown tasks get the default attempts");
-    let dead = s.dead_letters(0, 10).await.unwrap();
-    assert!(
-        dead[0].reason.contains("unknown task `not_in_this_binary`"),
-        "{dead:?}"
-    );
     s.close().await;
 }
 

@@ -96,6 +96,7 @@ fn registry_lists_tasks_with_name_location_and_options() {
         TaskOptions {
             max_attempts: Some(3),
             timeout: Some(Duration::from_secs(30)),
+            ..TaskOptions::DEFAULT
         }
     );
     assert_eq!(

@@ -96,6 +96,7 @@ static GUARDED: TaskRegistration = TaskRegistration {
     options: TaskOptions {
         max_attempts: Some(3),
         timeout: Some(Duration::from_secs(30)),
+        ..TaskOptions::DEFAULT
     },
     params: None,
     dependencies: guarded_dependencies,

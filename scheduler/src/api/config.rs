@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::api::error::Error;
+use crate::api::routing::Queues;
 
 /// Settings shared by producers and workers.
 #[derive(Clone, Debug)]
@@ -94,6 +95,10 @@ pub struct WorkerConfig {
     /// Keys evicted under `maxmemory-policy allkeys-*` are the usual cause.
     /// Default 10 s.
     pub audit_interval: Duration,
+    /// The queues it claims from, and in what order. Default: the queues of
+    /// the tasks registered in this process ([`Queues::OfItsTasks`]). Only
+    /// the tasks of these queues need their dependencies provided.
+    pub queues: Queues,
 }
 
 impl Default for WorkerConfig {
@@ -107,6 +112,7 @@ impl Default for WorkerConfig {
             retry_max: Duration::from_secs(3600),
             max_idle: Duration::from_secs(5),
             audit_interval: Duration::from_secs(10),
+            queues: Queues::OfItsTasks,
         }
     }
 }
@@ -178,7 +184,7 @@ impl WorkerConfig {
         if self.audit_interval.is_zero() {
             return invalid("audit_interval must be longer than zero".into());
         }
-        Ok(())
+        self.queues.validate()
     }
 
     /// The delay before attempt `attempt + 1`: exponential, capped, with jitter

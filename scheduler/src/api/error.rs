@@ -73,6 +73,23 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A queue name was rejected ([`queue_name_problem`](crate::queue_name_problem)).
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidQueue {
+        /// The name (shortened if very long).
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A limit key ([`JobRequest::limit_key`](crate::JobRequest::limit_key))
+    /// was rejected before Redis was touched.
+    #[error("invalid limit key {key:?}: {reason}")]
+    InvalidLimitKey {
+        /// The key (shortened if very long).
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A listing cursor that no listing returned
     /// ([`JobQuery::after`](crate::JobQuery::after)).
     #[error("invalid listing cursor {0:?}: pass the `next` of a page")]

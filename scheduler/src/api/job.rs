@@ -458,6 +458,52 @@ pub struct JobInfo {
     /// this binary, else as stored (see
     /// [`pending_untyped`](crate::Scheduler::pending_untyped)).
     pub args: Option<serde_json::Value>,
+    /// The queue of a pending, running or dead-lettered job (`None` for a
+    /// finished one: its outcome does not keep it).
+    pub queue: Option<String>,
+    /// Its [priority](crate::JobRequest::priority) in its queue (0 when none
+    /// was set, and for a finished job).
+    pub priority: i8,
+    /// Its [limit key](crate::JobRequest::limit_key), if it has one.
+    pub limit_key: Option<String>,
+    /// A due job that waits for something else than a free worker: a
+    /// concurrency slot, or a worker that runs its task.
+    pub waiting: Option<Waiting>,
+}
+
+/// What a due job waits for, besides a free worker ([`JobInfo::waiting`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Waiting {
+    /// Its task's concurrency limit is reached (`key: None`), or its key's
+    /// (`key: Some`): it starts when a slot frees, its lateness growing
+    /// meanwhile. It uses no attempt while it waits.
+    Slot {
+        /// The limit key whose slots are taken; `None` for the task's own limit.
+        key: Option<String>,
+    },
+    /// A worker that serves its queue claimed it but cannot run its task
+    /// (not registered in that process: a rolling deploy, a task moved to
+    /// another binary). It waits, using no attempt, until a worker that
+    /// serves both claims.
+    Worker,
+}
+
+impl Waiting {
+    /// From the park a job waits in (common.lua's park key names).
+    pub(crate) fn from_park(park: &str, limit_key: Option<&str>) -> Option<Waiting> {
+        if park.contains(":park:t:") {
+            Some(Waiting::Slot { key: None })
+        } else if park.contains(":park:k:") {
+            Some(Waiting::Slot {
+                key: limit_key.map(str::to_string),
+            })
+        } else if park.contains(":park:u:") {
+            Some(Waiting::Worker)
+        } else {
+            None
+        }
+    }
 }
 
 /// A job waiting to run, as listed by [`Scheduler::pending`](crate::Scheduler::pending)

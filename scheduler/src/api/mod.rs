@@ -11,6 +11,7 @@ pub(crate) mod events;
 pub(crate) mod job;
 pub(crate) mod listing;
 pub(crate) mod registry;
+pub(crate) mod routing;
 pub(crate) mod scheduler;
 pub(crate) mod task;
 pub(crate) mod task_result;

@@ -128,13 +128,22 @@ impl Registry {
         self.tasks.values().copied()
     }
 
-    /// Checks that every dependency of every task is provided.
+    /// Checks that every dependency of every task a worker serving `queues`
+    /// runs is provided (the tasks of other queues need none here).
     pub(crate) fn check_dependencies(
         &self,
         deps: &crate::api::deps::Dependencies,
+        queues: &crate::Queues,
     ) -> Result<(), Error> {
         let mut missing = Vec::new();
-        for task in self.tasks() {
+        let served = |task: &TaskRegistration| match queues {
+            crate::Queues::OfItsTasks => true,
+            crate::Queues::Strict(names) => names.iter().any(|q| q == task.options.queue_name()),
+            crate::Queues::Weighted(names) => {
+                names.iter().any(|(q, _)| q == task.options.queue_name())
+            }
+        };
+        for task in self.tasks().filter(|t| served(t)) {
             for key in (task.dependencies)() {
                 if !deps.contains(&key) {
                     missing.push(format!(

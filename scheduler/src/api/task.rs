@@ -34,6 +34,18 @@ pub struct TaskOptions {
     pub max_attempts: Option<u32>,
     /// How long one attempt may run (default 300 s).
     pub timeout: Option<Duration>,
+    /// The queue its jobs go to (`#[task(queue = "emails")]`; default
+    /// [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)). Only workers that serve the
+    /// queue claim them ([`WorkerConfig::queues`](crate::WorkerConfig::queues)).
+    pub queue: Option<&'static str>,
+    /// At most this many of its jobs run at once, across every process of
+    /// the namespace (`#[task(concurrency = 2)]`).
+    pub concurrency: Option<u32>,
+    /// At most this many of its jobs with one
+    /// [`limit_key`](crate::JobRequest::limit_key) run at once, across every
+    /// process (`#[task(key_concurrency = 1)]`). Jobs without a key are not
+    /// limited by it.
+    pub key_concurrency: Option<u32>,
 }
 
 impl TaskOptions {
@@ -41,7 +53,20 @@ impl TaskOptions {
     pub const DEFAULT: TaskOptions = TaskOptions {
         max_attempts: None,
         timeout: None,
+        queue: None,
+        concurrency: None,
+        key_concurrency: None,
     };
+
+    /// The queue its jobs go to.
+    pub fn queue_name(&self) -> &'static str {
+        self.queue.unwrap_or(crate::DEFAULT_QUEUE)
+    }
+
+    /// Whether it has a concurrency limit (per task or per key).
+    pub fn is_limited(&self) -> bool {
+        self.concurrency.is_some() || self.key_concurrency.is_some()
+    }
 }
 
 /// When a job should run.
@@ -70,6 +95,8 @@ pub struct JobRequest<T: Task> {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) unique_until_result_expires: bool,
     pub(crate) request_id: Option<String>,
+    pub(crate) priority: i8,
+    pub(crate) limit_key: Option<String>,
 }
 
 impl<T: Task> JobRequest<T> {
@@ -82,7 +109,53 @@ impl<T: Task> JobRequest<T> {
             max_attempts: None,
             unique_until_result_expires: false,
             request_id: None,
+            priority: 0,
+            limit_key: None,
         }
+    }
+
+    /// Sets the job's priority in its queue (default 0): among the jobs of a
+    /// queue that are due, a higher priority is claimed first; jobs of one
+    /// priority are claimed in run-time order.
+    ///
+    /// Priorities are strict: while jobs of a higher priority keep coming
+    /// due faster than the workers take them, lower ones wait (starve). Work
+    /// that must progress regardless belongs in a queue of its own, served
+    /// with weights ([`Queues::weighted`](crate::Queues::weighted)).
+    pub fn priority(mut self, priority: i8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Names the key of the task's per-key concurrency limit
+    /// (`#[task(key_concurrency = N)]`): at most N jobs of the task with this
+    /// key run at once, across every process. 1 to 256 bytes, no control
+    /// characters. Without `key_concurrency` on the task, the key changes
+    /// nothing.
+    ///
+    /// ```
+    /// #[scheduler::task(key_concurrency = 1)]
+    /// async fn push(user: u64, text: String) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://limit-key")
+    ///     .register::<push>()
+    ///     .producer_only()
+    ///     .start()
+    ///     .await?;
+    /// // One push to user 42 at a time, whichever worker runs them.
+    /// s.enqueue(push::job(42, "hello".into()).limit_key("user:42")).await?;
+    /// s.enqueue(push::job(42, "again".into()).limit_key("user:42")).await?;
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn limit_key(mut self, key: impl Into<String>) -> Self {
+        self.limit_key = Some(key.into());
+        self
     }
 
     /// Sets the job id (dedup key).

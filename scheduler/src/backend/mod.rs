@@ -45,6 +45,45 @@ pub(crate) struct NewJob {
     /// (reply log, consulted first), for [`user_request_ttl_ms`]. Only on a
     /// call with this job alone; the nonce is derived from it (`:` + id).
     pub(crate) request_id: Option<String>,
+    /// Its queue; `None` for the default queue.
+    pub(crate) queue: Option<String>,
+    /// Its priority in the queue (0 by default).
+    pub(crate) priority: i8,
+    /// The key of its task's per-key concurrency limit.
+    pub(crate) limit_key: Option<String>,
+}
+
+impl NewJob {
+    /// Whether it has a queue, priority or limit key of its own (else the
+    /// scripts' shortest paths take it).
+    pub(crate) fn is_routed(&self) -> bool {
+        self.queue.is_some() || self.priority != 0 || self.limit_key.is_some()
+    }
+}
+
+/// What a worker claims: the queues it serves (in the order this claim
+/// visits them), the tasks it can run, and their concurrency limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Serving {
+    /// `None`: every queue of the namespace (test helpers); `Some`: these,
+    /// in this order (empty: the default queue alone).
+    pub(crate) queues: Option<Vec<String>>,
+    /// `None`: every task; `Some`: a job of another task is not run but
+    /// parked until a worker that runs its task claims ([`crate::Waiting::Worker`]).
+    pub(crate) tasks: Option<Vec<String>>,
+    /// (task, per-task limit, per-key limit), 0 for none.
+    pub(crate) limits: Vec<(String, u32, u32)>,
+}
+
+impl Serving {
+    /// Every queue, every task, no limit.
+    pub(crate) fn everything() -> Self {
+        Serving {
+            queues: None,
+            tasks: None,
+            limits: Vec::new(),
+        }
+    }
 }
 
 /// The shortest time a reply is kept for a request the caller identified.
@@ -240,6 +279,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         max: usize,
         lease: Duration,
         ticket: &'a ClaimTicket,
+        serving: &'a Serving,
     ) -> BoxFuture<'a, Result<Claim, Error>>;
 
     /// Records attempts' outcomes, fenced by (generation, attempt): one code

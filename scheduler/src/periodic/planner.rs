@@ -158,13 +158,16 @@ pub(crate) fn code_definition(
         .max_attempts
         .unwrap_or(config.default_max_attempts)
         .max(1);
-    Ok(Some(Definition::new(
-        task.name,
-        payload,
-        max_attempts,
-        schedule.spec(),
-        ScheduleSource::Code,
-    )))
+    Ok(Some(
+        Definition::new(
+            task.name,
+            payload,
+            max_attempts,
+            schedule.spec(),
+            ScheduleSource::Code,
+        )
+        .in_queue(task.options.queue_name()),
+    ))
 }
 
 /// One process's planner.

@@ -81,7 +81,13 @@ async fn status(backend: &MemoryBackend, id: &str) -> Option<JobStatus> {
 /// Runs every job due now to completion; their ids.
 async fn run_due(backend: &MemoryBackend) -> Vec<String> {
     let claim = backend
-        .claim("w", 100, Duration::from_secs(60), &ClaimTicket::default())
+        .claim(
+            "w",
+            100,
+            Duration::from_secs(60),
+            &ClaimTicket::default(),
+            &crate::backend::Serving::everything(),
+        )
         .await
         .expect("claim");
     let finished: Vec<Finished> = claim

@@ -108,9 +108,11 @@ pub(crate) struct Definition {
     /// `Schedule::spec`.
     pub(crate) spec: String,
     pub(crate) source: ScheduleSource,
-    /// A hash of task, payload, attempts and spec: two processes agree on a
-    /// definition when their versions match.
+    /// A hash of task, payload, attempts and spec (and queue, when not the
+    /// default): two processes agree on a definition when their versions match.
     pub(crate) version: String,
+    /// The queue its ticks go to; `None` for the default queue.
+    pub(crate) queue: Option<String>,
 }
 
 impl Definition {
@@ -133,7 +135,18 @@ impl Definition {
             spec,
             source,
             version,
+            queue: None,
         }
+    }
+
+    /// Its ticks go to `queue` (the default queue leaves it as it is).
+    pub(crate) fn in_queue(mut self, queue: &str) -> Self {
+        if queue != crate::DEFAULT_QUEUE {
+            let text = format!("{}\n{queue}", self.version);
+            self.version = fred::util::sha1_hash(&text)[..16].to_string();
+            self.queue = Some(queue.to_string());
+        }
+        self
     }
 }
 
@@ -163,6 +176,8 @@ pub(crate) struct StoredForm {
     paused: String,
     cursor: String,
     cursor_gen: String,
+    #[serde(default)]
+    queue: String,
 }
 
 impl Stored {
@@ -183,6 +198,7 @@ impl Stored {
                 spec: form.spec,
                 source: ScheduleSource::parse(&form.source).ok_or_else(|| corrupt("source"))?,
                 version: form.version,
+                queue: Some(form.queue).filter(|q| !q.is_empty()),
             },
             paused: form.paused == "1",
             cursor_ms: match form.cursor.as_str() {

@@ -31,9 +31,16 @@ impl Worker {
                 }
             }
             let sent = Instant::now();
+            let serving = self.serving.next_claim();
             let claim = self
                 .backend
-                .claim(&self.id, free.min(CLAIM_BATCH), self.config.lease, &ticket)
+                .claim(
+                    &self.id,
+                    free.min(CLAIM_BATCH),
+                    self.config.lease,
+                    &ticket,
+                    &serving,
+                )
                 .await;
             let wake_at = match claim {
                 Ok(claim) => {
@@ -103,7 +110,13 @@ impl Worker {
         let sent = Instant::now();
         match self
             .backend
-            .claim(&self.id, CLAIM_BATCH, self.config.lease, ticket)
+            .claim(
+                &self.id,
+                CLAIM_BATCH,
+                self.config.lease,
+                ticket,
+                &self.serving.next_claim(),
+            )
             .await
         {
             Ok(claim) => self.take(claim.jobs, sent),

@@ -38,6 +38,7 @@ pub(crate) mod executor;
 mod heartbeat;
 mod notices;
 mod record;
+pub(crate) mod serving;
 
 /// Most jobs claimed by one script call.
 const CLAIM_BATCH: usize = 100;
@@ -95,6 +96,8 @@ pub(crate) struct Worker {
     health: HealthState,
     /// This process's planner, poked when the schedules change.
     planner: Planner,
+    /// The queues, tasks and limits its claims ask for.
+    serving: serving::ServingPlan,
     #[cfg(test)]
     hooks: tests::Hooks,
 }
@@ -128,6 +131,7 @@ impl Worker {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let serving = serving::ServingPlan::new(&config.queues, &registry);
         let mut planner = Planner::new(Arc::clone(&backend), registry.clone());
         if code_schedules_pending {
             planner = planner.with_code_schedules_pending();
@@ -158,10 +162,11 @@ impl Worker {
             completions: tx,
             health,
             planner: planner.clone(),
+            serving,
             #[cfg(test)]
             hooks: tests::Hooks::default(),
         });
-        info!(worker = %worker.id, concurrency = worker.config.concurrency, tasks = %worker.executor.registry.describe(), "worker started");
+        info!(worker = %worker.id, concurrency = worker.config.concurrency, queues = ?worker.serving.queues(), tasks = %worker.executor.registry.describe(), "worker started");
         let tasks = vec![
             worker.supervise("listen", Arc::clone(&worker).listen(notices)),
             worker.supervise("heartbeat", Arc::clone(&worker).heartbeat_loop()),

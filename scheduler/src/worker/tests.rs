@@ -24,7 +24,7 @@ use crate::Scheduler;
 
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimTicket, ClaimedJob, EnqueueReply, Finished, NewJob, RawPending,
-    Subscription,
+    Serving, Subscription,
 };
 
 type AfterClaim = Arc<dyn Fn(Vec<ClaimedJob>) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -73,6 +73,7 @@ static SLEEPY: TaskRegistration = TaskRegistration {
     options: TaskOptions {
         max_attempts: Some(3),
         timeout: None,
+        ..TaskOptions::DEFAULT
     },
     params: None,
     dependencies: || vec![DependencyKey::of::<Counter>()],
@@ -133,8 +134,9 @@ impl Backend for Faulty {
         max: usize,
         lease: Duration,
         ticket: &'a ClaimTicket,
+        serving: &'a Serving,
     ) -> BoxFuture<'a, Result<Claim, Error>> {
-        self.inner.claim(worker, max, lease, ticket)
+        self.inner.claim(worker, max, lease, ticket, serving)
     }
     fn complete<'a>(
         &'a self,

@@ -77,6 +77,7 @@ static REGISTRATION: TaskRegistration = TaskRegistration {
 const OPTIONS: TaskOptions = TaskOptions {
     max_attempts: Some(MAX_ATTEMPTS),
     timeout: Some(Duration::from_secs(20)),
+    ..TaskOptions::DEFAULT
 };
 
 fn dependencies() -> Vec<DependencyKey> {

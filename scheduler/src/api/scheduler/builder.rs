@@ -153,8 +153,8 @@ impl SchedulerBuilder {
     /// worker, every task's dependencies must be provided.
     pub(crate) fn validated_registry(&self) -> Result<Registry, Error> {
         let registry = Registry::collect(&self.explicit)?;
-        if self.worker.is_some() {
-            registry.check_dependencies(&self.deps)?;
+        if let Some(worker) = &self.worker {
+            registry.check_dependencies(&self.deps, &worker.queues)?;
         }
         Ok(registry)
     }

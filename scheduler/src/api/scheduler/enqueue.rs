@@ -11,7 +11,7 @@ use crate::periodic::store::refuse_tick_id;
 
 use crate::{
     validate_job_id, EnqueueOutcome, Error, FinishedState, IfRunning, JobRequest, PendingState,
-    ReplaceOutcome, Scheduler, Task, When,
+    ReplaceOutcome, Scheduler, Task, TaskOptions, When,
 };
 
 /// Most jobs written by one script call of [`Scheduler::enqueue_many`].
@@ -146,7 +146,13 @@ impl Scheduler {
             payload,
             request.when,
             request.max_attempts.or(T::OPTIONS.max_attempts),
+            &T::OPTIONS,
         )?;
+        job.priority = request.priority;
+        if let Some(key) = request.limit_key {
+            crate::api::routing::validate_limit_key(&key)?;
+            job.limit_key = Some(key);
+        }
         job.unique_until_result_expires = request.unique_until_result_expires;
         if let Some(request_id) = request.request_id {
             // Random nonces never start with ':': the job this request
@@ -164,7 +170,13 @@ impl Scheduler {
         payload: Vec<u8>,
         when: When,
         max_attempts: Option<u32>,
+        options: &TaskOptions,
     ) -> Result<NewJob, Error> {
+        // A hand-written registration's queue is checked here (the
+        // attribute checks its own at compile time).
+        if let Some(queue) = options.queue {
+            crate::api::routing::validate_queue_name(queue)?;
+        }
         let limit = self.inner.backend.config().max_payload_bytes;
         if payload.len() > limit {
             return Err(Error::PayloadTooLarge {
@@ -185,6 +197,12 @@ impl Scheduler {
             unique_until_result_expires: false,
             request_id: None,
             trace: crate::ops::trace::current(),
+            queue: options
+                .queue
+                .filter(|queue| *queue != crate::DEFAULT_QUEUE)
+                .map(str::to_string),
+            priority: 0,
+            limit_key: None,
         })
     }
 
@@ -263,7 +281,8 @@ impl Scheduler {
             None => encode_args(task, None, args)?,
         };
         let max_attempts = registration.and_then(|t| t.options.max_attempts);
-        let job = self.prepare_raw(id, task, payload, when, max_attempts)?;
+        let options = registration.map_or(TaskOptions::DEFAULT, |t| t.options);
+        let job = self.prepare_raw(id, task, payload, when, max_attempts, &options)?;
         self.enqueue_prepared(job).await
     }
 

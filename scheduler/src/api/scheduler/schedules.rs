@@ -72,7 +72,8 @@ impl Scheduler {
             job.max_attempts,
             schedule.spec(),
             ScheduleSource::Runtime,
-        );
+        )
+        .in_queue(job.queue.as_deref().unwrap_or(crate::DEFAULT_QUEUE));
         let outcome = self.observe(self.inner.backend.put_schedule(name, &definition).await)?;
         info!(schedule = name, task = %definition.task, %schedule, ?outcome, "schedule stored");
         // Plans its first tick now, whether or not a worker runs here.

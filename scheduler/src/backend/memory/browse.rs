@@ -30,13 +30,20 @@ impl MemoryBackend {
                 ))
                 .filter(|e| e.0 > now && after(e, false))
                 .collect(),
-            ListState::Queued => s
-                .due
-                .ordered
-                .iter()
-                .take_while(|e| e.0 <= now)
-                .filter(|e| after(e, false))
-                .collect(),
+            ListState::Queued => {
+                // Due entries and the parks' (jobs waiting for a slot or a
+                // worker), merged as browse.lua merges them.
+                let mut queued: Vec<&(i64, String)> = s
+                    .due
+                    .ordered
+                    .iter()
+                    .take_while(|e| e.0 <= now)
+                    .chain(s.parks.values().flat_map(|park| park.ordered.iter()))
+                    .filter(|e| after(e, false))
+                    .collect();
+                queued.sort();
+                queued
+            }
             ListState::Running => s
                 .leases
                 .ordered

@@ -1,7 +1,7 @@
 //! Reading jobs, pending lists and dead letters, and the operator's requeue
 //! and purge of dead letters.
 
-use crate::backend::memory::state::{DeadEntry, Outcome, Record};
+use crate::backend::memory::state::{DeadEntry, Outcome, Record, Route};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::RawPending;
 use crate::clock::time_from_ms;
@@ -14,7 +14,7 @@ impl MemoryBackend {
         let info = if let Some(rec) = tx.s.active.get(id) {
             Some(active_info(id, rec, tx.s.leases.score(id)))
         } else if let Some(rec) = tx.s.pending.get(id) {
-            Some(pending_info(id, rec, tx.s.due.score(id), tx.now))
+            Some(pending_info(id, rec, tx.pending_score(id, rec), tx.now))
         } else {
             tx.live_result(id).map(|r| outcome_info(id, r))
         };
@@ -66,7 +66,13 @@ impl MemoryBackend {
                 } else {
                     e.max_attempts
                 };
-                let generation = tx.new_job(id, &e.task, &e.payload, max_attempts, now, nonce);
+                let route = Route {
+                    queue: e.queue.clone(),
+                    priority: e.priority,
+                    limit_key: e.limit_key.clone(),
+                };
+                let generation =
+                    tx.new_job(id, (&e.task, &e.payload, max_attempts), now, nonce, route);
                 tx.s.dead.remove(id);
                 tx.s.dead_order.remove(id);
                 tx.wake_if_earliest(now);
@@ -123,10 +129,11 @@ impl MemoryBackend {
 
     pub(super) fn counts_now(&self) -> JobCounts {
         let tx = self.begin();
-        let queued = tx.s.due.count_up_to(tx.now) as u64;
+        let due_now = tx.s.due.count_up_to(tx.now) as u64;
+        let parked: usize = tx.s.parks.values().map(|p| p.len()).sum();
         JobCounts {
-            deferred: tx.s.due.len() as u64 - queued,
-            queued,
+            deferred: tx.s.due.len() as u64 - due_now,
+            queued: due_now + parked as u64,
             running: tx.s.active.len() as u64,
             dead_lettered: tx.s.dead_order.len() as u64,
         }
@@ -142,7 +149,7 @@ impl MemoryBackend {
                     id: id.clone(),
                     task: r.task.clone(),
                     generation: r.generation,
-                    run_at_ms: r.blocked.or(tx.s.due.score(id)).unwrap_or(0),
+                    run_at_ms: r.blocked.or(tx.pending_score(id, r)).unwrap_or(0),
                     attempts: r.attempts,
                     payload: r.payload.clone(),
                 })
@@ -171,7 +178,7 @@ pub(super) fn active_info(id: &str, rec: &Record, lease: Option<i64>) -> JobInfo
 pub(super) fn pending_info(id: &str, rec: &Record, due: Option<i64>, now: i64) -> JobInfo {
     let run_at_ms = rec.blocked.or(due).unwrap_or(now);
     let at = time_from_ms(run_at_ms);
-    let status = if run_at_ms <= now || rec.blocked.is_some() {
+    let status = if run_at_ms <= now || rec.blocked.is_some() || rec.parked.is_some() {
         JobStatus::Queued { run_at: at }
     } else {
         JobStatus::Deferred { run_at: at }
@@ -201,6 +208,10 @@ pub(super) fn outcome_info(id: &str, r: &Outcome) -> JobInfo {
         progress: progress_json(r.progress.as_deref()),
         lease_until: None,
         args: None,
+        queue: None,
+        priority: 0,
+        limit_key: None,
+        waiting: None,
     }
 }
 
@@ -223,6 +234,14 @@ pub(super) fn dead_info(id: &str, e: &DeadEntry) -> JobInfo {
         progress: None,
         lease_until: None,
         args: serde_json::from_slice(&e.payload).ok(),
+        queue: Some(
+            e.queue
+                .clone()
+                .unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string()),
+        ),
+        priority: e.priority,
+        limit_key: e.limit_key.clone(),
+        waiting: None,
     }
 }
 
@@ -243,6 +262,17 @@ fn record_info(id: &str, rec: &Record, status: JobStatus, run_at: Option<i64>) -
         progress: progress_json(rec.progress.as_deref()),
         lease_until: None,
         args: serde_json::from_slice(&rec.payload).ok(),
+        queue: Some(
+            rec.queue
+                .clone()
+                .unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string()),
+        ),
+        priority: rec.priority,
+        limit_key: rec.limit_key.clone(),
+        waiting: rec
+            .parked
+            .as_deref()
+            .and_then(|park| crate::Waiting::from_park(park, rec.limit_key.as_deref())),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::periodic::store::{
 use crate::backend::outbox::{Outbox, NOTICE_CAPACITY};
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, EventNotice, Finished, FinishedNotice,
-    Listener, NewJob, Notice, RawPending, Subscription,
+    Listener, NewJob, Notice, RawPending, Serving, Subscription,
 };
 
 /// How many events the store's broadcast holds for a reader that lags.
@@ -173,8 +173,9 @@ impl Backend for MemoryBackend {
         lease: Duration,
         // In one process a reply cannot be lost: nothing to replay.
         _ticket: &'a ClaimTicket,
+        serving: &'a Serving,
     ) -> BoxFuture<'a, Result<Claim, Error>> {
-        Box::pin(async move { Ok(self.claim_now(worker, max, lease)) })
+        Box::pin(async move { Ok(self.claim_now(worker, max, lease, serving)) })
     }
 
     fn complete<'a>(

@@ -1,6 +1,7 @@
 //! Periodic schedules in memory: the counterpart of `schedules.lua`, one
 //! critical section per call.
 
+use crate::backend::memory::state::Route;
 use crate::backend::memory::{MemoryBackend, Tx};
 use crate::periodic::store::{
     tick_id, Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
@@ -23,7 +24,7 @@ impl Tx<'_> {
             .filter(|r| r.generation == stored.cursor_generation)
             .cloned()?;
         self.s.pending.remove(&id);
-        self.s.due.remove(&id);
+        self.drop_pending_entry(&id, &rec);
         self.record_result(&id, Some(&rec), FinishedState::Cancelled, "", why);
         Some(rec.generation)
     }
@@ -117,11 +118,17 @@ impl MemoryBackend {
             }
             let generation = tx.new_job(
                 &id,
-                &definition.task,
-                &definition.payload,
-                definition.max_attempts,
+                (
+                    &definition.task,
+                    &definition.payload,
+                    definition.max_attempts,
+                ),
                 *tick_ms,
                 nonce,
+                Route {
+                    queue: definition.queue.clone(),
+                    ..Route::default()
+                },
             );
             created += 1;
             if *tick_ms == plan.new_cursor_ms {

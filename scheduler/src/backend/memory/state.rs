@@ -75,6 +75,31 @@ impl ScoreSet {
     }
 }
 
+/// A job's queue, priority and limit key (`None`, 0, `None` by default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Route {
+    pub(super) queue: Option<String>,
+    pub(super) priority: i8,
+    pub(super) limit_key: Option<String>,
+}
+
+/// The park names of common.lua (`{ns}:` left out).
+pub(super) fn task_park(task: &str) -> String {
+    format!(":park:t:{task}")
+}
+pub(super) fn key_park(task: &str, key: &str) -> String {
+    format!(":park:k:{}:{task}:{key}", task.len())
+}
+pub(super) fn unserved_park(queue: &str, task: &str) -> String {
+    format!(":park:u:{}:{queue}:{task}", queue.len())
+}
+pub(super) fn task_slot(task: &str) -> String {
+    format!("t:{task}")
+}
+pub(super) fn key_slot(task: &str, key: &str) -> String {
+    format!("k:{}:{task}:{key}", task.len())
+}
+
 /// A job record (the msgpack array of `common.lua`).
 #[derive(Clone, Debug)]
 pub(super) struct Record {
@@ -95,6 +120,14 @@ pub(super) struct Record {
     pub(super) progress: Option<String>,
     /// The `traceparent` it was enqueued in.
     pub(super) trace: Option<String>,
+    /// Its queue (`None`: the default queue).
+    pub(super) queue: Option<String>,
+    pub(super) priority: i8,
+    pub(super) limit_key: Option<String>,
+    /// The park a pending job waits in (common.lua's park key names).
+    pub(super) parked: Option<String>,
+    /// A running job's slots: 1 its task's, 2 also its key's.
+    pub(super) slots: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +158,9 @@ pub(super) struct DeadEntry {
     pub(super) failed_ms: i64,
     pub(super) payload: Vec<u8>,
     pub(super) max_attempts: u32,
+    pub(super) queue: Option<String>,
+    pub(super) priority: i8,
+    pub(super) limit_key: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -146,4 +182,11 @@ pub(super) struct State {
     pub(super) replies_exp: ScoreSet,
     /// Periodic schedules by name (`{ns}:schedules`).
     pub(super) schedules: HashMap<String, crate::periodic::store::Stored>,
+    /// The jobs waiting for a slot or a worker, by park (common.lua's park
+    /// key names); a parked job has no `due` entry.
+    pub(super) parks: BTreeMap<String, ScoreSet>,
+    /// Running jobs holding a slot, per `slots` field ('t:<task>', 'k:...').
+    pub(super) slots: HashMap<String, i64>,
+    /// (queue, task) of the jobs parked for want of a worker that runs them.
+    pub(super) unserved: BTreeSet<(String, String)>,
 }

@@ -3,12 +3,16 @@
 use std::time::Duration;
 
 use crate::api::events::JobEventKind;
-use crate::backend::memory::state::Record;
+use std::collections::HashMap;
+
+use crate::backend::memory::state::{
+    key_park, key_slot, task_park, task_slot, unserved_park, Record,
+};
 use crate::backend::memory::tx::SWEEP;
 use crate::backend::memory::{MemoryBackend, Tx};
 use crate::backend::{
     user_request_key, user_request_ttl_ms, Claim, ClaimedJob, EnqueueReply, Finished, NewJob,
-    Notice,
+    Notice, Serving,
 };
 use crate::clock::time_from_ms;
 use crate::{CancelOutcome, Error, FinishedState};
@@ -84,7 +88,19 @@ impl MemoryBackend {
                     blocked: blocked.map(|_| run_at),
                     progress: None,
                     trace: job.trace.clone(),
+                    queue: job.queue.clone().filter(|q| q != crate::DEFAULT_QUEUE),
+                    priority: job.priority,
+                    limit_key: job.limit_key.clone(),
+                    parked: None,
+                    slots: 0,
                 };
+                // The job it replaces leaves its index (enqueue.lua's
+                // drop_pending_entry).
+                if let Some(p) = &pending {
+                    if tx.drop_pending_entry(&job.id, p).is_some() {
+                        tx.wake = true;
+                    }
+                }
                 tx.emit(&job.id, Some(&record), || JobEventKind::Enqueued {
                     run_at: time_from_ms(run_at),
                     replaced: pending.as_ref().map(|p| p.generation),
@@ -98,7 +114,7 @@ impl MemoryBackend {
             };
             let lease_of = |tx: &Tx<'_>| tx.s.leases.score(&job.id).unwrap_or(now);
             if let Some(p) = pending.as_ref().filter(|p| p.nonce == job.nonce) {
-                let score = tx.s.due.score(&job.id).unwrap_or(now);
+                let score = tx.pending_score(&job.id, p).unwrap_or(now);
                 out.push(reply("enqueued", p.generation, score, "", 0));
             } else if let Some(a) = active.as_ref().filter(|a| a.nonce == job.nonce) {
                 out.push(reply(
@@ -117,7 +133,7 @@ impl MemoryBackend {
                 out.push(reply("enqueued", done.generation, run_at, "", 0));
             } else if mode == "enqueue" {
                 if let Some(p) = &pending {
-                    let score = tx.s.due.score(&job.id).unwrap_or(now);
+                    let score = tx.pending_score(&job.id, p).unwrap_or(now);
                     let planned = p.blocked.unwrap_or(score);
                     let state = if p.blocked.is_some() || score <= now {
                         "queued"
@@ -185,8 +201,13 @@ impl MemoryBackend {
                     let mut code = "queued_after";
                     if if_running == "abort" {
                         code = "aborted";
-                        if let Some(rec) = tx.s.active.get_mut(&job.id) {
+                        if let Some(mut rec) = tx.s.active.remove(&job.id) {
                             rec.cancel = true;
+                            // An aborted job's slots are free at once.
+                            if tx.release_slots(&mut rec).is_some() {
+                                tx.wake = true;
+                            }
+                            tx.s.active.insert(job.id.clone(), rec);
                         }
                         tx.aborts.push(Notice::Abort {
                             generation: a.generation,
@@ -200,7 +221,7 @@ impl MemoryBackend {
                     out.push(r);
                 }
             } else if let Some(p) = &pending {
-                let score = tx.s.due.score(&job.id).unwrap_or(now);
+                let score = tx.pending_score(&job.id, p).unwrap_or(now);
                 let previous = p.blocked.unwrap_or(score);
                 let generation = create(&mut tx, None);
                 let mut r = reply("replaced", generation, run_at, "", previous);
@@ -223,7 +244,13 @@ impl MemoryBackend {
         out
     }
 
-    pub(super) fn claim_now(&self, worker: &str, max: usize, lease: Duration) -> Claim {
+    pub(super) fn claim_now(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+        serving: &Serving,
+    ) -> Claim {
         let mut tx = self.begin();
         let now = tx.now;
         let lease_ms = lease.as_millis() as i64;
@@ -239,8 +266,67 @@ impl MemoryBackend {
             jobs: Vec::new(),
             rejected: Vec::new(),
         };
+        // The rank of each queue served (claim.lua visits them in order).
+        let default = [crate::DEFAULT_QUEUE.to_string()];
+        let queues: Option<&[String]> =
+            serving
+                .queues
+                .as_deref()
+                .map(|q| if q.is_empty() { &default[..] } else { q });
+        let rank = |queue: &str| match queues {
+            None => Some(0),
+            Some(q) => q.iter().position(|name| name == queue),
+        };
+        let serves_task = |task: &str| {
+            serving
+                .tasks
+                .as_ref()
+                .is_none_or(|tasks| tasks.iter().any(|t| t == task))
+        };
+        let limits: HashMap<&str, (u32, u32)> = serving
+            .limits
+            .iter()
+            .map(|(task, c, kc)| (task.as_str(), (*c, *kc)))
+            .collect();
+        let queue_of = |rec: &Record| {
+            rec.queue
+                .clone()
+                .unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string())
+        };
         if max > 0 {
-            for (id, run_at) in tx.s.due.up_to(now, max) {
+            // Jobs parked for want of a worker that runs them, when this one does.
+            if serving.tasks.is_some() {
+                let found: Vec<(String, String)> =
+                    tx.s.unserved
+                        .iter()
+                        .filter(|(queue, task)| rank(queue).is_some() && serves_task(task))
+                        .cloned()
+                        .collect();
+                for (queue, task) in found {
+                    tx.unpark(&unserved_park(&queue, &task), usize::MAX);
+                    tx.s.unserved.remove(&(queue, task));
+                }
+            }
+            // Due jobs of the queues served: queue order, then priority
+            // (highest first), then run time.
+            let mut due: Vec<(usize, i8, i64, String)> =
+                tx.s.due
+                    .up_to(now, usize::MAX)
+                    .into_iter()
+                    .filter_map(|(id, run_at)| {
+                        let rec = tx.s.pending.get(&id);
+                        let queue = rec.map_or_else(|| crate::DEFAULT_QUEUE.to_string(), queue_of);
+                        let priority = rec.map_or(0, |r| r.priority);
+                        rank(&queue).map(|r| (r, priority, run_at, id))
+                    })
+                    .collect();
+            due.sort_by(|a, b| {
+                (a.0, -i16::from(a.1), a.2, &a.3).cmp(&(b.0, -i16::from(b.1), b.2, &b.3))
+            });
+            for (_, _, run_at, id) in due {
+                if claim.jobs.len() >= max {
+                    break;
+                }
                 let Some(mut rec) = tx.s.pending.get(&id).cloned() else {
                     tx.s.due.remove(&id);
                     let reason = "the job record is missing (index entry without a job)";
@@ -254,6 +340,43 @@ impl MemoryBackend {
                     tx.s.pending.insert(id.clone(), rec);
                     tx.s.due.add(&id, score);
                     continue;
+                }
+                let limit = limits.get(rec.task.as_str()).copied();
+                let park = if !serves_task(&rec.task) {
+                    let queue = queue_of(&rec);
+                    tx.s.unserved.insert((queue.clone(), rec.task.clone()));
+                    Some(unserved_park(&queue, &rec.task))
+                } else if let Some((c, kc)) = limit {
+                    let count = |field: &str| tx.s.slots.get(field).copied().unwrap_or(0);
+                    match &rec.limit_key {
+                        Some(key)
+                            if kc > 0 && count(&key_slot(&rec.task, key)) >= i64::from(kc) =>
+                        {
+                            Some(key_park(&rec.task, key))
+                        }
+                        _ if c > 0 && count(&task_slot(&rec.task)) >= i64::from(c) => {
+                            Some(task_park(&rec.task))
+                        }
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                if let Some(park) = park {
+                    tx.park_job(&id, &mut rec, run_at, park);
+                    tx.s.pending.insert(id.clone(), rec);
+                    continue;
+                }
+                if let Some((c, kc)) = limit {
+                    let keyed = kc > 0 && rec.limit_key.is_some();
+                    if c > 0 || keyed {
+                        *tx.s.slots.entry(task_slot(&rec.task)).or_default() += 1;
+                        rec.slots = 1;
+                        if let (true, Some(key)) = (keyed, &rec.limit_key) {
+                            *tx.s.slots.entry(key_slot(&rec.task, key)).or_default() += 1;
+                            rec.slots = 2;
+                        }
+                    }
                 }
                 tx.s.due.remove(&id);
                 tx.s.pending.remove(&id);
@@ -282,13 +405,38 @@ impl MemoryBackend {
                 tx.s.leases.add(&id, now + lease_ms);
             }
         }
-        claim.next_wake_ms = match (tx.s.due.first(), tx.s.leases.first()) {
+        // As claim.lua: a task with free slots lets that many of its parked jobs out.
+        let mut unparked = false;
+        for (task, (c, _)) in &limits {
+            if *c > 0 {
+                let used = tx.s.slots.get(&task_slot(task)).copied().unwrap_or(0);
+                let free = i64::from(*c) - used;
+                if free > 0 && tx.unpark(&task_park(task), free as usize).is_some() {
+                    unparked = true;
+                }
+            }
+        }
+        let first_due =
+            tx.s.due
+                .ordered
+                .iter()
+                .find(|(_, id)| {
+                    tx.s.pending
+                        .get(id)
+                        .is_none_or(|rec| rank(&queue_of(rec)).is_some())
+                })
+                .map(|(score, _)| *score);
+        claim.next_wake_ms = match (first_due, tx.s.leases.first()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if swept == SWEEP {
-            // More expired outcomes than one sweep takes: come back at once.
+        if swept == SWEEP || unparked {
+            // More expired outcomes than one sweep takes, or jobs let out of
+            // a park: come back at once.
             claim.next_wake_ms = Some(now);
+        }
+        if unparked {
+            tx.wake = true;
         }
         self.commit(tx);
         claim
@@ -338,13 +486,13 @@ impl MemoryBackend {
                     // As complete.lua: the fence token is never reused, and
                     // a release uses up no attempt.
                     rec.max_attempts += 1;
-                    tx.requeue_active(&f.id, rec, now, None);
+                    due_at(tx.requeue_active(&f.id, rec, now, None));
                     due_at(Some(now));
                     "released"
                 }
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts && !has_pending {
                 let run_at = now + f.retry_delay_ms as i64;
-                tx.requeue_active(&f.id, rec, run_at, Some(f.text.clone()));
+                due_at(tx.requeue_active(&f.id, rec, run_at, Some(f.text.clone())));
                 due_at(Some(run_at));
                 "retrying"
             } else if f.outcome == "retry" && rec.attempts < rec.max_attempts {
@@ -365,8 +513,9 @@ impl MemoryBackend {
             };
             out.push(code);
         }
-        if let Some(t) = earliest {
-            tx.wake_if_earliest(t);
+        if earliest.is_some() {
+            // As complete.lua: the job may be in any queue, so wake.
+            tx.wake = true;
         }
         self.commit(tx);
         out.into_iter().map(str::to_string).collect()
@@ -445,6 +594,13 @@ impl MemoryBackend {
                     r.blocked = Some(run_at);
                 }
             } else {
+                // As reschedule.lua: a parked job goes back to its due set.
+                if rec.parked.is_some() {
+                    tx.drop_pending_entry(id, &rec);
+                    if let Some(r) = tx.s.pending.get_mut(id) {
+                        r.parked = None;
+                    }
+                }
                 tx.s.due.add(id, run_at);
                 tx.wake_if_earliest(run_at);
             }
@@ -500,7 +656,9 @@ impl MemoryBackend {
                 .cloned()
         {
             tx.s.pending.remove(id);
-            tx.s.due.remove(id);
+            if tx.drop_pending_entry(id, &rec).is_some() {
+                tx.wake = true;
+            }
             tx.record_result(
                 id,
                 Some(&rec),
@@ -512,14 +670,20 @@ impl MemoryBackend {
         }
         let removed_task = removed.as_ref().map(|(_, task)| task.clone());
         let removed = removed.map(|(generation, _)| generation);
-        let outcome = if let Some(generation) =
-            tx.s.active
-                .get_mut(id)
-                .filter(|r| matches(r.generation))
-                .map(|r| {
-                    r.cancel = true;
-                    r.generation
-                }) {
+        let running = tx.s.active.remove(id);
+        let cancelled = running.map(|mut r| {
+            if matches(r.generation) {
+                r.cancel = true;
+                // As cancel.lua: a cancelled job's slots are free at once.
+                if tx.release_slots(&mut r).is_some() {
+                    tx.wake = true;
+                }
+            }
+            let generation = matches(r.generation).then_some(r.generation);
+            tx.s.active.insert(id.to_string(), r);
+            generation
+        });
+        let outcome = if let Some(generation) = cancelled.flatten() {
             tx.aborts.push(Notice::Abort {
                 generation,
                 id: id.to_string(),

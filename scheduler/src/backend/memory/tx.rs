@@ -2,7 +2,9 @@
 //! (the helpers of `common.lua`).
 
 use crate::api::events::{JobEvent, JobEventKind};
-use crate::backend::memory::state::{DeadEntry, Outcome, Record};
+use crate::backend::memory::state::{
+    key_park, key_slot, task_park, task_slot, DeadEntry, Outcome, Record, Route,
+};
 use crate::backend::memory::Tx;
 use crate::clock::time_from_ms;
 use crate::FinishedState;
@@ -10,10 +12,106 @@ use crate::FinishedState;
 /// Expired outcomes one claim drops at most (`SWEEP` in claim.lua).
 pub(super) const SWEEP: usize = 2000;
 
+/// The earlier of two optional instants.
+pub(super) fn earlier(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Tx<'_> {
     pub(super) fn wake_if_earliest(&mut self, run_at: i64) {
         if self.s.due.first().is_none_or(|head| run_at <= head) {
             self.wake = true;
+        }
+    }
+
+    /// The score of a pending job's entry: in `due`, or in its park.
+    pub(super) fn pending_score(&self, id: &str, rec: &Record) -> Option<i64> {
+        match &rec.parked {
+            Some(park) => self.s.parks.get(park).and_then(|p| p.score(id)),
+            None => self.s.due.score(id),
+        }
+    }
+
+    /// Moves a pending job from `due` to a park (common.lua `park_job`).
+    pub(super) fn park_job(&mut self, id: &str, rec: &mut Record, run_at: i64, park: String) {
+        self.s.due.remove(id);
+        self.s
+            .parks
+            .entry(park.clone())
+            .or_default()
+            .add(id, run_at);
+        rec.parked = Some(park);
+    }
+
+    /// Moves up to n jobs of a park back to `due` (common.lua `unpark`): the
+    /// earliest run time moved.
+    pub(super) fn unpark(&mut self, park: &str, n: usize) -> Option<i64> {
+        let set = self.s.parks.get_mut(park)?;
+        let moved: Vec<(String, i64)> = set.up_to(i64::MAX, n);
+        for (id, _) in &moved {
+            set.remove(id);
+        }
+        if set.len() == 0 {
+            self.s.parks.remove(park);
+        }
+        let mut earliest: Option<i64> = None;
+        for (id, score) in moved {
+            if let Some(rec) = self.s.pending.get_mut(&id) {
+                rec.parked = None;
+                self.s.due.add(&id, score);
+                earliest = Some(earliest.map_or(score, |e| e.min(score)));
+            }
+        }
+        earliest
+    }
+
+    fn release_slot(&mut self, field: &str) {
+        if let Some(count) = self.s.slots.get_mut(field) {
+            *count -= 1;
+            if *count <= 0 {
+                self.s.slots.remove(field);
+            }
+        }
+    }
+
+    /// Gives back a running job's slots and lets a waiting job of each park
+    /// out (common.lua `release_slots`).
+    pub(super) fn release_slots(&mut self, rec: &mut Record) -> Option<i64> {
+        let held = std::mem::take(&mut rec.slots);
+        if held == 0 {
+            return None;
+        }
+        self.release_slot(&task_slot(&rec.task));
+        let mut moved = self.unpark(&task_park(&rec.task), 1);
+        if let (2, Some(key)) = (held, &rec.limit_key) {
+            self.release_slot(&key_slot(&rec.task, key));
+            let by_key = self.unpark(&key_park(&rec.task, key), 1);
+            moved = earlier(moved, by_key);
+        }
+        moved
+    }
+
+    /// Takes a pending job's entry out of its index (common.lua
+    /// `drop_pending_entry`).
+    pub(super) fn drop_pending_entry(&mut self, id: &str, rec: &Record) -> Option<i64> {
+        match &rec.parked {
+            Some(park) => {
+                if let Some(set) = self.s.parks.get_mut(park) {
+                    set.remove(id);
+                    if set.len() == 0 {
+                        self.s.parks.remove(park);
+                    }
+                }
+                None
+            }
+            None => {
+                self.s.due.remove(id);
+                let key = rec.limit_key.as_ref()?;
+                self.unpark(&key_park(&rec.task, key), 1)
+            }
         }
     }
 
@@ -116,6 +214,9 @@ impl Tx<'_> {
             failed_ms: self.now,
             payload: rec.map(|r| r.payload.clone()).unwrap_or_default(),
             max_attempts: rec.map(|r| r.max_attempts).unwrap_or(0),
+            queue: rec.and_then(|r| r.queue.clone()),
+            priority: rec.map(|r| r.priority).unwrap_or(0),
+            limit_key: rec.and_then(|r| r.limit_key.clone()),
         };
         self.s.dead.insert(id.to_string(), entry);
         let now = self.now;
@@ -147,7 +248,8 @@ impl Tx<'_> {
         self.s.active.remove(id);
         self.s.leases.remove(id);
         self.record_result(id, Some(rec), state, result, error);
-        self.unblock_pending(id)
+        let moved = self.release_slots(&mut rec.clone());
+        earlier(moved, self.unblock_pending(id))
     }
 
     pub(super) fn requeue_active(
@@ -156,9 +258,10 @@ impl Tx<'_> {
         mut rec: Record,
         run_at: i64,
         error: Option<String>,
-    ) {
+    ) -> Option<i64> {
         self.s.active.remove(id);
         self.s.leases.remove(id);
+        let moved = self.release_slots(&mut rec);
         if error.is_some() {
             rec.last_error = error.clone();
         }
@@ -178,6 +281,7 @@ impl Tx<'_> {
         });
         self.s.pending.insert(id.to_string(), rec);
         self.s.due.add(id, run_at);
+        moved
     }
 
     /// Creates one pending job due at `run_at` (common.lua `new_job`): its
@@ -185,11 +289,10 @@ impl Tx<'_> {
     pub(super) fn new_job(
         &mut self,
         id: &str,
-        task: &str,
-        payload: &[u8],
-        max_attempts: u32,
+        (task, payload, max_attempts): (&str, &[u8], u32),
         run_at: i64,
         nonce: &str,
+        route: Route,
     ) -> u64 {
         self.s.seq += 1;
         let generation = self.s.seq;
@@ -209,6 +312,11 @@ impl Tx<'_> {
             blocked: None,
             progress: None,
             trace: None,
+            queue: route.queue,
+            priority: route.priority,
+            limit_key: route.limit_key,
+            parked: None,
+            slots: 0,
         };
         self.emit(id, Some(&record), || JobEventKind::Enqueued {
             run_at: time_from_ms(run_at),

@@ -8,7 +8,7 @@ use fred::types::Value;
 use crate::api::listing::{cursor, JobPage};
 use crate::backend::redis::reply;
 use crate::backend::redis::reply::corrupt;
-use crate::{Error, FinishedState, JobInfo, JobStatus};
+use crate::{Error, FinishedState, JobInfo, JobStatus, Waiting};
 
 /// Declares one record's field numbers, 1-based as Lua indexes the record
 /// (the same numbers as `common.lua`'s `local <PREFIX><FIELD> = <number>`),
@@ -65,6 +65,16 @@ fields! {
         PROGRESS = 15,
         /// The W3C `traceparent` of the span that enqueued it.
         TRACE = 16,
+        /// Its queue (absent: the default queue).
+        QUEUE = 17,
+        /// Its priority (absent: 0).
+        PRIORITY = 18,
+        /// The key of its per-key concurrency limit.
+        LIMIT_KEY = 19,
+        /// The park a pending job waits in (for a slot or a worker).
+        PARKED = 20,
+        /// On a running job: 1 when it holds its task's slot, 2 its key's too.
+        SLOTS = 21,
     }
 }
 
@@ -101,6 +111,10 @@ fields! {
         /// The job's payload, or the unreadable record itself.
         PAYLOAD = 6,
         MAX_ATTEMPTS = 7,
+        /// The job's queue, priority and limit key, so that a requeue keeps them.
+        QUEUE = 8,
+        PRIORITY = 9,
+        LIMIT_KEY = 10,
     }
 }
 
@@ -162,6 +176,10 @@ impl Section {
     /// A running (`active`) or pending job record.
     fn job(&self, id: &str, now: i64) -> JobInfo {
         let blocked = self.int(job::BLOCKED_RUN_AT);
+        let limit_key = self.text(job::LIMIT_KEY);
+        let waiting = self
+            .text(job::PARKED)
+            .and_then(|park| Waiting::from_park(&park, limit_key.as_deref()));
         let (status, run_at) = if self.kind == "active" {
             (
                 JobStatus::Running {
@@ -173,7 +191,7 @@ impl Section {
         } else {
             let run_at_ms = blocked.or(self.score).unwrap_or(now);
             let at = crate::clock::time_from_ms(run_at_ms);
-            if run_at_ms <= now || blocked.is_some() {
+            if run_at_ms <= now || blocked.is_some() || waiting.is_some() {
                 (JobStatus::Queued { run_at: at }, Some(at))
             } else {
                 (JobStatus::Deferred { run_at: at }, Some(at))
@@ -197,6 +215,13 @@ impl Section {
                 .then(|| self.score.map(crate::clock::time_from_ms))
                 .flatten(),
             args: self.json(job::PAYLOAD),
+            queue: Some(
+                self.text(job::QUEUE)
+                    .unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string()),
+            ),
+            priority: self.int(job::PRIORITY).unwrap_or(0).clamp(-128, 127) as i8,
+            limit_key,
+            waiting,
         }
     }
 
@@ -224,6 +249,10 @@ impl Section {
             progress: self.json(outcome::PROGRESS),
             lease_until: None,
             args: None,
+            queue: None,
+            priority: 0,
+            limit_key: None,
+            waiting: None,
         })
     }
 
@@ -245,6 +274,13 @@ impl Section {
             progress: None,
             lease_until: None,
             args: self.json(dead::PAYLOAD),
+            queue: Some(
+                self.text(dead::QUEUE)
+                    .unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string()),
+            ),
+            priority: self.int(dead::PRIORITY).unwrap_or(0).clamp(-128, 127) as i8,
+            limit_key: self.text(dead::LIMIT_KEY),
+            waiting: None,
         }
     }
 }

@@ -53,6 +53,7 @@ impl RedisBackend {
                 definition.version.as_str().into(),
                 Value::Integer(self.keep_ms()),
                 self.keys.wake_channel.as_str().into(),
+                definition.queue.as_deref().unwrap_or("").into(),
             ]
         };
         let reply = self

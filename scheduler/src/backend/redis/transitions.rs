@@ -16,7 +16,7 @@ use crate::{CancelOutcome, DeadLetter, Error, FinishedState, JobCounts, JobInfo,
 
 use crate::backend::{
     Backend, BoxFuture, Claim, ClaimTicket, EnqueueReply, EventNotice, Finished, Listener, NewJob,
-    RawPending, Subscription,
+    RawPending, Serving, Subscription,
 };
 use crate::periodic::store::{
     Definition, PlanCall, PlanOutcome, PutOutcome, ScheduleChange, Stored,
@@ -32,6 +32,7 @@ pub(super) fn uniform_batch(mode: &str, jobs: &[NewJob]) -> bool {
         && jobs.iter().all(|job| {
             job.task == jobs[0].task
                 && job.trace.is_none()
+                && !job.is_routed()
                 && job.max_attempts == jobs[0].max_attempts
                 && job.when == jobs[0].when
                 && job.unique_until_result_expires == jobs[0].unique_until_result_expires
@@ -48,7 +49,8 @@ pub(super) fn first_send_of_one<'a>(mode: &str, jobs: &'a [NewJob]) -> Option<&'
             if mode == "enqueue"
                 && !job.unique_until_result_expires
                 && job.request_id.is_none()
-                && job.trace.is_none() =>
+                && job.trace.is_none()
+                && !job.is_routed() =>
         {
             Some(job)
         }
@@ -93,14 +95,26 @@ fn enqueue_args(
         }
         return args;
     }
-    // Layout 'traced' when a job carries a trace context: a ninth value each.
-    let traced = jobs.iter().any(|job| job.trace.is_some());
-    args.push(if traced { "traced" } else { "" }.into());
+    // Layout 'traced' when a job carries a trace context: a ninth value
+    // each; 'routed' when a job has a queue, priority or limit key: three more.
+    let routed = jobs.iter().any(NewJob::is_routed);
+    let traced = routed || jobs.iter().any(|job| job.trace.is_some());
+    let layout = match (routed, traced) {
+        (true, _) => "routed",
+        (false, true) => "traced",
+        (false, false) => "",
+    };
+    args.push(layout.into());
     for job in jobs {
         push_job_values(&mut args, job);
         args.push(unique(job).into());
         if traced {
             args.push(job.trace.as_deref().unwrap_or("").into());
+        }
+        if routed {
+            args.push(job.queue.as_deref().unwrap_or("").into());
+            args.push(Value::Integer(i64::from(job.priority)));
+            args.push(job.limit_key.as_deref().unwrap_or("").into());
         }
     }
     args
@@ -180,8 +194,25 @@ impl Backend for RedisBackend {
         max: usize,
         lease: Duration,
         ticket: &'a ClaimTicket,
+        serving: &'a Serving,
     ) -> BoxFuture<'a, Result<Claim, Error>> {
         Box::pin(async move {
+            // claim.lua's header documents the serving arguments.
+            let queues = match &serving.queues {
+                None => "*".to_string(),
+                Some(queues) => queues.join("\n"),
+            };
+            let tasks = serving
+                .tasks
+                .as_ref()
+                .map(|tasks| tasks.join("\n"))
+                .unwrap_or_default();
+            let limits = serving
+                .limits
+                .iter()
+                .map(|(task, c, kc)| format!("{task}\t{c}\t{kc}"))
+                .collect::<Vec<_>>()
+                .join("\n");
             let args = || -> Vec<Value> {
                 vec![
                     worker.into(),
@@ -191,6 +222,10 @@ impl Backend for RedisBackend {
                     Value::Integer(i64::from(self.config.dead_letter_cap)),
                     ticket.nonce.as_str().into(),
                     if ticket.retry { "1" } else { "" }.into(),
+                    queues.as_str().into(),
+                    tasks.as_str().into(),
+                    limits.as_str().into(),
+                    self.keys.wake_channel.as_str().into(),
                 ]
             };
             // Sent once: the worker sends a failed claim again with the same

@@ -3,11 +3,13 @@
 -- inconsistent, and repairs it so that no job is stranded silently. Every
 -- script keeps each pair below in step, so in a sound namespace the counts
 -- of a pair are equal and the walks find nothing:
---   'count'   {HLEN pending, ZCARD due, HLEN active, ZCARD leases}
+--   'count'   {HLEN pending, ZCARD of every due set and park, HLEN active, ZCARD leases}
 --   'pending' walks pending: a record without its due entry can never be
 --             claimed; it is dead-lettered with the reason (its run time is
 --             gone with the entry, so running it could start it early)
---   'due'     walks due: an entry without its record is removed and
+--   'due'     walks due (the default queue's set at priority 0 only: the
+--             others come due and are checked by the claim that takes them):
+--             an entry without its record is removed and
 --             dead-lettered, as claim does once it comes due
 --   'active'  walks active: a running record without its lease entry would
 --             never expire if its worker died; it gets a lease ending in
@@ -18,8 +20,11 @@
 local mode, cursor, count = ARGV[1], ARGV[2], ARGV[3]
 local cap, keep_ms, lease_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 if mode == 'count' then
-  return {redis.call('HLEN', K_PENDING), redis.call('ZCARD', K_DUE), redis.call('HLEN', K_ACTIVE),
-    redis.call('ZCARD', K_LEASES)}
+  -- Every due set (queues, priorities) and every park holds pending jobs' entries.
+  local entries = 0
+  for _, key in ipairs(all_due_keys()) do entries = entries + redis.call('ZCARD', key) end
+  for _, park in ipairs(redis.call('SMEMBERS', parks_key())) do entries = entries + redis.call('ZCARD', park) end
+  return {redis.call('HLEN', K_PENDING), entries, redis.call('HLEN', K_ACTIVE), redis.call('ZCARD', K_LEASES)}
 end
 local now = now_ms()
 local out = {}
@@ -33,9 +38,9 @@ out[1] = page[1]
 for i = 1, #page[2], 2 do members[#members + 1] = page[2][i] end
 for i, id in ipairs(members) do
   if mode == 'pending' then
-    if not redis.call('ZSCORE', K_DUE, id) then
-      local blob = page[2][2 * i]
-      local rec, why = decode(blob)
+    local blob = page[2][2 * i]
+    local rec, why = decode(blob)
+    if not redis.call('ZSCORE', rec and index_key(rec) or K_DUE, id) then
       local reason = 'its due-time entry is missing (evicted under maxmemory, or deleted by hand); '
         .. 'not run, since its run time is lost'
       if not rec then reason = reason .. '; ' .. why end

@@ -20,20 +20,70 @@ local limit, cursor_score, cursor_id, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 local now_text = string.format('%d', now)
 
+-- Pending jobs in more than one set (queues, priorities, parks): the sets'
+-- entries after the cursor, merged in (score, id) order.
+if state == 'deferred' or state == 'queued' then
+  local keys = all_due_keys()
+  local parks = {}
+  if state == 'queued' then parks = redis.call('SMEMBERS', parks_key()) end
+  if #keys > 1 or #parks > 0 then
+    for _, park in ipairs(parks) do keys[#keys + 1] = park end
+    local lo_text, hi_text = '-inf', now_text
+    if state == 'deferred' then lo_text = '(' .. now_text; hi_text = '+inf' end
+    if cursor_id ~= '' and cursor_score then lo_text = ARGV[5] end
+    local merged, truncated = {}, false
+    for k, key in ipairs(keys) do
+      local min, max = lo_text, hi_text
+      -- A park holds queued jobs whatever their score.
+      if k > #keys - #parks then
+        min = cursor_id ~= '' and cursor_score and ARGV[5] or '-inf'
+        max = '+inf'
+      end
+      local entries = redis.call('ZRANGEBYSCORE', key, min, max, 'WITHSCORES', 'LIMIT', '0', string.format('%d', cap))
+      if #entries >= 2 * cap then truncated = true end
+      for i = 1, #entries, 2 do
+        local id, score = entries[i], tonumber(entries[i + 1])
+        if cursor_id == '' or not cursor_score or score > cursor_score or (score == cursor_score and id > cursor_id) then
+          merged[#merged + 1] = {score, id}
+        end
+      end
+    end
+    table.sort(merged, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+    local out = {now, '', ''}
+    local found, examined = 0, 0
+    while found < limit and examined < cap and examined < #merged do
+      examined = examined + 1
+      local score, id = merged[examined][1], merged[examined][2]
+      local blob = redis.call('HGET', K_PENDING, id)
+      if blob then
+        local section = record_section('pending', string.format('%d', score), blob, JOB_SLOTS)
+        if task == '' or (section[3] == 'ok' and section[3 + JOB_TASK] == task) then
+          found = found + 1
+          out[#out + 1] = {id, section}
+        end
+      end
+    end
+    if examined > 0 and (examined < #merged or truncated) then
+      out[2], out[3] = string.format('%d', merged[examined][1]), merged[examined][2]
+    end
+    return out
+  end
+end
+
 -- The index, its direction, the ranks the state covers (inclusive; hi -1
 -- for the end), the hash of its records, their kind and field count.
 local key, desc, lo, hi, hash, kind, n
 if state == 'deferred' then
-  key, lo, hi, hash, kind, n = K_DUE, redis.call('ZCOUNT', K_DUE, '-inf', now_text), -1, K_PENDING, 'pending', JOB_PROGRESS
+  key, lo, hi, hash, kind, n = K_DUE, redis.call('ZCOUNT', K_DUE, '-inf', now_text), -1, K_PENDING, 'pending', JOB_SLOTS
 elseif state == 'queued' then
-  key, lo, hi, hash, kind, n = K_DUE, 0, redis.call('ZCOUNT', K_DUE, '-inf', now_text) - 1, K_PENDING, 'pending', JOB_PROGRESS
+  key, lo, hi, hash, kind, n = K_DUE, 0, redis.call('ZCOUNT', K_DUE, '-inf', now_text) - 1, K_PENDING, 'pending', JOB_SLOTS
 elseif state == 'running' then
-  key, lo, hi, hash, kind, n = K_LEASES, 0, -1, K_ACTIVE, 'active', JOB_PROGRESS
+  key, lo, hi, hash, kind, n = K_LEASES, 0, -1, K_ACTIVE, 'active', JOB_SLOTS
 elseif state == 'finished' then
   -- Expired outcomes not swept yet sort last (their expiry is past): left out below.
   key, desc, lo, hi, hash, kind, n = K_RESULTS_EXP, true, 0, -1, K_RESULTS, 'result', OUTCOME_PROGRESS
 elseif state == 'dead' then
-  key, desc, lo, hi, hash, kind, n = K_DEAD_ORDER, true, 0, -1, K_DEAD, 'dead', DEAD_MAX_ATTEMPTS
+  key, desc, lo, hi, hash, kind, n = K_DEAD_ORDER, true, 0, -1, K_DEAD, 'dead', DEAD_LIMIT_KEY
 else
   return redis.error_reply('browse: unknown state ' .. tostring(state))
 end

@@ -29,12 +29,22 @@ if expected ~= '' then
   end
 end
 local removed, removed_task = nil, false
+-- The earliest run time of the jobs moved out of a park (the slots this
+-- cancel gave back): the workers are woken for them.
+local moved = nil
+local function wake_moved()
+  if moved then
+    -- The wake channel is the abort channel's sibling (same namespace and scope).
+    local prefix = key_prefix(K_DUE)
+    redis.call('PUBLISH', prefix .. 'wake' .. string.sub(abort_channel, #prefix + 6), string.format('%d', moved))
+  end
+end
 local pending_blob = redis.call('HGET', K_PENDING, id)
 if pending_blob then
   local rec = decode(pending_blob)
   if not rec or want == nil or rec[JOB_GENERATION] == want then
     redis.call('HDEL', K_PENDING, id)
-    redis.call('ZREM', K_DUE, id)
+    if rec then moved = drop_pending_entry(id, rec) else redis.call('ZREM', K_DUE, id) end
     if rec then
       record_result(id, rec, 'cancelled', '', 'cancelled before it started', now, keep_ms)
       removed, removed_task = rec[JOB_GENERATION], rec[JOB_TASK]
@@ -47,14 +57,18 @@ local active_blob = redis.call('HGET', K_ACTIVE, id)
 if active_blob then
   local rec = decode(active_blob)
   if rec and (want == nil or rec[JOB_GENERATION] == want) then
-    if rec[JOB_CANCEL_REQUESTED] ~= 1 then
+    if rec[JOB_CANCEL_REQUESTED] ~= 1 or rec[JOB_SLOTS] then
       rec[JOB_CANCEL_REQUESTED] = 1
+      -- A cancelled job's concurrency slots are free at once.
+      moved = earlier(moved, release_slots(rec))
       redis.call('HSET', K_ACTIVE, id, encode(rec))
     end
     redis.call('PUBLISH', abort_channel, rec[JOB_GENERATION] .. ':' .. id)
+    wake_moved()
     return {'abort_signalled', rec[JOB_GENERATION], '', removed or false, removed_task}
   end
 end
+wake_moved()
 if removed ~= nil then return {'removed', removed, '', false, removed_task} end
 local result = live_result(id, now)
 if result then

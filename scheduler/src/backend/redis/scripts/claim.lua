@@ -1,5 +1,9 @@
 -- ARGV: worker id, max jobs, lease ms, keep_result ms, dead-letter cap,
---       claim nonce, '1' when this call retries a claim whose reply was lost
+--       claim nonce, '1' when this call retries a claim whose reply was lost,
+--       then, optional: the queues served in the order to claim from them
+--       ('\n'-joined; '' for 'default', '*' for every queue), the tasks served ('\n'-joined; ''
+--       for all), their concurrency limits (lines 'task\tper task\tper key',
+--       0 for none), the wake channel (for jobs let out of a park)
 -- Reaps expired leases, then claims up to max due jobs.
 -- Idempotent per nonce: each worker's last claim (nonce and ids) is logged
 -- under the worker's id for a lease; a claim retried after a lost reply
@@ -50,7 +54,159 @@ for _, id in ipairs(expired) do
   expire_lease(id, now, keep_ms, cap)
 end
 
+-- The queues this worker serves, in the order it asks for them ('\n'-joined;
+-- '' for 'default' alone), each as its due sets, highest priority first.
+local due_keys, served_queues = {}, {}
+local queues_arg = ARGV[8] or ''
+if queues_arg == '' then
+  due_keys[1] = K_DUE
+  served_queues[DEFAULT_QUEUE] = true
+elseif queues_arg == '*' then
+  -- Every queue (test helpers): every due set, whatever its queue.
+  due_keys = all_due_keys()
+  setmetatable(served_queues, {__index = function() return true end})
+else
+  local levels = queue_levels()
+  for queue in string.gmatch(queues_arg, '[^\n]+') do
+    served_queues[queue] = true
+    queue_due_keys(queue, levels, due_keys)
+  end
+end
+-- The tasks it can run ('\n'-joined; '' for every task): a job of another
+-- task waits in its queue's `park:u:` park for a worker that serves both,
+-- using no attempt.
+local served_tasks, serves_all = {}, true
+if (ARGV[9] or '') ~= '' then
+  serves_all = false
+  for task in string.gmatch(ARGV[9], '[^\n]+') do served_tasks[task] = true end
+end
+-- The concurrency limits of the tasks it serves: lines 'task\tper task\tper key' (0: none).
+local limits = {}
+for line in string.gmatch(ARGV[10] or '', '[^\n]+') do
+  local task, c, kc = string.match(line, '^(.*)\t(%d+)\t(%d+)$')
+  if task then limits[task] = {c = tonumber(c), kc = tonumber(kc)} end
+end
+local wake_channel = ARGV[11] or ''
+-- Slot counts read once per claim and kept up to date here.
+local counts = {}
+local function slot_count(field)
+  local c = counts[field]
+  if c == nil then
+    c = tonumber(redis.call('HGET', slots_key(), field) or '0')
+    counts[field] = c
+  end
+  return c
+end
+local function take_slot(field)
+  counts[field] = slot_count(field) + 1
+  redis.call('HINCRBY', slots_key(), field, 1)
+end
+local unparked = false
+-- The ids claimed from each due set, NUL-joined (for the claim log).
+local claimed_all = {}
+
 local jobs = {}
+-- Claims up to want due jobs of one due set.
+local function claim_from(due_set, want)
+  local due = redis.call('ZRANGEBYSCORE', due_set, '-inf', now_text, 'WITHSCORES', 'LIMIT', '0',
+    string.format('%d', want))
+  if #due == 0 then return end
+  -- One read of each hash for the whole batch, one write of each for the jobs
+  -- claimed (the ids are distinct, so batching changes no outcome).
+  local ids = {}
+  for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
+  local blobs = call_many('HMGET', K_PENDING, ids)
+  local running = call_many('HMGET', K_ACTIVE, ids)
+  local claimed, active_args, lease_args = {}, {}, {}
+  for j, id in ipairs(ids) do
+    local run_at, blob = tonumber(due[2 * j]), blobs[j]
+    if not blob then
+      redis.call('ZREM', due_set, id)
+      local reason = 'the job record is missing (index entry without a job)'
+      dead_letter(id, nil, nil, reason, now, cap)
+      jobs[#jobs + 1] = {id, '', reason}
+    else
+      local rec, why = decode(blob)
+      local task = rec and rec[JOB_TASK]
+      local lim = rec and limits[task]
+      local park = nil
+      if rec and not running[j] and not (rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now) then
+        if not serves_all and not served_tasks[task] then
+          local queue = rec[JOB_QUEUE] or DEFAULT_QUEUE
+          park = unserved_park(queue, task)
+          redis.call('SADD', unserved_key(), queue .. '\t' .. task)
+        elseif lim then
+          local key = rec[JOB_LIMIT_KEY]
+          if lim.kc > 0 and key and slot_count(key_slot(task, key)) >= lim.kc then
+            park = key_park(task, key)
+          elseif lim.c > 0 and slot_count(task_slot(task)) >= lim.c then
+            park = task_park(task)
+          end
+        end
+      end
+      if not rec then
+        redis.call('ZREM', due_set, id)
+        redis.call('HDEL', K_PENDING, id)
+        dead_letter(id, blob, nil, why, now, cap)
+        record_result(id, nil, 'failed', '', why, now, keep_ms)
+        jobs[#jobs + 1] = {id, '', why}
+      elseif running[j] then
+        -- The previous run of this id is still going: start after it, and
+        -- make sure finishing that run releases this job.
+        local previous = decode(running[j])
+        if previous then mark_replacement_waits(id, previous) end
+        rec[JOB_BLOCKED_RUN_AT] = rec[JOB_BLOCKED_RUN_AT] or run_at
+        redis.call('HSET', K_PENDING, id, encode(rec))
+        redis.call('ZADD', due_set, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
+      elseif rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now then
+        -- It waited for a run of this id that ended without releasing it (a
+        -- record without JOB_REPLACEMENT_WAITS, written by an older
+        -- version): it is due at its own time, never earlier.
+        local own = rec[JOB_BLOCKED_RUN_AT]
+        rec[JOB_BLOCKED_RUN_AT] = false
+        redis.call('HSET', K_PENDING, id, encode(rec))
+        redis.call('ZADD', due_set, own, id)
+      elseif park then
+        -- Its slots are taken (or no worker here runs its task): it waits,
+        -- using no attempt, until a slot frees (or a worker serves it).
+        park_job(id, rec, due_set, run_at, park)
+      else
+        if lim then
+          local key = rec[JOB_LIMIT_KEY]
+          if lim.c > 0 or (lim.kc > 0 and key) then
+            take_slot(task_slot(task))
+            rec[JOB_SLOTS] = 1
+            if lim.kc > 0 and key then
+              take_slot(key_slot(task, key))
+              rec[JOB_SLOTS] = 2
+            end
+          end
+        end
+        rec[JOB_ATTEMPTS] = rec[JOB_ATTEMPTS] + 1
+        rec[JOB_RUN_AT] = run_at
+        rec[JOB_STARTED_MS] = now
+        rec[JOB_WORKER] = worker
+        rec[JOB_CANCEL_REQUESTED] = false
+        rec[JOB_BLOCKED_RUN_AT] = false
+        claimed[#claimed + 1] = id
+        active_args[#active_args + 1] = id
+        active_args[#active_args + 1] = encode(rec)
+        lease_args[#lease_args + 1] = lease_until
+        lease_args[#lease_args + 1] = id
+        jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
+          rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
+        emit_job('started', id, rec, now, run_at)
+      end
+    end
+  end
+  if #claimed > 0 then
+    call_many('ZREM', due_set, claimed)
+    call_many('HDEL', K_PENDING, claimed)
+    call_many('HSET', K_ACTIVE, active_args)
+    call_many('ZADD', K_LEASES, lease_args)
+    claimed_all[#claimed_all + 1] = table.concat(claimed, '\0')
+  end
+end
 if replay then
   -- This claim already ran: return the jobs it took that are still ours.
   local ids = replay
@@ -63,84 +219,52 @@ if replay then
     end
   end
 elseif max_jobs > 0 then
-  local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now_text, 'WITHSCORES', 'LIMIT', '0', ARGV[2])
-  if #due > 0 then
-    -- One read of each hash for the whole batch, one write of each for the jobs
-    -- claimed (the ids are distinct, so batching changes no outcome).
-    local ids = {}
-    for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
-    local blobs = call_many('HMGET', K_PENDING, ids)
-    local running = call_many('HMGET', K_ACTIVE, ids)
-    local claimed, active_args, lease_args = {}, {}, {}
-    for j, id in ipairs(ids) do
-      local run_at, blob = tonumber(due[2 * j]), blobs[j]
-      if not blob then
-        redis.call('ZREM', K_DUE, id)
-        local reason = 'the job record is missing (index entry without a job)'
-        dead_letter(id, nil, nil, reason, now, cap)
-        jobs[#jobs + 1] = {id, '', reason}
-      else
-        local rec, why = decode(blob)
-        if not rec then
-          redis.call('ZREM', K_DUE, id)
-          redis.call('HDEL', K_PENDING, id)
-          dead_letter(id, blob, nil, why, now, cap)
-          record_result(id, nil, 'failed', '', why, now, keep_ms)
-          jobs[#jobs + 1] = {id, '', why}
-        elseif running[j] then
-          -- The previous run of this id is still going: start after it, and
-          -- make sure finishing that run releases this job.
-          local previous = decode(running[j])
-          if previous then mark_replacement_waits(id, previous) end
-          rec[JOB_BLOCKED_RUN_AT] = rec[JOB_BLOCKED_RUN_AT] or run_at
-          redis.call('HSET', K_PENDING, id, encode(rec))
-          redis.call('ZADD', K_DUE, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
-        elseif rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now then
-          -- It waited for a run of this id that ended without releasing it (a
-          -- record without JOB_REPLACEMENT_WAITS, written by an older
-          -- version): it is due at its own time, never earlier.
-          local own = rec[JOB_BLOCKED_RUN_AT]
-          rec[JOB_BLOCKED_RUN_AT] = false
-          redis.call('HSET', K_PENDING, id, encode(rec))
-          redis.call('ZADD', K_DUE, own, id)
-        else
-          rec[JOB_ATTEMPTS] = rec[JOB_ATTEMPTS] + 1
-          rec[JOB_RUN_AT] = run_at
-          rec[JOB_STARTED_MS] = now
-          rec[JOB_WORKER] = worker
-          rec[JOB_CANCEL_REQUESTED] = false
-          rec[JOB_BLOCKED_RUN_AT] = false
-          claimed[#claimed + 1] = id
-          active_args[#active_args + 1] = id
-          active_args[#active_args + 1] = encode(rec)
-          lease_args[#lease_args + 1] = lease_until
-          lease_args[#lease_args + 1] = id
-          jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
-            rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
-          emit_job('started', id, rec, now, run_at)
-        end
+  -- Jobs of a task no running worker served, parked by another worker's
+  -- claim: back to their due sets when this worker serves the task.
+  if serves_all == false then
+    for _, member in ipairs(redis.call('SMEMBERS', unserved_key())) do
+      local queue, task = string.match(member, '^([^\t]*)\t(.*)$')
+      if queue and served_queues[queue] and served_tasks[task] then
+        unpark(unserved_park(queue, task), 10000)
+        redis.call('SREM', unserved_key(), member)
       end
     end
-    if #claimed > 0 then
-      call_many('ZREM', K_DUE, claimed)
-      call_many('HDEL', K_PENDING, claimed)
-      call_many('HSET', K_ACTIVE, active_args)
-      call_many('ZADD', K_LEASES, lease_args)
-      -- Nonces and job ids never contain control characters: NUL separates them.
-      redis.call('HSET', K_CLAIM_LOG, worker, nonce .. '\0' .. table.concat(claimed, '\0'))
-      redis.call('ZADD', K_CLAIM_EXP, lease_until, worker)
-    end
+  end
+  for _, due_set in ipairs(due_keys) do
+    if #jobs >= max_jobs then break end
+    claim_from(due_set, max_jobs - #jobs)
   end
 end
 
+-- A task whose slots are free while jobs wait in its park (their turn was
+-- handed to a job that then waited for its key, or was taken by a job that
+-- came due meanwhile): as many as there are free slots go back to due.
+for task, lim in pairs(limits) do
+  if lim.c > 0 then
+    local free = lim.c - slot_count(task_slot(task))
+    if free > 0 and unpark(task_park(task), free) then unparked = true end
+  end
+end
+if unparked then redis.call('PUBLISH', wake_channel, now_text) end
+if #claimed_all > 0 then
+  -- Nonces and job ids never contain control characters: NUL separates them.
+  redis.call('HSET', K_CLAIM_LOG, worker, nonce .. '\0' .. table.concat(claimed_all, '\0'))
+  redis.call('ZADD', K_CLAIM_EXP, lease_until, worker)
+end
+
 local next_wake = -1
-local head = redis.call('ZRANGE', K_DUE, '0', '0', 'WITHSCORES')
-if head[2] ~= nil then next_wake = tonumber(head[2]) end
+for _, due_set in ipairs(due_keys) do
+  local head = redis.call('ZRANGE', due_set, '0', '0', 'WITHSCORES')
+  if head[2] ~= nil then
+    local t = tonumber(head[2])
+    if next_wake < 0 or t < next_wake then next_wake = t end
+  end
+end
 local lease_head = redis.call('ZRANGE', K_LEASES, '0', '0', 'WITHSCORES')
 if lease_head[2] ~= nil then
   local l = tonumber(lease_head[2])
   if next_wake < 0 or l < next_wake then next_wake = l end
 end
 -- More expired outcomes than one sweep takes: come back at once.
-if swept == SWEEP then next_wake = now end
+if swept == SWEEP or unparked then next_wake = now end
 return {now, next_wake, jobs, sub_ms_us}

@@ -40,6 +40,15 @@ local JOB_REPLACEMENT_WAITS = 14
 local JOB_PROGRESS = 15
 -- The W3C traceparent of the span that enqueued the job (ops/trace.rs).
 local JOB_TRACE = 16
+-- Routing and limits (absent: queue 'default', priority 0, no key).
+local JOB_QUEUE = 17
+local JOB_PRIORITY = 18
+local JOB_LIMIT_KEY = 19         -- the key of a per-key concurrency limit
+-- A pending job that waits for a concurrency slot or a worker: the name of the
+-- park (a ZSET, see park keys below) that holds it instead of its due set.
+local JOB_PARKED = 20
+-- A running job that holds concurrency slots: 1 its task's, 2 also its key's.
+local JOB_SLOTS = 21
 -- An outcome record, in `results` (written by result_blob below).
 local OUTCOME_GENERATION = 1
 local OUTCOME_STATE = 2          -- 'completed' | 'failed' | 'cancelled'
@@ -64,6 +73,9 @@ local DEAD_REASON = 4
 local DEAD_FAILED_MS = 5
 local DEAD_PAYLOAD = 6           -- the job's payload, or the unreadable record itself
 local DEAD_MAX_ATTEMPTS = 7
+local DEAD_QUEUE = 8             -- the job's routing, so that a requeue keeps it ('' or absent: default)
+local DEAD_PRIORITY = 9
+local DEAD_LIMIT_KEY = 10
 
 -- Bound to the call's KEYS by bind() before each script body runs (by the EVAL
 -- form and by each function of the library form; see scripts.rs).
@@ -118,9 +130,14 @@ local FIELDS = {
   [JOB_REPLACEMENT_WAITS] = {name = 'replacement waits', type = 'number'},
   [JOB_PROGRESS] = {name = 'progress', type = 'string'},
   [JOB_TRACE] = {name = 'trace', type = 'string'},
+  [JOB_QUEUE] = {name = 'queue', type = 'string'},
+  [JOB_PRIORITY] = {name = 'priority', type = 'number'},
+  [JOB_LIMIT_KEY] = {name = 'limit key', type = 'string'},
+  [JOB_PARKED] = {name = 'parked', type = 'string'},
+  [JOB_SLOTS] = {name = 'slots', type = 'number'},
 }
 -- The last required field, and the last field.
-local LAST_REQUIRED_FIELD, LAST_FIELD = JOB_NONCE, JOB_TRACE
+local LAST_REQUIRED_FIELD, LAST_FIELD = JOB_NONCE, JOB_SLOTS
 
 -- Whether every field has its type: the usual case, unrolled (decode runs
 -- for every job a claim, completion or renewal touches; absent optional
@@ -150,6 +167,17 @@ local function well_typed(rec)
   if v and type(v) ~= 'string' then return false end
   v = rec[JOB_TRACE]
   if v and type(v) ~= 'string' then return false end
+  if #rec <= JOB_TRACE then return true end
+  v = rec[JOB_QUEUE]
+  if v and type(v) ~= 'string' then return false end
+  v = rec[JOB_PRIORITY]
+  if v and type(v) ~= 'number' then return false end
+  v = rec[JOB_LIMIT_KEY]
+  if v and type(v) ~= 'string' then return false end
+  v = rec[JOB_PARKED]
+  if v and type(v) ~= 'string' then return false end
+  v = rec[JOB_SLOTS]
+  if v and type(v) ~= 'number' then return false end
   return true
 end
 
@@ -347,6 +375,10 @@ end
 local function dead_letter(id, raw, rec, reason, now, cap)
   local entry = {rec and rec[JOB_TASK] or '', rec and rec[JOB_GENERATION] or 0, rec and rec[JOB_ATTEMPTS] or 0, reason,
     now, rec and rec[JOB_PAYLOAD] or raw or '', rec and rec[JOB_MAX_ATTEMPTS] or 0}
+  if rec and (rec[JOB_QUEUE] or rec[JOB_PRIORITY] or rec[JOB_LIMIT_KEY]) then
+    entry[DEAD_QUEUE], entry[DEAD_PRIORITY], entry[DEAD_LIMIT_KEY] = opt(rec[JOB_QUEUE]), rec[JOB_PRIORITY] or 0,
+      opt(rec[JOB_LIMIT_KEY])
+  end
   emit_job('dead_lettered', id, rec, now, nil, reason)
   redis.call('HSET', K_DEAD, id, cmsgpack.pack(entry))
   redis.call('ZADD', K_DEAD_ORDER, now, id)
@@ -357,6 +389,179 @@ local function dead_letter(id, raw, rec, reason, now, cap)
       redis.call('HDEL', K_DEAD, oldest[i])
     end
   end
+end
+
+-- Queues and priorities. A pending job's run time is in the due set of its
+-- queue and priority: `due` itself for queue 'default' at priority 0 (the
+-- usual case, and the only set before queues existed), else
+-- `due:<priority>:<queue>`. `queues` (HASH queue -> its priorities, highest
+-- first, comma-separated) names every other set, so that a worker finds the
+-- sets of the queues it serves and listings find them all.
+local DEFAULT_QUEUE = 'default'
+
+local function due_key(queue, priority)
+  if not queue or queue == '' then queue = DEFAULT_QUEUE end
+  if queue == DEFAULT_QUEUE and (not priority or priority == 0) then return K_DUE end
+  return key_prefix(K_DUE) .. 'due:' .. string.format('%d', priority or 0) .. ':' .. queue
+end
+
+-- The set that holds a pending job's entry: its park while it waits for a
+-- slot or a worker, else its due set.
+local function index_key(rec)
+  if rec[JOB_PARKED] then return rec[JOB_PARKED] end
+  return due_key(rec[JOB_QUEUE], rec[JOB_PRIORITY])
+end
+
+local function queues_key() return key_prefix(K_DUE) .. 'queues' end
+
+-- The priorities of every queue but the implicit ('default', 0): queue -> list,
+-- highest first (one HGETALL).
+local function queue_levels()
+  local levels = {}
+  local flat = redis.call('HGETALL', queues_key())
+  for i = 1, #flat, 2 do
+    local list = {}
+    for p in string.gmatch(flat[i + 1], '[^,]+') do list[#list + 1] = tonumber(p) end
+    levels[flat[i]] = list
+  end
+  return levels
+end
+
+-- The due sets of a queue, highest priority first.
+local function queue_due_keys(queue, levels, out)
+  local list = levels[queue] or {}
+  local zero_seen = queue ~= DEFAULT_QUEUE
+  for _, p in ipairs(list) do
+    if not zero_seen and p < 0 then
+      out[#out + 1] = K_DUE
+      zero_seen = true
+    end
+    if not (queue == DEFAULT_QUEUE and p == 0) then out[#out + 1] = due_key(queue, p) end
+    if p == 0 then zero_seen = true end
+  end
+  if not zero_seen then out[#out + 1] = K_DUE end
+  return out
+end
+
+-- Every due set of the namespace.
+local function all_due_keys()
+  local levels = queue_levels()
+  local out = {K_DUE}
+  for queue, list in pairs(levels) do
+    for _, p in ipairs(list) do
+      if not (queue == DEFAULT_QUEUE and p == 0) then out[#out + 1] = due_key(queue, p) end
+    end
+  end
+  return out
+end
+
+-- Records that queue has jobs at priority (a no-op for the implicit set).
+local function register_level(queue, priority)
+  if due_key(queue, priority) == K_DUE then return end
+  if not queue or queue == '' then queue = DEFAULT_QUEUE end
+  local text = redis.call('HGET', queues_key(), queue)
+  local list = {}
+  if text then
+    for p in string.gmatch(text, '[^,]+') do
+      if tonumber(p) == priority then return end
+      list[#list + 1] = tonumber(p)
+    end
+  end
+  list[#list + 1] = priority
+  table.sort(list, function(a, b) return a > b end)
+  local parts = {}
+  for i, p in ipairs(list) do parts[i] = string.format('%d', p) end
+  redis.call('HSET', queues_key(), queue, table.concat(parts, ','))
+end
+
+-- Concurrency limits. `slots` (HASH) counts the running jobs that hold a slot:
+-- 't:<task>' per task, 'k:<task length>:<task>:<key>' per key. A job that
+-- finds its slots taken waits in a park (ZSET id -> its run time, so that
+-- its lateness shows once it starts): `park:t:<task>` or
+-- `park:k:<task length>:<task>:<key>`; `parks` (SET) names the parks for
+-- listings. A job of a task no worker of its queue can run waits in
+-- `park:u:<queue length>:<queue>:<task>` (`unserved`, SET, names those as
+-- '<queue>\t<task>') until a worker that serves both claims. Releasing a slot moves the longest
+-- waiting job of the park back to its due set; a claim then checks it again.
+local function slots_key() return key_prefix(K_DUE) .. 'slots' end
+local function parks_key() return key_prefix(K_DUE) .. 'parks' end
+local function unserved_key() return key_prefix(K_DUE) .. 'unserved' end
+local function task_slot(task) return 't:' .. task end
+local function key_slot(task, key) return 'k:' .. #task .. ':' .. task .. ':' .. key end
+local function task_park(task) return key_prefix(K_DUE) .. 'park:t:' .. task end
+local function key_park(task, key) return key_prefix(K_DUE) .. 'park:k:' .. #task .. ':' .. task .. ':' .. key end
+local function unserved_park(queue, task)
+  return key_prefix(K_DUE) .. 'park:u:' .. #queue .. ':' .. queue .. ':' .. task
+end
+
+-- Moves a pending job from its due set to a park (its run time kept as the score).
+local function park_job(id, rec, from, run_at, park)
+  redis.call('ZREM', from, id)
+  redis.call('ZADD', park, run_at, id)
+  redis.call('SADD', parks_key(), park)
+  rec[JOB_PARKED] = park
+  redis.call('HSET', K_PENDING, id, encode(rec))
+end
+
+-- Moves up to n of a park's jobs (longest waiting first) back to their due
+-- sets: the earliest run time moved, or nil.
+local function unpark(park, n)
+  local head = redis.call('ZRANGE', park, '0', string.format('%d', n - 1), 'WITHSCORES')
+  local earliest = nil
+  for i = 1, #head, 2 do
+    local id, score = head[i], tonumber(head[i + 1])
+    redis.call('ZREM', park, id)
+    local blob = redis.call('HGET', K_PENDING, id)
+    local rec = blob and decode(blob)
+    if rec then
+      rec[JOB_PARKED] = false
+      redis.call('HSET', K_PENDING, id, encode(rec))
+      redis.call('ZADD', due_key(rec[JOB_QUEUE], rec[JOB_PRIORITY]), score, id)
+    elseif blob then
+      -- Unreadable: due, so that the next claim dead-letters it with the reason.
+      redis.call('ZADD', K_DUE, score, id)
+    end
+    if blob and (earliest == nil or score < earliest) then earliest = score end
+  end
+  return earliest
+end
+
+local function earlier(a, b)
+  if a == nil or (b ~= nil and b < a) then return b end
+  return a
+end
+
+-- Gives back the slots a running job holds (at its end, or at once when it
+-- is cancelled or aborted) and moves a waiting job of each back to its due
+-- set: the earliest run time moved, or nil.
+local function release_slots(rec)
+  local held = rec[JOB_SLOTS]
+  if held ~= 1 and held ~= 2 then return nil end
+  rec[JOB_SLOTS] = false
+  local task = rec[JOB_TASK]
+  if redis.call('HINCRBY', slots_key(), task_slot(task), -1) <= 0 then
+    redis.call('HDEL', slots_key(), task_slot(task))
+  end
+  local moved = unpark(task_park(task), 1)
+  local key = rec[JOB_LIMIT_KEY]
+  if held == 2 and key then
+    if redis.call('HINCRBY', slots_key(), key_slot(task, key), -1) <= 0 then
+      redis.call('HDEL', slots_key(), key_slot(task, key))
+    end
+    moved = earlier(moved, unpark(key_park(task, key), 1))
+  end
+  return moved
+end
+
+-- Takes a pending job's entry out of its index (cancelled, replaced,
+-- removed): a job that may have been moved out of a key's park for a slot
+-- hands that turn to the next one there.
+local function drop_pending_entry(id, rec)
+  redis.call('ZREM', index_key(rec), id)
+  if not rec[JOB_PARKED] and rec[JOB_LIMIT_KEY] then
+    return unpark(key_park(rec[JOB_TASK], rec[JOB_LIMIT_KEY]), 1)
+  end
+  return nil
 end
 
 -- A pending job that waited for the running one with the same id may start now.
@@ -375,7 +580,7 @@ local function unblock_pending(id, now)
     if run_at < now then run_at = now end
     rec[JOB_BLOCKED_RUN_AT] = false
     redis.call('HSET', K_PENDING, id, encode(rec))
-    redis.call('ZADD', K_DUE, run_at, id)
+    redis.call('ZADD', index_key(rec), run_at, id)
     return run_at
   end
   return nil
@@ -393,8 +598,9 @@ local function finish_active(id, rec, state, result, err, now, keep_ms)
   redis.call('HDEL', K_ACTIVE, id)
   redis.call('ZREM', K_LEASES, id)
   record_result(id, rec, state, result, err, now, keep_ms)
-  if rec[JOB_REPLACEMENT_WAITS] ~= 1 then return nil end
-  return unblock_pending(id, now)
+  local moved = release_slots(rec)
+  if rec[JOB_REPLACEMENT_WAITS] ~= 1 then return moved end
+  return earlier(moved, unblock_pending(id, now))
 end
 
 -- Marks a running job as having a replacement that waits for it.
@@ -406,16 +612,19 @@ local function mark_replacement_waits(id, rec)
 end
 
 -- Puts a running job back in the queue: a retry or an expired lease (with
--- the error), or a release (err nil).
+-- the error), or a release (err nil). Returns the earliest run time of the
+-- jobs its slots let out of a park, or nil.
 local function requeue_active(id, rec, run_at, err, now)
   redis.call('HDEL', K_ACTIVE, id)
   redis.call('ZREM', K_LEASES, id)
+  local moved = release_slots(rec)
   rec[JOB_LAST_ERROR] = err or rec[JOB_LAST_ERROR]
   rec[JOB_RUN_AT], rec[JOB_STARTED_MS], rec[JOB_WORKER] = false, false, false
   rec[JOB_CANCEL_REQUESTED], rec[JOB_BLOCKED_RUN_AT], rec[JOB_REPLACEMENT_WAITS] = false, false, false
   redis.call('HSET', K_PENDING, id, encode(rec))
-  redis.call('ZADD', K_DUE, run_at, id)
+  redis.call('ZADD', index_key(rec), run_at, id)
   if err then emit_job('retried', id, rec, now, run_at, err) else emit_job('released', id, rec, now, run_at) end
+  return moved
 end
 
 -- Whether no job in `due` is due before run_at (ms, as text), and
@@ -435,8 +644,8 @@ end
 -- needs a wake. That holds while every path that adds to `due` calls this:
 -- an entry added silently (a retry, before issue 14) stays overdue and holds
 -- back the wake of every job added behind it, up to max_idle.
-local function wake_if_earliest(run_at, channel)
-  if is_earliest(K_DUE, string.format('%d', run_at)) then
+local function wake_if_earliest(run_at, channel, due)
+  if is_earliest(due or K_DUE, string.format('%d', run_at)) then
     redis.call('PUBLISH', channel, run_at)
   end
 end
@@ -447,10 +656,18 @@ end
 -- in `pending`, the run time (ms, as text) in `due`. The caller has checked
 -- that the id is free and wakes the workers (wake_if_earliest). Returns the
 -- generation.
-local function new_job(id, task, payload, max_attempts, run_at_text, nonce, now)
+-- route: nil, or {queue, priority, limit key} ('' and 0 for none).
+local function new_job(id, task, payload, max_attempts, run_at_text, nonce, now, route)
   local generation = redis.call('INCR', K_SEQ)
-  redis.call('HSET', K_PENDING, id, encode({task, payload, generation, 0, max_attempts, now, nonce}))
-  redis.call('ZADD', K_DUE, run_at_text, id)
+  local rec = {task, payload, generation, 0, max_attempts, now, nonce}
+  if route then
+    if route[1] ~= '' and route[1] ~= DEFAULT_QUEUE then rec[JOB_QUEUE] = route[1] end
+    if route[2] ~= 0 then rec[JOB_PRIORITY] = route[2] end
+    if route[3] ~= '' then rec[JOB_LIMIT_KEY] = route[3] end
+    register_level(rec[JOB_QUEUE], rec[JOB_PRIORITY] or 0)
+  end
+  redis.call('HSET', K_PENDING, id, encode(rec))
+  redis.call('ZADD', index_key(rec), run_at_text, id)
   emit('enqueued', id, task, generation, 0, now, tonumber(run_at_text))
   return generation
 end

@@ -72,13 +72,13 @@ for i = 4, #ARGV, 6 do
       -- twice: a release delivered again is stale); the allowance grows
       -- instead, so that a release uses up no attempt.
       rec[JOB_MAX_ATTEMPTS] = rec[JOB_MAX_ATTEMPTS] + 1
-      requeue_active(id, rec, now, nil, now)
+      due_at(requeue_active(id, rec, now, nil, now))
       due_at(now)
       out[#out + 1] = 'released'
     end
   elseif outcome == 'retry' and rec[JOB_ATTEMPTS] < rec[JOB_MAX_ATTEMPTS]
     and redis.call('HEXISTS', K_PENDING, id) == 0 then
-    requeue_active(id, rec, now + delay, text, now)
+    due_at(requeue_active(id, rec, now + delay, text, now))
     due_at(now + delay)
     out[#out + 1] = 'retrying'
   elseif outcome == 'retry' and rec[JOB_ATTEMPTS] < rec[JOB_MAX_ATTEMPTS] then
@@ -109,7 +109,11 @@ if #ok_ids > 0 then
   end
   -- As much sweeping as one record_result per job would do.
   sweep_results(now, 20 * #ok_ids)
-  -- unblock_pending for each whose replacement waits (as finish_active does).
+  -- The slots they held, and unblock_pending for each whose replacement
+  -- waits (as finish_active does).
+  for _, rec in ipairs(ok_recs) do
+    if rec[JOB_SLOTS] then due_at(release_slots(rec)) end
+  end
   for _, id in ipairs(ok_waited) do due_at(unblock_pending(id, now)) end
   -- announce_finished and emit for each, as record_result does.
   for j, id in ipairs(ok_ids) do
@@ -117,5 +121,6 @@ if #ok_ids > 0 then
     emit_job('completed', id, ok_recs[j], now)
   end
 end
-if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
+-- (The job may be in any due set: when in doubt, wake.)
+if earliest ~= nil then redis.call('PUBLISH', wake_channel, string.format('%d', earliest)) end
 return out

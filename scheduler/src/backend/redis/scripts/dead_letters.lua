@@ -39,10 +39,15 @@ elseif op == 'requeue' then
   end
   local max_attempts = tonumber(e[DEAD_MAX_ATTEMPTS]) or 5
   if max_attempts < 1 then max_attempts = 5 end
-  local gen = new_job(id, e[DEAD_TASK], e[DEAD_PAYLOAD], max_attempts, now, nonce, now)
+  local route = nil
+  if type(e[DEAD_QUEUE]) == 'string' then
+    route = {e[DEAD_QUEUE], tonumber(e[DEAD_PRIORITY]) or 0, tostring(e[DEAD_LIMIT_KEY] or '')}
+  end
+  local gen = new_job(id, e[DEAD_TASK], e[DEAD_PAYLOAD], max_attempts, now, nonce, now, route)
   redis.call('HDEL', K_DEAD, id)
   redis.call('ZREM', K_DEAD_ORDER, id)
-  wake_if_earliest(now, wake_channel)
+  local rec = decode(redis.call('HGET', K_PENDING, id))
+  wake_if_earliest(now, wake_channel, rec and index_key(rec))
   return {'requeued', gen}
 elseif op == 'delete' then
   local id = ARGV[2]

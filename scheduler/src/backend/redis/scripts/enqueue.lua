@@ -5,6 +5,8 @@
 --       unique until the result expires ('1' | '0')
 --   layout 'traced': the same and a ninth, the W3C traceparent of the span
 --       that enqueued the job ('' for none; stored as JOB_TRACE)
+--   layout 'routed': the same as 'traced' and three more: queue ('' for
+--       'default'), priority (an integer, 0 the default), limit key ('' for none)
 --   layout 'uniform' (a batch whose jobs share everything but id, payload and
 --   nonce, as a bulk enqueue usually does): task, max_attempts, when kind, when ms,
 --   unique once, then 3 values per job: id, payload, nonce. (Each argument costs
@@ -33,8 +35,10 @@ local cap = tonumber(ARGV[5])
 local uniform = ARGV[6] == 'uniform'
 -- Where the jobs start in ARGV, and how many values each takes.
 local FIRST, STRIDE = 7, 8
-local traced = ARGV[6] == 'traced'
+local routed = ARGV[6] == 'routed'
+local traced = ARGV[6] == 'traced' or routed
 if traced then STRIDE = 9 end
+if routed then STRIDE = 12 end
 -- The shared values of a uniform batch (its run time is worked out once, at the first job).
 local u_task, u_max_attempts, u_kind, u_when, u_unique, u_run_at, u_run_at_text
 if uniform then
@@ -100,6 +104,12 @@ local run_at_text
 local replaced_now
 -- The current job's trace context, or nil (set by the loop below, read by create).
 local trace_now
+-- The current job's queue, priority and limit key, or nil (layout 'routed').
+local route_now
+-- The set of the earliest job created (to wake the workers for it).
+local earliest_key = K_DUE
+-- Whether jobs left a park (slots freed): the workers are woken for them.
+local moved_out = false
 
 -- Creates a job and appends its reply (code, generation, run_at, extra).
 local function create(id, task, payload, max_attempts, run_at, nonce, blocked, code, extra)
@@ -107,12 +117,21 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
   -- started, max attempts, enqueued_ms, nonce.
   local rec = {task, payload, 0, 0, max_attempts, now, nonce}
   if trace_now then rec[JOB_TRACE] = trace_now end
+  if route_now then
+    if route_now[1] ~= '' and route_now[1] ~= DEFAULT_QUEUE then rec[JOB_QUEUE] = route_now[1] end
+    if route_now[2] ~= 0 then rec[JOB_PRIORITY] = route_now[2] end
+    if route_now[3] ~= '' then rec[JOB_LIMIT_KEY] = route_now[3] end
+    register_level(rec[JOB_QUEUE], rec[JOB_PRIORITY] or 0)
+  end
+  local due = index_key(rec)
   local score = run_at_text or run_at
   if blocked then
     rec[JOB_BLOCKED_RUN_AT] = run_at
     score = blocked
   end
-  if not blocked and (earliest == nil or run_at < earliest) then earliest = run_at end
+  if not blocked and (earliest == nil or run_at < earliest) then
+    earliest, earliest_key = run_at, due
+  end
   -- holder[at] is the generation in the reply, filled in once it is known.
   local holder, at = out, #out + 2
   if uniform and not blocked and code == 'enqueued' then
@@ -123,14 +142,14 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
     if uniform then holder, at = out[#out], 2 end
   end
   if batched then
-    created[#created + 1] = {holder, at, id, rec, score}
+    created[#created + 1] = {holder, at, id, rec, score, due}
     return
   end
   local gen = redis.call('INCR', K_SEQ)
   rec[JOB_GENERATION] = gen
   holder[at] = gen
   redis.call('HSET', K_PENDING, id, encode(rec))
-  redis.call('ZADD', K_DUE, score, id)
+  redis.call('ZADD', due, score, id)
   emit('enqueued', id, task, gen, 0, now, run_at, replaced_now)
   replaced_now = nil
 end
@@ -140,20 +159,27 @@ local function write_created()
   local n = #created
   if n == 0 then return end
   local first = redis.call('INCRBY', K_SEQ, n) - n
-  local fields, scores = {}, {}
+  -- scores per due set (one set, `due`, unless the jobs are routed)
+  local fields, by_key, order = {}, {}, {}
   for k = 1, n do
     local entry = created[k]
-    local holder, at, id, rec, score = entry[1], entry[2], entry[3], entry[4], entry[5]
+    local holder, at, id, rec, score, due = entry[1], entry[2], entry[3], entry[4], entry[5], entry[6]
     rec[JOB_GENERATION] = first + k
     holder[at] = first + k
     fields[2 * k - 1] = id
     fields[2 * k] = encode(rec)
     emit('enqueued', id, rec[JOB_TASK], first + k, 0, now, rec[JOB_BLOCKED_RUN_AT] or tonumber(score))
-    scores[2 * k - 1] = score
-    scores[2 * k] = id
+    local scores = by_key[due]
+    if not scores then
+      scores = {}
+      by_key[due] = scores
+      order[#order + 1] = due
+    end
+    scores[#scores + 1] = score
+    scores[#scores + 1] = id
   end
   call_many('HSET', K_PENDING, fields)
-  call_many('ZADD', K_DUE, scores)
+  for _, due in ipairs(order) do call_many('ZADD', due, by_key[due]) end
 end
 
 local function running_lease(id)
@@ -179,6 +205,7 @@ for j = 1, #ids do
     unique = ARGV[i + 7] == '1'
     trace_now = nil
     if traced and ARGV[i + 8] ~= '' then trace_now = ARGV[i + 8] end
+    if routed then route_now = {ARGV[i + 9], tonumber(ARGV[i + 10]) or 0, ARGV[i + 11]} end
   end
   local pending_blob, active_blob
   if batched then
@@ -221,7 +248,7 @@ for j = 1, #ids do
 
   if pending and pending[JOB_NONCE] == nonce then
     -- The same request, re-sent after a reconnect: report what it did the first time.
-    reply('enqueued', pending[JOB_GENERATION], tonumber(redis.call('ZSCORE', K_DUE, id) or now), 0)
+    reply('enqueued', pending[JOB_GENERATION], tonumber(redis.call('ZSCORE', index_key(pending), id) or now), 0)
   elseif active and active[JOB_NONCE] == nonce then
     reply('enqueued', active[JOB_GENERATION], active[JOB_RUN_AT] or now, 0)
   elseif done and done[OUTCOME_NONCE] == nonce and type(done[OUTCOME_GENERATION]) == 'number' then
@@ -230,7 +257,7 @@ for j = 1, #ids do
       or now, 0)
   elseif mode == 'enqueue' then
     if pending then
-      local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
+      local score = tonumber(redis.call('ZSCORE', index_key(pending), id) or now)
       local planned = pending[JOB_BLOCKED_RUN_AT] or score
       local state = 'deferred'
       if pending[JOB_BLOCKED_RUN_AT] or score <= now then state = 'queued' end
@@ -271,9 +298,14 @@ for j = 1, #ids do
         -- The running job learns that a replacement waits and, with
         -- 'abort', that it is asked to stop: one write.
         local abort = if_running == 'abort'
-        if active[JOB_REPLACEMENT_WAITS] ~= 1 or (abort and active[JOB_CANCEL_REQUESTED] ~= 1) then
+        if active[JOB_REPLACEMENT_WAITS] ~= 1 or (abort and (active[JOB_CANCEL_REQUESTED] ~= 1 or active[JOB_SLOTS])) then
           active[JOB_REPLACEMENT_WAITS] = 1
-          if abort then active[JOB_CANCEL_REQUESTED] = 1 end
+          if abort then
+            active[JOB_CANCEL_REQUESTED] = 1
+            -- An aborted job's concurrency slots are free at once.
+            local moved = release_slots(active)
+            if moved then moved_out = true end
+          end
           redis.call('HSET', K_ACTIVE, id, encode(active))
         end
         if abort then
@@ -283,11 +315,13 @@ for j = 1, #ids do
         if pending then
           replaced = pending[JOB_GENERATION]
           replaced_now = string.format('%d', replaced)
+          drop_pending_entry(id, pending)
         end
         create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[JOB_GENERATION])
       end
     elseif pending then
-      local score = tonumber(redis.call('ZSCORE', K_DUE, id) or now)
+      local score = tonumber(redis.call('ZSCORE', index_key(pending), id) or now)
+      if drop_pending_entry(id, pending) then moved_out = true end
       replaced = pending[JOB_GENERATION]
       replaced_now = string.format('%d', replaced)
       create(id, task, payload, max_attempts, run_at, nonce, nil, 'replaced', pending[JOB_BLOCKED_RUN_AT] or score)
@@ -300,5 +334,9 @@ end
 
 write_created()
 if uniform then out[1] = u_run_at or now end
-if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
+if moved_out then
+  redis.call('PUBLISH', wake_channel, now_text)
+elseif earliest ~= nil then
+  wake_if_earliest(earliest, wake_channel, earliest_key)
+end
 return out

@@ -2,7 +2,7 @@
 -- Returns the records stored for the id:
 --   {'active', lease, fields...} then/or {'pending', score, fields...}, then {'result', '', fields...}
 -- as a flat list of sections; fields are the msgpack records' entries as strings:
--- a job record's up to JOB_PROGRESS, an outcome record's up to
+-- a job record's up to JOB_SLOTS, an outcome record's up to
 -- OUTCOME_PROGRESS (record.rs reads them).
 local id = ARGV[1]
 local now = now_ms()
@@ -11,9 +11,12 @@ local function section(kind, score, blob, n)
   out[#out + 1] = record_section(kind, score, blob, n)
 end
 local active = redis.call('HGET', K_ACTIVE, id)
-if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, JOB_PROGRESS) end
+if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, JOB_SLOTS) end
 local pending = redis.call('HGET', K_PENDING, id)
-if pending then section('pending', redis.call('ZSCORE', K_DUE, id) or '', pending, JOB_PROGRESS) end
+if pending then
+  local rec = decode(pending)
+  section('pending', redis.call('ZSCORE', rec and index_key(rec) or K_DUE, id) or '', pending, JOB_SLOTS)
+end
 local result = live_result(id, now)
 if result then section('result', '', result, OUTCOME_PROGRESS) end
 return out

@@ -29,8 +29,16 @@ if rec[JOB_BLOCKED_RUN_AT] then
   rec[JOB_BLOCKED_RUN_AT] = run_at
   redis.call('HSET', K_PENDING, id, encode(rec))
 else
-  redis.call('ZADD', K_DUE, string.format('%d', run_at), id)
-  wake_if_earliest(run_at, wake_channel)
+  -- A job waiting in a park for a slot goes back to its due set at the new
+  -- time (the claim that takes it checks its slots again).
+  if rec[JOB_PARKED] then
+    redis.call('ZREM', rec[JOB_PARKED], id)
+    rec[JOB_PARKED] = false
+    redis.call('HSET', K_PENDING, id, encode(rec))
+  end
+  local due = index_key(rec)
+  redis.call('ZADD', due, string.format('%d', run_at), id)
+  wake_if_earliest(run_at, wake_channel, due)
 end
 emit_job('rescheduled', id, rec, now, run_at)
 return {'moved', rec[JOB_GENERATION], run_at}

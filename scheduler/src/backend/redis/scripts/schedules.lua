@@ -10,7 +10,8 @@
 --   cursor; '0' when none was).
 -- ARGV[1] is the mode; the rest depends on it:
 --   list                          -> {now, name, definition, name, definition, ...}
---   put    name task payload max_attempts spec source version keep_ms wake_channel
+--   put    name task payload max_attempts spec source version keep_ms wake_channel [queue]
+--          (the task's queue, '' or absent for 'default': its ticks go there)
 --                                 -> {'created' | 'replaced' | 'unchanged'}
 --   plan   name version expected_cursor cancel_cursor_tick new_cursor keep_ms wake_channel
 --          then (id, run_at ms, nonce) per tick job to create
@@ -65,7 +66,7 @@ local function drop_cursor_tick(def, why, keep_ms)
   local rec = blob and decode(blob)
   if not rec or rec[JOB_GENERATION] ~= generation then return nil end
   redis.call('HDEL', K_PENDING, id)
-  redis.call('ZREM', K_DUE, id)
+  drop_pending_entry(id, rec)
   record_result(id, rec, 'cancelled', '', why, now, keep_ms)
   return generation
 end
@@ -75,7 +76,7 @@ if mode == 'put' then
   local version, keep_ms = ARGV[8], tonumber(ARGV[9])
   if def and def.version == version then return {'unchanged'} end
   local new = {task = ARGV[3], payload = ARGV[4], max_attempts = ARGV[5], spec = ARGV[6], source = ARGV[7],
-    version = version, paused = '0', cursor = '', cursor_gen = '0'}
+    version = version, paused = '0', cursor = '', cursor_gen = '0', queue = ARGV[11] or ''}
   local code = 'created'
   if def then
     code = 'replaced'
@@ -117,7 +118,8 @@ if mode == 'plan' then
     local id, run_at_text, nonce = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     -- Dedup by id, as an enqueue: a tick whose job exists is not created again.
     if redis.call('HEXISTS', K_PENDING, id) == 0 and redis.call('HEXISTS', K_ACTIVE, id) == 0 then
-      local generation = new_job(id, def.task, def.payload, max_attempts, run_at_text, nonce, now)
+      local generation = new_job(id, def.task, def.payload, max_attempts, run_at_text, nonce, now,
+        {def.queue or '', 0, ''})
       created = created + 1
       if run_at_text == new_cursor then at_cursor = string.format('%d', generation) end
       local run_at = tonumber(run_at_text)
@@ -126,7 +128,7 @@ if mode == 'plan' then
   end
   def.cursor, def.cursor_gen = new_cursor, at_cursor
   save(def)
-  if earliest ~= nil then wake_if_earliest(earliest, wake_channel) end
+  if earliest ~= nil then wake_if_earliest(earliest, wake_channel, due_key(def.queue, 0)) end
   return {'planned', created, cancelled}
 end
 

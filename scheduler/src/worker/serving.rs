@@ -1,0 +1,78 @@
+//! What a worker claims: the queues it serves (and in what order each claim
+//! visits them), the tasks it can run, and their concurrency limits.
+
+use crate::api::registry::Registry;
+use crate::api::routing::{weighted_order, Queues};
+use crate::backend::Serving;
+use crate::DEFAULT_QUEUE;
+
+/// A worker's [`Serving`], with the queue order drawn anew for each claim.
+#[derive(Debug)]
+pub(crate) struct ServingPlan {
+    base: Serving,
+    /// `Some`: weights to draw each claim's queue order with.
+    weights: Option<Vec<(String, u32)>>,
+}
+
+impl ServingPlan {
+    pub(crate) fn new(queues: &Queues, registry: &Registry) -> Self {
+        let (names, weights) = match queues {
+            Queues::OfItsTasks => {
+                let mut names: Vec<String> = registry
+                    .tasks()
+                    .map(|t| t.options.queue_name().to_string())
+                    .collect();
+                names.sort();
+                names.dedup();
+                if names.is_empty() {
+                    names.push(DEFAULT_QUEUE.to_string());
+                }
+                let weights = names.iter().map(|n| (n.clone(), 1)).collect();
+                (names, Some(weights))
+            }
+            Queues::Strict(names) => (names.clone(), None),
+            Queues::Weighted(weighted) => (
+                weighted.iter().map(|(n, _)| n.clone()).collect(),
+                Some(weighted.clone()),
+            ),
+        };
+        let limits = registry
+            .tasks()
+            .filter(|t| t.options.is_limited())
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    t.options.concurrency.unwrap_or(0),
+                    t.options.key_concurrency.unwrap_or(0),
+                )
+            })
+            .collect();
+        ServingPlan {
+            base: Serving {
+                queues: Some(names),
+                tasks: Some(registry.tasks().map(|t| t.name.to_string()).collect()),
+                limits,
+            },
+            weights: weights.filter(|w: &Vec<(String, u32)>| w.len() > 1),
+        }
+    }
+
+    /// The queues served (in the configured order).
+    pub(crate) fn queues(&self) -> &[String] {
+        self.base.queues.as_deref().unwrap_or_default()
+    }
+
+    /// What the next claim asks for.
+    pub(crate) fn next_claim(&self) -> Serving {
+        let mut serving = self.base.clone();
+        if let Some(weights) = &self.weights {
+            serving.queues = Some(
+                weighted_order(weights, |n| fastrand::u64(..n))
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            );
+        }
+        serving
+    }
+}

@@ -1,0 +1,428 @@
+//! Queues, priorities and concurrency limits, on both backends: a worker
+//! claims only the queues it serves, higher priorities first, never more
+//! running jobs of a task (or of one key) than its limit, and a job whose
+//! slot or worker is missing waits without using an attempt.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use scheduler::{CancelOutcome, JobRequest, JobStatus, Queues, Scheduler, Waiting, WorkerConfig};
+use scheduler_tests::setup::{fast_worker, wait_status};
+use scheduler_tests::tasks::{EmailProbe, LateProbe, LimitedProbe, ProbeArgs, ProbeTask};
+use scheduler_tests::{conformance, namespace, Execution, Fixture, Probe};
+
+conformance!(
+    a_worker_claims_only_the_queues_it_serves,
+    among_due_jobs_a_higher_priority_is_claimed_first,
+    a_task_limit_holds_across_workers_and_waiting_uses_no_attempt,
+    a_key_limit_runs_one_job_per_key_at_a_time,
+    a_cancelled_running_job_frees_its_slot_at_once,
+    a_job_whose_task_no_worker_runs_waits_then_runs_on_one_that_does,
+    a_waiting_job_can_be_cancelled_moved_and_listed,
+);
+
+/// A worker of `ns` with the probe tasks (and these), serving `queues`.
+async fn worker_of(fx: &Fixture, ns: &str, probe: &Probe, queues: Queues, late: bool) -> Scheduler {
+    scheduler_tests::init_tracing();
+    let mut builder = Scheduler::builder(fx.url())
+        .namespace(ns)
+        .register::<ProbeTask>()
+        .register::<EmailProbe>()
+        .register::<LimitedProbe>()
+        .provide(probe.clone())
+        .worker(WorkerConfig {
+            queues,
+            ..fast_worker()
+        });
+    if late {
+        builder = builder.register::<LateProbe>();
+    }
+    builder.start().await.expect("worker starts")
+}
+
+async fn producer_of(fx: &Fixture, ns: &str) -> Scheduler {
+    Scheduler::builder(fx.url())
+        .namespace(ns)
+        .register::<ProbeTask>()
+        .register::<EmailProbe>()
+        .register::<LimitedProbe>()
+        .register::<LateProbe>()
+        .producer_only()
+        .start()
+        .await
+        .expect("producer starts")
+}
+
+fn sleeping(arg: &str, ms: u64) -> ProbeArgs {
+    ProbeArgs {
+        sleep_ms: ms,
+        ..ProbeArgs::new(arg)
+    }
+}
+
+/// The most executions that overlapped in time, among those `runs` that
+/// `select` picks.
+fn max_overlap(runs: &[Execution], select: impl Fn(&Execution) -> bool) -> usize {
+    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
+    for run in runs.iter().filter(|r| select(r)) {
+        edges.push((run.start, 1));
+        edges.push((run.end.unwrap_or(DateTime::<Utc>::MAX_UTC), -1));
+    }
+    // An end and a start at the same instant do not overlap.
+    edges.sort_by_key(|(t, delta)| (*t, *delta));
+    let (mut now, mut most) = (0, 0);
+    for (_, delta) in edges {
+        now += delta;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+async fn a_worker_claims_only_the_queues_it_serves(fx: Fixture) {
+    let ns = namespace("queues");
+    let producer = producer_of(&fx, &ns).await;
+    let probe = Probe::default();
+    let defaults = worker_of(&fx, &ns, &probe, Queues::strict(["default"]), false).await;
+    producer
+        .enqueue(JobRequest::<EmailProbe>::new(ProbeArgs::new("mail")).id("mail"))
+        .await
+        .unwrap();
+    producer
+        .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("plain")).id("plain"))
+        .await
+        .unwrap();
+    assert!(probe.wait_finished(1, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        probe.runs_of("mail").len(),
+        0,
+        "a worker of `default` ran an `emails` job"
+    );
+    let info = producer.info("mail").await.unwrap().unwrap();
+    assert!(matches!(info.status, JobStatus::Queued { .. }), "{info:?}");
+    assert_eq!(info.queue.as_deref(), Some("emails"));
+    assert_eq!(info.waiting, None);
+    assert_eq!(info.attempts, 0);
+    // (A finished job's outcome does not keep its queue.)
+    assert_eq!(producer.info("plain").await.unwrap().unwrap().queue, None);
+
+    let mails = worker_of(&fx, &ns, &probe, Queues::strict(["emails"]), false).await;
+    assert_eq!(
+        wait_status(&producer, "mail", |s| *s == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    assert_eq!(probe.runs_of("mail").len(), 1);
+    for s in [defaults, mails, producer] {
+        s.close().await;
+    }
+}
+
+async fn among_due_jobs_a_higher_priority_is_claimed_first(fx: Fixture) {
+    let ns = namespace("priorities");
+    let producer = producer_of(&fx, &ns).await;
+    // Enqueued oldest first: low, then normal, then high priority.
+    let mut requests = Vec::new();
+    for i in 0..3 {
+        requests.push(
+            JobRequest::<ProbeTask>::new(ProbeArgs::new("low"))
+                .id(format!("low-{i}"))
+                .priority(-3),
+        );
+    }
+    for i in 0..3 {
+        requests
+            .push(JobRequest::<ProbeTask>::new(ProbeArgs::new("normal")).id(format!("normal-{i}")));
+    }
+    for i in 0..3 {
+        requests.push(
+            JobRequest::<ProbeTask>::new(ProbeArgs::new("high"))
+                .id(format!("high-{i}"))
+                .priority(5),
+        );
+    }
+    for request in requests {
+        producer.enqueue(request).await.unwrap();
+    }
+    assert_eq!(producer.info("high-0").await.unwrap().unwrap().priority, 5);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let probe = Probe::default();
+    // One at a time, so the claim order is the run order.
+    let s = Scheduler::builder(fx.url())
+        .namespace(&ns)
+        .register::<ProbeTask>()
+        .provide(probe.clone())
+        .worker(WorkerConfig {
+            concurrency: 1,
+            ..fast_worker()
+        })
+        .start()
+        .await
+        .unwrap();
+    assert!(probe.wait_finished(9, Duration::from_secs(10)).await);
+    let order: Vec<String> = probe.runs().into_iter().map(|r| r.arg).collect();
+    assert_eq!(
+        order,
+        ["high", "high", "high", "normal", "normal", "normal", "low", "low", "low"],
+        "claimed by priority, then run time"
+    );
+    s.close().await;
+    producer.close().await;
+}
+
+async fn a_task_limit_holds_across_workers_and_waiting_uses_no_attempt(fx: Fixture) {
+    let ns = namespace("task-limit");
+    let producer = producer_of(&fx, &ns).await;
+    for i in 0..8 {
+        producer
+            .enqueue(JobRequest::<LimitedProbe>::new(sleeping("t", 150)).id(format!("t-{i}")))
+            .await
+            .unwrap();
+    }
+    let probe = Probe::default();
+    let a = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    let b = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    // While two run, the others wait for a slot, visibly.
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    let mut saw_waiting = false;
+    for i in 0..8 {
+        let info = producer.info(&format!("t-{i}")).await.unwrap().unwrap();
+        if info.waiting == Some(Waiting::Slot { key: None }) {
+            assert!(matches!(info.status, JobStatus::Queued { .. }), "{info:?}");
+            assert_eq!(info.attempts, 0, "waiting used an attempt: {info:?}");
+            saw_waiting = true;
+        }
+    }
+    assert!(saw_waiting, "no job was seen waiting for a slot");
+    assert!(probe.wait_finished(8, Duration::from_secs(20)).await);
+    let runs = probe.runs();
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.attempt == 1),
+        "a limited job used more than one attempt: {runs:?}"
+    );
+    assert_eq!(
+        max_overlap(&runs, |_| true),
+        2,
+        "the limit is 2 across both workers: {runs:?}"
+    );
+    for s in [a, b, producer] {
+        s.close().await;
+    }
+}
+
+async fn a_key_limit_runs_one_job_per_key_at_a_time(fx: Fixture) {
+    let ns = namespace("key-limit");
+    let producer = producer_of(&fx, &ns).await;
+    for i in 0..6 {
+        let key = if i % 2 == 0 { "user:1" } else { "user:2" };
+        producer
+            .enqueue(
+                JobRequest::<LimitedProbe>::new(sleeping(key, 120))
+                    .id(format!("k-{i}"))
+                    .limit_key(key),
+            )
+            .await
+            .unwrap();
+    }
+    let probe = Probe::default();
+    let a = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    let mut saw = false;
+    for i in 0..6 {
+        let info = producer.info(&format!("k-{i}")).await.unwrap().unwrap();
+        assert!(info.limit_key.is_some(), "{info:?}");
+        if let Some(Waiting::Slot { key: Some(key) }) = &info.waiting {
+            assert_eq!(Some(key), info.limit_key.as_ref());
+            saw = true;
+        }
+    }
+    assert!(saw, "no job was seen waiting for its key's slot");
+    assert!(probe.wait_finished(6, Duration::from_secs(20)).await);
+    let runs = probe.runs();
+    for key in ["user:1", "user:2"] {
+        assert_eq!(
+            max_overlap(&runs, |r| r.arg == key),
+            1,
+            "key {key}: {runs:?}"
+        );
+    }
+    // Both keys ran side by side: the key limit is per key.
+    assert_eq!(max_overlap(&runs, |_| true), 2, "{runs:?}");
+    a.close().await;
+    producer.close().await;
+}
+
+async fn a_cancelled_running_job_frees_its_slot_at_once(fx: Fixture) {
+    let ns = namespace("limit-cancel");
+    let producer = producer_of(&fx, &ns).await;
+    producer
+        .enqueue(
+            JobRequest::<LimitedProbe>::new(sleeping("long", 8_000))
+                .id("long")
+                .limit_key("k"),
+        )
+        .await
+        .unwrap();
+    let probe = Probe::default();
+    let a = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    producer
+        .enqueue(
+            JobRequest::<LimitedProbe>::new(ProbeArgs::new("next"))
+                .id("next")
+                .limit_key("k"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_status(&producer, "next", |s| matches!(s, JobStatus::Queued { .. })).await,
+        JobStatus::Queued {
+            run_at: producer
+                .info("next")
+                .await
+                .unwrap()
+                .unwrap()
+                .run_at
+                .unwrap()
+        }
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        probe.runs_of("next").len(),
+        0,
+        "the key's one slot is taken"
+    );
+    let cancelled = producer.cancel("long").await.unwrap();
+    assert!(
+        matches!(cancelled, CancelOutcome::AbortSignalled { .. }),
+        "{cancelled:?}"
+    );
+    assert_eq!(
+        wait_status(&producer, "next", |s| *s == JobStatus::Completed).await,
+        JobStatus::Completed,
+        "the cancelled job's slot was not given back"
+    );
+    a.close().await;
+    producer.close().await;
+}
+
+async fn a_job_whose_task_no_worker_runs_waits_then_runs_on_one_that_does(fx: Fixture) {
+    let ns = namespace("unserved");
+    let producer = producer_of(&fx, &ns).await;
+    let probe = Probe::default();
+    let old = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    producer
+        .enqueue(JobRequest::<LateProbe>::new(ProbeArgs::new("late")).id("late"))
+        .await
+        .unwrap();
+    // The old worker serves `default` but cannot run the task: it waits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let info = producer.info("late").await.unwrap().unwrap();
+        if info.waiting.is_some() || tokio::time::Instant::now() > deadline {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(info.waiting, Some(Waiting::Worker), "{info:?}");
+    assert!(matches!(info.status, JobStatus::Queued { .. }), "{info:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info = producer.info("late").await.unwrap().unwrap();
+    assert_eq!(
+        info.attempts, 0,
+        "waiting for a worker used attempts: {info:?}"
+    );
+    assert!(producer.dead_letters(0, 10).await.unwrap().is_empty());
+    assert_eq!(producer.counts().await.unwrap().queued, 1);
+    // A worker that runs it (a newer deploy) takes it.
+    let new = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, true).await;
+    assert_eq!(
+        wait_status(&producer, "late", |s| *s == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    assert_eq!(producer.info("late").await.unwrap().unwrap().attempts, 1);
+    for s in [old, new, producer] {
+        s.close().await;
+    }
+}
+
+async fn a_waiting_job_can_be_cancelled_moved_and_listed(fx: Fixture) {
+    let ns = namespace("limit-ops");
+    let producer = producer_of(&fx, &ns).await;
+    let probe = Probe::default();
+    let a = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    producer
+        .enqueue(
+            JobRequest::<LimitedProbe>::new(sleeping("hold", 3_000))
+                .id("hold")
+                .limit_key("k"),
+        )
+        .await
+        .unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    for id in ["w1", "w2"] {
+        producer
+            .enqueue(
+                JobRequest::<LimitedProbe>::new(ProbeArgs::new(id))
+                    .id(id)
+                    .limit_key("k"),
+            )
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while producer
+        .info("w2")
+        .await
+        .unwrap()
+        .unwrap()
+        .waiting
+        .is_none()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "w2 never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Listed as queued, with what it waits for.
+    let page = producer
+        .list(&scheduler::JobQuery::new(scheduler::ListState::Queued))
+        .await
+        .unwrap();
+    let listed: Vec<&str> = page.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    assert!(listed.contains(&"w2"), "{listed:?}");
+    assert!(page.jobs.iter().any(|j| j.waiting.is_some()), "{page:?}");
+    assert_eq!(producer.counts().await.unwrap().queued, 2);
+    // Cancelled while it waits: it never runs.
+    assert!(matches!(
+        producer.cancel("w1").await.unwrap(),
+        CancelOutcome::Removed { .. }
+    ));
+    // Moved to later while it waits: it leaves the wait and runs at its new time.
+    let later = Utc::now() + chrono::TimeDelta::milliseconds(3_500);
+    producer
+        .reschedule("w2", scheduler::When::At(later))
+        .await
+        .unwrap();
+    let info = producer.info("w2").await.unwrap().unwrap();
+    assert!(
+        matches!(info.status, JobStatus::Deferred { .. }),
+        "{info:?}"
+    );
+    assert_eq!(info.waiting, None);
+    assert_eq!(
+        wait_status(&producer, "hold", |s| *s == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    assert_eq!(
+        wait_status(&producer, "w2", |s| *s == JobStatus::Completed).await,
+        JobStatus::Completed
+    );
+    assert_eq!(probe.runs_of("w1").len(), 0);
+    let w2 = &probe.runs_of("w2")[0];
+    assert!(
+        w2.start >= later - chrono::TimeDelta::milliseconds(5),
+        "ran early: {w2:?}"
+    );
+    a.close().await;
+    producer.close().await;
+}

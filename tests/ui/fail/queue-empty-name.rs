@@ -1,0 +1,8 @@
+use scheduler::task;
+
+#[task(queue = "")]
+async fn send(to: String) {
+    let _ = to;
+}
+
+fn main() {}
