@@ -9,7 +9,7 @@ use syn::{LitInt, LitStr};
 use crate::syntax::{missed_text, parse_cron, parse_missed, parse_zone, MissedForm, MISSED_FORMS};
 
 /// The options a task accepts, for the "unknown option" message.
-const VALID: &str = "`name = \"...\"`, `max_attempts = N`, `timeout = \"30s\"`, `queue = \"emails\"`, `concurrency = N`, `key_concurrency = N`, `cron = \"0 9 * * MON-FRI\"`, `tz = \"Europe/Paris\"`, `missed = \"run_once\"`, `crate = path`";
+const VALID: &str = "`name = \"...\"`, `max_attempts = N`, `timeout = \"30s\"`, `queue = \"emails\"`, `concurrency = N`, `key_concurrency = N`, `rate = \"100/1m\"`, `key_rate = \"10/1s\"`, `cron = \"0 9 * * MON-FRI\"`, `tz = \"Europe/Paris\"`, `missed = \"run_once\"`, `crate = path`";
 
 /// The accepted forms of `timeout`.
 const TIMEOUT_FORMS: &str =
@@ -32,6 +32,10 @@ pub(crate) struct TaskArgs {
     pub(crate) concurrency: Option<(Span, u32)>,
     /// `key_concurrency = N`: at most N running at once per limit key.
     pub(crate) key_concurrency: Option<(Span, u32)>,
+    /// `rate = "N/window"`: (starts, window ms).
+    pub(crate) rate: Option<(Span, (u32, u64))>,
+    /// `key_rate = "N/window"`: the same per limit key.
+    pub(crate) key_rate: Option<(Span, (u32, u64))>,
     /// `cron = "..."`: the schedule of a periodic task, as written.
     pub(crate) cron: Option<(Span, String)>,
     /// `tz = "..."`: the IANA zone of `cron`.
@@ -132,6 +136,25 @@ impl TaskArgs {
                 Err(_) => errors.push(syn::Error::new(
                     lit.span(),
                     format!("`{option}` must be a whole number from 1 to 4294967295, such as `{option} = 2`"),
+                )),
+            }
+        } else if meta.path.is_ident("rate") || meta.path.is_ident("key_rate") {
+            let per_key = meta.path.is_ident("key_rate");
+            let option = if per_key { "key_rate" } else { "rate" };
+            let lit = quoted(
+                &meta,
+                &format!("a quoted rate, such as `{option} = \"100/1m\"`"),
+            )?;
+            let slot = if per_key {
+                &mut self.key_rate
+            } else {
+                &mut self.rate
+            };
+            match parse_rate(&lit.value()) {
+                Ok(rate) => errors.check(set_once(slot, option, key, rate)),
+                Err(reason) => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("invalid `{option}` {:?}: {reason}", lit.value()),
                 )),
             }
         } else if meta.path.is_ident("timeout") {
@@ -256,6 +279,27 @@ impl Errors {
     }
 }
 
+/// `"<count>/<window>"` as (count, window ms), or why not (the runtime's
+/// `Rate::parse` reads the same form).
+pub(crate) fn parse_rate(text: &str) -> Result<(u32, u64), String> {
+    let (count, window) = text
+        .split_once('/')
+        .ok_or("write `<count>/<window>`, such as \"100/1m\" (100 starts a minute)")?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| "the count before `/` is not a whole number")?;
+    if count == 0 {
+        return Err(
+            "a rate of 0 starts would never run a job; remove the option for no limit".into(),
+        );
+    }
+    let ms = parse_duration_ms(window.trim()).ok_or(format!(
+        "the window after `/` must be {TIMEOUT_FORMS}, and longer than zero"
+    ))?;
+    Ok((count, ms))
+}
+
 /// Why a queue name is refused (the runtime's `queue_name_problem`, which
 /// this crate cannot call: the same rule, kept in step by a test there).
 pub(crate) fn queue_name_problem(name: &str) -> Option<&'static str> {
@@ -365,6 +409,19 @@ mod tests {
             args.krate.is_some(),
             "crate is still known for the fallback"
         );
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100/1m"), Ok((100, 60_000)));
+        assert_eq!(parse_rate("5/500ms"), Ok((5, 500)));
+        for bad in ["100", "100/0s", "0/1s", "x/1s", "100/1d", "100/"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        let (args, err) = TaskArgs::parse(quote!(rate = "100/1m", key_rate = "1/1s"));
+        assert!(err.is_none());
+        assert_eq!(args.rate.map(|r| r.1), Some((100, 60_000)));
+        assert_eq!(args.key_rate.map(|r| r.1), Some((1, 1_000)));
     }
 
     #[test]

@@ -392,6 +392,16 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
         Some((_, n)) => quote!(#option::Some(#n)),
         None => quote!(#option::None),
     };
+    let rate_type = paths.rate();
+    let rate_of = |rate: &Option<(proc_macro2::Span, (u32, u64))>| match rate {
+        Some((_, (count, ms))) => quote!(#option::Some(#rate_type {
+            count: #count,
+            per: #duration::from_millis(#ms),
+        })),
+        None => quote!(#option::None),
+    };
+    let rate = rate_of(&args.rate);
+    let key_rate = rate_of(&args.key_rate);
     let output = match model.output {
         Some(ty) => quote_spanned!(syn::spanned::Spanned::span(ty)=>
             <#ty as #into_task_result>::Output
@@ -449,6 +459,8 @@ fn task_impl(model: &TaskFn<'_>, args: &TaskArgs, paths: &Paths) -> TokenStream 
                 queue: #queue,
                 concurrency: #concurrency,
                 key_concurrency: #key_concurrency,
+                rate: #rate,
+                key_rate: #key_rate,
             };
             type Args = #args_ident;
             type Output = #output;

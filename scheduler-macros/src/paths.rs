@@ -38,6 +38,11 @@ impl Paths {
         quote!(#root::TaskOptions)
     }
 
+    pub(crate) fn rate(&self) -> TokenStream {
+        let root = &self.root;
+        quote!(#root::Rate)
+    }
+
     pub(crate) fn task_registration(&self) -> TokenStream {
         let root = &self.root;
         quote!(#root::TaskRegistration)

@@ -207,3 +207,23 @@ probe_task!(
         ..TaskOptions::DEFAULT
     }
 );
+
+probe_task!(
+    RatedProbe,
+    RATED_PROBE_REGISTRATION,
+    run_rated_probe,
+    "rated_probe",
+    TaskOptions {
+        max_attempts: Some(3),
+        timeout: Some(Duration::from_secs(20)),
+        rate: Some(scheduler::Rate {
+            count: 4,
+            per: Duration::from_secs(1),
+        }),
+        key_rate: Some(scheduler::Rate {
+            count: 1,
+            per: Duration::from_secs(1),
+        }),
+        ..TaskOptions::DEFAULT
+    }
+);

@@ -236,7 +236,6 @@ async fn planted_garbage_is_dead_lettered_with_a_reason_and_the_worker_goes_on()
             "arity-long",
             "payload of task `greet` could not be decoded: 3 arguments stored by position, the task takes 2 (name, times)",
         ),
-        ("unknown", "unknown task `no_such_task`"),
         ("counter", "attempt counter is not a number"),
         ("orphan", "the job record is missing"),
     ];
@@ -256,6 +255,16 @@ async fn planted_garbage_is_dead_lettered_with_a_reason_and_the_worker_goes_on()
         let entry = dead.iter().find(|d| d.job_id == id).unwrap();
         assert!(entry.reason.contains(words), "{id}: {:?}", entry.reason);
     }
+    // A job of a task this worker cannot run is not dead-lettered: it waits,
+    // using no attempt, for a worker that runs it (a rolling deploy).
+    assert!(!dead.iter().any(|d| d.job_id == "unknown"), "{dead:#?}");
+    let unknown = s.info("unknown").await.unwrap().unwrap();
+    assert_eq!(
+        unknown.waiting,
+        Some(scheduler::Waiting::Worker),
+        "{unknown:?}"
+    );
+    assert_eq!(unknown.attempts, 0);
     // None of them ran; the worker is healthy and still takes work.
     assert_eq!(probe.runs().len(), 1);
     assert!(!GREETED

@@ -9,7 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use scheduler::{CancelOutcome, JobRequest, JobStatus, Queues, Scheduler, Waiting, WorkerConfig};
 use scheduler_tests::setup::{fast_worker, wait_status};
-use scheduler_tests::tasks::{EmailProbe, LateProbe, LimitedProbe, ProbeArgs, ProbeTask};
+use scheduler_tests::tasks::{
+    EmailProbe, LateProbe, LimitedProbe, ProbeArgs, ProbeTask, RatedProbe,
+};
 use scheduler_tests::{conformance, namespace, Execution, Fixture, Probe};
 
 conformance!(
@@ -20,6 +22,8 @@ conformance!(
     a_cancelled_running_job_frees_its_slot_at_once,
     a_job_whose_task_no_worker_runs_waits_then_runs_on_one_that_does,
     a_waiting_job_can_be_cancelled_moved_and_listed,
+    a_rate_limited_task_never_exceeds_its_budget_in_any_window,
+    ids_stay_global_across_queues_and_replace_moves_a_job_between_priorities,
 );
 
 /// A worker of `ns` with the probe tasks (and these), serving `queues`.
@@ -30,6 +34,7 @@ async fn worker_of(fx: &Fixture, ns: &str, probe: &Probe, queues: Queues, late: 
         .register::<ProbeTask>()
         .register::<EmailProbe>()
         .register::<LimitedProbe>()
+        .register::<RatedProbe>()
         .provide(probe.clone())
         .worker(WorkerConfig {
             queues,
@@ -48,6 +53,7 @@ async fn producer_of(fx: &Fixture, ns: &str) -> Scheduler {
         .register::<EmailProbe>()
         .register::<LimitedProbe>()
         .register::<LateProbe>()
+        .register::<RatedProbe>()
         .producer_only()
         .start()
         .await
@@ -424,5 +430,131 @@ async fn a_waiting_job_can_be_cancelled_moved_and_listed(fx: Fixture) {
         "ran early: {w2:?}"
     );
     a.close().await;
+    producer.close().await;
+}
+
+/// Whether any `n + 1` consecutive starts (ms, sorted) span at least `window_ms`:
+/// no window of that length holds more than `n`.
+fn within_budget(starts: &[i64], n: usize, window_ms: i64) -> bool {
+    starts.windows(n + 1).all(|w| w[n] - w[0] >= window_ms)
+}
+
+async fn a_rate_limited_task_never_exceeds_its_budget_in_any_window(fx: Fixture) {
+    // RatedProbe: 4 starts a second per task, 1 a second per key.
+    let ns = namespace("rates");
+    let producer = producer_of(&fx, &ns).await;
+    let keys = ["a", "b", "c", "d", "e"];
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        for key in keys {
+            let id = format!("{key}-{round}");
+            producer
+                .enqueue(
+                    JobRequest::<RatedProbe>::new(ProbeArgs::new(key))
+                        .id(&id)
+                        .limit_key(key),
+                )
+                .await
+                .unwrap();
+            ids.push((id, key));
+        }
+    }
+    let probe = Probe::default();
+    let a = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    let b = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    // The fifth start waits for the task's budget, visibly, using no attempt.
+    assert!(probe.wait_started(4, Duration::from_secs(10)).await);
+    let mut saw = false;
+    for (id, _) in &ids {
+        let info = producer.info(id).await.unwrap().unwrap();
+        if let Some(Waiting::Rate { .. }) = info.waiting {
+            assert!(matches!(info.status, JobStatus::Queued { .. }), "{info:?}");
+            assert_eq!(info.attempts, 0, "{info:?}");
+            saw = true;
+        }
+    }
+    assert!(saw, "no job was seen waiting for its rate");
+    assert!(
+        probe
+            .wait_finished(ids.len(), Duration::from_secs(20))
+            .await
+    );
+    // The start times the limiter saw (the backend's clock), per job.
+    let mut all = Vec::new();
+    let mut by_key: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
+    for (id, key) in &ids {
+        let info = producer.info(id).await.unwrap().unwrap();
+        assert_eq!(info.attempts, 1, "{info:?}");
+        let started = info.started_at.unwrap().timestamp_millis();
+        all.push(started);
+        by_key.entry(key).or_default().push(started);
+    }
+    all.sort();
+    assert!(
+        within_budget(&all, 4, 1000),
+        "more than 4 starts in a second: {all:?}"
+    );
+    for (key, starts) in &mut by_key {
+        starts.sort();
+        assert!(within_budget(starts, 1, 1000), "key {key}: {starts:?}");
+    }
+    // Ten jobs at 4 a second (and 2 per key): the last starts a second or more after the first.
+    assert!(all[9] - all[0] >= 1000, "{all:?}");
+    for s in [a, b, producer] {
+        s.close().await;
+    }
+}
+
+async fn ids_stay_global_across_queues_and_replace_moves_a_job_between_priorities(fx: Fixture) {
+    let ns = namespace("queue-ids");
+    let producer = producer_of(&fx, &ns).await;
+    let first = producer
+        .enqueue(JobRequest::<EmailProbe>::new(ProbeArgs::new("mail")).id("x"))
+        .await
+        .unwrap();
+    assert!(first.is_enqueued());
+    // The same id in another queue's task is a duplicate naming the holder.
+    let again = producer
+        .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("plain")).id("x"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, scheduler::EnqueueOutcome::Duplicate { task, .. } if task == "email_probe"),
+        "{again:?}"
+    );
+    // A replace moves a job to another priority of its queue: one entry, at the new place.
+    producer
+        .enqueue(
+            JobRequest::<ProbeTask>::new(ProbeArgs::new("low"))
+                .id("y")
+                .priority(-1),
+        )
+        .await
+        .unwrap();
+    producer
+        .replace(
+            JobRequest::<ProbeTask>::new(ProbeArgs::new("high"))
+                .id("y")
+                .priority(7),
+            scheduler::IfRunning::Abort,
+        )
+        .await
+        .unwrap();
+    let info = producer.info("y").await.unwrap().unwrap();
+    assert_eq!(info.priority, 7);
+    assert_eq!(
+        producer.counts().await.unwrap().queued,
+        2,
+        "no entry left behind"
+    );
+    let probe = Probe::default();
+    let w = worker_of(&fx, &ns, &probe, Queues::OfItsTasks, false).await;
+    assert!(probe.wait_finished(2, Duration::from_secs(10)).await);
+    assert_eq!(probe.runs_of("y").len(), 1);
+    assert_eq!(probe.runs_of("y")[0].arg, "high");
+    assert_eq!(probe.runs_of("x")[0].arg, "mail");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(probe.runs().len(), 2, "each id ran once");
+    w.close().await;
     producer.close().await;
 }

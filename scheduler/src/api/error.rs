@@ -81,6 +81,14 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A rate ([`Rate::parse`](crate::Rate::parse)) could not be read.
+    #[error("invalid rate {input:?}: {reason}")]
+    InvalidRate {
+        /// The text (shortened if very long).
+        input: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A limit key ([`JobRequest::limit_key`](crate::JobRequest::limit_key))
     /// was rejected before Redis was touched.
     #[error("invalid limit key {key:?}: {reason}")]

@@ -482,6 +482,13 @@ pub enum Waiting {
         /// The limit key whose slots are taken; `None` for the task's own limit.
         key: Option<String>,
     },
+    /// Its task's rate (`key: None`) or its key's rate (`key: Some`) allows
+    /// no more starts yet: it starts at the instant the budget allows, its
+    /// lateness growing meanwhile. It uses no attempt while it waits.
+    Rate {
+        /// The limit key whose rate is spent; `None` for the task's own rate.
+        key: Option<String>,
+    },
     /// A worker that serves its queue claimed it but cannot run its task
     /// (not registered in that process: a rolling deploy, a task moved to
     /// another binary). It waits, using no attempt, until a worker that
@@ -496,6 +503,12 @@ impl Waiting {
             Some(Waiting::Slot { key: None })
         } else if park.contains(":park:k:") {
             Some(Waiting::Slot {
+                key: limit_key.map(str::to_string),
+            })
+        } else if park.contains(":park:r:") {
+            Some(Waiting::Rate { key: None })
+        } else if park.contains(":park:rk:") {
+            Some(Waiting::Rate {
                 key: limit_key.map(str::to_string),
             })
         } else if park.contains(":park:u:") {

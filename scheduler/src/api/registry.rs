@@ -112,6 +112,7 @@ impl Registry {
             }),
             None => {
                 check_schedule(registration)?;
+                registration.options.validate(registration.name)?;
                 self.tasks.insert(registration.name, registration);
                 Ok(())
             }
@@ -201,6 +202,54 @@ mod tests {
     }
 
     static PARIS: TaskRegistration = periodic("daily_digest", "Europe/Paris");
+
+    const fn limited(name: &'static str, options: TaskOptions) -> TaskRegistration {
+        TaskRegistration {
+            options,
+            schedule: None,
+            ..periodic(name, "UTC")
+        }
+    }
+
+    static NO_SLOTS: TaskRegistration = limited(
+        "no_slots",
+        TaskOptions {
+            concurrency: Some(0),
+            ..TaskOptions::DEFAULT
+        },
+    );
+    static EMPTY_WINDOW: TaskRegistration = limited(
+        "empty_window",
+        TaskOptions {
+            rate: Some(crate::Rate {
+                count: 5,
+                per: std::time::Duration::ZERO,
+            }),
+            ..TaskOptions::DEFAULT
+        },
+    );
+    static BAD_QUEUE: TaskRegistration = limited(
+        "bad_queue",
+        TaskOptions {
+            queue: Some("two words"),
+            ..TaskOptions::DEFAULT
+        },
+    );
+
+    #[test]
+    fn a_hand_written_registration_with_a_bad_limit_or_queue_is_refused_at_start() {
+        for bad in [&NO_SLOTS, &EMPTY_WINDOW] {
+            let error = Registry::collect(&[bad]).expect_err("refused");
+            assert!(
+                matches!(&error, Error::Config(text) if text.contains(bad.name)),
+                "{error:?}"
+            );
+        }
+        assert!(matches!(
+            Registry::collect(&[&BAD_QUEUE]),
+            Err(Error::InvalidQueue { .. })
+        ));
+    }
     static MISSPELT: TaskRegistration = periodic("weekly_digest", "Europe/Pariss");
 
     #[test]

@@ -9,6 +9,8 @@
 //! [`JobRequest::limit_key`](crate::JobRequest::limit_key)); a worker picks
 //! its queues with [`WorkerConfig::queues`](crate::WorkerConfig::queues).
 
+use std::time::Duration;
+
 use crate::api::error::Error;
 
 /// The queue of a task that names none.
@@ -68,6 +70,70 @@ pub(crate) fn validate_limit_key(key: &str) -> Result<(), Error> {
 
 fn shorten(text: &str) -> String {
     text.chars().take(80).collect()
+}
+
+/// A rate limit: at most `count` starts in any window of `per`
+/// (`#[task(rate = "100/1m")]`, checked at compile time, or [`Rate::parse`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Starts allowed per window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `"<count>/<window>"`, the window a whole number followed by
+    /// `ms`, `s`, `m` or `h`: `"100/1m"`, `"5/1s"`, `"1/500ms"`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use scheduler::Rate;
+    ///
+    /// let rate = Rate::parse("100/1m")?;
+    /// assert_eq!((rate.count, rate.per), (100, Duration::from_secs(60)));
+    /// assert!(Rate::parse("100/0s").is_err());
+    /// assert!(Rate::parse("0/1s").is_err());
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<Rate, Error> {
+        let invalid = |reason: &'static str| Error::InvalidRate {
+            input: text.chars().take(80).collect(),
+            reason,
+        };
+        let (count, window) = text
+            .split_once('/')
+            .ok_or_else(|| invalid("write `<count>/<window>`, such as \"100/1m\""))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| invalid("the count is not a whole number"))?;
+        if count == 0 {
+            return Err(invalid("a rate of 0 starts would never run a job"));
+        }
+        let per = parse_window(window.trim()).ok_or_else(|| {
+            invalid("the window is a whole number followed by `ms`, `s`, `m` or `h`, at least 1 ms")
+        })?;
+        Ok(Rate { count, per })
+    }
+}
+
+/// `"500ms"`, `"30s"`, `"5m"`, `"1h"`; `None` for anything else or zero.
+fn parse_window(text: &str) -> Option<Duration> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number
+        .checked_mul(factor)
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
 }
 
 /// Which queues a worker claims from, and in what order.
@@ -182,6 +248,24 @@ mod tests {
             validate_queue_name("a,b"),
             Err(Error::InvalidQueue { .. })
         ));
+    }
+
+    #[test]
+    fn rates_parse() {
+        let rate = Rate::parse("5/1s").expect("a rate");
+        assert_eq!((rate.count, rate.per), (5, Duration::from_secs(1)));
+        assert_eq!(
+            Rate::parse("1/500ms").expect("a rate").per,
+            Duration::from_millis(500)
+        );
+        for bad in [
+            "", "5", "x/1s", "5/", "5/1", "5/1d", "5/0s", "0/1s", "-1/1s",
+        ] {
+            assert!(
+                matches!(Rate::parse(bad), Err(Error::InvalidRate { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

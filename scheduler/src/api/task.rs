@@ -46,6 +46,13 @@ pub struct TaskOptions {
     /// process (`#[task(key_concurrency = 1)]`). Jobs without a key are not
     /// limited by it.
     pub key_concurrency: Option<u32>,
+    /// At most this many of its jobs start in any window of the rate's
+    /// length, across every process (`#[task(rate = "100/1m")]`). A job over
+    /// the budget waits, using no attempt, until the instant it fits.
+    pub rate: Option<crate::Rate>,
+    /// The same per [`limit_key`](crate::JobRequest::limit_key)
+    /// (`#[task(key_rate = "10/1s")]`).
+    pub key_rate: Option<crate::Rate>,
 }
 
 impl TaskOptions {
@@ -56,6 +63,8 @@ impl TaskOptions {
         queue: None,
         concurrency: None,
         key_concurrency: None,
+        rate: None,
+        key_rate: None,
     };
 
     /// The queue its jobs go to.
@@ -63,9 +72,35 @@ impl TaskOptions {
         self.queue.unwrap_or(crate::DEFAULT_QUEUE)
     }
 
-    /// Whether it has a concurrency limit (per task or per key).
+    /// Whether it has a concurrency or rate limit (per task or per key).
     pub fn is_limited(&self) -> bool {
-        self.concurrency.is_some() || self.key_concurrency.is_some()
+        self.concurrency.is_some()
+            || self.key_concurrency.is_some()
+            || self.rate.is_some()
+            || self.key_rate.is_some()
+    }
+
+    /// Checks what `#[task(...)]` checks at compile time, for a
+    /// registration written by hand: a queue name, limits of at least 1,
+    /// rates of at least one start in a window of at least 1 ms.
+    pub(crate) fn validate(&self, task: &str) -> Result<(), crate::Error> {
+        if let Some(queue) = self.queue {
+            crate::api::routing::validate_queue_name(queue)?;
+        }
+        let refuse = |what: &str| {
+            Err(crate::Error::Config(format!(
+                "task `{task}`: {what} (a limit of 0 would never run a job)"
+            )))
+        };
+        if self.concurrency == Some(0) || self.key_concurrency == Some(0) {
+            return refuse("a concurrency limit must be at least 1");
+        }
+        for rate in [self.rate, self.key_rate].into_iter().flatten() {
+            if rate.count == 0 || rate.per.as_millis() == 0 {
+                return refuse("a rate must allow at least one start per window of at least 1 ms");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -71,8 +71,39 @@ pub(crate) struct Serving {
     /// `None`: every task; `Some`: a job of another task is not run but
     /// parked until a worker that runs its task claims ([`crate::Waiting::Worker`]).
     pub(crate) tasks: Option<Vec<String>>,
-    /// (task, per-task limit, per-key limit), 0 for none.
-    pub(crate) limits: Vec<(String, u32, u32)>,
+    /// The limits of the tasks it runs that have any.
+    pub(crate) limits: Vec<TaskLimits>,
+}
+
+/// One task's limits as a claim applies them (0 for none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TaskLimits {
+    pub(crate) task: String,
+    pub(crate) concurrency: u32,
+    pub(crate) key_concurrency: u32,
+    /// (starts, per window ms).
+    pub(crate) rate: (u32, i64),
+    pub(crate) key_rate: (u32, i64),
+}
+
+impl TaskLimits {
+    /// The limits of a task's options, if it has any.
+    pub(crate) fn of(task: &str, options: &crate::TaskOptions) -> Option<TaskLimits> {
+        let rate =
+            |r: Option<crate::Rate>| r.map_or((0, 0), |r| (r.count, r.per.as_millis() as i64));
+        let limits = TaskLimits {
+            task: task.to_string(),
+            concurrency: options.concurrency.unwrap_or(0),
+            key_concurrency: options.key_concurrency.unwrap_or(0),
+            rate: rate(options.rate),
+            key_rate: rate(options.key_rate),
+        };
+        (limits.concurrency > 0
+            || limits.key_concurrency > 0
+            || limits.rate.0 > 0
+            || limits.key_rate.0 > 0)
+            .then_some(limits)
+    }
 }
 
 impl Serving {

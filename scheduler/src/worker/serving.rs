@@ -3,7 +3,7 @@
 
 use crate::api::registry::Registry;
 use crate::api::routing::{weighted_order, Queues};
-use crate::backend::Serving;
+use crate::backend::{Serving, TaskLimits};
 use crate::DEFAULT_QUEUE;
 
 /// A worker's [`Serving`], with the queue order drawn anew for each claim.
@@ -38,14 +38,7 @@ impl ServingPlan {
         };
         let limits = registry
             .tasks()
-            .filter(|t| t.options.is_limited())
-            .map(|t| {
-                (
-                    t.name.to_string(),
-                    t.options.concurrency.unwrap_or(0),
-                    t.options.key_concurrency.unwrap_or(0),
-                )
-            })
+            .filter_map(|t| TaskLimits::of(t.name, &t.options))
             .collect();
         ServingPlan {
             base: Serving {

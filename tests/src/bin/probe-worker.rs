@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use scheduler::{Scheduler, WorkerConfig};
-use scheduler_tests::tasks::{ProbeTask, QuickTimeoutTask};
+use scheduler_tests::tasks::{LimitedProbe, ProbeTask, QuickTimeoutTask, RatedProbe};
 use scheduler_tests::Probe;
 
 // A current-thread runtime, so that a blocking job freezes the heartbeat too.
@@ -37,6 +37,8 @@ async fn main() {
             .namespace(namespace)
             .register::<ProbeTask>()
             .register::<QuickTimeoutTask>()
+            .register::<LimitedProbe>()
+            .register::<RatedProbe>()
             .provide(Probe::printing())
             .worker(config),
     )

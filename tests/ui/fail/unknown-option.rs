@@ -1,6 +1,6 @@
 use scheduler::task;
 
-#[task(queue = "emails")]
+#[task(queues = "emails")]
 async fn send(to: String) {
     let _ = to;
 }

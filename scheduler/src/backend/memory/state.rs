@@ -93,6 +93,18 @@ pub(super) fn key_park(task: &str, key: &str) -> String {
 pub(super) fn unserved_park(queue: &str, task: &str) -> String {
     format!(":park:u:{}:{queue}:{task}", queue.len())
 }
+pub(super) fn rate_park(task: &str) -> String {
+    format!(":park:r:{task}")
+}
+pub(super) fn key_rate_park(task: &str, key: &str) -> String {
+    format!(":park:rk:{}:{task}:{key}", task.len())
+}
+pub(super) fn rate_log(task: &str) -> String {
+    format!(":rate:t:{task}")
+}
+pub(super) fn key_rate_log(task: &str, key: &str) -> String {
+    format!(":rate:k:{}:{task}:{key}", task.len())
+}
 pub(super) fn task_slot(task: &str) -> String {
     format!("t:{task}")
 }
@@ -189,4 +201,10 @@ pub(super) struct State {
     pub(super) slots: HashMap<String, i64>,
     /// (queue, task) of the jobs parked for want of a worker that runs them.
     pub(super) unserved: BTreeSet<(String, String)>,
+    /// Start times per rate log (common.lua's `rate:` lists), newest first.
+    pub(super) rate_logs: HashMap<String, std::collections::VecDeque<i64>>,
+    /// Rate parks' timers (`timers`).
+    pub(super) timers: ScoreSet,
+    /// Rate park -> (count, window ms, log) (`rates`).
+    pub(super) rates: HashMap<String, (u32, i64, String)>,
 }

@@ -2,17 +2,15 @@
 
 use std::time::Duration;
 
-use crate::api::events::JobEventKind;
 use std::collections::HashMap;
 
-use crate::backend::memory::state::{
-    key_park, key_slot, task_park, task_slot, unserved_park, Record,
-};
+use crate::api::events::JobEventKind;
+use crate::backend::memory::state::{key_slot, task_park, task_slot, unserved_park, Record};
 use crate::backend::memory::tx::SWEEP;
 use crate::backend::memory::{MemoryBackend, Tx};
 use crate::backend::{
     user_request_key, user_request_ttl_ms, Claim, ClaimedJob, EnqueueReply, Finished, NewJob,
-    Notice, Serving,
+    Notice, Serving, TaskLimits,
 };
 use crate::clock::time_from_ms;
 use crate::{CancelOutcome, Error, FinishedState};
@@ -283,10 +281,10 @@ impl MemoryBackend {
                 .as_ref()
                 .is_none_or(|tasks| tasks.iter().any(|t| t == task))
         };
-        let limits: HashMap<&str, (u32, u32)> = serving
+        let limits: HashMap<&str, &TaskLimits> = serving
             .limits
             .iter()
-            .map(|(task, c, kc)| (task.as_str(), (*c, *kc)))
+            .map(|l| (l.task.as_str(), l))
             .collect();
         let queue_of = |rec: &Record| {
             rec.queue
@@ -305,6 +303,21 @@ impl MemoryBackend {
                 for (queue, task) in found {
                     tx.unpark(&unserved_park(&queue, &task), usize::MAX);
                     tx.s.unserved.remove(&(queue, task));
+                }
+            }
+            // As claim.lua: rate parks whose timer is due let out as many
+            // jobs as their budget allows now (at least one).
+            for (park, _) in tx.s.timers.up_to(now, 20) {
+                tx.s.timers.remove(&park);
+                let (allowed, window) = match tx.s.rates.get(&park).cloned() {
+                    Some((n, w, log)) => (tx.rate_left(&log, n, w).max(1) as usize, w),
+                    None => (1, 1000),
+                };
+                tx.unpark(&park, allowed);
+                if tx.s.parks.contains_key(&park) {
+                    tx.arm_timer(&park, now + window);
+                } else {
+                    tx.s.rates.remove(&park);
                 }
             }
             // Due jobs of the queues served: queue order, then priority
@@ -342,23 +355,13 @@ impl MemoryBackend {
                     continue;
                 }
                 let limit = limits.get(rec.task.as_str()).copied();
-                let park = if !serves_task(&rec.task) {
+                let task = rec.task.clone();
+                let park = if !serves_task(&task) {
                     let queue = queue_of(&rec);
-                    tx.s.unserved.insert((queue.clone(), rec.task.clone()));
-                    Some(unserved_park(&queue, &rec.task))
-                } else if let Some((c, kc)) = limit {
-                    let count = |field: &str| tx.s.slots.get(field).copied().unwrap_or(0);
-                    match &rec.limit_key {
-                        Some(key)
-                            if kc > 0 && count(&key_slot(&rec.task, key)) >= i64::from(kc) =>
-                        {
-                            Some(key_park(&rec.task, key))
-                        }
-                        _ if c > 0 && count(&task_slot(&rec.task)) >= i64::from(c) => {
-                            Some(task_park(&rec.task))
-                        }
-                        _ => None,
-                    }
+                    tx.s.unserved.insert((queue.clone(), task.clone()));
+                    Some(unserved_park(&queue, &task))
+                } else if let Some(l) = limit {
+                    tx.limit_park(l, &task, rec.limit_key.as_deref())
                 } else {
                     None
                 };
@@ -367,7 +370,9 @@ impl MemoryBackend {
                     tx.s.pending.insert(id.clone(), rec);
                     continue;
                 }
-                if let Some((c, kc)) = limit {
+                if let Some(l) = limit {
+                    tx.count_start(l, &task, rec.limit_key.as_deref());
+                    let (c, kc) = (l.concurrency, l.key_concurrency);
                     let keyed = kc > 0 && rec.limit_key.is_some();
                     if c > 0 || keyed {
                         *tx.s.slots.entry(task_slot(&rec.task)).or_default() += 1;
@@ -407,10 +412,10 @@ impl MemoryBackend {
         }
         // As claim.lua: a task with free slots lets that many of its parked jobs out.
         let mut unparked = false;
-        for (task, (c, _)) in &limits {
-            if *c > 0 {
+        for (task, l) in &limits {
+            if l.concurrency > 0 {
                 let used = tx.s.slots.get(&task_slot(task)).copied().unwrap_or(0);
-                let free = i64::from(*c) - used;
+                let free = i64::from(l.concurrency) - used;
                 if free > 0 && tx.unpark(&task_park(task), free as usize).is_some() {
                     unparked = true;
                 }
@@ -426,10 +431,10 @@ impl MemoryBackend {
                         .is_none_or(|rec| rank(&queue_of(rec)).is_some())
                 })
                 .map(|(score, _)| *score);
-        claim.next_wake_ms = match (first_due, tx.s.leases.first()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        claim.next_wake_ms = [first_due, tx.s.leases.first(), tx.s.timers.first()]
+            .into_iter()
+            .flatten()
+            .min();
         if swept == SWEEP || unparked {
             // More expired outcomes than one sweep takes, or jobs let out of
             // a park: come back at once.

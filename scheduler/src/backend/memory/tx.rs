@@ -3,9 +3,11 @@
 
 use crate::api::events::{JobEvent, JobEventKind};
 use crate::backend::memory::state::{
-    key_park, key_slot, task_park, task_slot, DeadEntry, Outcome, Record, Route,
+    key_park, key_rate_log, key_rate_park, key_slot, rate_log, rate_park, task_park, task_slot,
+    DeadEntry, Outcome, Record, Route,
 };
 use crate::backend::memory::Tx;
+use crate::backend::TaskLimits;
 use crate::clock::time_from_ms;
 use crate::FinishedState;
 
@@ -111,6 +113,110 @@ impl Tx<'_> {
                 self.s.due.remove(id);
                 let key = rec.limit_key.as_ref()?;
                 self.unpark(&key_park(&rec.task, key), 1)
+            }
+        }
+    }
+
+    /// The earliest instant (at least now) a start fits n per w ms
+    /// (common.lua `rate_next`).
+    pub(super) fn rate_next(&self, log: &str, n: u32, w: i64) -> i64 {
+        let oldest = self
+            .s
+            .rate_logs
+            .get(log)
+            .and_then(|starts| starts.get(n as usize - 1));
+        match oldest {
+            Some(t) if t + w > self.now => t + w,
+            _ => self.now,
+        }
+    }
+
+    /// How many more starts fit now (common.lua `rate_left`).
+    pub(super) fn rate_left(&self, log: &str, n: u32, w: i64) -> u32 {
+        let now = self.now;
+        let used = self.s.rate_logs.get(log).map_or(0, |starts| {
+            starts
+                .iter()
+                .take(n as usize)
+                .filter(|t| **t > now - w)
+                .count()
+        });
+        n.saturating_sub(used as u32)
+    }
+
+    pub(super) fn rate_record(&mut self, log: &str, n: u32) {
+        let now = self.now;
+        let starts = self.s.rate_logs.entry(log.to_string()).or_default();
+        starts.push_front(now);
+        starts.truncate(n as usize);
+    }
+
+    /// Sets a park's timer, unless it is set earlier (common.lua `arm_timer`).
+    pub(super) fn arm_timer(&mut self, park: &str, at: i64) {
+        if self.s.timers.score(park).is_none_or(|t| t > at) {
+            self.s.timers.add(park, at);
+        }
+    }
+
+    /// The park a job of a limited task waits in, if its rate or its slots
+    /// do not let it start now (claim.lua: rates first, then slots); a rate
+    /// park gets its timer.
+    pub(super) fn limit_park(
+        &mut self,
+        l: &TaskLimits,
+        task: &str,
+        key: Option<&str>,
+    ) -> Option<String> {
+        let now = self.now;
+        let (kn, kw) = l.key_rate;
+        let (n, w) = l.rate;
+        let rated = match key {
+            Some(key) if kn > 0 && self.rate_next(&key_rate_log(task, key), kn, kw) > now => {
+                Some((key_rate_park(task, key), key_rate_log(task, key), kn, kw))
+            }
+            _ if n > 0 && self.rate_next(&rate_log(task), n, w) > now => {
+                Some((rate_park(task), rate_log(task), n, w))
+            }
+            _ => None,
+        };
+        if let Some((park, log, n, w)) = rated {
+            let at = self.rate_next(&log, n, w);
+            self.s.rates.insert(park.clone(), (n, w, log));
+            self.arm_timer(&park, at);
+            return Some(park);
+        }
+        let count = |field: &str| self.s.slots.get(field).copied().unwrap_or(0);
+        match key {
+            Some(key)
+                if l.key_concurrency > 0
+                    && count(&key_slot(task, key)) >= i64::from(l.key_concurrency) =>
+            {
+                Some(key_park(task, key))
+            }
+            _ if l.concurrency > 0 && count(&task_slot(task)) >= i64::from(l.concurrency) => {
+                Some(task_park(task))
+            }
+            _ => None,
+        }
+    }
+
+    /// A start counts against its task's (and key's) rate; jobs waiting for
+    /// the budget get a timer for the instant it allows the next.
+    pub(super) fn count_start(&mut self, l: &TaskLimits, task: &str, key: Option<&str>) {
+        let (n, w) = l.rate;
+        if n > 0 {
+            self.rate_record(&rate_log(task), n);
+            if self.s.parks.contains_key(&rate_park(task)) {
+                let at = self.rate_next(&rate_log(task), n, w);
+                self.arm_timer(&rate_park(task), at);
+            }
+        }
+        let (kn, kw) = l.key_rate;
+        if let (true, Some(key)) = (kn > 0, key) {
+            self.rate_record(&key_rate_log(task, key), kn);
+            if self.s.parks.contains_key(&key_rate_park(task, key)) {
+                let at = self.rate_next(&key_rate_log(task, key), kn, kw);
+                self.arm_timer(&key_rate_park(task, key), at);
             }
         }
     }

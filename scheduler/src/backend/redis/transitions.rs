@@ -210,7 +210,18 @@ impl Backend for RedisBackend {
             let limits = serving
                 .limits
                 .iter()
-                .map(|(task, c, kc)| format!("{task}\t{c}\t{kc}"))
+                .map(|l| {
+                    format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        l.task,
+                        l.concurrency,
+                        l.key_concurrency,
+                        l.rate.0,
+                        l.rate.1,
+                        l.key_rate.0,
+                        l.key_rate.1
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             let args = || -> Vec<Value> {

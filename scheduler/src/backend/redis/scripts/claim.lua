@@ -2,8 +2,9 @@
 --       claim nonce, '1' when this call retries a claim whose reply was lost,
 --       then, optional: the queues served in the order to claim from them
 --       ('\n'-joined; '' for 'default', '*' for every queue), the tasks served ('\n'-joined; ''
---       for all), their concurrency limits (lines 'task\tper task\tper key',
---       0 for none), the wake channel (for jobs let out of a park)
+--       for all), their limits (lines 'task\tconcurrency\tper-key concurrency\t
+--       rate count\trate window ms\tper-key rate count\tper-key window ms', 0
+--       for none), the wake channel (for jobs let out of a park)
 -- Reaps expired leases, then claims up to max due jobs.
 -- Idempotent per nonce: each worker's last claim (nonce and ids) is logged
 -- under the worker's id for a lease; a claim retried after a lost reply
@@ -80,11 +81,15 @@ if (ARGV[9] or '') ~= '' then
   serves_all = false
   for task in string.gmatch(ARGV[9], '[^\n]+') do served_tasks[task] = true end
 end
--- The concurrency limits of the tasks it serves: lines 'task\tper task\tper key' (0: none).
+-- The limits of the tasks it serves: lines 'task\tconcurrency\tper key\trate
+-- count\trate window ms\tper-key rate count\tper-key rate window ms' (0: none).
 local limits = {}
 for line in string.gmatch(ARGV[10] or '', '[^\n]+') do
-  local task, c, kc = string.match(line, '^(.*)\t(%d+)\t(%d+)$')
-  if task then limits[task] = {c = tonumber(c), kc = tonumber(kc)} end
+  local task, c, kc, rn, rw, krn, krw = string.match(line, '^(.*)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)$')
+  if task then
+    limits[task] = {c = tonumber(c), kc = tonumber(kc), rn = tonumber(rn), rw = tonumber(rw), krn = tonumber(krn),
+      krw = tonumber(krw)}
+  end
 end
 local wake_channel = ARGV[11] or ''
 -- Slot counts read once per claim and kept up to date here.
@@ -137,10 +142,20 @@ local function claim_from(due_set, want)
           redis.call('SADD', unserved_key(), queue .. '\t' .. task)
         elseif lim then
           local key = rec[JOB_LIMIT_KEY]
-          if lim.kc > 0 and key and slot_count(key_slot(task, key)) >= lim.kc then
+          local log, n, w = nil, 0, 0
+          if lim.krn > 0 and key and rate_next(key_rate_log(task, key), lim.krn, lim.krw, now) > now then
+            park, log, n, w = key_rate_park(task, key), key_rate_log(task, key), lim.krn, lim.krw
+          elseif lim.rn > 0 and rate_next(rate_log(task), lim.rn, lim.rw, now) > now then
+            park, log, n, w = rate_park(task), rate_log(task), lim.rn, lim.rw
+          elseif lim.kc > 0 and key and slot_count(key_slot(task, key)) >= lim.kc then
             park = key_park(task, key)
           elseif lim.c > 0 and slot_count(task_slot(task)) >= lim.c then
             park = task_park(task)
+          end
+          if log then
+            -- Over its rate: it waits for the instant the budget allows.
+            redis.call('HSET', rates_key(), park, string.format('%d:%d:', n, w) .. log)
+            arm_timer(park, rate_next(log, n, w, now))
           end
         end
       end
@@ -173,6 +188,20 @@ local function claim_from(due_set, want)
       else
         if lim then
           local key = rec[JOB_LIMIT_KEY]
+          -- Its start counts against its rates; jobs waiting for the budget
+          -- get a timer for the instant it allows the next.
+          if lim.rn > 0 then
+            rate_record(rate_log(task), lim.rn, lim.rw, now)
+            if redis.call('EXISTS', rate_park(task)) == 1 then
+              arm_timer(rate_park(task), rate_next(rate_log(task), lim.rn, lim.rw, now))
+            end
+          end
+          if lim.krn > 0 and key then
+            rate_record(key_rate_log(task, key), lim.krn, lim.krw, now)
+            if redis.call('EXISTS', key_rate_park(task, key)) == 1 then
+              arm_timer(key_rate_park(task, key), rate_next(key_rate_log(task, key), lim.krn, lim.krw, now))
+            end
+          end
           if lim.c > 0 or (lim.kc > 0 and key) then
             take_slot(task_slot(task))
             rec[JOB_SLOTS] = 1
@@ -230,6 +259,29 @@ elseif max_jobs > 0 then
       end
     end
   end
+  -- Rate parks whose timer is due: as many jobs as the budget allows now
+  -- (at least one) go back to their due sets; if others wait, the timer is
+  -- set a window later, in case the ones let out do not start (the start of
+  -- one sets it to the exact instant).
+  local fired = redis.call('ZRANGEBYSCORE', timers_key(), '-inf', now_text, 'LIMIT', '0', '20')
+  for _, park in ipairs(fired) do
+    redis.call('ZREM', timers_key(), park)
+    local spec = redis.call('HGET', rates_key(), park)
+    local n, w, log = nil, nil, nil
+    if spec then n, w, log = string.match(spec, '^(%d+):(%d+):(.*)$') end
+    local allowed, window = 1, 1000
+    if log then
+      n, w = tonumber(n), tonumber(w)
+      allowed, window = math.max(rate_left(log, n, w, now), 1), w
+    end
+    unpark(park, allowed)
+    if redis.call('EXISTS', park) == 1 then
+      arm_timer(park, now + window)
+    else
+      redis.call('HDEL', rates_key(), park)
+      redis.call('SREM', parks_key(), park)
+    end
+  end
   for _, due_set in ipairs(due_keys) do
     if #jobs >= max_jobs then break end
     claim_from(due_set, max_jobs - #jobs)
@@ -259,6 +311,12 @@ for _, due_set in ipairs(due_keys) do
     local t = tonumber(head[2])
     if next_wake < 0 or t < next_wake then next_wake = t end
   end
+end
+-- A rate park's timer.
+local timer_head = redis.call('ZRANGE', timers_key(), '0', '0', 'WITHSCORES')
+if timer_head[2] ~= nil then
+  local t = tonumber(timer_head[2])
+  if next_wake < 0 or t < next_wake then next_wake = t end
 end
 local lease_head = redis.call('ZRANGE', K_LEASES, '0', '0', 'WITHSCORES')
 if lease_head[2] ~= nil then

@@ -494,6 +494,53 @@ local function unserved_park(queue, task)
   return key_prefix(K_DUE) .. 'park:u:' .. #queue .. ':' .. queue .. ':' .. task
 end
 
+-- Rate limits: at most N starts in any window of W ms, per task (`rate:t:<task>`)
+-- or per key (`rate:k:<task length>:<task>:<key>`): LISTs of start times (ms),
+-- newest first, trimmed to N, expiring W after the last start. A job that
+-- would exceed its budget waits in a rate park (`park:r:<task>`,
+-- `park:rk:...`) with a timer (`timers`, ZSET park -> when to let one out):
+-- set when the job parks, and again whenever a job of the task starts while
+-- others wait (to the instant the budget allows the next). `rates` (HASH
+-- park -> 'N:W:<log key>') lets any worker fire a timer.
+local function rate_log(task) return key_prefix(K_DUE) .. 'rate:t:' .. task end
+local function key_rate_log(task, key) return key_prefix(K_DUE) .. 'rate:k:' .. #task .. ':' .. task .. ':' .. key end
+local function rate_park(task) return key_prefix(K_DUE) .. 'park:r:' .. task end
+local function key_rate_park(task, key) return key_prefix(K_DUE) .. 'park:rk:' .. #task .. ':' .. task .. ':' .. key end
+local function timers_key() return key_prefix(K_DUE) .. 'timers' end
+local function rates_key() return key_prefix(K_DUE) .. 'rates' end
+
+-- The earliest instant (ms, at least now) a start fits the budget.
+local function rate_next(log, n, w, now)
+  local oldest = redis.call('LINDEX', log, string.format('%d', n - 1))
+  if not oldest then return now end
+  local t = tonumber(oldest) + w
+  if t <= now then return now end
+  return t
+end
+
+-- How many more starts fit the budget now.
+local function rate_left(log, n, w, now)
+  local used = 0
+  for _, t in ipairs(redis.call('LRANGE', log, '0', string.format('%d', n - 1))) do
+    if tonumber(t) > now - w then used = used + 1 end
+  end
+  return n - used
+end
+
+local function rate_record(log, n, w, now)
+  redis.call('LPUSH', log, string.format('%d', now))
+  redis.call('LTRIM', log, '0', string.format('%d', n - 1))
+  redis.call('PEXPIRE', log, string.format('%d', w))
+end
+
+-- Sets a park's timer to `at`, unless it is set earlier.
+local function arm_timer(park, at)
+  local current = redis.call('ZSCORE', timers_key(), park)
+  if not current or tonumber(current) > at then
+    redis.call('ZADD', timers_key(), string.format('%d', at), park)
+  end
+end
+
 -- Moves a pending job from its due set to a park (its run time kept as the score).
 local function park_job(id, rec, from, run_at, park)
   redis.call('ZREM', from, id)
