@@ -15,6 +15,7 @@
 mod abort;
 mod args;
 mod list_page;
+mod queues;
 mod scale;
 mod ticks;
 
@@ -38,7 +39,7 @@ const PRELOAD_CALL: usize = 5000;
 const PRELOAD_IN_FLIGHT: usize = 4;
 
 /// Unix epoch wall-clock milliseconds with sub-ms resolution.
-fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64() * 1000.0)
@@ -47,7 +48,7 @@ fn now_ms() -> f64 {
 
 /// Prints one JSON line on stdout.
 /// The nearest-rank percentile `p` (0 to 100) of sorted samples; 0 for none.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -55,7 +56,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn emit(v: serde_json::Value) {
+pub(crate) fn emit(v: serde_json::Value) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
@@ -63,7 +64,7 @@ fn emit(v: serde_json::Value) {
 }
 
 /// Completion counters of the worker process, shared with the task as a `Dep`.
-struct Stats {
+pub(crate) struct Stats {
     count: AtomicU64,
     expect: u64,
     /// f64 bits of the first job's start (0 = none yet).
@@ -89,6 +90,29 @@ impl Stats {
         }
     }
 
+    /// A job started at `start` (epoch ms).
+    fn started(&self, start: f64) {
+        let _ = self.first_start.compare_exchange(
+            0,
+            start.to_bits(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A job ended at `end` (epoch ms): counted, with `progress` and `done` lines.
+    fn ended(&self, end: f64) {
+        self.last_end.fetch_max(end.to_bits(), Ordering::Relaxed);
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(PROGRESS_EVERY) {
+            emit(self.event("progress", n));
+        }
+        if self.expect > 0 && n >= self.expect && !self.done.swap(true, Ordering::Relaxed) {
+            emit(self.event("done", n));
+            self.done_signal.notify_waiters();
+        }
+    }
+
     fn event(&self, name: &str, count: u64) -> serde_json::Value {
         json!({
             "event": name,
@@ -110,12 +134,7 @@ async fn bench_job(
 ) -> Result<(), fred::error::Error> {
     let _ = p;
     let start = now_ms();
-    let _ = stats.first_start.compare_exchange(
-        0,
-        start.to_bits(),
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
+    stats.started(start);
     if let Some(side) = &stats.side {
         match k.as_str() {
             "lat" => {
@@ -127,21 +146,12 @@ async fn bench_job(
             _ => {}
         }
     }
-    let end = now_ms();
-    stats.last_end.fetch_max(end.to_bits(), Ordering::Relaxed);
-    let n = stats.count.fetch_add(1, Ordering::Relaxed) + 1;
-    if n.is_multiple_of(PROGRESS_EVERY) {
-        emit(stats.event("progress", n));
-    }
-    if stats.expect > 0 && n >= stats.expect && !stats.done.swap(true, Ordering::Relaxed) {
-        emit(stats.event("done", n));
-        stats.done_signal.notify_waiters();
-    }
+    stats.ended(now_ms());
     Ok(())
 }
 
 /// A producer-only scheduler (client subcommands).
-async fn producer(url: &str) -> Result<Scheduler, Error> {
+pub(crate) async fn producer(url: &str) -> Result<Scheduler, Error> {
     Scheduler::builder(url).producer_only().start().await
 }
 
@@ -153,7 +163,7 @@ fn worker_config(concurrency: &str) -> WorkerConfig {
     config
 }
 
-async fn side_connection(url: &str) -> Result<fred::clients::Client, Error> {
+pub(crate) async fn side_connection(url: &str) -> Result<fred::clients::Client, Error> {
     let client = fred::clients::Client::new(
         fred::types::config::Config::from_url(url).map_err(|e| Error::Config(e.to_string()))?,
         None,
@@ -180,8 +190,15 @@ async fn worker(a: &Args) -> Result<(), Error> {
         a.num("expect") as u64,
         Some(side_connection(&a.url).await?),
     ));
+    let mut config = worker_config(a.get("concurrency").unwrap_or("default"));
+    // The peer protocol's worker serves the default queue alone (as before
+    // queues existed); `--queues q0,q1,..` serves those, equally weighted.
+    config.queues = match a.get("queues") {
+        Some(list) => scheduler::Queues::weighted(list.split(',').map(|q| (q.trim(), 1))),
+        None => scheduler::Queues::strict(["default"]),
+    };
     let scheduler = Scheduler::builder(a.url.as_str())
-        .worker(worker_config(a.get("concurrency").unwrap_or("default")))
+        .worker(config)
         .provide_arc(Arc::clone(&stats))
         .start()
         .await?;
@@ -433,7 +450,11 @@ fn main() {
     // would run it. The client subcommands are one sequential caller: on a
     // current-thread runtime the connection task and the caller share a thread,
     // so no cross-thread wake-up per command.
-    let runtime = if a.cmd == "worker" || a.cmd == "memory-baseline" || a.cmd == "tick-lateness" {
+    let runtime = if a.cmd == "worker"
+        || a.cmd == "memory-baseline"
+        || a.cmd == "tick-lateness"
+        || a.cmd == "rate-lateness"
+    {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -467,6 +488,8 @@ async fn run(a: Args) {
         "scale" => scale::scale(&a).await,
         "tick-lateness" => ticks::tick_lateness(&a).await,
         "list-page" => list_page::list_page(&a).await,
+        "queues-drain" => queues::queues_drain(&a).await,
+        "rate-lateness" => queues::rate_lateness(&a).await,
         other => {
             eprintln!("unknown subcommand {other:?}; see the crate docs");
             std::process::exit(2);

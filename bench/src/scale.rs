@@ -23,7 +23,7 @@ use crate::args::Args;
 use crate::{bench_job, emit, producer, side_connection};
 
 /// CPU seconds (user + system) a process has used so far, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -39,10 +39,20 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-fn spawn_worker(url: &str, concurrency: &str) -> Result<Child, Error> {
+pub(crate) fn spawn_worker(url: &str, concurrency: &str) -> Result<Child, Error> {
+    spawn_worker_with(url, concurrency, &[])
+}
+
+/// A worker process (this binary's `worker` subcommand) with extra flags.
+pub(crate) fn spawn_worker_with(
+    url: &str,
+    concurrency: &str,
+    extra: &[&str],
+) -> Result<Child, Error> {
     let exe = std::env::current_exe().map_err(|e| Error::Config(e.to_string()))?;
     let mut child = Command::new(exe)
         .args(["--redis-url", url, "worker", "--concurrency", concurrency])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

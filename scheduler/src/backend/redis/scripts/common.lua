@@ -554,6 +554,10 @@ end
 -- sets: the earliest run time moved, or nil.
 local function unpark(park, n)
   local head = redis.call('ZRANGE', park, '0', string.format('%d', n - 1), 'WITHSCORES')
+  -- An empty park leaves the registry (listings and claims read it).
+  if #head == 0 or (#head < 2 * n and redis.call('ZCARD', park) == #head / 2) then
+    redis.call('SREM', parks_key(), park)
+  end
   local earliest = nil
   for i = 1, #head, 2 do
     local id, score = head[i], tonumber(head[i + 1])

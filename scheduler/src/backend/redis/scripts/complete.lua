@@ -109,10 +109,30 @@ if #ok_ids > 0 then
   end
   -- As much sweeping as one record_result per job would do.
   sweep_results(now, 20 * #ok_ids)
-  -- The slots they held, and unblock_pending for each whose replacement
-  -- waits (as finish_active does).
+  -- The slots they held (as release_slots does, one HINCRBY and one park
+  -- read per slot field for the whole batch), and unblock_pending for each
+  -- whose replacement waits (as finish_active does).
+  local freed, freed_order, parks_of = {}, {}, {}
+  local function free(field, park)
+    if not freed[field] then
+      freed[field] = 0
+      freed_order[#freed_order + 1] = field
+      parks_of[field] = park
+    end
+    freed[field] = freed[field] + 1
+  end
   for _, rec in ipairs(ok_recs) do
-    if rec[JOB_SLOTS] then due_at(release_slots(rec)) end
+    local held, task, key = rec[JOB_SLOTS], rec[JOB_TASK], rec[JOB_LIMIT_KEY]
+    if held == 1 or held == 2 then
+      free(task_slot(task), task_park(task))
+      if held == 2 and key then free(key_slot(task, key), key_park(task, key)) end
+    end
+  end
+  for _, field in ipairs(freed_order) do
+    if redis.call('HINCRBY', slots_key(), field, string.format('%d', -freed[field])) <= 0 then
+      redis.call('HDEL', slots_key(), field)
+    end
+    due_at(unpark(parks_of[field], freed[field]))
   end
   for _, id in ipairs(ok_waited) do due_at(unblock_pending(id, now)) end
   -- announce_finished and emit for each, as record_result does.
