@@ -280,7 +280,7 @@ pub(crate) async fn rate_lateness(a: &Args) -> Result<(), Error> {
         if late < 0 {
             early += 1;
         }
-        if late < 0 || late > 20 {
+        if !(0..=20).contains(&late) {
             eprintln!("outlier: start #{k} at {start}, allowed {allowed} (due {due})");
         }
         lateness.push(late as f64);

@@ -183,7 +183,36 @@ async fn every_command_against_a_real_redis() {
         4,
         "cursor",
     );
-    refused(&cli(&url, ns, &["list", "--queue", "emails"]), 4, "queue");
+    refused(
+        &cli(&url, ns, &["list", "--queue", "two words"]),
+        4,
+        "queue",
+    );
+    refused(
+        &cli(
+            &url,
+            ns,
+            &["list", "--state", "finished", "--queue", "emails"],
+        ),
+        4,
+        "queue",
+    );
+    // Every job here is in `default`: a listing of another queue is empty.
+    let emails = json(&cli(
+        &url,
+        ns,
+        &["list", "--state", "deferred", "--queue", "emails", "--json"],
+    ));
+    assert_eq!(emails["jobs"], serde_json::json!([]));
+    let defaults = json(&cli(
+        &url,
+        ns,
+        &[
+            "list", "--state", "deferred", "--queue", "default", "--json",
+        ],
+    ));
+    assert_eq!(defaults["jobs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(defaults["jobs"][0]["queue"], "default");
 
     // show
     let shown = json(&cli(&url, ns, &["show", "later-1", "--json"]));

@@ -110,6 +110,18 @@ async fn a_worker_claims_only_the_queues_it_serves(fx: Fixture) {
     assert_eq!(info.queue.as_deref(), Some("emails"));
     assert_eq!(info.waiting, None);
     assert_eq!(info.attempts, 0);
+    // Listed by queue.
+    let of = |queue: &str| scheduler::JobQuery::new(scheduler::ListState::Queued).queue(queue);
+    let emails = producer.list(&of("emails")).await.unwrap();
+    assert_eq!(
+        emails
+            .jobs
+            .iter()
+            .map(|j| j.job_id.as_str())
+            .collect::<Vec<_>>(),
+        ["mail"]
+    );
+    assert!(producer.list(&of("default")).await.unwrap().jobs.is_empty());
     // (A finished job's outcome does not keep its queue.)
     assert_eq!(producer.info("plain").await.unwrap().unwrap().queue, None);
 

@@ -107,6 +107,21 @@ async fn a_record_with_any_bad_field_is_dead_lettered_and_the_rest_of_its_batch_
             "{'probe', P, 100008, 0, 3, 0, 'n', false, false, false, false, false, false, {1}}",
             "replacement waits is not a number (field 14 is a table)",
         ),
+        (
+            "queue-number",
+            "{'probe', P, 100009, 0, 3, 0, 'n', false, false, false, false, false, false, false, false, false, 7}",
+            "queue is not a string (field 17 is a number)",
+        ),
+        (
+            "priority-string",
+            "{'probe', P, 100010, 0, 3, 0, 'n', false, false, false, false, false, false, false, false, false, false, 'high'}",
+            "priority is not a number (field 18 is a string)",
+        ),
+        (
+            "limit-key-table",
+            "{'probe', P, 100011, 0, 3, 0, 'n', false, false, false, false, false, false, false, false, false, false, false, {1}}",
+            "limit key is not a string (field 19 is a table)",
+        ),
     ];
     for (id, record, _) in bad {
         plant(&server, &ns, id, record, "0");

@@ -496,6 +496,19 @@ pub enum Waiting {
     Worker,
 }
 
+impl std::fmt::Display for Waiting {
+    /// What it waits for, as a listing shows it: "a slot of key user:42".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiting::Slot { key: None } => f.write_str("a slot of its task"),
+            Waiting::Slot { key: Some(key) } => write!(f, "a slot of key {key}"),
+            Waiting::Rate { key: None } => f.write_str("its task's rate"),
+            Waiting::Rate { key: Some(key) } => write!(f, "the rate of key {key}"),
+            Waiting::Worker => f.write_str("a worker that runs its task"),
+        }
+    }
+}
+
 impl Waiting {
     /// From the park a job waits in (common.lua's park key names).
     pub(crate) fn from_park(park: &str, limit_key: Option<&str>) -> Option<Waiting> {

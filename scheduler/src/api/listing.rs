@@ -79,6 +79,9 @@ pub struct JobQuery {
     pub limit: usize,
     /// Where to go on from: the [`JobPage::next`] of the page before.
     pub cursor: Option<String>,
+    /// Only jobs of this queue (not for [`ListState::Finished`]: an outcome
+    /// does not keep its queue).
+    pub queue: Option<String>,
 }
 
 impl JobQuery {
@@ -90,7 +93,14 @@ impl JobQuery {
             outcome: None,
             limit: 50,
             cursor: None,
+            queue: None,
         }
+    }
+
+    /// Only jobs of this queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
     }
 
     /// Only jobs of this task.
@@ -144,6 +154,14 @@ impl JobQuery {
                 self.state.as_str()
             )));
         }
+        if let Some(queue) = &self.queue {
+            if self.state == ListState::Finished {
+                return Err(Error::InvalidQuery(
+                    "a queue filter lists pending, running or dead-lettered jobs: a finished job's outcome does not keep its queue".into(),
+                ));
+            }
+            crate::api::routing::validate_queue_name(queue)?;
+        }
         self.position().map(drop)
     }
 }
@@ -185,6 +203,18 @@ mod tests {
             );
         }
         assert!(JobQuery::new(ListState::Queued).limit(0).check().is_err());
+        assert!(JobQuery::new(ListState::Queued)
+            .queue("emails")
+            .check()
+            .is_ok());
+        assert!(matches!(
+            JobQuery::new(ListState::Finished).queue("emails").check(),
+            Err(Error::InvalidQuery(_))
+        ));
+        assert!(matches!(
+            JobQuery::new(ListState::Queued).queue("two words").check(),
+            Err(Error::InvalidQueue { .. })
+        ));
         assert!(JobQuery::new(ListState::Queued)
             .limit(MAX_PAGE + 1)
             .check()

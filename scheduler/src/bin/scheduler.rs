@@ -79,7 +79,8 @@ enum Command {
         /// Go on from the cursor a previous page printed.
         #[arg(long)]
         cursor: Option<String>,
-        /// Queues do not exist yet: only `default` is accepted.
+        /// Only jobs of this queue (not with `--state finished`: an outcome
+        /// does not keep its queue).
         #[arg(long)]
         queue: Option<String>,
     },
@@ -153,6 +154,7 @@ impl From<Error> for Failure {
             Error::InvalidJobId { .. }
             | Error::InvalidCursor(_)
             | Error::InvalidQuery(_)
+            | Error::InvalidQueue { .. }
             | Error::InvalidRunTime(_) => 4,
             _ => 1,
         };
@@ -215,14 +217,6 @@ async fn command(s: &Scheduler, cli: &Cli) -> Result<(), Failure> {
             cursor,
             queue,
         } => {
-            if let Some(queue) = queue.as_deref().filter(|q| *q != "default") {
-                return Err(Failure::new(
-                    4,
-                    format!(
-                        "unknown queue {queue:?}: every job is in `default` until queues exist"
-                    ),
-                ));
-            }
             let state = ListState::parse(state).ok_or_else(|| {
                 Failure::new(
                     4,
@@ -232,6 +226,9 @@ async fn command(s: &Scheduler, cli: &Cli) -> Result<(), Failure> {
             let mut query = JobQuery::new(state).limit(*limit);
             if let Some(task) = task {
                 query = query.task(task.as_str());
+            }
+            if let Some(queue) = queue {
+                query = query.queue(queue.as_str());
             }
             if let Some(outcome) = outcome {
                 let outcome = FinishedState::parse(outcome).ok_or_else(|| {
@@ -543,6 +540,10 @@ fn job_json(info: &JobInfo) -> serde_json::Value {
         "result": info.result.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
         "progress": info.progress,
         "args": info.args,
+        "queue": info.queue,
+        "priority": info.priority,
+        "limit_key": info.limit_key,
+        "waiting_for": info.waiting.as_ref().map(ToString::to_string),
     })
 }
 
@@ -580,6 +581,15 @@ fn print_detail(info: &JobInfo) {
     println!("task         {}", info.task);
     println!("state        {state}");
     println!("generation   {}", info.generation);
+    if let Some(queue) = &info.queue {
+        println!("queue        {queue} (priority {})", info.priority);
+    }
+    if let Some(key) = &info.limit_key {
+        println!("limit key    {key}");
+    }
+    if let Some(waiting) = &info.waiting {
+        println!("waiting for  {waiting}");
+    }
     println!("attempts     {}/{}", info.attempts, info.max_attempts);
     println!("enqueued at  {}", time(info.enqueued_at));
     println!("run at       {}", time(info.run_at));

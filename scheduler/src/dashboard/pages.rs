@@ -397,6 +397,15 @@ pub(crate) async fn job(ctx: Ctx, Path(id): Path<String>) -> Result<Response, Pa
         dl.detail {
             dt { "Task" } dd { (info.task) }
             dt { "Generation" } dd { (info.generation) }
+            @if let Some(queue) = &info.queue {
+                dt { "Queue" } dd { (queue) ", priority " (info.priority) }
+            }
+            @if let Some(key) = &info.limit_key {
+                dt { "Limit key" } dd { code { (key) } }
+            }
+            @if let Some(waiting) = &info.waiting {
+                dt { "Waiting for" } dd { (waiting.to_string()) }
+            }
             @if let JobStatus::Running { worker, attempt } = &info.status {
                 dt { "Worker" } dd { code { (worker) } " (attempt " (attempt) ")" }
             }

@@ -1,7 +1,7 @@
 //! What a worker claims: the queues it serves (and in what order each claim
 //! visits them), the tasks it can run, and their concurrency limits.
 
-use crate::api::registry::Registry;
+use crate::api::registry::{Registry, TaskRegistration};
 use crate::api::routing::{weighted_order, Queues};
 use crate::backend::{Serving, TaskLimits};
 use crate::DEFAULT_QUEUE;
@@ -36,14 +36,22 @@ impl ServingPlan {
                 Some(weighted.clone()),
             ),
         };
-        let limits = registry
+        // The tasks of the queues it serves: a job of another of its tasks
+        // found in one of them (a deploy that moved the task) waits for a
+        // worker that serves the task's queue, as the worker may lack that
+        // task's dependencies.
+        let served: Vec<&TaskRegistration> = registry
             .tasks()
+            .filter(|t| names.iter().any(|q| q == t.options.queue_name()))
+            .collect();
+        let limits = served
+            .iter()
             .filter_map(|t| TaskLimits::of(t.name, &t.options))
             .collect();
         ServingPlan {
             base: Serving {
+                tasks: Some(served.iter().map(|t| t.name.to_string()).collect()),
                 queues: Some(names),
-                tasks: Some(registry.tasks().map(|t| t.name.to_string()).collect()),
                 limits,
             },
             weights: weights.filter(|w: &Vec<(String, u32)>| w.len() > 1),

@@ -91,7 +91,10 @@ impl MemoryBackend {
                     .map(|r| outcome_info(id, r)),
                 ListState::DeadLettered => s.dead.get(id).map(|e| dead_info(id, e)),
             };
-            if let Some(info) = info.filter(|i| query.task.as_ref().is_none_or(|t| *t == i.task)) {
+            if let Some(info) = info
+                .filter(|i| query.task.as_ref().is_none_or(|t| *t == i.task))
+                .filter(|i| query.queue.is_none() || query.queue == i.queue)
+            {
                 page.jobs.push(info);
             }
         }

@@ -548,6 +548,7 @@ impl Backend for RedisBackend {
                     score.clone(),
                     id.as_str().into(),
                     Value::Integer((query.limit * crate::api::listing::SCAN_PER_JOB) as i64),
+                    query.queue.as_deref().unwrap_or("").into(),
                 ]
             };
             crate::backend::redis::record::job_page(self.call(&self.scripts.browse, args).await?)

@@ -1,6 +1,7 @@
 -- ARGV: state ('deferred' | 'queued' | 'running' | 'finished' | 'dead'),
 --       task ('' for every task), outcome ('' | 'completed' | 'failed' | 'cancelled': finished only),
---       limit, cursor score ('' to start), cursor id, scan cap
+--       limit, cursor score ('' to start), cursor id, scan cap, queue ('' for
+--       every queue; not for 'finished': an outcome does not keep its queue)
 -- One page of the jobs in a state, read from the index that holds them, in
 -- its order: deferred from `due` after now (soonest first), queued from `due`
 -- up to now (longest waiting first), running from `leases` (soonest expiry
@@ -17,6 +18,15 @@
 -- score); a record gone meanwhile is left out.
 local state, task, outcome = ARGV[1], ARGV[2], ARGV[3]
 local limit, cursor_score, cursor_id, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local queue = ARGV[8] or ''
+-- The queue of a section (record_section's fields: job records' JOB_QUEUE,
+-- dead entries' DEAD_QUEUE; '' is the default queue).
+local function queue_of(kind, section)
+  local q
+  if kind == 'dead' then q = section[3 + DEAD_QUEUE] else q = section[3 + JOB_QUEUE] end
+  if q == nil or q == '' then return DEFAULT_QUEUE end
+  return q
+end
 local now = now_ms()
 local now_text = string.format('%d', now)
 
@@ -57,7 +67,8 @@ if state == 'deferred' or state == 'queued' then
       local blob = redis.call('HGET', K_PENDING, id)
       if blob then
         local section = record_section('pending', string.format('%d', score), blob, JOB_SLOTS)
-        if task == '' or (section[3] == 'ok' and section[3 + JOB_TASK] == task) then
+        if (task == '' or (section[3] == 'ok' and section[3 + JOB_TASK] == task))
+          and (queue == '' or (section[3] == 'ok' and queue_of('pending', section) == queue)) then
           found = found + 1
           out[#out + 1] = {id, section}
         end
@@ -126,7 +137,7 @@ while found < limit and examined < cap and rank <= hi do
     local blob = blobs[j]
     local keep = blob ~= nil and blob ~= false
     if keep and state == 'finished' and tonumber(score) <= now then keep = false end
-    if keep and (task ~= '' or outcome ~= '') then
+    if keep and (task ~= '' or outcome ~= '' or queue ~= '') then
       local section = record_section(kind, score, blob, n)
       -- The task is a job record's field 1, an outcome's OUTCOME_TASK, a dead entry's DEAD_TASK.
       local rec_task
@@ -134,10 +145,11 @@ while found < limit and examined < cap and rank <= hi do
       elseif kind == 'dead' then rec_task = section[3 + DEAD_TASK]
       else rec_task = section[3 + JOB_TASK] end
       if section[3] ~= 'ok' then
-        keep = task == '' and outcome == ''
+        keep = task == '' and outcome == '' and queue == ''
       else
         if task ~= '' and rec_task ~= task then keep = false end
         if outcome ~= '' and section[3 + OUTCOME_STATE] ~= outcome then keep = false end
+        if queue ~= '' and queue_of(kind, section) ~= queue then keep = false end
       end
       if keep then
         found = found + 1

@@ -130,6 +130,23 @@ end
 -- again at once, so it needs no next wake-up time.
 local claimed_count = 0
 local unparked = false
+-- The parks that may hold jobs (`parks`), read once per claim and only when
+-- needed; nearly always empty, so a claim pays one SMEMBERS for the unserved,
+-- rate and slot parks together.
+local parks_list = nil
+local function parks_now()
+  if parks_list == nil then parks_list = redis.call('SMEMBERS', parks_key()) end
+  return parks_list
+end
+-- Whether a rate park may hold jobs (its timers are then read).
+local function rate_parks_exist()
+  local prefix = key_prefix(K_DUE) .. 'park:r'
+  for _, park in ipairs(parks_now()) do
+    if string.sub(park, 1, #prefix) == prefix then return true end
+  end
+  return false
+end
+local rate_parked = false
 -- The ids claimed from each due set, NUL-joined (for the claim log).
 local claimed_all = {}
 
@@ -162,7 +179,6 @@ local function claim_from(due_set, want)
         if not serves_all and not served_tasks[task] then
           local queue = rec[JOB_QUEUE] or DEFAULT_QUEUE
           park = unserved_park(queue, task)
-          redis.call('SADD', unserved_key(), queue .. '\t' .. task)
         elseif lim then
           local key = rec[JOB_LIMIT_KEY]
           local log, n, w = nil, 0, 0
@@ -176,6 +192,7 @@ local function claim_from(due_set, want)
             park = task_park(task)
           end
           if log then
+            rate_parked = true
             -- Over its rate: it waits for the instant the budget allows.
             redis.call('HSET', rates_key(), park, string.format('%d:%d:', n, w) .. log)
             arm_timer(park, rate_next(log, n, w, now))
@@ -275,11 +292,18 @@ elseif max_jobs > 0 then
   -- Jobs of a task no running worker served, parked by another worker's
   -- claim: back to their due sets when this worker serves the task.
   if serves_all == false then
-    for _, member in ipairs(redis.call('SMEMBERS', unserved_key())) do
-      local queue, task = string.match(member, '^([^\t]*)\t(.*)$')
-      if queue and served_queues[queue] and served_tasks[task] then
-        unpark(unserved_park(queue, task), 10000)
-        redis.call('SREM', unserved_key(), member)
+    local prefix = key_prefix(K_DUE) .. 'park:u:'
+    for _, park in ipairs(parks_now()) do
+      if string.sub(park, 1, #prefix) == prefix then
+        -- park:u:<queue length>:<queue>:<task>
+        local len, rest = string.match(string.sub(park, #prefix + 1), '^(%d+):(.*)$')
+        if len then
+          local queue = string.sub(rest, 1, tonumber(len))
+          local task = string.sub(rest, tonumber(len) + 2)
+          if served_queues[queue] and served_tasks[task] and not unpark(park, 10000) then
+            redis.call('SREM', parks_key(), park)
+          end
+        end
       end
     end
   end
@@ -287,7 +311,10 @@ elseif max_jobs > 0 then
   -- (at least one) go back to their due sets; if others wait, the timer is
   -- set a window later, in case the ones let out do not start (the start of
   -- one sets it to the exact instant).
-  local fired = redis.call('ZRANGEBYSCORE', timers_key(), '-inf', now_text, 'LIMIT', '0', '20')
+  local fired = {}
+  if rate_parks_exist() then
+    fired = redis.call('ZRANGEBYSCORE', timers_key(), '-inf', now_text, 'LIMIT', '0', '20')
+  end
   for _, park in ipairs(fired) do
     redis.call('ZREM', timers_key(), park)
     local spec = redis.call('HGET', rates_key(), park)
@@ -318,13 +345,19 @@ end
 -- (Only parks in the registry hold jobs: one SMEMBERS, not a read per task.)
 if limits_arg ~= '\n\n' then
   local task_parks = task_park('')
-  for _, park in ipairs(redis.call('SMEMBERS', parks_key())) do
+  for _, park in ipairs(parks_now()) do
     if string.sub(park, 1, #task_parks) == task_parks then
       local task = string.sub(park, #task_parks + 1)
       local lim = limits[task]
       if lim and lim.c > 0 then
         local free = lim.c - slot_count(task_slot(task))
-        if free > 0 and unpark(park, free) then unparked = true end
+        if free > 0 then
+          if unpark(park, free) then
+            unparked = true
+          elseif redis.call('EXISTS', park) == 0 then
+            redis.call('SREM', parks_key(), park)
+          end
+        end
       end
     end
   end
@@ -353,10 +386,12 @@ for _, due_set in ipairs(due_keys) do
   end
 end
 -- A rate park's timer.
-local timer_head = redis.call('ZRANGE', timers_key(), '0', '0', 'WITHSCORES')
-if timer_head[2] ~= nil then
-  local t = tonumber(timer_head[2])
-  if next_wake < 0 or t < next_wake then next_wake = t end
+if rate_parked or rate_parks_exist() then
+  local timer_head = redis.call('ZRANGE', timers_key(), '0', '0', 'WITHSCORES')
+  if timer_head[2] ~= nil then
+    local t = tonumber(timer_head[2])
+    if next_wake < 0 or t < next_wake then next_wake = t end
+  end
 end
 local lease_head = redis.call('ZRANGE', K_LEASES, '0', '0', 'WITHSCORES')
 if lease_head[2] ~= nil then

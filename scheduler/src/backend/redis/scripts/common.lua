@@ -87,11 +87,15 @@ local K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES, K_LISTENERS
 -- (see read_listeners).
 local LISTENER_CHANNELS, EVENT_CHANNEL = nil, nil
 
+-- Key names built from the namespace's prefix, per call (see named()).
+local NAMED = {}
+
 local function bind(keys)
   K_DUE, K_PENDING, K_ACTIVE, K_LEASES = keys[1], keys[2], keys[3], keys[4]
   K_RESULTS, K_RESULTS_EXP, K_DEAD, K_DEAD_ORDER, K_SEQ = keys[5], keys[6], keys[7], keys[8], keys[9]
   K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES, K_LISTENERS = keys[10], keys[11], keys[12], keys[13]
   LISTENER_CHANNELS, EVENT_CHANNEL = nil, nil
+  NAMED = {}
 end
 
 -- The key names' suffixes in KEYS order (`{namespace}:<suffix>`; keys.rs
@@ -103,6 +107,17 @@ local KEY_SUFFIXES = {'due', 'pending', 'active', 'leases', 'results', 'results_
 -- The `{namespace}:` prefix of a namespace's key names, from its `due` key.
 local function key_prefix(due)
   return string.sub(due, 1, -4)
+end
+
+-- `{namespace}:<suffix>`, built once per call and suffix: a claim or a
+-- completion names the same few keys for every job it touches.
+local function named(suffix)
+  local name = NAMED[suffix]
+  if not name then
+    name = key_prefix(K_DUE) .. suffix
+    NAMED[suffix] = name
+  end
+  return name
 end
 
 local function now_ms()
@@ -402,7 +417,7 @@ local DEFAULT_QUEUE = 'default'
 local function due_key(queue, priority)
   if not queue or queue == '' then queue = DEFAULT_QUEUE end
   if queue == DEFAULT_QUEUE and (not priority or priority == 0) then return K_DUE end
-  return key_prefix(K_DUE) .. 'due:' .. string.format('%d', priority or 0) .. ':' .. queue
+  return named('due:' .. string.format('%d', priority or 0) .. ':' .. queue)
 end
 
 -- The set that holds a pending job's entry: its park while it waits for a
@@ -412,7 +427,7 @@ local function index_key(rec)
   return due_key(rec[JOB_QUEUE], rec[JOB_PRIORITY])
 end
 
-local function queues_key() return key_prefix(K_DUE) .. 'queues' end
+local function queues_key() return named('queues') end
 
 -- The priorities of every queue but the implicit ('default', 0): queue -> list,
 -- highest first (one HGETALL).
@@ -459,6 +474,10 @@ end
 local function register_level(queue, priority)
   if due_key(queue, priority) == K_DUE then return end
   if not queue or queue == '' then queue = DEFAULT_QUEUE end
+  -- Once per call and (queue, priority): a batch of one queue reads it once.
+  local seen = 'registered:' .. queue .. ':' .. string.format('%d', priority)
+  if NAMED[seen] then return end
+  NAMED[seen] = true
   local text = redis.call('HGET', queues_key(), queue)
   local list = {}
   if text then
@@ -479,16 +498,15 @@ end
 -- finds its slots taken waits in a park (ZSET id -> its run time, so that
 -- its lateness shows once it starts): `park:t:<task>` or
 -- `park:k:<task length>:<task>:<key>`; `parks` (SET) names the parks for
--- listings. A job of a task no worker of its queue can run waits in
--- `park:u:<queue length>:<queue>:<task>` (`unserved`, SET, names those as
--- '<queue>\t<task>') until a worker that serves both claims. Releasing a slot moves the longest
+-- listings and claims. A job of a task no worker of its queue can run waits
+-- in `park:u:<queue length>:<queue>:<task>` until a worker that serves both
+-- claims. Releasing a slot moves the longest
 -- waiting job of the park back to its due set; a claim then checks it again.
-local function slots_key() return key_prefix(K_DUE) .. 'slots' end
-local function parks_key() return key_prefix(K_DUE) .. 'parks' end
-local function unserved_key() return key_prefix(K_DUE) .. 'unserved' end
+local function slots_key() return named('slots') end
+local function parks_key() return named('parks') end
 local function task_slot(task) return 't:' .. task end
 local function key_slot(task, key) return 'k:' .. #task .. ':' .. task .. ':' .. key end
-local function task_park(task) return key_prefix(K_DUE) .. 'park:t:' .. task end
+local function task_park(task) return named('park:t:' .. task) end
 local function key_park(task, key) return key_prefix(K_DUE) .. 'park:k:' .. #task .. ':' .. task .. ':' .. key end
 local function unserved_park(queue, task)
   return key_prefix(K_DUE) .. 'park:u:' .. #queue .. ':' .. queue .. ':' .. task
@@ -502,12 +520,12 @@ end
 -- set when the job parks, and again whenever a job of the task starts while
 -- others wait (to the instant the budget allows the next). `rates` (HASH
 -- park -> 'N:W:<log key>') lets any worker fire a timer.
-local function rate_log(task) return key_prefix(K_DUE) .. 'rate:t:' .. task end
+local function rate_log(task) return named('rate:t:' .. task) end
 local function key_rate_log(task, key) return key_prefix(K_DUE) .. 'rate:k:' .. #task .. ':' .. task .. ':' .. key end
-local function rate_park(task) return key_prefix(K_DUE) .. 'park:r:' .. task end
+local function rate_park(task) return named('park:r:' .. task) end
 local function key_rate_park(task, key) return key_prefix(K_DUE) .. 'park:rk:' .. #task .. ':' .. task .. ':' .. key end
-local function timers_key() return key_prefix(K_DUE) .. 'timers' end
-local function rates_key() return key_prefix(K_DUE) .. 'rates' end
+local function timers_key() return named('timers') end
+local function rates_key() return named('rates') end
 
 -- The earliest instant (ms, at least now) a start fits the budget.
 local function rate_next(log, n, w, now)
@@ -554,8 +572,11 @@ end
 -- sets: the earliest run time moved, or nil.
 local function unpark(park, n)
   local head = redis.call('ZRANGE', park, '0', string.format('%d', n - 1), 'WITHSCORES')
-  -- An empty park leaves the registry (listings and claims read it).
-  if #head == 0 or (#head < 2 * n and redis.call('ZCARD', park) == #head / 2) then
+  -- A park emptied here leaves the registry (listings and claims read it).
+  -- (A park found empty is left alone: releasing a slot looks at its park
+  -- whether or not it holds jobs, and the usual answer, none, costs that one
+  -- read; a claim that reads the registry drops the stale entries it meets.)
+  if #head > 0 and #head < 2 * n and redis.call('ZCARD', park) == #head / 2 then
     redis.call('SREM', parks_key(), park)
   end
   local earliest = nil

@@ -59,6 +59,7 @@ if is_earliest(due, run_at_text) then
 end
 -- The job event (common.lua emit), with this script's keys bound for it.
 K_DUE, K_LISTENERS, LISTENER_CHANNELS, EVENT_CHANNEL = due, key_prefix(due) .. 'listeners', nil, nil
+NAMED = {}
 emit('enqueued', id, ARGV[2], generation, 0, now, run_at)
 local reply = {'enqueued', generation, run_at, 0}
 if ttl then
