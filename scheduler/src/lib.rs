@@ -96,7 +96,7 @@ pub use crate::api::job::{
 pub use crate::api::listing::{JobPage, JobQuery, ListState, MAX_PAGE};
 pub use crate::api::registry::{Location, Registry, RunFn, TaskFuture, TaskRegistration};
 pub use crate::api::routing::{
-    queue_name_problem, Queues, Rate, DEFAULT_QUEUE, MAX_LIMIT_KEY, MAX_QUEUE_NAME,
+    queue_name_problem, QueueInfo, Queues, Rate, DEFAULT_QUEUE, MAX_LIMIT_KEY, MAX_QUEUE_NAME,
 };
 pub use crate::api::scheduler::{
     JobEvents, Rescheduled, Scheduler, SchedulerBuilder, ACTIVITY_MINUTES,

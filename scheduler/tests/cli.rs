@@ -154,6 +154,14 @@ async fn every_command_against_a_real_redis() {
         stdout(&text)
     );
 
+    // queues: every job here is in `default`, and no worker runs
+    let queues = json(&cli(&url, ns, &["queues", "--json"]));
+    assert_eq!(queues["queues"][0]["queue"], "default");
+    assert_eq!(queues["queues"][0]["deferred"], 2);
+    assert_eq!(queues["queues"][0]["workers"], 0);
+    let text = stdout(&cli(&url, ns, &["queues"]));
+    assert!(text.starts_with("QUEUE"), "{text}");
+
     // list, page by page
     let first = json(&cli(
         &url,

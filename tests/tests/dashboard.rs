@@ -298,6 +298,17 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
     assert_eq!(b.text("a.card[data-count=deferred] .value").await, "4");
     assert_eq!(b.text("a.card[data-count=running] .value").await, "1");
     assert_eq!(b.text("a.card[data-count=dead-lettered] .value").await, "2");
+    // Per queue: every job here is in `default`, served by this process's worker.
+    assert_eq!(
+        b.text("tr[data-queue=default] td:nth-child(2)").await,
+        "4",
+        "deferred in default"
+    );
+    assert_eq!(
+        b.text("tr[data-queue=default] td:nth-child(5)").await,
+        "1",
+        "workers"
+    );
     assert!(b.count("svg.throughput rect.completed").await >= 1);
     assert!(b.count("svg.lateness circle.p50").await >= 1);
     // Nothing is loaded from anywhere but the dashboard (it works offline).

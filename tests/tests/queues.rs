@@ -110,6 +110,22 @@ async fn a_worker_claims_only_the_queues_it_serves(fx: Fixture) {
     assert_eq!(info.queue.as_deref(), Some("emails"));
     assert_eq!(info.waiting, None);
     assert_eq!(info.attempts, 0);
+    // The queue overview: the e-mail waits in a queue nobody serves.
+    let queue = |name: &'static str| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .queues()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|q| q.name == name)
+                .unwrap_or_else(|| panic!("queue {name} listed"))
+        }
+    };
+    let emails = queue("emails").await;
+    assert_eq!((emails.queued, emails.workers), (1, 0), "{emails:?}");
+    assert_eq!(queue("default").await.workers, 1);
     // Listed by queue.
     let of = |queue: &str| scheduler::JobQuery::new(scheduler::ListState::Queued).queue(queue);
     let emails = producer.list(&of("emails")).await.unwrap();
@@ -131,7 +147,12 @@ async fn a_worker_claims_only_the_queues_it_serves(fx: Fixture) {
         JobStatus::Completed
     );
     assert_eq!(probe.runs_of("mail").len(), 1);
-    for s in [defaults, mails, producer] {
+    let emails = queue("emails").await;
+    assert_eq!((emails.queued, emails.workers), (0, 1), "{emails:?}");
+    // A worker that closes withdraws at once.
+    mails.close().await;
+    assert_eq!(queue("emails").await.workers, 0);
+    for s in [defaults, producer] {
         s.close().await;
     }
 }
@@ -212,6 +233,15 @@ async fn a_task_limit_holds_across_workers_and_waiting_uses_no_attempt(fx: Fixtu
         }
     }
     assert!(saw_waiting, "no job was seen waiting for a slot");
+    let default = producer
+        .queues()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|q| q.name == "default")
+        .unwrap();
+    assert!(default.waiting > 0, "{default:?}");
+    assert_eq!(default.workers, 2, "{default:?}");
     assert!(probe.wait_finished(8, Duration::from_secs(20)).await);
     let runs = probe.runs();
     assert_eq!(runs.len(), 8, "{runs:?}");
@@ -320,6 +350,56 @@ async fn a_cancelled_running_job_frees_its_slot_at_once(fx: Fixture) {
         wait_status(&producer, "next", |s| *s == JobStatus::Completed).await,
         JobStatus::Completed,
         "the cancelled job's slot was not given back"
+    );
+    // An aborting replace frees the slot at once too.
+    producer
+        .enqueue(
+            JobRequest::<LimitedProbe>::new(sleeping("long2", 8_000))
+                .id("long2")
+                .limit_key("k"),
+        )
+        .await
+        .unwrap();
+    assert!(probe.wait_started(3, Duration::from_secs(10)).await);
+    producer
+        .enqueue(
+            JobRequest::<LimitedProbe>::new(ProbeArgs::new("after"))
+                .id("after")
+                .limit_key("k"),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        probe.runs_of("after").len(),
+        0,
+        "the key's one slot is taken"
+    );
+    producer
+        .replace(
+            JobRequest::<LimitedProbe>::new(ProbeArgs::new("short"))
+                .id("long2")
+                .limit_key("other"),
+            scheduler::IfRunning::Abort,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_status(&producer, "after", |s| *s == JobStatus::Completed).await,
+        JobStatus::Completed,
+        "the aborted job's slot was not given back"
+    );
+    // A limit key is checked before anything is sent.
+    let bad = producer
+        .enqueue(
+            JobRequest::<LimitedProbe>::new(ProbeArgs::new("x"))
+                .id("bad-key")
+                .limit_key(""),
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(scheduler::Error::InvalidLimitKey { .. })),
+        "{bad:?}"
     );
     a.close().await;
     producer.close().await;

@@ -208,6 +208,31 @@ impl Queues {
     }
 }
 
+/// One queue as [`Scheduler::queues`](crate::Scheduler::queues) sees it, at
+/// one instant of the backend's clock.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueInfo {
+    /// Its name.
+    pub name: String,
+    /// Pending, due in the future.
+    pub deferred: u64,
+    /// Due, waiting for a free worker.
+    pub queued: u64,
+    /// Due, waiting for something else: a concurrency slot, a rate budget,
+    /// or a worker that runs its task ([`Waiting`](crate::Waiting)).
+    pub waiting: u64,
+    /// Live worker processes that serve it (each announces its queues every
+    /// few seconds; one that stopped drops out within 15 s). 0 with jobs
+    /// queued: nothing will run them until a worker serving the queue starts.
+    pub workers: u64,
+}
+
+/// How often a worker announces the queues it serves, and how long an
+/// announcement lasts.
+pub(crate) const PRESENCE_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const PRESENCE_TTL: Duration = Duration::from_secs(15);
+
 /// The order one claim visits weighted queues in: drawn without replacement,
 /// each pick proportional to the weights left.
 pub(crate) fn weighted_order(

@@ -389,6 +389,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// How many jobs are in each state, at one instant.
     fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>>;
 
+    /// Announces that worker `id` serves `queues` for `ttl` (renewed by
+    /// calling again), or with `None` that it stopped.
+    fn announce_worker<'a>(
+        &'a self,
+        id: &'a str,
+        queues: &'a [String],
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Every queue with jobs or live workers: its counts and workers, by name.
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<crate::QueueInfo>, Error>>;
+
     fn list_pending<'a>(
         &'a self,
         task: Option<&'a str>,

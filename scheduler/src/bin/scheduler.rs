@@ -62,6 +62,9 @@ struct Cli {
 enum Command {
     /// How many jobs are deferred, queued, running and dead-lettered.
     Stats,
+    /// Each queue: its deferred, queued and waiting jobs, and the live
+    /// workers that serve it.
+    Queues,
     /// One page of the jobs in a state.
     List {
         /// deferred, queued, running, finished or dead.
@@ -207,6 +210,27 @@ async fn command(s: &Scheduler, cli: &Cli) -> Result<(), Failure> {
                 println!("queued         {}", c.queued);
                 println!("running        {}", c.running);
                 println!("dead-lettered  {}", c.dead_lettered);
+            }
+        }
+        Command::Queues => {
+            let queues = s.queues().await?;
+            if json {
+                let rows: Vec<_> = queues
+                    .iter()
+                    .map(|q| json!({"queue": q.name, "deferred": q.deferred, "queued": q.queued, "waiting": q.waiting, "workers": q.workers}))
+                    .collect();
+                print_json(&json!({ "queues": rows }));
+            } else {
+                println!(
+                    "{:<24} {:>9} {:>9} {:>9} {:>8}",
+                    "QUEUE", "DEFERRED", "QUEUED", "WAITING", "WORKERS"
+                );
+                for q in &queues {
+                    println!(
+                        "{:<24} {:>9} {:>9} {:>9} {:>8}",
+                        q.name, q.deferred, q.queued, q.waiting, q.workers
+                    );
+                }
             }
         }
         Command::List {

@@ -17,6 +17,7 @@ use crate::{FinishedState, Health, JobInfo, JobQuery, JobStatus, ListState};
 pub(crate) struct ListParams {
     state: Option<String>,
     task: Option<String>,
+    queue: Option<String>,
     outcome: Option<String>,
     after: Option<String>,
 }
@@ -27,6 +28,9 @@ impl ListParams {
         let mut query = JobQuery::new(state).limit(limit);
         if let Some(task) = self.task.as_deref().filter(|t| !t.is_empty()) {
             query = query.task(task);
+        }
+        if let Some(queue) = self.queue.as_deref().filter(|q| !q.is_empty()) {
+            query = query.queue(queue);
         }
         if let Some(outcome) = self.outcome.as_deref().filter(|o| !o.is_empty()) {
             let outcome = FinishedState::parse(outcome).ok_or_else(|| {
@@ -47,6 +51,7 @@ impl ListParams {
         for (name, value) in [
             ("state", &self.state),
             ("task", &self.task),
+            ("queue", &self.queue),
             ("outcome", &self.outcome),
         ] {
             if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
@@ -63,6 +68,7 @@ fn task_filter(ctx: &Ctx, path: &str, params: &ListParams, extra: Markup) -> Mar
         form.filter method="get" action=(ctx.href(path)) {
             (extra)
             label { "Task " input type="text" name="task" value=[params.task.as_deref()] placeholder="any"; }
+            label { "Queue " input type="text" name="queue" value=[params.queue.as_deref()] placeholder="any"; }
             button.btn type="submit" { "Filter" }
         }
     }
@@ -81,6 +87,7 @@ fn pager(ctx: &Ctx, path: &str, params: &ListParams, next: Option<&str>) -> Mark
 pub(crate) async fn overview(ctx: Ctx) -> Result<Response, PageError> {
     let s = &ctx.scheduler;
     let counts = s.counts().await?;
+    let queues = s.queues().await?;
     let activity = s.activity(60).await?;
     let next = s.list(&JobQuery::new(ListState::Deferred).limit(5)).await?;
     let totals = chart::totals(&activity);
@@ -101,12 +108,23 @@ pub(crate) async fn overview(ctx: Ctx) -> Result<Response, PageError> {
         section {
             h2 { "Per queue" }
             table.queues {
-                thead { tr { th { "Queue" } th { "Deferred" } th { "Queued" } th { "Running" } th { "Dead-lettered" } } }
+                thead { tr { th { "Queue" } th { "Deferred" } th { "Queued" } th { "Waiting" } th { "Workers" } } }
                 tbody {
-                    // Every job is in the default queue until queues exist.
-                    tr { td { "default" } td { (counts.deferred) } td { (counts.queued) } td { (counts.running) } td { (counts.dead_lettered) } }
+                    @for q in &queues {
+                        tr data-queue=(q.name) {
+                            td { a href=(ctx.href(&format!("/jobs?state=queued&queue={}", encode_path(&q.name)))) { (q.name) } }
+                            td { (q.deferred) } td { (q.queued) } td { (q.waiting) }
+                            // Jobs and no worker: nothing runs them.
+                            @if q.workers == 0 && q.queued + q.waiting > 0 {
+                                td.bad title="No live worker serves this queue" { "0" }
+                            } @else {
+                                td { (q.workers) }
+                            }
+                        }
+                    }
                 }
             }
+            p.muted { "Waiting: due, but held by a concurrency or rate limit, or by a worker that lacks the task. Workers: live processes serving the queue (announced every 5 s)." }
         }
         section {
             h2 { "Health" }

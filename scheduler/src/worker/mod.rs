@@ -202,6 +202,7 @@ impl Worker {
             "planner",
             planner.run(worker.config.max_idle, worker.stop_all.clone()),
         ));
+        tasks.push(worker.supervise("presence", Arc::clone(&worker).presence_loop()));
         let claim_task = worker.supervise("claim", Arc::clone(&worker).claim_loop());
         Ok(WorkerHandle {
             worker,
@@ -209,6 +210,32 @@ impl Worker {
             tasks,
             close_subscription: close,
         })
+    }
+
+    /// Announces the queues this worker serves, every
+    /// [`PRESENCE_INTERVAL`](crate::api::routing::PRESENCE_INTERVAL), for
+    /// `Scheduler::queues`. A failed announcement is logged and tried again
+    /// at the next tick (it is information, not a lease).
+    async fn presence_loop(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(crate::api::routing::PRESENCE_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = self.stop_all.cancelled() => return,
+            }
+            let announced = self
+                .backend
+                .announce_worker(
+                    &self.id,
+                    self.serving.queues(),
+                    Some(crate::api::routing::PRESENCE_TTL),
+                )
+                .await;
+            if let Err(e) = announced {
+                tracing::debug!(error = %e, "announcing the worker's queues failed; trying again");
+            }
+        }
     }
 
     /// Runs one of the worker's own tasks; if it panics, or returns before
@@ -369,6 +396,14 @@ impl WorkerHandle {
             }
         }
         (self.close_subscription)().await;
+        // Withdrawn at once, so `Scheduler::queues` stops counting it.
+        if let Err(e) = worker
+            .backend
+            .announce_worker(&worker.id, worker.serving.queues(), None)
+            .await
+        {
+            warn!(error = %e, "closing: the worker's announcement could not be withdrawn; it expires by itself");
+        }
         info!(worker = %worker.id, "worker stopped");
     }
 }

@@ -212,6 +212,17 @@ impl Backend for Faulty {
     fn counts(&self) -> BoxFuture<'_, Result<JobCounts, Error>> {
         self.inner.counts()
     }
+    fn announce_worker<'a>(
+        &'a self,
+        id: &'a str,
+        queues: &'a [String],
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.announce_worker(id, queues, ttl)
+    }
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<crate::QueueInfo>, Error>> {
+        self.inner.queues()
+    }
     fn list_pending<'a>(
         &'a self,
         task: Option<&'a str>,

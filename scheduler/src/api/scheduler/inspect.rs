@@ -166,6 +166,36 @@ impl Scheduler {
         untyped_result(self.info(job_id).await?)
     }
 
+    /// Every queue with jobs or live workers: its deferred, queued and
+    /// waiting jobs and how many worker processes serve it, sorted by name
+    /// on the in-memory backend, in the namespace's order on Redis. A queue
+    /// with jobs and no worker is what a deploy that forgot a queue looks
+    /// like.
+    ///
+    /// ```
+    /// use scheduler::{Queues, WorkerConfig};
+    ///
+    /// #[scheduler::task(queue = "emails")]
+    /// async fn welcome(to: String) {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), scheduler::Error> {
+    /// let s = scheduler::Scheduler::builder("memory://queues-doc")
+    ///     .worker(WorkerConfig { queues: Queues::strict(["default"]), ..WorkerConfig::default() })
+    ///     .start()
+    ///     .await?;
+    /// s.enqueue(welcome::job("ada@example.com".into())).await?;
+    /// # tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    /// let emails = s.queues().await?.into_iter().find(|q| q.name == "emails").expect("listed");
+    /// assert_eq!((emails.queued, emails.workers), (1, 0)); // nobody serves it
+    /// # s.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn queues(&self) -> Result<Vec<crate::QueueInfo>, Error> {
+        self.observe(self.inner.backend.queues().await)
+    }
+
     /// How many jobs of the namespace are deferred, queued, running and
     /// dead-lettered, at one instant, from the sizes of the namespace's own
     /// indexes (one script call, no scan: cheap enough for every scrape).

@@ -127,6 +127,80 @@ impl MemoryBackend {
             .collect()
     }
 
+    pub(super) fn announce_worker_now(
+        &self,
+        id: &str,
+        queues: &[String],
+        ttl: Option<std::time::Duration>,
+    ) {
+        let mut tx = self.begin();
+        let now = tx.now;
+        match ttl {
+            Some(ttl) => {
+                let until = now + ttl.as_millis() as i64;
+                tx.s.workers
+                    .insert(id.to_string(), (queues.to_vec(), until));
+            }
+            None => {
+                tx.s.workers.remove(id);
+            }
+        }
+        drop(tx);
+    }
+
+    /// As counts.lua's 'queues' mode.
+    pub(super) fn queues_now(&self) -> Vec<crate::QueueInfo> {
+        let tx = self.begin();
+        let now = tx.now;
+        let mut rows: std::collections::BTreeMap<String, crate::QueueInfo> = Default::default();
+        fn row<'r>(
+            rows: &'r mut std::collections::BTreeMap<String, crate::QueueInfo>,
+            queue: &str,
+        ) -> &'r mut crate::QueueInfo {
+            rows.entry(queue.to_string())
+                .or_insert_with(|| crate::QueueInfo {
+                    name: queue.to_string(),
+                    ..crate::QueueInfo::default()
+                })
+        }
+        row(&mut rows, crate::DEFAULT_QUEUE);
+        for queue in &tx.s.known_queues {
+            row(&mut rows, queue);
+        }
+        let queue_of = |rec: &Record| {
+            rec.queue
+                .clone()
+                .unwrap_or_else(|| crate::DEFAULT_QUEUE.to_string())
+        };
+        for (score, id) in &tx.s.due.ordered {
+            let Some(rec) = tx.s.pending.get(id) else {
+                continue;
+            };
+            let r = row(&mut rows, &queue_of(rec));
+            if *score <= now {
+                r.queued += 1;
+            } else {
+                r.deferred += 1;
+            }
+        }
+        for park in tx.s.parks.values() {
+            for (_, id) in &park.ordered {
+                if let Some(rec) = tx.s.pending.get(id) {
+                    row(&mut rows, &queue_of(rec)).waiting += 1;
+                }
+            }
+        }
+        for (queues, until) in tx.s.workers.values() {
+            if *until >= now {
+                for queue in queues {
+                    row(&mut rows, queue).workers += 1;
+                }
+            }
+        }
+        drop(tx);
+        rows.into_values().collect()
+    }
+
     pub(super) fn counts_now(&self) -> JobCounts {
         let tx = self.begin();
         let due_now = tx.s.due.count_up_to(tx.now) as u64;

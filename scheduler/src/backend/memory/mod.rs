@@ -265,6 +265,22 @@ impl Backend for MemoryBackend {
         Box::pin(async move { Ok(self.counts_now()) })
     }
 
+    fn announce_worker<'a>(
+        &'a self,
+        id: &'a str,
+        queues: &'a [String],
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            self.announce_worker_now(id, queues, ttl);
+            Ok(())
+        })
+    }
+
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<crate::QueueInfo>, Error>> {
+        Box::pin(async move { Ok(self.queues_now()) })
+    }
+
     fn list_pending<'a>(
         &'a self,
         task: Option<&'a str>,

@@ -207,4 +207,8 @@ pub(super) struct State {
     pub(super) timers: ScoreSet,
     /// Rate park -> (count, window ms, log) (`rates`).
     pub(super) rates: HashMap<String, (u32, i64, String)>,
+    /// Every queue but `default` a job was ever enqueued to (`{ns}:queues`).
+    pub(super) known_queues: BTreeSet<String>,
+    /// Live workers: id -> (the queues they serve, until when).
+    pub(super) workers: HashMap<String, (Vec<String>, i64)>,
 }

@@ -92,6 +92,9 @@ impl MemoryBackend {
                     parked: None,
                     slots: 0,
                 };
+                if let Some(queue) = &record.queue {
+                    tx.s.known_queues.insert(queue.clone());
+                }
                 // The job it replaces leaves its index (enqueue.lua's
                 // drop_pending_entry).
                 if let Some(p) = &pending {

@@ -424,6 +424,9 @@ impl Tx<'_> {
             parked: None,
             slots: 0,
         };
+        if let Some(queue) = &record.queue {
+            self.s.known_queues.insert(queue.clone());
+        }
         self.emit(id, Some(&record), || JobEventKind::Enqueued {
             run_at: time_from_ms(run_at),
             replaced: None,

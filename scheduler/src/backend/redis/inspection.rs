@@ -151,6 +151,76 @@ impl RedisBackend {
             .collect()
     }
 
+    /// Announces (or with `None` withdraws) worker `id` and its queues:
+    /// one pipeline, not a script (nothing else depends on it atomically).
+    /// The expiry is this process's clock, compared with Redis time when
+    /// read: a few seconds of skew shift when a stopped worker drops out.
+    pub(super) async fn announce_worker_call(
+        &self,
+        id: &str,
+        queues: &[String],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), Error> {
+        let workers = self.keys.named("workers");
+        let served = self.keys.named("worker_queues");
+        let pipeline = self.client.pipeline();
+        match ttl {
+            Some(ttl) => {
+                let until = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
+                let _: () = pipeline
+                    .zadd(&workers, None, None, false, false, (until as f64, id))
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let _: () = pipeline
+                    .hset(&served, (id, queues.join("\n")))
+                    .await
+                    .map_err(|e| self.error(e))?;
+                // Workers that stopped without withdrawing drop out here.
+                let stale = chrono::Utc::now().timestamp_millis() - 3_600_000;
+                let _: () = pipeline
+                    .zremrangebyscore(&workers, f64::NEG_INFINITY, stale as f64)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            None => {
+                let _: () = pipeline
+                    .zrem(&workers, id)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let _: () = pipeline
+                    .hdel(&served, id)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        let _: Vec<Value> = pipeline.all().await.map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    pub(super) async fn queues_call(&self) -> Result<Vec<crate::QueueInfo>, Error> {
+        let rows = reply::array(
+            self.call(&self.scripts.counts, || vec!["queues".into()])
+                .await?,
+            "queues",
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let fields = reply::array(row, "queue")?;
+                let [name, deferred, queued, waiting, workers] = fields.as_slice() else {
+                    return Err(corrupt("queue"));
+                };
+                let n = |v: &Value| reply::opt_int(v).unwrap_or(0).max(0) as u64;
+                Ok(crate::QueueInfo {
+                    name: reply::string(name),
+                    deferred: n(deferred),
+                    queued: n(queued),
+                    waiting: n(waiting),
+                    workers: n(workers),
+                })
+            })
+            .collect()
+    }
+
     pub(super) async fn counts_call(&self) -> Result<JobCounts, Error> {
         let reply = reply::array(self.call(&self.scripts.counts, Vec::new).await?, "counts")?;
         let [deferred, queued, running, dead_lettered] = reply.as_slice() else {

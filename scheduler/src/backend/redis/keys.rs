@@ -94,6 +94,11 @@ impl Keys {
         format!("{{{}}}:finished:{token}", self.namespace)
     }
 
+    /// `{namespace}:<suffix>`.
+    pub(crate) fn named(&self, suffix: &str) -> String {
+        format!("{{{}}}:{suffix}", self.namespace)
+    }
+
     /// The hash of one minute's activity counts (minutes since the epoch).
     pub(crate) fn activity(&self, minute: i64) -> String {
         format!("{{{}}}:activity:{minute}", self.namespace)

@@ -417,6 +417,19 @@ impl Backend for RedisBackend {
         Box::pin(self.counts_call())
     }
 
+    fn announce_worker<'a>(
+        &'a self,
+        id: &'a str,
+        queues: &'a [String],
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.announce_worker_call(id, queues, ttl))
+    }
+
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<crate::QueueInfo>, Error>> {
+        Box::pin(self.queues_call())
+    }
+
     fn list_pending<'a>(
         &'a self,
         task: Option<&'a str>,

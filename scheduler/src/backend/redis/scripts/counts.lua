@@ -1,10 +1,70 @@
--- ARGV: none
+-- ARGV: none, or 'queues'
 -- How many jobs are in each state, at one instant, from the sizes of the
 -- namespace's own indexes (ZCOUNT is O(log n), HLEN and ZCARD O(1): no scan):
 -- one ZCOUNT and ZCARD per due set (queue and priority), the jobs waiting in
--- a park (for a concurrency slot or a worker) counted as queued.
+-- a park (for a concurrency slot, a rate or a worker) counted as queued.
 -- Returns {deferred, queued, running, dead_lettered}.
-local now_text = string.format('%d', now_ms())
+--
+-- 'queues': per queue, {name, deferred, queued, waiting, workers} for every
+-- queue with a due set, a park or a live worker (`workers`: ZSET worker id ->
+-- expiry ms; `worker_queues`: HASH worker id -> its queues, '\n'-joined). A
+-- park of a task is counted in the queue of its longest-waiting job (a task
+-- belongs to one queue).
+local now = now_ms()
+local now_text = string.format('%d', now)
+if ARGV[1] == 'queues' then
+  local rows, order = {}, {}
+  local function row(queue)
+    local r = rows[queue]
+    if not r then
+      r = {queue, 0, 0, 0, 0}
+      rows[queue] = r
+      order[#order + 1] = queue
+    end
+    return r
+  end
+  row(DEFAULT_QUEUE)
+  local levels = queue_levels()
+  for queue, _ in pairs(levels) do row(queue) end
+  for _, queue in ipairs(order) do
+    local r = rows[queue]
+    for _, key in ipairs(queue_due_keys(queue, levels, {})) do
+      local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
+      r[3] = r[3] + due_now
+      r[2] = r[2] + redis.call('ZCARD', key) - due_now
+    end
+  end
+  local unserved = named('park:u:')
+  for _, park in ipairs(redis.call('SMEMBERS', parks_key())) do
+    local n = redis.call('ZCARD', park)
+    if n > 0 then
+      local queue = nil
+      if string.sub(park, 1, #unserved) == unserved then
+        local len, rest = string.match(string.sub(park, #unserved + 1), '^(%d+):(.*)$')
+        if len then queue = string.sub(rest, 1, tonumber(len)) end
+      else
+        local first = redis.call('ZRANGE', park, '0', '0')[1]
+        local rec = first and decode(redis.call('HGET', K_PENDING, first) or '')
+        if rec then queue = rec[JOB_QUEUE] or DEFAULT_QUEUE end
+      end
+      local r = row(queue or DEFAULT_QUEUE)
+      r[4] = r[4] + n
+    end
+  end
+  local live = redis.call('ZRANGEBYSCORE', named('workers'), now_text, '+inf')
+  if #live > 0 then
+    local served = redis.call('HMGET', named('worker_queues'), unpack(live))
+    for i = 1, #live do
+      for queue in string.gmatch(served[i] or '', '[^\n]+') do
+        local r = row(queue)
+        r[5] = r[5] + 1
+      end
+    end
+  end
+  local out = {}
+  for i, queue in ipairs(order) do out[i] = rows[queue] end
+  return out
+end
 local deferred, queued = 0, 0
 for _, key in ipairs(all_due_keys()) do
   local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
