@@ -200,3 +200,50 @@ async fn a_lease_entry_without_its_running_record_is_dead_lettered() {
     );
     s.close().await;
 }
+
+/// The `slots` hash of concurrency limits out of step with the running
+/// jobs: a count left by a record deleted by hand (phantom slots, which would
+/// hold a task's jobs back for ever) is set back to what the running records
+/// hold, the waiting jobs start, and health says what was repaired.
+#[tokio::test]
+async fn phantom_concurrency_slots_are_recounted_and_the_waiting_jobs_start() {
+    use scheduler_tests::tasks::LimitedProbe;
+    let server = RedisServer::start();
+    let ns = namespace("phantom-slots");
+    // LimitedProbe allows 2 at once: two phantom holders take both slots.
+    server
+        .cli(&["HSET", &format!("{{{ns}}}:slots"), "t:limited_probe", "2"])
+        .unwrap();
+    let probe = Probe::default();
+    let s = Scheduler::builder(server.url())
+        .namespace(&ns)
+        .register::<LimitedProbe>()
+        .provide(probe.clone())
+        .worker(WorkerConfig {
+            lease: Duration::from_millis(1000),
+            heartbeat: Some(Duration::from_millis(300)),
+            audit_interval: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    for i in 0..3 {
+        s.enqueue(JobRequest::<LimitedProbe>::new(ProbeArgs::new("x")).id(format!("p-{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(
+        probe.wait_finished(3, Duration::from_secs(10)).await,
+        "the jobs stayed behind the phantom slots: {:?}",
+        s.info("p-0").await.unwrap()
+    );
+    let reason = degraded_reason(&s).expect("the repair is reported");
+    assert!(reason.contains("t:limited_probe"), "{reason}");
+    // Nothing is held once they are done.
+    let left = server
+        .cli(&["HGET", &format!("{{{ns}}}:slots"), "t:limited_probe"])
+        .unwrap();
+    assert_eq!(left.trim(), "", "{left:?}");
+    s.close().await;
+}

@@ -295,7 +295,9 @@ impl RedisBackend {
         };
         // Every script keeps these pairs in step: only a difference is
         // worth a walk over the namespace.
-        let mut walks = Vec::new();
+        // The slot counts are checked against the running records every
+        // time (a page of its own: the running jobs, a bounded set).
+        let mut walks = vec!["slots"];
         if pending != due {
             walks.extend(["pending", "due"]);
         }

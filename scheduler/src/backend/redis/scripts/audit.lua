@@ -16,6 +16,11 @@
 --             lease ms, which a live worker renews as usual
 --   'leases'  walks leases: an entry without its running record is removed
 --             and dead-lettered: the job was running and its record is gone
+--   'slots'   counts the concurrency slots the running records hold and sets
+--             `slots` to match (a record deleted by hand, or the hash
+--             evicted, would leave a slot taken for ever, or free one too
+--             many); a count found too high lets a job of its park out.
+--             Returns {'0', repaired...} as a walk does.
 -- The walks return {next cursor, repaired...}, each {id, what was done}.
 local mode, cursor, count = ARGV[1], ARGV[2], ARGV[3]
 local cap, keep_ms, lease_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -28,6 +33,51 @@ if mode == 'count' then
 end
 local now = now_ms()
 local out = {}
+if mode == 'slots' then
+  local truth = {}
+  for _, blob in ipairs(redis.call('HVALS', K_ACTIVE)) do
+    local rec = decode(blob)
+    local held = rec and rec[JOB_SLOTS]
+    if held == 1 or held == 2 then
+      local field = task_slot(rec[JOB_TASK])
+      truth[field] = (truth[field] or 0) + 1
+      if held == 2 and rec[JOB_LIMIT_KEY] then
+        field = key_slot(rec[JOB_TASK], rec[JOB_LIMIT_KEY])
+        truth[field] = (truth[field] or 0) + 1
+      end
+    end
+  end
+  local stored = {}
+  local flat = redis.call('HGETALL', slots_key())
+  for i = 1, #flat, 2 do stored[flat[i]] = tonumber(flat[i + 1]) or 0 end
+  out[1] = '0'
+  for field, n in pairs(stored) do
+    local t = truth[field] or 0
+    if n ~= t then
+      if t == 0 then redis.call('HDEL', slots_key(), field) else redis.call('HSET', slots_key(), field, t) end
+      out[#out + 1] = {'slots ' .. field, 'held by ' .. t .. ' running jobs, counted ' .. n .. '; set to ' .. t}
+      if t < n then
+        -- 't:<task>' or 'k:<task length>:<task>:<key>': its park may hold a job that can start now.
+        local task = string.match(field, '^t:(.*)$')
+        if task then
+          unpark(task_park(task), n - t)
+        else
+          local len, rest = string.match(field, '^k:(%d+):(.*)$')
+          if len then
+            unpark(key_park(string.sub(rest, 1, tonumber(len)), string.sub(rest, tonumber(len) + 2)), n - t)
+          end
+        end
+      end
+    end
+  end
+  for field, t in pairs(truth) do
+    if stored[field] == nil then
+      redis.call('HSET', slots_key(), field, t)
+      out[#out + 1] = {'slots ' .. field, 'held by ' .. t .. ' running jobs, counted 0; set to ' .. t}
+    end
+  end
+  return out
+end
 local page, members = nil, {}
 if mode == 'pending' or mode == 'active' then
   page = redis.call('HSCAN', mode == 'pending' and K_PENDING or K_ACTIVE, cursor, 'COUNT', count)
