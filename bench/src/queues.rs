@@ -27,7 +27,7 @@ use scheduler::{Dep, Error, JobEventKind, JobRequest, Scheduler, Task};
 use serde_json::json;
 
 use crate::args::Args;
-use crate::scale::{cpu_seconds, spawn_worker_with};
+use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with};
 use crate::{emit, now_ms, percentile, producer, side_connection, Stats};
 
 /// Counts one no-op job (the ten queues' tasks, each with a concurrency
@@ -153,15 +153,7 @@ pub(crate) async fn queues_drain(a: &Args) -> Result<(), Error> {
     let rounds = (a.num("rounds") as usize).max(1);
     let concurrency = a.get("concurrency").unwrap_or("50").to_string();
     let redis = side_connection(&a.url).await?;
-    let info: String = redis
-        .info(Some(fred::types::InfoKind::Server))
-        .await
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let redis_pid: u32 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| Error::Config("no process_id in INFO server".into()))?;
+    let redis_pid = redis_pid(&redis).await?;
     let s = producer(&a.url).await?;
     let mut rows = Vec::new();
     let mut by_variant: [Vec<f64>; 2] = [Vec::new(), Vec::new()];

@@ -72,6 +72,18 @@ pub(crate) fn spawn_worker_with(
     Ok(child)
 }
 
+/// The redis-server's process id (its CPU is read from /proc).
+pub(crate) async fn redis_pid(redis: &fred::clients::Client) -> Result<u32, Error> {
+    let info: String = redis
+        .info(Some(fred::types::InfoKind::Server))
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::Config("no process_id in INFO server".into()))
+}
+
 pub(crate) async fn scale(a: &Args) -> Result<(), Error> {
     let n = (a.num("n") as usize).max(1);
     let concurrency = a.get("concurrency").unwrap_or("50").to_string();
@@ -82,15 +94,7 @@ pub(crate) async fn scale(a: &Args) -> Result<(), Error> {
         .filter_map(|w| w.trim().parse().ok())
         .collect();
     let redis = side_connection(&a.url).await?;
-    let info: String = redis
-        .info(Some(fred::types::InfoKind::Server))
-        .await
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let redis_pid: u32 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| Error::Config("no process_id in INFO server".into()))?;
+    let redis_pid = redis_pid(&redis).await?;
     let s = producer(&a.url).await?;
     let mut rows = Vec::new();
     for (round, workers) in counts.iter().copied().enumerate() {

@@ -301,7 +301,8 @@ pub(crate) fn parse_rate(text: &str) -> Result<(u32, u64), String> {
 }
 
 /// Why a queue name is refused (the runtime's `queue_name_problem`, which
-/// this crate cannot call: the same rule, kept in step by a test there).
+/// this crate cannot call: the same rule; both crates' tests check the cases
+/// of `tests/fixtures/routing-rules.txt`).
 pub(crate) fn queue_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("a queue name cannot be empty")
@@ -409,6 +410,32 @@ mod tests {
             args.krate.is_some(),
             "crate is still known for the fallback"
         );
+    }
+
+    /// The cases both crates check (tests/fixtures/routing-rules.txt).
+    fn shared_cases(kind: &str) -> Vec<(bool, String)> {
+        include_str!("../../tests/fixtures/routing-rules.txt")
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, '\t');
+                let (k, verdict, text) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
+                (k == kind).then(|| (verdict == "ok", text.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_shared_rules_hold_here_as_at_run_time() {
+        let queues = shared_cases("queue");
+        let rates = shared_cases("rate");
+        assert!(queues.len() >= 8 && rates.len() >= 8);
+        for (ok, name) in queues {
+            assert_eq!(queue_name_problem(&name).is_none(), ok, "queue {name:?}");
+        }
+        for (ok, text) in rates {
+            assert_eq!(parse_rate(&text).is_ok(), ok, "rate {text:?}");
+        }
     }
 
     #[test]

@@ -17,18 +17,23 @@ use scheduler_tests::{namespace, wait_until, Probe, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_probe-worker");
 
+/// A 1 s lease and an audit every 200 ms.
+fn auditing_worker() -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_millis(1000),
+        heartbeat: Some(Duration::from_millis(300)),
+        audit_interval: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    }
+}
+
 async fn worker(url: &str, ns: &str, probe: &Probe) -> Scheduler {
     scheduler_tests::init_tracing();
     Scheduler::builder(url)
         .namespace(ns)
         .register::<ProbeTask>()
         .provide(probe.clone())
-        .worker(WorkerConfig {
-            lease: Duration::from_millis(1000),
-            heartbeat: Some(Duration::from_millis(300)),
-            audit_interval: Duration::from_millis(200),
-            ..WorkerConfig::default()
-        })
+        .worker(auditing_worker())
         .start()
         .await
         .unwrap()
@@ -219,12 +224,7 @@ async fn phantom_concurrency_slots_are_recounted_and_the_waiting_jobs_start() {
         .namespace(&ns)
         .register::<LimitedProbe>()
         .provide(probe.clone())
-        .worker(WorkerConfig {
-            lease: Duration::from_millis(1000),
-            heartbeat: Some(Duration::from_millis(300)),
-            audit_interval: Duration::from_millis(200),
-            ..WorkerConfig::default()
-        })
+        .worker(auditing_worker())
         .start()
         .await
         .unwrap();

@@ -23,6 +23,19 @@ const KEY_LIMIT: usize = 1;
 const KEYS: [&str; 3] = ["a", "b", "c"];
 const PER_KEY: usize = 10;
 
+/// How many distinct jobs some worker process reported ending.
+fn ended_jobs(events: &Events) -> usize {
+    let mut ids: Vec<String> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.event == "end")
+        .map(|e| e.job_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.len()
+}
+
 /// The most intervals open at one instant (an end and a start at the same
 /// microsecond do not overlap).
 fn max_overlap(intervals: &[(i64, i64)]) -> usize {
@@ -79,21 +92,10 @@ async fn limits_hold_across_four_worker_processes_with_one_killed_holding_a_slot
     let kill_t = chrono::Utc::now().timestamp_micros();
 
     let total = KEYS.len() * PER_KEY;
-    let ended = |events: &Events| {
-        let mut ids: Vec<String> = events
-            .all()
-            .into_iter()
-            .filter(|e| e.event == "end")
-            .map(|e| e.job_id)
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids.len()
-    };
     assert!(
-        wait_until(Duration::from_secs(60), || ended(&events) == total).await,
+        wait_until(Duration::from_secs(60), || ended_jobs(&events) == total).await,
         "{} of {total} jobs ended",
-        ended(&events)
+        ended_jobs(&events)
     );
 
     // Each start's interval: to its end, or to the kill for the killed
@@ -228,21 +230,10 @@ async fn rates_hold_across_four_worker_processes_with_one_killed_mid_job() {
     assert!(events.wait("start", 2, Duration::from_secs(20)).await);
     kill_a_busy_worker(&events, &mut workers).await;
     let total = keys.len() * 2;
-    let ended = |events: &Events| {
-        let mut ids: Vec<String> = events
-            .all()
-            .into_iter()
-            .filter(|e| e.event == "end")
-            .map(|e| e.job_id)
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids.len()
-    };
     assert!(
-        wait_until(Duration::from_secs(60), || ended(&events) == total).await,
+        wait_until(Duration::from_secs(60), || ended_jobs(&events) == total).await,
         "{} of {total} jobs ended",
-        ended(&events)
+        ended_jobs(&events)
     );
     recorder.abort();
     let starts = starts.lock().unwrap().clone();

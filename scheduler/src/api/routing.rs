@@ -261,6 +261,32 @@ pub(crate) fn weighted_order(
 mod tests {
     use super::*;
 
+    /// The cases both crates check (tests/fixtures/routing-rules.txt).
+    fn shared_cases(kind: &str) -> Vec<(bool, String)> {
+        include_str!("../../../tests/fixtures/routing-rules.txt")
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, '\t');
+                let (k, verdict, text) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
+                (k == kind).then(|| (verdict == "ok", text.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_shared_rules_hold_here_as_in_the_attribute() {
+        let queues = shared_cases("queue");
+        let rates = shared_cases("rate");
+        assert!(queues.len() >= 8 && rates.len() >= 8);
+        for (ok, name) in queues {
+            assert_eq!(queue_name_problem(&name).is_none(), ok, "queue {name:?}");
+        }
+        for (ok, text) in rates {
+            assert_eq!(Rate::parse(&text).is_ok(), ok, "rate {text:?}");
+        }
+    }
+
     #[test]
     fn queue_names_are_checked() {
         assert_eq!(queue_name_problem("emails"), None);
