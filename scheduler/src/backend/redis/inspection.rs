@@ -163,22 +163,44 @@ impl RedisBackend {
     ) -> Result<(), Error> {
         let workers = self.keys.named("workers");
         let served = self.keys.named("worker_queues");
+        // Workers that stopped without withdrawing (killed) drop out here, a
+        // minute after their last announcement: both structures stay as
+        // small as the set of live workers.
+        let now = chrono::Utc::now().timestamp_millis();
+        let stale: Vec<String> = match ttl {
+            Some(_) => self
+                .client
+                .zrangebyscore(
+                    &workers,
+                    f64::NEG_INFINITY,
+                    (now - 60_000) as f64,
+                    false,
+                    None,
+                )
+                .await
+                .map_err(|e| self.error(e))?,
+            None => Vec::new(),
+        };
         let pipeline = self.client.pipeline();
+        if !stale.is_empty() {
+            let _: () = pipeline
+                .zrem(&workers, stale.clone())
+                .await
+                .map_err(|e| self.error(e))?;
+            let _: () = pipeline
+                .hdel(&served, stale)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
         match ttl {
             Some(ttl) => {
-                let until = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
+                let until = now + ttl.as_millis() as i64;
                 let _: () = pipeline
                     .zadd(&workers, None, None, false, false, (until as f64, id))
                     .await
                     .map_err(|e| self.error(e))?;
                 let _: () = pipeline
                     .hset(&served, (id, queues.join("\n")))
-                    .await
-                    .map_err(|e| self.error(e))?;
-                // Workers that stopped without withdrawing drop out here.
-                let stale = chrono::Utc::now().timestamp_millis() - 3_600_000;
-                let _: () = pipeline
-                    .zremrangebyscore(&workers, f64::NEG_INFINITY, stale as f64)
                     .await
                     .map_err(|e| self.error(e))?;
             }
