@@ -57,20 +57,38 @@ end
 
 -- The queues this worker serves, in the order it asks for them ('\n'-joined;
 -- '' for 'default' alone), each as its due sets, highest priority first.
-local due_keys, served_queues = {}, {}
+-- A queue's due sets are named when a claim first visits it: a claim that
+-- fills its batch from the first queue builds no other queue's names.
+local served_queues = {}
+local queue_order, levels, fixed_keys = {}, nil, nil
 local queues_arg = ARGV[8] or ''
 if queues_arg == '' then
-  due_keys[1] = K_DUE
+  fixed_keys = {K_DUE}
   served_queues[DEFAULT_QUEUE] = true
 elseif queues_arg == '*' then
   -- Every queue (test helpers): every due set, whatever its queue.
-  due_keys = all_due_keys()
+  fixed_keys = all_due_keys()
   setmetatable(served_queues, {__index = function() return true end})
 else
-  local levels = queue_levels()
+  levels = queue_levels_lazy()
   for queue in string.gmatch(queues_arg, '[^\n]+') do
     served_queues[queue] = true
-    queue_due_keys(queue, levels, due_keys)
+    queue_order[#queue_order + 1] = queue
+  end
+end
+-- Calls visit(due_set) for each served due set in claim order until it
+-- returns true.
+local function each_due_set(visit)
+  if fixed_keys then
+    for _, due_set in ipairs(fixed_keys) do
+      if visit(due_set) then return end
+    end
+    return
+  end
+  for _, queue in ipairs(queue_order) do
+    for _, due_set in ipairs(queue_due_keys(queue, levels, {})) do
+      if visit(due_set) then return end
+    end
   end
 end
 -- The tasks it can run ('\n'-joined; '' for every task): a job of another
@@ -333,10 +351,11 @@ elseif max_jobs > 0 then
       redis.call('SREM', parks_key(), park)
     end
   end
-  for _, due_set in ipairs(due_keys) do
-    if #jobs >= max_jobs then break end
+  each_due_set(function(due_set)
+    if #jobs >= max_jobs then return true end
     claim_from(due_set, max_jobs - #jobs)
-  end
+    return false
+  end)
 end
 
 -- A task whose slots are free while jobs wait in its park (their turn was
@@ -378,13 +397,14 @@ local next_wake = -1
 if max_jobs > 0 and claimed_count >= max_jobs then
   return {now, now, jobs, sub_ms_us}
 end
-for _, due_set in ipairs(due_keys) do
+each_due_set(function(due_set)
   local head = redis.call('ZRANGE', due_set, '0', '0', 'WITHSCORES')
   if head[2] ~= nil then
     local t = tonumber(head[2])
     if next_wake < 0 or t < next_wake then next_wake = t end
   end
-end
+  return false
+end)
 -- A rate park's timer.
 if rate_parked or rate_parks_exist() then
   local timer_head = redis.call('ZRANGE', timers_key(), '0', '0', 'WITHSCORES')

@@ -442,6 +442,22 @@ local function queue_levels()
   return levels
 end
 
+-- queue_levels, each queue's list parsed when first read (a claim reads
+-- the hash once and parses only the queues it visits).
+local function queue_levels_lazy()
+  local raw = {}
+  local flat = redis.call('HGETALL', queues_key())
+  for i = 1, #flat, 2 do raw[flat[i]] = flat[i + 1] end
+  return setmetatable({}, {__index = function(t, queue)
+    local text = raw[queue]
+    if not text then return nil end
+    local list = {}
+    for p in string.gmatch(text, '[^,]+') do list[#list + 1] = tonumber(p) end
+    rawset(t, queue, list)
+    return list
+  end})
+end
+
 -- The due sets of a queue, highest priority first.
 local function queue_due_keys(queue, levels, out)
   local list = levels[queue] or {}
