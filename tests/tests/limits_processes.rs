@@ -23,6 +23,39 @@ const KEY_LIMIT: usize = 1;
 const KEYS: [&str; 3] = ["a", "b", "c"];
 const PER_KEY: usize = 10;
 
+/// `rounds` jobs per key (`<key>-<round>`, the key as its limit key and
+/// argument), each sleeping `sleep_ms`, round by round.
+async fn enqueue_keyed<T>(producer: &Scheduler, keys: &[&str], rounds: usize, sleep_ms: u64)
+where
+    T: scheduler::Task<Args = ProbeArgs>,
+{
+    for round in 0..rounds {
+        for key in keys {
+            let args = ProbeArgs {
+                sleep_ms,
+                ..ProbeArgs::new(key)
+            };
+            producer
+                .enqueue(
+                    JobRequest::<T>::new(args)
+                        .id(format!("{key}-{round}"))
+                        .limit_key(*key),
+                )
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Four `probe-worker` processes (1 s lease, 300 ms heartbeat, 4 in flight each).
+async fn spawn_four(server: &RedisServer, ns: &str, events: &Events) -> Vec<ChildWorker> {
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        workers.push(ChildWorker::spawn(BIN, &server.url(), ns, 1000, 300, 4, events).await);
+    }
+    workers
+}
+
 /// How many distinct jobs some worker process reported ending.
 fn ended_jobs(events: &Events) -> usize {
     let mut ids: Vec<String> = events
@@ -64,27 +97,9 @@ async fn limits_hold_across_four_worker_processes_with_one_killed_holding_a_slot
         .start()
         .await
         .unwrap();
-    for i in 0..PER_KEY {
-        for key in KEYS {
-            let args = ProbeArgs {
-                sleep_ms: 60,
-                ..ProbeArgs::new(key)
-            };
-            producer
-                .enqueue(
-                    JobRequest::<LimitedProbe>::new(args)
-                        .id(format!("{key}-{i}"))
-                        .limit_key(key),
-                )
-                .await
-                .unwrap();
-        }
-    }
+    enqueue_keyed::<LimitedProbe>(&producer, &KEYS, PER_KEY, 60).await;
     let events = Events::default();
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        workers.push(ChildWorker::spawn(BIN, &server.url(), &ns, 1000, 300, 4, &events).await);
-    }
+    let mut workers = spawn_four(&server, &ns, &events).await;
 
     // Kill a worker while it runs a job (so while it holds a slot).
     assert!(events.wait("start", 4, Duration::from_secs(20)).await);
@@ -206,27 +221,9 @@ async fn rates_hold_across_four_worker_processes_with_one_killed_mid_job() {
     // More keys than the task's budget: the per-key rates alone would allow
     // 8 starts a second, so the task's rate is what holds the total to 4.
     let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
-    for round in 0..2 {
-        for key in keys {
-            let args = ProbeArgs {
-                sleep_ms: 300,
-                ..ProbeArgs::new(key)
-            };
-            producer
-                .enqueue(
-                    JobRequest::<RatedProbe>::new(args)
-                        .id(format!("{key}-{round}"))
-                        .limit_key(key),
-                )
-                .await
-                .unwrap();
-        }
-    }
+    enqueue_keyed::<RatedProbe>(&producer, &keys, 2, 300).await;
     let events = Events::default();
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        workers.push(ChildWorker::spawn(BIN, &server.url(), &ns, 1000, 300, 4, &events).await);
-    }
+    let mut workers = spawn_four(&server, &ns, &events).await;
     assert!(events.wait("start", 2, Duration::from_secs(20)).await);
     kill_a_busy_worker(&events, &mut workers).await;
     let total = keys.len() * 2;
