@@ -155,8 +155,39 @@ impl Browser {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
 
+    /// The text of the element `css` names. Found again when the page was
+    /// replaced between finding and reading it (a redirect after an action
+    /// still landing): `StaleElementReference`, seen once in CI.
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        for _ in 0..20 {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("reading {css:?}: {e}"),
+            }
+        }
+        panic!("{css:?} went stale 20 times in a row")
+    }
+
+    /// The page's notice once it starts with `expected` (20 s at most; the
+    /// last one seen otherwise): after an action the browser may still show
+    /// the previous page, with the previous notice, for a moment.
+    async fn notice(&self, expected: &str) -> String {
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            let seen = match self.client.find(Locator::Css("p.notice")).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if seen.starts_with(expected) || tokio::time::Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Clicks a button that asks first, and says yes.
@@ -353,7 +384,7 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
     let (csrf, shown_generation) = (fields[0].clone(), fields[1].clone());
     b.click_and_confirm("tr[data-job='reminder-1'] button.cancel")
         .await;
-    let notice = b.text("p.notice").await;
+    let notice = b.notice("reminder-1 was cancelled").await;
     assert_eq!(notice, "reminder-1 was cancelled: it will not run.");
     assert_eq!(b.count("tr[data-job='reminder-1']").await, 0);
     assert_eq!(b.count("table.jobs tr[data-job]").await, 3);
@@ -385,7 +416,7 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
         json!({"csrf": csrf, "id": "reminder-1", "generation": shown_generation, "back": "/upcoming"}),
     )
     .await;
-    let notice = b.text("p.notice").await;
+    let notice = b.notice("reminder-1 had already").await;
     // The generation shown ended cancelled: that is what the notice says.
     assert_eq!(notice, "reminder-1 had already finished: nothing changed.");
     assert!(matches!(
@@ -399,7 +430,7 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
         json!({"csrf": csrf, "id": "reminder-1", "generation": shown_generation, "back": "/upcoming"}),
     )
     .await;
-    let notice = b.text("p.notice").await;
+    let notice = b.notice("reminder-1 is no longer").await;
     assert!(
         notice.starts_with("reminder-1 is no longer the job this page showed"),
         "{notice}"
@@ -429,7 +460,7 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
         .await
         .unwrap();
     assert_eq!(
-        b.text("p.notice").await,
+        b.notice("report-1").await,
         "report-1 is back in the queue with fresh attempts."
     );
     s.wait("report-1", LONG).await.unwrap();
@@ -438,7 +469,7 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
     b.click_and_confirm("tr[data-job='report-2'] button.delete")
         .await;
     assert_eq!(
-        b.text("p.notice").await,
+        b.notice("report-2").await,
         "report-2 was deleted from the dead letters."
     );
     assert!(
@@ -459,10 +490,8 @@ async fn an_operator_inspects_and_steers_jobs_in_a_browser() {
     b.shot("running").await;
     b.click_and_confirm("tr[data-job='export-1'] button.cancel")
         .await;
-    assert!(b
-        .text("p.notice")
-        .await
-        .starts_with("export-1 is being aborted"));
+    let notice = b.notice("export-1 is being aborted").await;
+    assert!(notice.starts_with("export-1 is being aborted"), "{notice}");
     let ended = wait_status(&s, "export-1", |st| *st == JobStatus::Cancelled).await;
     assert_eq!(ended, JobStatus::Cancelled);
     assert!(!in_redis(&redis, &ns, "active", "export-1"));
