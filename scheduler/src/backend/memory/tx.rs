@@ -168,22 +168,24 @@ impl Tx<'_> {
         key: Option<&str>,
     ) -> Option<String> {
         let now = self.now;
-        let (kn, kw) = l.key_rate;
-        let (n, w) = l.rate;
-        let rated = match key {
-            Some(key) if kn > 0 && self.rate_next(&key_rate_log(task, key), kn, kw) > now => {
-                Some((key_rate_park(task, key), key_rate_log(task, key), kn, kw))
+        // The key's rate first, then the task's: the first that has no
+        // start left now names the park, with the instant it allows one.
+        let mut rates = Vec::new();
+        if let (Some(key), (kn, kw)) = (key, l.key_rate) {
+            if kn > 0 {
+                rates.push((key_rate_park(task, key), key_rate_log(task, key), kn, kw));
             }
-            _ if n > 0 && self.rate_next(&rate_log(task), n, w) > now => {
-                Some((rate_park(task), rate_log(task), n, w))
-            }
-            _ => None,
-        };
-        if let Some((park, log, n, w)) = rated {
+        }
+        if l.rate.0 > 0 {
+            rates.push((rate_park(task), rate_log(task), l.rate.0, l.rate.1));
+        }
+        for (park, log, n, w) in rates {
             let at = self.rate_next(&log, n, w);
-            self.s.rates.insert(park.clone(), (n, w, log));
-            self.arm_timer(&park, at);
-            return Some(park);
+            if at > now {
+                self.s.rates.insert(park.clone(), (n, w, log));
+                self.arm_timer(&park, at);
+                return Some(park);
+            }
         }
         let count = |field: &str| self.s.slots.get(field).copied().unwrap_or(0);
         match key {
@@ -203,21 +205,27 @@ impl Tx<'_> {
     /// A start counts against its task's (and key's) rate; jobs waiting for
     /// the budget get a timer for the instant it allows the next.
     pub(super) fn count_start(&mut self, l: &TaskLimits, task: &str, key: Option<&str>) {
-        let (n, w) = l.rate;
-        if n > 0 {
-            self.rate_record(&rate_log(task), n);
-            if self.s.parks.contains_key(&rate_park(task)) {
-                let at = self.rate_next(&rate_log(task), n, w);
-                self.arm_timer(&rate_park(task), at);
+        if l.rate.0 > 0 {
+            self.count_one_start(&rate_log(task), &rate_park(task), l.rate);
+        }
+        if let (Some(key), (kn, _)) = (key, l.key_rate) {
+            if kn > 0 {
+                self.count_one_start(
+                    &key_rate_log(task, key),
+                    &key_rate_park(task, key),
+                    l.key_rate,
+                );
             }
         }
-        let (kn, kw) = l.key_rate;
-        if let (true, Some(key)) = (kn > 0, key) {
-            self.rate_record(&key_rate_log(task, key), kn);
-            if self.s.parks.contains_key(&key_rate_park(task, key)) {
-                let at = self.rate_next(&key_rate_log(task, key), kn, kw);
-                self.arm_timer(&key_rate_park(task, key), at);
-            }
+    }
+
+    /// One rate's share of [`count_start`](Self::count_start) (common.lua
+    /// `count_start`).
+    fn count_one_start(&mut self, log: &str, park: &str, (n, w): (u32, i64)) {
+        self.rate_record(log, n);
+        if self.s.parks.contains_key(park) {
+            let at = self.rate_next(log, n, w);
+            self.arm_timer(park, at);
         }
     }
 

@@ -199,21 +199,26 @@ local function claim_from(due_set, want)
           park = unserved_park(queue, task)
         elseif lim then
           local key = rec[JOB_LIMIT_KEY]
-          local log, n, w = nil, 0, 0
-          if lim.krn > 0 and key and rate_next(key_rate_log(task, key), lim.krn, lim.krw, now) > now then
-            park, log, n, w = key_rate_park(task, key), key_rate_log(task, key), lim.krn, lim.krw
-          elseif lim.rn > 0 and rate_next(rate_log(task), lim.rn, lim.rw, now) > now then
-            park, log, n, w = rate_park(task), rate_log(task), lim.rn, lim.rw
+          -- The instant its key's rate, else its task's, allows it (now if it does).
+          local log, rpark, n, w, at = nil, nil, 0, 0, now
+          if lim.krn > 0 and key then
+            log, rpark, n, w = key_rate_log(task, key), key_rate_park(task, key), lim.krn, lim.krw
+            at = rate_next(log, n, w, now)
+          end
+          if at <= now and lim.rn > 0 then
+            log, rpark, n, w = rate_log(task), rate_park(task), lim.rn, lim.rw
+            at = rate_next(log, n, w, now)
+          end
+          if at > now then
+            park = rpark
+            rate_parked = true
+            -- Over its rate: it waits for the instant the budget allows.
+            redis.call('HSET', rates_key(), park, string.format('%d:%d:', n, w) .. log)
+            arm_timer(park, at)
           elseif lim.kc > 0 and key and slot_count(key_slot(task, key)) >= lim.kc then
             park = key_park(task, key)
           elseif lim.c > 0 and slot_count(task_slot(task)) >= lim.c then
             park = task_park(task)
-          end
-          if log then
-            rate_parked = true
-            -- Over its rate: it waits for the instant the budget allows.
-            redis.call('HSET', rates_key(), park, string.format('%d:%d:', n, w) .. log)
-            arm_timer(park, rate_next(log, n, w, now))
           end
         end
       end
@@ -248,17 +253,9 @@ local function claim_from(due_set, want)
           local key = rec[JOB_LIMIT_KEY]
           -- Its start counts against its rates; jobs waiting for the budget
           -- get a timer for the instant it allows the next.
-          if lim.rn > 0 then
-            rate_record(rate_log(task), lim.rn, lim.rw, now)
-            if redis.call('EXISTS', rate_park(task)) == 1 then
-              arm_timer(rate_park(task), rate_next(rate_log(task), lim.rn, lim.rw, now))
-            end
-          end
+          if lim.rn > 0 then count_start(rate_log(task), rate_park(task), lim.rn, lim.rw, now) end
           if lim.krn > 0 and key then
-            rate_record(key_rate_log(task, key), lim.krn, lim.krw, now)
-            if redis.call('EXISTS', key_rate_park(task, key)) == 1 then
-              arm_timer(key_rate_park(task, key), rate_next(key_rate_log(task, key), lim.krn, lim.krw, now))
-            end
+            count_start(key_rate_log(task, key), key_rate_park(task, key), lim.krn, lim.krw, now)
           end
           if lim.c > 0 or (lim.kc > 0 and key) then
             take_slot(task_slot(task))

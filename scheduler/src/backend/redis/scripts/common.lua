@@ -429,16 +429,19 @@ end
 
 local function queues_key() return named('queues') end
 
+-- A queue's priorities as stored in `queues` ('5,0,-2'): a list of numbers.
+local function parse_levels(text)
+  local list = {}
+  for p in string.gmatch(text, '[^,]+') do list[#list + 1] = tonumber(p) end
+  return list
+end
+
 -- The priorities of every queue but the implicit ('default', 0): queue -> list,
 -- highest first (one HGETALL).
 local function queue_levels()
   local levels = {}
   local flat = redis.call('HGETALL', queues_key())
-  for i = 1, #flat, 2 do
-    local list = {}
-    for p in string.gmatch(flat[i + 1], '[^,]+') do list[#list + 1] = tonumber(p) end
-    levels[flat[i]] = list
-  end
+  for i = 1, #flat, 2 do levels[flat[i]] = parse_levels(flat[i + 1]) end
   return levels
 end
 
@@ -451,8 +454,7 @@ local function queue_levels_lazy()
   return setmetatable({}, {__index = function(t, queue)
     local text = raw[queue]
     if not text then return nil end
-    local list = {}
-    for p in string.gmatch(text, '[^,]+') do list[#list + 1] = tonumber(p) end
+    local list = parse_levels(text)
     rawset(t, queue, list)
     return list
   end})
@@ -495,12 +497,9 @@ local function register_level(queue, priority)
   if NAMED[seen] then return end
   NAMED[seen] = true
   local text = redis.call('HGET', queues_key(), queue)
-  local list = {}
-  if text then
-    for p in string.gmatch(text, '[^,]+') do
-      if tonumber(p) == priority then return end
-      list[#list + 1] = tonumber(p)
-    end
+  local list = text and parse_levels(text) or {}
+  for _, p in ipairs(list) do
+    if p == priority then return end
   end
   list[#list + 1] = priority
   table.sort(list, function(a, b) return a > b end)
@@ -561,18 +560,21 @@ local function rate_left(log, n, w, now)
   return n - used
 end
 
-local function rate_record(log, n, w, now)
-  redis.call('LPUSH', log, string.format('%d', now))
-  redis.call('LTRIM', log, '0', string.format('%d', n - 1))
-  redis.call('PEXPIRE', log, string.format('%d', w))
-end
-
 -- Sets a park's timer to `at`, unless it is set earlier.
 local function arm_timer(park, at)
   local current = redis.call('ZSCORE', timers_key(), park)
   if not current or tonumber(current) > at then
     redis.call('ZADD', timers_key(), string.format('%d', at), park)
   end
+end
+
+-- A start counted against a rate (log, n per w ms); if jobs wait in its
+-- park, their timer is set to the instant the budget allows the next.
+local function count_start(log, park, n, w, now)
+  redis.call('LPUSH', log, string.format('%d', now))
+  redis.call('LTRIM', log, '0', string.format('%d', n - 1))
+  redis.call('PEXPIRE', log, string.format('%d', w))
+  if redis.call('EXISTS', park) == 1 then arm_timer(park, rate_next(log, n, w, now)) end
 end
 
 -- Moves a pending job from its due set to a park (its run time kept as the score).
@@ -622,22 +624,22 @@ end
 -- Gives back the slots a running job holds (at its end, or at once when it
 -- is cancelled or aborted) and moves a waiting job of each back to its due
 -- set: the earliest run time moved, or nil.
+-- Gives back n slots of one `slots` field and lets up to n jobs of its park
+-- out: the earliest run time moved, or nil.
+local function give_back(field, park, n)
+  if redis.call('HINCRBY', slots_key(), field, string.format('%d', -n)) <= 0 then
+    redis.call('HDEL', slots_key(), field)
+  end
+  return unpark(park, n)
+end
+
 local function release_slots(rec)
   local held = rec[JOB_SLOTS]
   if held ~= 1 and held ~= 2 then return nil end
   rec[JOB_SLOTS] = false
-  local task = rec[JOB_TASK]
-  if redis.call('HINCRBY', slots_key(), task_slot(task), -1) <= 0 then
-    redis.call('HDEL', slots_key(), task_slot(task))
-  end
-  local moved = unpark(task_park(task), 1)
-  local key = rec[JOB_LIMIT_KEY]
-  if held == 2 and key then
-    if redis.call('HINCRBY', slots_key(), key_slot(task, key), -1) <= 0 then
-      redis.call('HDEL', slots_key(), key_slot(task, key))
-    end
-    moved = earlier(moved, unpark(key_park(task, key), 1))
-  end
+  local task, key = rec[JOB_TASK], rec[JOB_LIMIT_KEY]
+  local moved = give_back(task_slot(task), task_park(task), 1)
+  if held == 2 and key then moved = earlier(moved, give_back(key_slot(task, key), key_park(task, key), 1)) end
   return moved
 end
 

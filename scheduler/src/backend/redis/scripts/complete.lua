@@ -128,12 +128,7 @@ if #ok_ids > 0 then
       if held == 2 and key then free(key_slot(task, key), key_park(task, key)) end
     end
   end
-  for _, field in ipairs(freed_order) do
-    if redis.call('HINCRBY', slots_key(), field, string.format('%d', -freed[field])) <= 0 then
-      redis.call('HDEL', slots_key(), field)
-    end
-    due_at(unpark(parks_of[field], freed[field]))
-  end
+  for _, field in ipairs(freed_order) do due_at(give_back(field, parks_of[field], freed[field])) end
   for _, id in ipairs(ok_waited) do due_at(unblock_pending(id, now)) end
   -- announce_finished and emit for each, as record_result does.
   for j, id in ipairs(ok_ids) do
