@@ -911,4 +911,66 @@ mod processes {
         drop(workers);
         producer.close().await;
     }
+
+    /// A cancelled running job's slot is free at once, not when its worker
+    /// gets round to ending the run: the worker holding the key's only slot
+    /// is frozen (SIGSTOP, its 10 s lease still running), the job is
+    /// cancelled, and the next job of the key runs on another worker long
+    /// before that lease could expire.
+    #[tokio::test]
+    async fn a_cancel_frees_the_slot_even_when_the_worker_running_the_job_is_frozen() {
+        let server = RedisServer::start();
+        let ns = namespace("cancel-frozen");
+        let producer = Scheduler::builder(server.url())
+            .namespace(&ns)
+            .register::<LimitedProbe>()
+            .producer_only()
+            .start()
+            .await
+            .unwrap();
+        let events = Events::default();
+        let holder = ChildWorker::spawn(BIN, &server.url(), &ns, 10_000, 3_000, 1, &events).await;
+        let long = ProbeArgs {
+            sleep_ms: 60_000,
+            ..ProbeArgs::new("k")
+        };
+        producer
+            .enqueue(
+                JobRequest::<LimitedProbe>::new(long)
+                    .id("long")
+                    .limit_key("k"),
+            )
+            .await
+            .unwrap();
+        assert!(events.wait("start", 1, Duration::from_secs(20)).await);
+        holder.pause();
+        let started = std::time::Instant::now();
+        producer.cancel("long").await.unwrap();
+        producer
+            .enqueue(
+                JobRequest::<LimitedProbe>::new(ProbeArgs::new("k"))
+                    .id("next")
+                    .limit_key("k"),
+            )
+            .await
+            .unwrap();
+        let other = ChildWorker::spawn(BIN, &server.url(), &ns, 10_000, 3_000, 1, &events).await;
+        assert!(
+            wait_until(Duration::from_secs(8), || events
+                .all()
+                .iter()
+                .any(|e| e.event == "end" && e.job_id == "next"))
+            .await,
+            "the next job of the key waited for the frozen worker"
+        );
+        // Well before the frozen worker's 10 s lease could have freed the slot.
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "{:?}",
+            started.elapsed()
+        );
+        holder.resume();
+        drop((holder, other));
+        producer.close().await;
+    }
 }
