@@ -7,20 +7,23 @@
 -- both, removed task is the task of the pending job removed (for metrics; else false).
 local id, want, keep_ms, abort_channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
+-- Each record is read and decoded once (a cancel is one round trip on the
+-- caller's path: every command it does not need shows in its time).
+local pending_blob = redis.call('HGET', K_PENDING, id)
+local active_blob = redis.call('HGET', K_ACTIVE, id)
+local pending_rec = pending_blob and decode(pending_blob)
+local active_rec = active_blob and decode(active_blob)
 -- A typed cancel acts only on a job of its task (job ids are shared by all
 -- tasks): the pending, running or else finished job of another task is kept.
 local expected = ARGV[5] or ''
 if expected ~= '' then
-  local held = {redis.call('HGET', K_ACTIVE, id), redis.call('HGET', K_PENDING, id)}
-  local found = false
-  for i = 1, 2 do
-    local rec = held[i] and decode(held[i])
-    if rec then
-      found = true
-      if rec[JOB_TASK] ~= expected then return {'wrong_task', rec[JOB_GENERATION], rec[JOB_TASK]} end
-    end
+  if active_rec and active_rec[JOB_TASK] ~= expected then
+    return {'wrong_task', active_rec[JOB_GENERATION], active_rec[JOB_TASK]}
   end
-  if not found then
+  if pending_rec and pending_rec[JOB_TASK] ~= expected then
+    return {'wrong_task', pending_rec[JOB_GENERATION], pending_rec[JOB_TASK]}
+  end
+  if not active_rec and not pending_rec then
     local r = decode_result(live_result(id, now))
     local task = r and r[OUTCOME_TASK]
     if type(task) == 'string' and task ~= '' and task ~= expected then
@@ -39,9 +42,8 @@ local function wake_moved()
     redis.call('PUBLISH', prefix .. 'wake' .. string.sub(abort_channel, #prefix + 6), string.format('%d', moved))
   end
 end
-local pending_blob = redis.call('HGET', K_PENDING, id)
 if pending_blob then
-  local rec = decode(pending_blob)
+  local rec = pending_rec
   if not rec or want == nil or rec[JOB_GENERATION] == want then
     redis.call('HDEL', K_PENDING, id)
     if rec then moved = drop_pending_entry(id, rec) else redis.call('ZREM', K_DUE, id) end
@@ -53,9 +55,8 @@ if pending_blob then
     end
   end
 end
-local active_blob = redis.call('HGET', K_ACTIVE, id)
 if active_blob then
-  local rec = decode(active_blob)
+  local rec = active_rec
   if rec and (want == nil or rec[JOB_GENERATION] == want) then
     if rec[JOB_CANCEL_REQUESTED] ~= 1 or rec[JOB_SLOTS] then
       rec[JOB_CANCEL_REQUESTED] = 1
