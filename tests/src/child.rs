@@ -47,6 +47,30 @@ impl Events {
         .await
     }
 
+    /// Waits for an event of one job, from any process.
+    pub async fn wait_job(&self, event: &str, job_id: &str, limit: Duration) -> bool {
+        crate::wait_until(limit, || {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.event == event && e.job_id == job_id)
+        })
+        .await
+    }
+
+    /// Waits for an event of one job in one process.
+    pub async fn wait_job_pid(&self, event: &str, job_id: &str, pid: u32, limit: Duration) -> bool {
+        crate::wait_until(limit, || {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.event == event && e.job_id == job_id && e.pid == pid)
+        })
+        .await
+    }
+
     pub async fn wait(&self, event: &str, n: usize, limit: Duration) -> bool {
         crate::wait_until(limit, || self.count(event) >= n).await
     }

@@ -36,7 +36,12 @@ impl RedisCluster {
     fn start_nodes(count: usize, replicas: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
+                // The cluster bus on a free port of its own: by default it is
+                // the port + 10,000, which may be taken (or above 65,535).
+                let bus = crate::redis_server::free_port().to_string();
                 RedisServer::start_with(&[
+                    "--cluster-port",
+                    &bus,
                     "--save",
                     "",
                     "--appendonly",

@@ -254,3 +254,477 @@ async fn old_script_libraries_are_dropped_on_every_master() {
     }
     s.close().await;
 }
+
+/// A namespace split over shards (`SchedulerBuilder::shards`): one logical
+/// queue whose jobs live on every master, each id in one shard.
+mod sharded {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use chrono::{TimeDelta, Utc};
+    use scheduler::{
+        CancelOutcome, EnqueueOutcome, IfRunning, JobQuery, JobRequest, JobStatus, ListState,
+        ReplaceOutcome, Schedule, Scheduler, WorkerConfig,
+    };
+    use scheduler_tests::child::{ChildWorker, Events};
+    use scheduler_tests::cluster::RedisCluster;
+    use scheduler_tests::tasks::{LimitedProbe, ProbeArgs, ProbeTask};
+    use scheduler_tests::Probe;
+
+    use super::{job, BIN};
+
+    const SHARDS: u16 = 3;
+
+    async fn sharded(url: &str, ns: &str, probe: &Probe, worker: bool) -> Scheduler {
+        scheduler_tests::init_tracing();
+        let builder = Scheduler::builder(url)
+            .namespace(ns)
+            .shards(SHARDS)
+            .register::<ProbeTask>()
+            .provide(probe.clone());
+        let builder = if worker {
+            builder.worker(WorkerConfig {
+                lease: Duration::from_millis(1000),
+                heartbeat: Some(Duration::from_millis(300)),
+                ..WorkerConfig::default()
+            })
+        } else {
+            builder.producer_only()
+        };
+        builder.start().await.unwrap()
+    }
+
+    /// The masters (node indices) that hold a shard of `ns` (its generation
+    /// counter, which stays when the jobs are gone).
+    fn masters_with_keys(cluster: &RedisCluster, ns: &str) -> BTreeSet<usize> {
+        cluster
+            .masters()
+            .into_iter()
+            .filter(|&m| {
+                cluster.nodes[m]
+                    .cli(&["--scan", "--pattern", &format!("{{{ns}/*")])
+                    .is_some_and(|keys| keys.lines().any(|k| k.ends_with(":seq")))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_namespace_over_three_masters_keeps_every_per_id_behaviour() {
+        let cluster = RedisCluster::start();
+        let url = cluster.url();
+        let probe = Probe::default();
+        let s = sharded(&url, "spread", &probe, true).await;
+        // Deferred jobs under many ids: every master holds some of them.
+        let later = Utc::now() + TimeDelta::seconds(60);
+        let ids: Vec<String> = (0..30).map(|i| format!("later-{i}")).collect();
+        for id in &ids {
+            assert!(s
+                .enqueue(job(id, "later").at(later))
+                .await
+                .unwrap()
+                .is_enqueued());
+        }
+        assert_eq!(masters_with_keys(&cluster, "spread").len(), 3);
+        assert_eq!(s.counts().await.unwrap().deferred, 30);
+        // A listing walks every shard, each job once, in pages of 4.
+        let mut listed = Vec::new();
+        let mut query = JobQuery::new(ListState::Deferred).limit(4);
+        loop {
+            let page = s.list(&query).await.unwrap();
+            assert!(page.jobs.len() <= 4);
+            listed.extend(page.jobs.into_iter().map(|j| j.job_id));
+            match page.next {
+                Some(next) => query = query.after(next),
+                None => break,
+            }
+        }
+        listed.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(listed, expected);
+        // Dedup, replace and cancel, each on the id's own shard.
+        for id in ids.iter().take(6) {
+            assert!(matches!(
+                s.enqueue(job(id, "dup")).await.unwrap(),
+                EnqueueOutcome::Duplicate { .. }
+            ));
+        }
+        for id in ids.iter().take(3) {
+            let out = s
+                .replace(
+                    job(id, "replaced").at(Utc::now() + TimeDelta::milliseconds(200)),
+                    IfRunning::Abort,
+                )
+                .await
+                .unwrap();
+            assert!(matches!(out, ReplaceOutcome::Replaced { .. }), "{out:?}");
+        }
+        for id in ids.iter().skip(3) {
+            assert!(matches!(
+                s.cancel(id).await.unwrap(),
+                CancelOutcome::Removed { .. }
+            ));
+        }
+        // Immediate jobs on every shard run once each.
+        for i in 0..30 {
+            s.enqueue(job(&format!("now-{i}"), "now")).await.unwrap();
+        }
+        assert!(probe.wait_finished(33, Duration::from_secs(20)).await);
+        // A running job is cancelled through its shard's abort channel.
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(30_000)).id("long"))
+            .await
+            .unwrap();
+        assert!(probe.wait_started(34, Duration::from_secs(10)).await);
+        assert!(matches!(
+            s.cancel_and_wait("long", Duration::from_secs(5))
+                .await
+                .unwrap(),
+            CancelOutcome::AbortSignalled { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut ran: Vec<String> = probe
+            .runs()
+            .into_iter()
+            .filter(|r| r.end.is_some() && r.arg != "long")
+            .map(|r| r.job_id)
+            .collect();
+        ran.sort();
+        let mut expected: Vec<String> = (0..30).map(|i| format!("now-{i}")).collect();
+        expected.extend(ids.iter().take(3).cloned());
+        expected.sort();
+        assert_eq!(ran, expected, "each job ran once, the cancelled ones never");
+        assert_eq!(s.status("long").await.unwrap(), JobStatus::Cancelled);
+        assert_eq!(s.status(&ids[10]).await.unwrap(), JobStatus::Cancelled);
+        let counts = s.counts().await.unwrap();
+        assert_eq!((counts.deferred, counts.queued, counts.running), (0, 0, 0));
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn schedules_tick_on_a_sharded_namespace() {
+        let cluster = RedisCluster::start();
+        let url = cluster.url();
+        let probe = Probe::default();
+        let s = sharded(&url, "ticks", &probe, true).await;
+        s.schedule(
+            "beat",
+            JobRequest::<ProbeTask>::new(ProbeArgs::new("beat")),
+            Schedule::every(Duration::from_millis(500)).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(probe.wait_finished(3, Duration::from_secs(10)).await);
+        s.remove_schedule("beat").await.unwrap();
+        let ticks: Vec<String> = probe.runs().into_iter().map(|r| r.job_id).collect();
+        assert!(
+            ticks.iter().all(|id| id.starts_with("schedule:beat:")),
+            "{ticks:?}"
+        );
+        let unique: BTreeSet<&String> = ticks.iter().collect();
+        assert_eq!(unique.len(), ticks.len(), "each tick ran once: {ticks:?}");
+        s.close().await;
+    }
+
+    /// Workers in other processes: one is SIGKILLed while it holds a job
+    /// on every shard; the other reruns each of them once; and a worker
+    /// SIGSTOPped past its lease has its late completion fenced off.
+    #[tokio::test]
+    async fn a_killed_worker_has_its_jobs_rerun_on_every_shard_and_a_late_one_is_fenced() {
+        let cluster = RedisCluster::start();
+        let url = cluster.url();
+        let ns = "kill-sharded";
+        let events = Events::default();
+        let shards = SHARDS.to_string();
+        let env = [("PROBE_SHARDS", shards.as_str())];
+        let mut a =
+            ChildWorker::spawn_with_env(BIN, &url, ns, (1000, 300, 10), &env, &events).await;
+        let producer = sharded(&url, ns, &Probe::default(), false).await;
+        let ids: Vec<String> = (0..9).map(|i| format!("k{i}")).collect();
+        for id in &ids {
+            producer
+                .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("x").sleep(1500)).id(id))
+                .await
+                .unwrap();
+        }
+        assert_eq!(masters_with_keys(&cluster, ns).len(), 3);
+        for id in &ids {
+            assert!(
+                events.wait_job("start", id, Duration::from_secs(10)).await,
+                "{id}"
+            );
+        }
+        let b = ChildWorker::spawn_with_env(BIN, &url, ns, (1000, 300, 10), &env, &events).await;
+        a.kill();
+        for id in &ids {
+            let info = loop {
+                let info = producer.info(id).await.unwrap().unwrap();
+                if info.status == JobStatus::Completed {
+                    break info;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            assert_eq!(info.attempts, 2, "{id}: rerun once, by the live worker");
+        }
+        // Fencing: a worker frozen past its lease loses its jobs to `b`, and
+        // its completions after it thaws change nothing.
+        let c = ChildWorker::spawn_with_env(BIN, &url, ns, (1000, 300, 10), &env, &events).await;
+        drop(b);
+        let late: Vec<String> = (0..6).map(|i| format!("late{i}")).collect();
+        for id in &late {
+            producer
+                .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("x").sleep(800)).id(id))
+                .await
+                .unwrap();
+        }
+        for id in &late {
+            assert!(
+                events.wait_job("start", id, Duration::from_secs(10)).await,
+                "{id}"
+            );
+        }
+        c.pause();
+        let d = ChildWorker::spawn_with_env(BIN, &url, ns, (1000, 300, 10), &env, &events).await;
+        for id in &late {
+            assert!(
+                events
+                    .wait_job_pid("end", id, d.pid(), Duration::from_secs(15))
+                    .await,
+                "{id} rerun by the live worker: {:?}",
+                events.all()
+            );
+        }
+        c.resume();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for id in &late {
+            let info = producer.info(id).await.unwrap().unwrap();
+            assert_eq!(info.status, JobStatus::Completed);
+            assert_eq!(
+                info.attempts, 2,
+                "{id}: the frozen worker's attempt is not counted again"
+            );
+        }
+        drop(d);
+        producer.close().await;
+    }
+
+    /// `durable` waits on the master of the job's own shard: with one
+    /// master's replica paused, exactly the jobs whose shard lives on that
+    /// master fail as `NotReplicated`, the others are acknowledged.
+    #[tokio::test]
+    async fn durable_writes_wait_on_the_shards_own_master() {
+        let cluster = RedisCluster::start_with_replicas();
+        let url = cluster.url();
+        let master = cluster.masters()[1];
+        let replica = cluster.replica_of(master);
+        let s = Scheduler::builder(&url)
+            .namespace("durable-sharded")
+            .shards(SHARDS)
+            .durable(1, Duration::from_millis(300))
+            .producer_only()
+            .start()
+            .await
+            .unwrap();
+        cluster.nodes[replica].pause();
+        let mut results = Vec::new();
+        for i in 0..12 {
+            let id = format!("d{i}");
+            let out = s.enqueue(job(&id, "x")).await;
+            results.push((id, out));
+        }
+        cluster.nodes[replica].resume();
+        // The paused replica's master holds the pending records of its shard.
+        let pending = cluster.nodes[master]
+            .cli(&["--scan", "--pattern", "{durable-sharded/*:pending"])
+            .unwrap_or_default();
+        let pending = pending.lines().next().unwrap_or_default().to_string();
+        assert!(!pending.is_empty(), "a shard lives on node {master}");
+        let mut failed = 0;
+        for (id, out) in &results {
+            let on_paused = cluster.nodes[master]
+                .cli(&["HEXISTS", &pending, id])
+                .is_some_and(|r| r.trim() == "1");
+            match out {
+                Err(scheduler::Error::NotReplicated {
+                    acked: 0,
+                    wanted: 1,
+                }) if on_paused => failed += 1,
+                Ok(EnqueueOutcome::Enqueued { .. }) if !on_paused => {}
+                other => panic!("{id} (on the paused master: {on_paused}): {other:?}"),
+            }
+        }
+        assert!(failed > 0 && failed < results.len(), "{results:?}");
+        s.close().await;
+    }
+
+    /// Changing the number of shards from 2 to 3 while jobs are pending,
+    /// deferred and running in the old layout: processes on the new layout
+    /// (`.shards(3).draining_from(2)`) run the old jobs where they are, act on
+    /// them there (dedup, replace, cancel), put new jobs in the new layout,
+    /// and take the schedules over. Every job runs once, none is lost, and
+    /// the old layout ends empty.
+    #[tokio::test]
+    async fn changing_the_number_of_shards_loses_and_duplicates_nothing() {
+        const EARLY: usize = 60;
+        let cluster = RedisCluster::start();
+        let url = cluster.url();
+        let ns = "reshard";
+        let probe = Probe::default();
+        let with = |shards: u16, draining: Option<u16>, worker: bool| {
+            let mut builder = Scheduler::builder(&url)
+                .namespace(ns)
+                .shards(shards)
+                .register::<ProbeTask>()
+                .provide(probe.clone());
+            if let Some(old) = draining {
+                builder = builder.draining_from(old);
+            }
+            if worker {
+                builder.worker(WorkerConfig {
+                    lease: Duration::from_millis(1000),
+                    heartbeat: Some(Duration::from_millis(300)),
+                    ..WorkerConfig::default()
+                })
+            } else {
+                builder.producer_only()
+            }
+        };
+        let old = with(2, None, true).start().await.unwrap();
+        old.schedule(
+            "yearly",
+            JobRequest::<ProbeTask>::new(ProbeArgs::new("yearly")),
+            Schedule::cron("0 0 1 1 *").unwrap(),
+        )
+        .await
+        .unwrap();
+        let later = Utc::now() + TimeDelta::milliseconds(2500);
+        // Enough jobs that the old layout's generation counters are well
+        // above what the new layout's reach in this test.
+        for i in 0..EARLY {
+            old.enqueue(job(&format!("early-{i}"), "early"))
+                .await
+                .unwrap();
+        }
+        let mut generations = Vec::new();
+        for i in 0..20 {
+            let out = old
+                .enqueue(job(&format!("later-{i}"), "later").at(later))
+                .await
+                .unwrap();
+            let EnqueueOutcome::Enqueued { generation, .. } = out else {
+                panic!("{out:?}")
+            };
+            generations.push(generation);
+        }
+        old.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("slow").sleep(1500)).id("slow"))
+            .await
+            .unwrap();
+        assert!(probe.wait_started(EARLY + 1, Duration::from_secs(10)).await);
+        // The new layout's processes start while the old worker still runs
+        // `slow`; the old worker stops once it is done (a rolling deploy).
+        let new = with(3, Some(2), true).start().await.unwrap();
+        assert!(
+            probe
+                .wait_finished(EARLY + 1, Duration::from_secs(10))
+                .await
+        );
+        old.close().await;
+        for i in 0..5 {
+            let out = new
+                .enqueue(job(&format!("later-{i}"), "again"))
+                .await
+                .unwrap();
+            assert!(
+                matches!(out, EnqueueOutcome::Duplicate { .. }),
+                "later-{i}: {out:?}"
+            );
+        }
+        let out = new
+            .replace(job("later-5", "replaced").at(later), IfRunning::Abort)
+            .await
+            .unwrap();
+        assert!(matches!(out, ReplaceOutcome::Replaced { .. }), "{out:?}");
+        assert!(matches!(
+            new.cancel("later-6").await.unwrap(),
+            CancelOutcome::Removed { .. }
+        ));
+        for i in 0..20 {
+            new.enqueue(job(&format!("new-{i}"), "new")).await.unwrap();
+        }
+        let names: Vec<String> = new
+            .schedules()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["yearly"], "the schedule moved to the new layout");
+        // The early ones + slow + 19 later (one cancelled) + 20 new.
+        assert!(
+            probe
+                .wait_finished(EARLY + 40, Duration::from_secs(20))
+                .await,
+            "{:#?}",
+            probe.runs().len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut ran: Vec<(String, String)> = probe
+            .runs()
+            .into_iter()
+            .filter(|r| r.end.is_some())
+            .map(|r| (r.job_id, r.arg))
+            .collect();
+        ran.sort();
+        let mut expected: Vec<(String, String)> = Vec::new();
+        expected.extend((0..EARLY).map(|i| (format!("early-{i}"), "early".to_string())));
+        expected.extend((0..20).filter(|&i| i != 6).map(|i| {
+            let arg = if i == 5 { "replaced" } else { "later" };
+            (format!("later-{i}"), arg.to_string())
+        }));
+        expected.extend((0..20).map(|i| (format!("new-{i}"), "new".to_string())));
+        expected.push(("slow".to_string(), "slow".to_string()));
+        expected.sort();
+        assert_eq!(ran, expected, "every job ran once");
+        assert_eq!(new.status("later-6").await.unwrap(), JobStatus::Cancelled);
+        assert_eq!(new.status("later-1").await.unwrap(), JobStatus::Completed);
+        // The old layout is empty; its schedule is gone.
+        let old_layout = with(2, None, false).start().await.unwrap();
+        let counts = old_layout.counts().await.unwrap();
+        assert_eq!((counts.deferred, counts.queued, counts.running), (0, 0, 0));
+        assert!(old_layout.schedules().await.unwrap().is_empty());
+        old_layout.close().await;
+        // An id that moves does not see its generation go back.
+        let out = new.enqueue(job("later-19", "moved")).await.unwrap();
+        let EnqueueOutcome::Enqueued { generation, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            generation > generations[19],
+            "{generation} after {}",
+            generations[19]
+        );
+        new.close().await;
+        // Then the old number is dropped: the new layout alone.
+        let after = with(3, None, false).start().await.unwrap();
+        assert_eq!(after.status("new-7").await.unwrap(), JobStatus::Completed);
+        after.close().await;
+    }
+
+    /// Limits are kept per shard: a worker that would run a limited task on
+    /// a sharded namespace is refused before it connects.
+    #[tokio::test]
+    async fn a_limited_task_is_refused_on_a_sharded_namespace() {
+        let err = Scheduler::builder("redis://127.0.0.1:1")
+            .namespace("limits")
+            .shards(2)
+            .register::<LimitedProbe>()
+            .provide(Probe::default())
+            .start()
+            .await
+            .map(drop)
+            .unwrap_err();
+        assert!(
+            matches!(&err, scheduler::Error::Config(m) if m.contains("limited_probe")),
+            "{err}"
+        );
+    }
+}

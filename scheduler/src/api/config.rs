@@ -30,6 +30,20 @@ pub struct SchedulerConfig {
     /// replicas acknowledged the write (`WAIT`), so a failover cannot lose an
     /// acknowledged job. Default: off (Redis replication is asynchronous).
     pub durable: Option<Durability>,
+    /// How many hash tags (Redis Cluster slots) the namespace is split over.
+    /// Default 1: one slot, the layout of every earlier version. With more,
+    /// each job id lives in one shard (a stable hash of the id), so that its
+    /// changes stay atomic, and a Redis Cluster spreads the shards over its
+    /// masters. Every process of a namespace must use the same number; see
+    /// the README's "Sharding" for what is global and how to change it.
+    /// The memory backend ignores it.
+    pub shards: u16,
+    /// While the number of shards is changed: the number before. The jobs
+    /// still pending or running in that layout stay there and are run from
+    /// there, every call about one of them goes there, and new jobs go to
+    /// the new layout (see the README's "Changing the number of shards").
+    /// Default `None`.
+    pub draining_from: Option<u16>,
 }
 
 /// How many replicas must acknowledge a write before it is reported done.
@@ -53,6 +67,8 @@ impl Default for SchedulerConfig {
             default_max_attempts: 5,
             default_timeout: Duration::from_secs(300),
             durable: None,
+            shards: 1,
+            draining_from: None,
         }
     }
 }

@@ -137,14 +137,7 @@ impl Registry {
         queues: &crate::Queues,
     ) -> Result<(), Error> {
         let mut missing = Vec::new();
-        let served = |task: &TaskRegistration| match queues {
-            crate::Queues::OfItsTasks => true,
-            crate::Queues::Strict(names) => names.iter().any(|q| q == task.options.queue_name()),
-            crate::Queues::Weighted(names) => {
-                names.iter().any(|(q, _)| q == task.options.queue_name())
-            }
-        };
-        for task in self.tasks().filter(|t| served(t)) {
+        for task in self.served(queues) {
             for key in (task.dependencies)() {
                 if !deps.contains(&key) {
                     missing.push(format!(
@@ -161,6 +154,47 @@ impl Registry {
                 details: missing.join("; "),
             })
         }
+    }
+
+    /// The tasks a worker serving `queues` runs.
+    fn served<'a>(
+        &'a self,
+        queues: &'a crate::Queues,
+    ) -> impl Iterator<Item = &'static TaskRegistration> + 'a {
+        self.tasks().filter(move |task| match queues {
+            crate::Queues::OfItsTasks => true,
+            crate::Queues::Strict(names) => names.iter().any(|q| q == task.options.queue_name()),
+            crate::Queues::Weighted(names) => {
+                names.iter().any(|(q, _)| q == task.options.queue_name())
+            }
+        })
+    }
+
+    /// Refuses a worker of a sharded namespace that would run a task with a
+    /// concurrency or rate limit: slots and rate logs are kept per shard, so
+    /// the limit would hold per shard, not across the namespace.
+    pub(crate) fn refuse_limits_when_sharded(
+        &self,
+        shards: u16,
+        queues: &crate::Queues,
+    ) -> Result<(), Error> {
+        let limited: Vec<&str> = self
+            .served(queues)
+            .filter(|t| {
+                let o = &t.options;
+                o.concurrency.is_some()
+                    || o.key_concurrency.is_some()
+                    || o.rate.is_some()
+                    || o.key_rate.is_some()
+            })
+            .map(|t| t.name)
+            .collect();
+        if limited.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "tasks {limited:?} have a concurrency or rate limit, which a namespace split over {shards} shards cannot keep across its shards yet: serve them from an unsharded namespace"
+        )))
     }
 
     /// One line per task: name, location, options. Logged at start-up.

@@ -2,7 +2,9 @@
 //! start and end as a JSON line on stdout, so the parent test can SIGKILL,
 //! SIGSTOP and SIGCONT it and still know exactly what ran.
 //!
-//! Usage: `probe-worker REDIS_URL NAMESPACE LEASE_MS HEARTBEAT_MS CONCURRENCY`
+//! Usage: `probe-worker REDIS_URL NAMESPACE LEASE_MS HEARTBEAT_MS CONCURRENCY`;
+//! with `PROBE_SHARDS=n` in its environment it serves a namespace split over
+//! n shards, and leaves out the limited probes (refused on a sharded one).
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -31,18 +33,20 @@ async fn main() {
         ..WorkerConfig::default()
     };
     scheduler_tests::init_tracing();
-    let scheduler = scheduler_tests::worker_process::start_or_exit(
-        "probe-worker",
-        Scheduler::builder(url)
-            .namespace(namespace)
-            .register::<ProbeTask>()
-            .register::<QuickTimeoutTask>()
-            .register::<LimitedProbe>()
-            .register::<RatedProbe>()
-            .provide(Probe::printing())
-            .worker(config),
-    )
-    .await;
+    let shards: Option<u16> = std::env::var("PROBE_SHARDS")
+        .ok()
+        .and_then(|n| n.parse().ok());
+    let builder = Scheduler::builder(url)
+        .namespace(namespace)
+        .register::<ProbeTask>()
+        .register::<QuickTimeoutTask>()
+        .provide(Probe::printing())
+        .worker(config);
+    let builder = match shards {
+        Some(n) => builder.shards(n),
+        None => builder.register::<LimitedProbe>().register::<RatedProbe>(),
+    };
+    let scheduler = scheduler_tests::worker_process::start_or_exit("probe-worker", builder).await;
     scheduler_tests::worker_process::serve_until_terminated(
         scheduler,
         &scheduler_tests::worker_process::ready_with_pid(),

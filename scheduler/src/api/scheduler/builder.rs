@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::Inner;
 use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::sharded::ShardedBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
 use crate::ops::health::HealthState;
@@ -102,6 +103,35 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Splits the namespace over `shards` hash tags, so that one logical
+    /// queue spreads over the masters of a Redis Cluster (see
+    /// [`SchedulerConfig::shards`]). At least 1 (0 reads as 1).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), scheduler::Error> {
+    /// let scheduler = scheduler::Scheduler::builder("redis-cluster://127.0.0.1:7000")
+    ///     .namespace("app")
+    ///     .shards(6)
+    ///     .producer_only();
+    /// # let _ = scheduler;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shards(mut self, shards: u16) -> Self {
+        self.config.shards = shards.max(1);
+        self
+    }
+
+    /// Rolls out a change of [`shards`](Self::shards): `shards` is the
+    /// number before. Every process of the namespace runs with both numbers
+    /// until no job is left in the old layout ([`Scheduler::counts`] of a
+    /// producer built with the old number and no `draining_from` reads
+    /// zero), then with the new one alone.
+    pub fn draining_from(mut self, shards: u16) -> Self {
+        self.config.draining_from = Some(shards.max(1));
+        self
+    }
+
     /// Runs a worker with these settings (a worker with default settings runs
     /// unless [`producer_only`](Self::producer_only) is called).
     pub fn worker(mut self, config: WorkerConfig) -> Self {
@@ -143,6 +173,24 @@ impl SchedulerBuilder {
             Some(name) => {
                 crate::backend::redis::keys::Keys::new(&self.config.namespace)?;
                 Arc::new(MemoryBackend::named(name, self.config.clone()))
+            }
+            None if self.config.shards > 1 || self.config.draining_from.is_some() => {
+                let widest = self
+                    .config
+                    .shards
+                    .max(self.config.draining_from.unwrap_or(1));
+                if let (Some(worker), true) = (&self.worker, widest > 1) {
+                    registry.refuse_limits_when_sharded(widest, &worker.queues)?;
+                }
+                Arc::new(
+                    ShardedBackend::connect(
+                        &self.url,
+                        self.config.clone(),
+                        self.config.shards,
+                        self.config.draining_from,
+                    )
+                    .await?,
+                )
             }
             None => Arc::new(RedisBackend::connect(&self.url, self.config.clone()).await?),
         };

@@ -151,12 +151,27 @@ pub(crate) fn redact(url: &str) -> String {
 
 impl RedisBackend {
     pub(crate) async fn connect(url: &str, config: SchedulerConfig) -> Result<Self, Error> {
+        let namespace = config.namespace.clone();
+        let mut shards = Self::connect_tags(url, config, &[namespace]).await?;
+        shards
+            .pop()
+            .ok_or_else(|| Error::Config("no namespace to connect".into()))
+    }
+
+    /// One backend per hash tag (the shards of a namespace, see
+    /// [`keys::shard_tags`]), all on one connection: the first checks the
+    /// server and loads the scripts; each watches its own generation counter.
+    pub(crate) async fn connect_tags(
+        url: &str,
+        config: SchedulerConfig,
+        tags: &[String],
+    ) -> Result<Vec<Self>, Error> {
+        keys::validate_namespace(&config.namespace)?;
         // Pub/sub ignores SELECT: channels are scoped by the database (keys.rs).
         let database = Config::from_url(url)
             .ok()
             .and_then(|c| c.database)
             .unwrap_or(0);
-        let keys = Keys::in_database(&config.namespace, database)?;
         let client = builder(url, &config)?
             .build()
             .map_err(|e| Error::Config(e.details().to_string()))?;
@@ -175,43 +190,59 @@ impl RedisBackend {
                 ))));
             }
         }
-        let warnings = startup_warnings(&client).await;
-        for warning in &warnings {
+        let warnings = Arc::new(startup_warnings(&client).await);
+        for warning in warnings.iter() {
             tracing::warn!(warning = %warning, "risky redis configuration");
         }
-        let store = RedisBackend {
-            warnings: Arc::new(warnings),
-            known_generation: Arc::new(AtomicU64::new(0)),
-            health: Arc::new(OnceLock::new()),
-            watches: Arc::new(Mutex::new(Vec::new())),
-            url: url.to_string(),
-            client,
-            script_keys: keys
-                .script_keys
-                .iter()
-                .map(|k| Key::from(k.as_str()))
-                .collect(),
-            enqueue_one_keys: keys
-                .enqueue_one_keys
-                .iter()
-                .map(|k| Key::from(k.as_str()))
-                .collect(),
-            keys,
-            scripts: Scripts::new(),
-            functions: Arc::new(AtomicBool::new(false)),
-            config,
+        let functions = Arc::new(AtomicBool::new(false));
+        let scripts = Scripts::new();
+        let stores: Vec<RedisBackend> = tags
+            .iter()
+            .map(|tag| {
+                let keys = Keys::of_tag(tag, database);
+                RedisBackend {
+                    warnings: Arc::clone(&warnings),
+                    known_generation: Arc::new(AtomicU64::new(0)),
+                    health: Arc::new(OnceLock::new()),
+                    watches: Arc::new(Mutex::new(Vec::new())),
+                    url: url.to_string(),
+                    client: client.clone(),
+                    script_keys: keys
+                        .script_keys
+                        .iter()
+                        .map(|k| Key::from(k.as_str()))
+                        .collect(),
+                    enqueue_one_keys: keys
+                        .enqueue_one_keys
+                        .iter()
+                        .map(|k| Key::from(k.as_str()))
+                        .collect(),
+                    keys,
+                    scripts: scripts.clone(),
+                    functions: Arc::clone(&functions),
+                    config: config.clone(),
+                }
+            })
+            .collect();
+        let Some(first) = stores.first() else {
+            return Err(Error::Config("no namespace to connect".into()));
         };
-        store.load_scripts().await?;
-        store.upkeep_libraries().await;
-        if let Some(seq) = store.generation_counter().await {
-            store.saw_generation(seq);
+        first.load_scripts().await?;
+        first.upkeep_libraries().await;
+        let run_id = first.run_id().await;
+        if let Ok(mut slot) = first.watches.lock() {
+            slot.push(first.keep_library_recorded());
         }
-        let run_id = store.run_id().await;
-        let watches = [store.watch_restarts(run_id), store.keep_library_recorded()];
-        if let Ok(mut slot) = store.watches.lock() {
-            slot.extend(watches);
+        for store in &stores {
+            if let Some(seq) = store.generation_counter().await {
+                store.saw_generation(seq);
+            }
+            let watch = store.watch_restarts(run_id.clone());
+            if let Ok(mut slot) = store.watches.lock() {
+                slot.push(watch);
+            }
         }
-        Ok(store)
+        Ok(stores)
     }
 
     fn saw_generation(&self, generation: u64) {
@@ -381,10 +412,16 @@ impl RedisBackend {
 
     /// A subscriber connection for the wake and abort channels, forwarded as notices.
     async fn subscribe_notices(&self) -> Result<Subscription, Error> {
-        let abort_channel = self.keys.abort_channel.clone();
+        self.subscribe_notices_of(&[&self.keys]).await
+    }
+
+    /// One subscriber connection for the wake and abort channels of these
+    /// namespaces (the shards of a sharded one), forwarded as notices.
+    pub(super) async fn subscribe_notices_of(&self, of: &[&Keys]) -> Result<Subscription, Error> {
+        let abort_channels: Vec<String> = of.iter().map(|k| k.abort_channel.clone()).collect();
         let read = move |m: &Message| {
             let text = reply::string(&m.value);
-            if *m.channel == *abort_channel {
+            if abort_channels.iter().any(|c| *m.channel == **c) {
                 return generation_and_id(&text)
                     .map(|(generation, id)| Notice::Abort { generation, id })
                     .into_iter()
@@ -399,10 +436,10 @@ impl RedisBackend {
         };
         // Notifications may have been missed: whatever they said, claim and plan.
         let missed = || vec![Notice::Wake, Notice::Schedules];
-        let channels = vec![
-            self.keys.wake_channel.clone(),
-            self.keys.abort_channel.clone(),
-        ];
+        let channels = of
+            .iter()
+            .flat_map(|k| [k.wake_channel.clone(), k.abort_channel.clone()])
+            .collect();
         self.forward_channels(channels, read, missed, NOTICE_CAPACITY)
             .await
     }
@@ -413,13 +450,22 @@ impl RedisBackend {
         &self,
         token: &str,
     ) -> Result<Subscription<FinishedNotice>, Error> {
+        self.subscribe_finished_of(&[&self.keys], token).await
+    }
+
+    /// The same for the outcome channels of these namespaces.
+    pub(super) async fn subscribe_finished_of(
+        &self,
+        of: &[&Keys],
+        token: &str,
+    ) -> Result<Subscription<FinishedNotice>, Error> {
         let read = |m: &Message| {
             generation_and_id(&reply::string(&m.value))
                 .map(|(generation, id)| FinishedNotice::Finished { generation, id })
                 .into_iter()
                 .collect()
         };
-        let channels = vec![self.keys.finished_channel(token)];
+        let channels = of.iter().map(|k| k.finished_channel(token)).collect();
         self.forward_channels(
             channels,
             read,
@@ -435,6 +481,15 @@ impl RedisBackend {
         &self,
         capacity: usize,
     ) -> Result<Subscription<EventNotice>, Error> {
+        self.subscribe_events_of(&[&self.keys], capacity).await
+    }
+
+    /// The same for the events channels of these namespaces.
+    pub(super) async fn subscribe_events_of(
+        &self,
+        of: &[&Keys],
+        capacity: usize,
+    ) -> Result<Subscription<EventNotice>, Error> {
         let read = |m: &Message| {
             let event = m.value.as_bytes().and_then(events::from_wire);
             if event.is_none() {
@@ -442,7 +497,7 @@ impl RedisBackend {
             }
             event.map(EventNotice::Event).into_iter().collect()
         };
-        let channels = vec![self.keys.events_channel.clone()];
+        let channels = of.iter().map(|k| k.events_channel.clone()).collect();
         self.forward_channels(channels, read, || vec![EventNotice::Missed], capacity)
             .await
     }
@@ -477,6 +532,7 @@ mod inspection;
 mod libraries;
 mod record;
 mod schedules;
+pub(crate) mod sharded;
 mod transitions;
 
 #[cfg(test)]
