@@ -4,9 +4,9 @@
 //! A job id belongs to one shard ([`keys::shard_of`]), so every per-id
 //! transition (enqueue, dedup, replace, cancel, reschedule, fencing, outcome)
 //! is still one script on one slot: as atomic as in an unsharded namespace.
-//! A worker claims from every shard, each call its share of the batch, and
-//! sleeps until the earliest due job of any shard; one subscriber hears the
-//! wake and abort channels of all of them.
+//! A worker claims from the shards one after another until its batch is full,
+//! starting at a random one, and sleeps until the earliest due job of any
+//! shard; one subscriber hears the wake and abort channels of all of them.
 //!
 //! What must be global lives in shard 0, one slot: the schedules and their
 //! ticks (a tick is created by the step that moves its schedule's cursor),
@@ -257,17 +257,6 @@ impl ShardedBackend {
         })
         .collect()
     }
-
-    /// How many jobs each shard is asked for in one claim of `max`: an equal
-    /// share, the remainder to shards chosen by the claim's nonce (the same
-    /// shards when the claim is sent again).
-    fn shares(&self, max: usize, nonce: &str) -> Vec<usize> {
-        let n = self.all.len();
-        let start = keys::shard_of(nonce, n);
-        (0..n)
-            .map(|i| max / n + usize::from((i + n - start) % n < max % n))
-            .collect()
-    }
 }
 
 /// A cursor of a sharded listing, `<score>:<shard>/<id>`: the shard's own
@@ -334,14 +323,29 @@ impl Backend for ShardedBackend {
         serving: &'a Serving,
     ) -> BoxFuture<'a, Result<Claim, Error>> {
         Box::pin(async move {
-            let shares = self.shares(max, &ticket.nonce);
-            let claims = self
-                .all
-                .iter()
-                .zip(shares)
-                .map(|(shard, share)| shard.claim(worker, share, lease, ticket, serving));
+            // One shard after another from a start the nonce picks (at
+            // random, and the same when the claim is sent again), each asked
+            // for what is still wanted, until the batch is full. Under load
+            // the first shard fills it: one script per claim, as unsharded
+            // (asking every shard for a share cost a script per shard per
+            // claim, and Redis CPU per job grew with the shards). Shards not
+            // visited may have due jobs: the worker is told to claim again
+            // as soon as it can, as after any full batch.
+            let n = self.all.len();
+            let start = keys::shard_of(&ticket.nonce, n);
             let mut merged: Option<Claim> = None;
-            for (i, claim) in try_join_all(claims).await?.into_iter().enumerate() {
+            let mut left = max;
+            let mut unvisited = false;
+            for k in 0..n {
+                if left == 0 && max > 0 {
+                    unvisited = true;
+                    break;
+                }
+                let i = (start + k) % n;
+                let claim = self.all[i]
+                    .claim(worker, left, lease, ticket, serving)
+                    .await?;
+                left -= claim.jobs.len().min(left);
                 if i >= self.shards.len() && !claim.jobs.is_empty() {
                     if let Ok(mut claimed) = self.claimed_old.lock() {
                         claimed.extend(claim.jobs.iter().map(|j| j.id.clone()));
@@ -359,7 +363,12 @@ impl Backend for ShardedBackend {
                     }
                 }
             }
-            merged.ok_or_else(|| Error::Config("a namespace without shards".into()))
+            let mut merged =
+                merged.ok_or_else(|| Error::Config("a namespace without shards".into()))?;
+            if unvisited {
+                merged.next_wake_ms = Some(merged.now_ms);
+            }
+            Ok(merged)
         })
     }
 
