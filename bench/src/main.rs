@@ -14,8 +14,10 @@
 
 mod abort;
 mod args;
+mod cluster;
 mod list_page;
 mod queues;
+mod retries;
 mod scale;
 mod ticks;
 
@@ -197,7 +199,15 @@ async fn worker(a: &Args) -> Result<(), Error> {
         Some(list) => scheduler::Queues::weighted(list.split(',').map(|q| (q.trim(), 1))),
         None => scheduler::Queues::strict(["default"]),
     };
-    let scheduler = Scheduler::builder(a.url.as_str())
+    // `cluster-drain` runs its workers on a namespace of its own, sharded.
+    let mut builder = Scheduler::builder(a.url.as_str());
+    if let Some(namespace) = a.get("namespace") {
+        builder = builder.namespace(namespace);
+    }
+    if let Some(shards) = a.get("shards").and_then(|s| s.parse().ok()) {
+        builder = builder.shards(shards);
+    }
+    let scheduler = builder
         .worker(config)
         .provide_arc(Arc::clone(&stats))
         .start()
@@ -490,6 +500,8 @@ async fn run(a: Args) {
         "list-page" => list_page::list_page(&a).await,
         "queues-drain" => queues::queues_drain(&a).await,
         "rate-lateness" => queues::rate_lateness(&a).await,
+        "retry-lateness" => retries::retry_lateness(&a).await,
+        "cluster-drain" => cluster::cluster_drain(&a).await,
         other => {
             eprintln!("unknown subcommand {other:?}; see the crate docs");
             std::process::exit(2);

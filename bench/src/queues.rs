@@ -91,8 +91,10 @@ async fn noop_q9(stats: Dep<Stats>, i: u64) -> Result<(), String> {
     count!(stats)
 }
 
-/// The rate-limited task of `rate-lateness`.
-#[scheduler::task(rate = "10/100ms")]
+/// The rate-limited task of `rate-lateness`, in a queue of its own (the
+/// peer protocol's worker serves `default` alone, and a sharded one may not
+/// run a limited task).
+#[scheduler::task(queue = "rated", rate = "10/100ms")]
 async fn rated_noop(i: u64) -> Result<(), String> {
     let _ = i;
     Ok(())
@@ -220,7 +222,7 @@ pub(crate) async fn rate_lateness(a: &Args) -> Result<(), Error> {
     let s = Scheduler::builder(a.url.as_str())
         .worker(scheduler::WorkerConfig {
             concurrency: 50,
-            queues: scheduler::Queues::strict(["default"]),
+            queues: scheduler::Queues::strict(["rated"]),
             ..scheduler::WorkerConfig::default()
         })
         .provide_arc(Arc::new(Stats::new(0, None)))
