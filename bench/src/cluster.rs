@@ -14,7 +14,6 @@
 //! is deferred, queued or running (`Scheduler::counts`, summed over the
 //! shards). Each round uses its own namespace.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use scheduler::chrono::{TimeDelta, Utc};
@@ -22,7 +21,7 @@ use scheduler::{Error, Scheduler};
 use serde_json::json;
 
 use crate::args::Args;
-use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with};
+use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with, stop_workers};
 use crate::{bench_job, emit, side_connection};
 
 /// The numbers in a comma-separated flag.
@@ -91,13 +90,7 @@ pub(crate) async fn cluster_drain(a: &Args) -> Result<(), Error> {
         let redis_used = redis_cpu() - redis_cpu0;
         let workers_used: f64 =
             children.iter().map(|c| cpu_seconds(c.id())).sum::<f64>() - workers_cpu0;
-        for child in &mut children {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
+        stop_workers(&mut children);
         s.close().await;
         let row = json!({
             "shards": shards,

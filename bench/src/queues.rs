@@ -17,7 +17,6 @@
 //! scheduler-bench --redis-url redis://127.0.0.1:6396/0 rate-lateness --n 500
 //! ```
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use scheduler::{Dep, Error, JobEventKind, JobRequest, Scheduler, Task};
 use serde_json::json;
 
 use crate::args::Args;
-use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with};
+use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with, stop_workers};
 use crate::{emit, now_ms, percentile, producer, side_connection, Stats};
 
 /// Counts one no-op job (the ten queues' tasks, each with a concurrency
@@ -183,11 +182,7 @@ pub(crate) async fn queues_drain(a: &Args) -> Result<(), Error> {
         }
         let elapsed = t0.elapsed().as_secs_f64();
         let redis_cpu = cpu_seconds(redis_pid) - redis_cpu0;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let _ = child.wait();
+        stop_workers(std::slice::from_mut(&mut child));
         let rate = (n as f64 / elapsed).round();
         by_variant[usize::from(spread)].push(rate);
         let row = json!({

@@ -72,6 +72,17 @@ pub(crate) fn spawn_worker_with(
     Ok(child)
 }
 
+/// Stops worker processes: SIGTERM (they close their scheduler), then waits.
+pub(crate) fn stop_workers(children: &mut [Child]) {
+    for child in children.iter_mut() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+}
+
 /// The redis-server's process id (its CPU is read from /proc).
 pub(crate) async fn redis_pid(redis: &fred::clients::Client) -> Result<u32, Error> {
     let info: String = redis
@@ -133,13 +144,7 @@ pub(crate) async fn scale(a: &Args) -> Result<(), Error> {
         let redis_cpu = cpu_seconds(redis_pid) - redis_cpu0;
         let workers_cpu: f64 =
             children.iter().map(|c| cpu_seconds(c.id())).sum::<f64>() - workers_cpu0;
-        for child in &mut children {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
+        stop_workers(&mut children);
         let row = json!({
             "workers": workers,
             "concurrency": concurrency,
