@@ -2,7 +2,7 @@
 //! each mistake gives (`ui/fail`, one mistake per file, named for it).
 //!
 //! After changing a message, regenerate the expected output with
-//! `TRYBUILD=overwrite cargo test -p scheduler-tests --test ui`, then read every
+//! `TRYBUILD=overwrite cargo test -p scheduler --test ui`, then read every
 //! changed `.stderr`: the message must be the intended one, on the intended token.
 
 #[test]
