@@ -245,17 +245,19 @@ impl ShardedBackend {
         Ok(targets)
     }
 
-    /// Where the renewal or outcome of each claimed job goes: the layout it
-    /// was claimed from.
+    /// Where the renewal, progress or outcome of a claimed job goes (its
+    /// index in `all`): the layout it was claimed from.
+    fn claimed_target(&self, id: &str) -> usize {
+        if self.claimed_from_old(id) {
+            self.shards.len() + keys::shard_of(id, self.old.len())
+        } else {
+            keys::shard_of(id, self.shards.len())
+        }
+    }
+
+    /// [`Self::claimed_target`] of each id.
     fn claimed_targets<'i>(&self, ids: impl Iterator<Item = &'i str>) -> Vec<usize> {
-        ids.map(|id| {
-            if self.claimed_from_old(id) {
-                self.shards.len() + keys::shard_of(id, self.old.len())
-            } else {
-                keys::shard_of(id, self.shards.len())
-            }
-        })
-        .collect()
+        ids.map(|id| self.claimed_target(id)).collect()
     }
 }
 
@@ -698,12 +700,7 @@ impl Backend for ShardedBackend {
         attempt: u32,
         progress: &'a str,
     ) -> BoxFuture<'a, Result<bool, Error>> {
-        let target = if self.claimed_from_old(id) {
-            self.old_of(id).unwrap_or_else(|| self.of(id))
-        } else {
-            self.of(id)
-        };
-        target.progress(id, generation, attempt, progress)
+        self.all[self.claimed_target(id)].progress(id, generation, attempt, progress)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
