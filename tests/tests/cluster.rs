@@ -264,12 +264,12 @@ mod sharded {
     use chrono::{TimeDelta, Utc};
     use scheduler::{
         CancelOutcome, EnqueueOutcome, IfRunning, JobQuery, JobRequest, JobStatus, ListState,
-        ReplaceOutcome, Schedule, Scheduler, WorkerConfig,
+        Queues, ReplaceOutcome, Schedule, Scheduler, WorkerConfig,
     };
     use scheduler_tests::child::{ChildWorker, Events};
     use scheduler_tests::cluster::RedisCluster;
-    use scheduler_tests::tasks::{LimitedProbe, ProbeArgs, ProbeTask};
-    use scheduler_tests::Probe;
+    use scheduler_tests::tasks::{EmailProbe, LimitedProbe, ProbeArgs, ProbeTask};
+    use scheduler_tests::{Probe, RedisServer};
 
     use super::{job, BIN};
 
@@ -726,5 +726,200 @@ mod sharded {
             matches!(&err, scheduler::Error::Config(m) if m.contains("limited_probe")),
             "{err}"
         );
+    }
+
+    /// The shard of a job id as the README states it: FNV-1a (64 bits) of the
+    /// id modulo the number of shards.
+    fn shard_of(id: &str) -> usize {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in id.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (hash % u64::from(SHARDS)) as usize
+    }
+
+    /// The first id `<prefix><i>` that lives in `shard`.
+    fn id_on(shard: usize, prefix: &str) -> String {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|id| shard_of(id) == shard)
+            .unwrap()
+    }
+
+    /// The ids in each shard's due set, in shard order (read off Redis, so
+    /// the test's idea of where an id lives is checked, not assumed).
+    fn due_by_shard(server: &RedisServer, ns: &str) -> Vec<BTreeSet<String>> {
+        (0..SHARDS)
+            .map(|i| {
+                let pattern = format!("{{{ns}/{i}-of-{SHARDS}.*}}:due");
+                let keys = server.cli(&["--scan", "--pattern", &pattern]).unwrap();
+                let key = keys.lines().next().unwrap_or_else(|| panic!("{pattern}"));
+                let ids = server.cli(&["ZRANGE", key, "0", "-1"]).unwrap();
+                ids.lines().map(str::to_string).collect()
+            })
+            .collect()
+    }
+
+    /// An idle worker of a sharded namespace sleeps until the earliest due
+    /// job of any shard (never until its `max_idle`, here 30 s), and an
+    /// enqueue on any shard wakes it. One server holds the three shards:
+    /// the worker's merge of the shards' wake times is what is tested.
+    #[tokio::test]
+    async fn an_idle_worker_sleeps_until_the_earliest_job_of_any_shard_and_any_shard_wakes_it() {
+        let server = RedisServer::start();
+        let url = server.url();
+        let ns = "wake";
+        let probe = Probe::default();
+        let producer = sharded(&url, ns, &probe, false).await;
+        // Every shard has a far job; the near ones are due one after another
+        // on shards 2, 0, 1, enqueued before the worker starts so that no
+        // wake notice tells it about them: only the claims' wake times do.
+        let now = Utc::now();
+        for shard in 0..usize::from(SHARDS) {
+            let id = id_on(shard, "far-");
+            producer
+                .enqueue(job(&id, "far").at(now + TimeDelta::hours(1)))
+                .await
+                .unwrap();
+        }
+        let near: Vec<(String, chrono::DateTime<Utc>)> = [2, 0, 1]
+            .into_iter()
+            .zip(1..)
+            .map(|(shard, k)| {
+                let due = now + TimeDelta::milliseconds(1500 * k);
+                (id_on(shard, "near-"), due)
+            })
+            .collect();
+        for (id, due) in &near {
+            producer.enqueue(job(id, "near").at(*due)).await.unwrap();
+        }
+        let placed = due_by_shard(&server, ns);
+        for (shard, (id, _)) in [2, 0, 1].into_iter().zip(&near) {
+            assert!(
+                placed[shard].contains(id),
+                "{id} not on shard {shard}: {placed:?}"
+            );
+        }
+        let worker = Scheduler::builder(&url)
+            .namespace(ns)
+            .shards(SHARDS)
+            .register::<ProbeTask>()
+            .provide(probe.clone())
+            .worker(WorkerConfig {
+                max_idle: Duration::from_secs(30),
+                ..WorkerConfig::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        assert!(probe.wait_finished(3, Duration::from_secs(10)).await);
+        for (id, due) in &near {
+            let run = probe.runs_of(id);
+            assert_eq!(run.len(), 1, "{id}: {run:?}");
+            let late = run[0].start - *due;
+            assert!(
+                late >= TimeDelta::zero() && late < TimeDelta::milliseconds(700),
+                "{id} started {late} after it was due"
+            );
+        }
+        // Idle again (next wake in 30 s): a job enqueued on each shard in
+        // turn is started at once, woken by that shard's notice.
+        for shard in [1, 2, 0] {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let id = id_on(shard, "now-");
+            let before = probe.runs().len();
+            let sent = Utc::now();
+            producer.enqueue(job(&id, "now")).await.unwrap();
+            assert!(
+                probe.wait_started(before + 1, Duration::from_secs(5)).await,
+                "{id} on shard {shard} did not start"
+            );
+            let late = probe.runs_of(&id)[0].start - sent;
+            assert!(
+                late < TimeDelta::milliseconds(700),
+                "{id} on shard {shard} started {late} after its enqueue"
+            );
+        }
+        worker.close().await;
+        producer.close().await;
+    }
+
+    /// `queues()` and `dead_letters()` of a sharded namespace are the sums
+    /// and the newest-first merge of every shard's.
+    #[tokio::test]
+    async fn queues_and_dead_letters_merge_every_shard() {
+        let server = RedisServer::start();
+        let url = server.url();
+        let ns = "merge";
+        let probe = Probe::default();
+        let s = Scheduler::builder(&url)
+            .namespace(ns)
+            .shards(SHARDS)
+            .register::<ProbeTask>()
+            .register::<EmailProbe>()
+            .provide(probe.clone())
+            .worker(WorkerConfig {
+                queues: Queues::Strict(vec!["default".into()]),
+                ..WorkerConfig::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        let later = Utc::now() + TimeDelta::seconds(60);
+        for i in 0..7 {
+            s.enqueue(job(&format!("d{i}"), "later").at(later))
+                .await
+                .unwrap();
+        }
+        for i in 0..5 {
+            let email = JobRequest::<EmailProbe>::new(ProbeArgs::new("mail"));
+            s.enqueue(email.id(format!("e{i}"))).await.unwrap();
+        }
+        let placed = due_by_shard(&server, ns);
+        assert!(
+            placed.iter().all(|ids| !ids.is_empty()),
+            "every shard holds some: {placed:?}"
+        );
+        let queues = s.queues().await.unwrap();
+        let of = |name: &str| queues.iter().find(|q| q.name == name).cloned();
+        let default = of("default").unwrap();
+        assert_eq!((default.deferred, default.queued), (7, 0), "{queues:?}");
+        assert_eq!(default.workers, 1, "{queues:?}");
+        let emails = of("emails").unwrap();
+        assert_eq!((emails.deferred, emails.queued), (0, 5), "{queues:?}");
+        assert_eq!(emails.workers, 0, "{queues:?}");
+        // Jobs dead-lettered one after another, spread over the shards.
+        let dead: Vec<String> = (0..usize::from(SHARDS) * 2)
+            .map(|i| id_on(i % usize::from(SHARDS), &format!("dead{i}-")))
+            .collect();
+        for id in &dead {
+            let before = s.counts().await.unwrap().dead_lettered;
+            let failing = ProbeArgs::new("dead").mode("permanent");
+            s.enqueue(JobRequest::<ProbeTask>::new(failing).id(id))
+                .await
+                .unwrap();
+            let mut waited = 0;
+            while s.counts().await.unwrap().dead_lettered == before {
+                assert!(waited < 250, "{id} was not dead-lettered");
+                waited += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Distinct failure times, so that "newest first" is one order.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let letters = s.dead_letters(0, 100).await.unwrap();
+        let newest_first: Vec<String> = dead.iter().rev().cloned().collect();
+        let listed: Vec<String> = letters.iter().map(|d| d.job_id.clone()).collect();
+        assert_eq!(listed, newest_first);
+        let page: Vec<String> = s
+            .dead_letters(2, 3)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.job_id)
+            .collect();
+        assert_eq!(page, newest_first[2..5]);
+        s.close().await;
     }
 }
