@@ -320,6 +320,63 @@ async fn every_command_against_a_real_redis() {
     s.close().await;
 }
 
+/// A namespace split over shards is seen whole only with `--shards` (or
+/// `SCHEDULER_SHARDS`): counted, listed, shown and cancelled on every shard.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sharded_namespace_with_its_number_of_shards() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let ns = "cli-sharded";
+    let s = Scheduler::builder(url.as_str())
+        .namespace(ns)
+        .shards(3)
+        .register::<cli_later>()
+        .producer_only()
+        .start()
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..9).map(|i| format!("later-{i}")).collect();
+    for id in &ids {
+        cli_later::defer_by(&s, id, Duration::from_secs(3600), "ada".into())
+            .await
+            .unwrap();
+    }
+    let sharded = |args: &[&str]| {
+        let mut all = vec!["--shards", "3"];
+        all.extend_from_slice(args);
+        cli(&url, ns, &all)
+    };
+    assert_eq!(json(&sharded(&["stats", "--json"]))["deferred"], 9);
+    let listed = json(&sharded(&["list", "--limit", "100", "--json"]));
+    let mut listed: Vec<String> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ids);
+    for id in &ids {
+        assert_eq!(json(&sharded(&["show", id, "--json"]))["state"], "deferred");
+    }
+    let cancelled = sharded(&["cancel", "later-4"]);
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    assert_eq!(s.status("later-4").await.unwrap(), JobStatus::Cancelled);
+    // The environment variable says the same.
+    let by_env = Command::new(env!("CARGO_BIN_EXE_scheduler"))
+        .args(["--url", &url, "--namespace", ns, "stats", "--json"])
+        .env("SCHEDULER_SHARDS", "3")
+        .output()
+        .unwrap();
+    assert_eq!(json(&by_env)["deferred"], 8);
+    // Without it, the unsharded layout of the namespace: empty.
+    assert_eq!(json(&cli(&url, ns, &["stats", "--json"]))["deferred"], 0);
+    let zero = cli(&url, ns, &["--shards", "0", "stats"]);
+    assert_eq!(zero.status.code(), Some(2), "{zero:?}");
+    assert!(stderr(&zero).contains("--shards"), "{}", stderr(&zero));
+    s.close().await;
+}
+
 #[test]
 fn an_unreachable_redis_is_one_clear_line() {
     let port = TcpListener::bind("127.0.0.1:0")

@@ -51,6 +51,26 @@ struct Cli {
         global = true
     )]
     namespace: String,
+    /// The namespace's number of shards (`SchedulerBuilder::shards`); every
+    /// process of a namespace must give the same.
+    #[arg(
+        long,
+        env = "SCHEDULER_SHARDS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..),
+        global = true
+    )]
+    shards: u16,
+    /// While the namespace changes its number of shards, the old number
+    /// (`SchedulerBuilder::draining_from`): jobs still in the old layout are
+    /// found, listed and counted too.
+    #[arg(
+        long,
+        env = "SCHEDULER_DRAINING_FROM",
+        value_parser = clap::value_parser!(u16).range(1..),
+        global = true
+    )]
+    draining_from: Option<u16>,
     /// Print JSON (one object, or one line per refresh for `watch`).
     #[arg(long, global = true)]
     json: bool,
@@ -186,11 +206,14 @@ fn fail(failure: Failure) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let s = Scheduler::builder(cli.url.as_str())
+    let builder = Scheduler::builder(cli.url.as_str())
         .namespace(&cli.namespace)
-        .producer_only()
-        .start()
-        .await?;
+        .shards(cli.shards);
+    let builder = match cli.draining_from {
+        Some(old) => builder.draining_from(old),
+        None => builder,
+    };
+    let s = builder.producer_only().start().await?;
     let result = command(&s, &cli).await;
     s.close().await;
     result
