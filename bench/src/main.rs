@@ -14,6 +14,7 @@
 
 mod abort;
 mod args;
+mod call_latency;
 mod cluster;
 mod list_page;
 mod queues;
@@ -295,7 +296,7 @@ async fn enqueue(a: &Args) -> Result<(), Error> {
 
 /// An epoch-ms float as an instant, rounded up to the microsecond (the
 /// scheduler rounds up to the millisecond): a job never runs before `ms`.
-fn instant(ms: f64) -> DateTime<Utc> {
+pub(crate) fn instant(ms: f64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros((ms * 1000.0).ceil() as i64).unwrap_or_default()
 }
 
@@ -502,6 +503,7 @@ async fn run(a: Args) {
         "rate-lateness" => queues::rate_lateness(&a).await,
         "retry-lateness" => retries::retry_lateness(&a).await,
         "cluster-drain" => cluster::cluster_drain(&a).await,
+        "call-latency" => call_latency::call_latency(&a).await,
         other => {
             eprintln!("unknown subcommand {other:?}; see the crate docs");
             std::process::exit(2);
