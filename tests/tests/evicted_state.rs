@@ -45,6 +45,14 @@ fn later(id: &str) -> JobRequest<ProbeTask> {
         .at(Utc::now() + TimeDelta::hours(1))
 }
 
+/// Due in 30 s: its entry is in `due` itself (jobs due more than a minute
+/// from now wait in its far twin, `far:0:default`).
+fn soon(id: &str) -> JobRequest<ProbeTask> {
+    JobRequest::new(ProbeArgs::new(id))
+        .id(id)
+        .at(Utc::now() + TimeDelta::seconds(30))
+}
+
 async fn dead_reason(s: &Scheduler, id: &str) -> Option<String> {
     s.dead_letters(0, 100)
         .await
@@ -72,22 +80,30 @@ fn degraded_reason(s: &Scheduler) -> Option<String> {
     }
 }
 
-/// The `due` index evicted whole: every deferred job's record is left
-/// without a run time. Each is dead-lettered with the reason (running it
-/// without its time could start it early), `pending()` no longer lists a job
-/// that would never run, and health says what happened.
+/// The indexes of deferred jobs (`due` and its far twin) evicted whole:
+/// every deferred job's record is left without a run time. Each is
+/// dead-lettered with the reason (running it without its time could start
+/// it early), `pending()` no longer lists a job that would never run, and
+/// health says what happened.
 #[tokio::test]
 async fn records_whose_due_index_was_evicted_are_dead_lettered_and_reported() {
     let server = RedisServer::start();
     let ns = namespace("evict-due");
     let probe = Probe::default();
     let s = worker(&server.url(), &ns, &probe).await;
-    for id in ["a", "b", "c"] {
+    for id in ["a", "b"] {
         assert!(s.enqueue(later(id)).await.unwrap().is_enqueued());
     }
+    assert!(s.enqueue(soon("c")).await.unwrap().is_enqueued());
     assert_eq!(s.pending::<ProbeTask>().await.unwrap().len(), 3);
     assert!(s.health().is_healthy());
-    server.cli(&["DEL", &format!("{{{ns}}}:due")]).unwrap();
+    server
+        .cli(&[
+            "DEL",
+            &format!("{{{ns}}}:due"),
+            &format!("{{{ns}}}:far:0:default"),
+        ])
+        .unwrap();
 
     for id in ["a", "b", "c"] {
         let reason = wait_dead(&s, id).await;
@@ -111,17 +127,16 @@ async fn records_whose_due_index_was_evicted_are_dead_lettered_and_reported() {
     s.close().await;
 }
 
-/// The `pending` records evicted whole: the index still lists jobs due in
-/// an hour. They are dead-lettered now, not when they come due.
+/// The `pending` records evicted whole: the indexes still list jobs due in
+/// 30 s and in an hour. They are dead-lettered now, not when they come due.
 #[tokio::test]
 async fn index_entries_whose_records_were_evicted_are_dead_lettered_at_once() {
     let server = RedisServer::start();
     let ns = namespace("evict-pending");
     let probe = Probe::default();
     let s = worker(&server.url(), &ns, &probe).await;
-    for id in ["a", "b"] {
-        assert!(s.enqueue(later(id)).await.unwrap().is_enqueued());
-    }
+    assert!(s.enqueue(later("a")).await.unwrap().is_enqueued());
+    assert!(s.enqueue(soon("b")).await.unwrap().is_enqueued());
     server.cli(&["DEL", &format!("{{{ns}}}:pending")]).unwrap();
     for id in ["a", "b"] {
         let reason = wait_dead(&s, id).await;
@@ -132,8 +147,12 @@ async fn index_entries_whose_records_were_evicted_are_dead_lettered_at_once() {
             "job {id}: {reason:?}"
         );
     }
-    let zcard = server.cli(&["ZCARD", &format!("{{{ns}}}:due")]).unwrap();
-    assert_eq!(zcard.trim(), "0");
+    for index in ["due", "far:0:default"] {
+        let zcard = server
+            .cli(&["ZCARD", &format!("{{{ns}}}:{index}")])
+            .unwrap();
+        assert_eq!(zcard.trim(), "0", "{index}");
+    }
     assert!(degraded_reason(&s).is_some_and(|r| r.contains("2 job(s) repaired")));
     s.close().await;
 }

@@ -321,7 +321,7 @@ impl RedisBackend {
         // time (a page of its own: the running jobs, a bounded set).
         let mut walks = vec!["slots"];
         if pending != due {
-            walks.extend(["pending", "due"]);
+            walks.extend(["pending", "due", "far"]);
         }
         if active != leases {
             walks.extend(["active", "leases"]);

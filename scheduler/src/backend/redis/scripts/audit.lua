@@ -3,7 +3,7 @@
 -- inconsistent, and repairs it so that no job is stranded silently. Every
 -- script keeps each pair below in step, so in a sound namespace the counts
 -- of a pair are equal and the walks find nothing:
---   'count'   {HLEN pending, ZCARD of every due set and park, HLEN active, ZCARD leases}
+--   'count'   {HLEN pending, ZCARD of every due set, far twin and park, HLEN active, ZCARD leases}
 --   'pending' walks pending: a record without its due entry can never be
 --             claimed; it is dead-lettered with the reason (its run time is
 --             gone with the entry, so running it could start it early)
@@ -11,6 +11,8 @@
 --             others come due and are checked by the claim that takes them):
 --             an entry without its record is removed and
 --             dead-lettered, as claim does once it comes due
+--   'far'     walks the default queue's far twin (common.lua place_far) as
+--             'due' walks due: jobs due next year are checked now
 --   'active'  walks active: a running record without its lease entry would
 --             never expire if its worker died; it gets a lease ending in
 --             lease ms, which a live worker renews as usual
@@ -27,7 +29,9 @@ local cap, keep_ms, lease_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(AR
 if mode == 'count' then
   -- Every due set (queues, priorities) and every park holds pending jobs' entries.
   local entries = 0
-  for _, key in ipairs(all_due_keys()) do entries = entries + redis.call('ZCARD', key) end
+  for _, key in ipairs(all_due_keys()) do
+    entries = entries + redis.call('ZCARD', key) + redis.call('ZCARD', far_key(key))
+  end
   for _, park in ipairs(redis.call('SMEMBERS', parks_key())) do entries = entries + redis.call('ZCARD', park) end
   return {redis.call('HLEN', K_PENDING), entries, redis.call('HLEN', K_ACTIVE), redis.call('ZCARD', K_LEASES)}
 end
@@ -82,7 +86,9 @@ local page, members = nil, {}
 if mode == 'pending' or mode == 'active' then
   page = redis.call('HSCAN', mode == 'pending' and K_PENDING or K_ACTIVE, cursor, 'COUNT', count)
 else
-  page = redis.call('ZSCAN', mode == 'due' and K_DUE or K_LEASES, cursor, 'COUNT', count)
+  local index = K_LEASES
+  if mode == 'due' then index = K_DUE elseif mode == 'far' then index = far_key(K_DUE) end
+  page = redis.call('ZSCAN', index, cursor, 'COUNT', count)
 end
 out[1] = page[1]
 for i = 1, #page[2], 2 do members[#members + 1] = page[2][i] end
@@ -99,10 +105,10 @@ for i, id in ipairs(members) do
       record_result(id, rec, 'failed', '', reason, now, keep_ms)
       out[#out + 1] = {id, 'dead-lettered: ' .. reason}
     end
-  elseif mode == 'due' then
+  elseif mode == 'due' or mode == 'far' then
     if redis.call('HEXISTS', K_PENDING, id) == 0 then
       local reason = 'the job record is missing (index entry without a job)'
-      redis.call('ZREM', K_DUE, id)
+      redis.call('ZREM', mode == 'due' and K_DUE or far_key(K_DUE), id)
       dead_letter(id, nil, nil, reason, now, cap)
       out[#out + 1] = {id, 'dead-lettered: ' .. reason}
     end

@@ -30,10 +30,15 @@ end
 local now = now_ms()
 local now_text = string.format('%d', now)
 
--- Pending jobs in more than one set (queues, priorities, parks): the sets'
--- entries after the cursor, merged in (score, id) order.
+-- Pending jobs in more than one set (queues, priorities, far twins, parks):
+-- the sets' entries after the cursor, merged in (score, id) order.
 if state == 'deferred' or state == 'queued' then
   local keys = all_due_keys()
+  -- The far twins that hold jobs (common.lua place_far).
+  for k = 1, #keys do
+    local far = far_key(keys[k])
+    if redis.call('EXISTS', far) == 1 then keys[#keys + 1] = far end
+  end
   local parks = {}
   if state == 'queued' then parks = redis.call('SMEMBERS', parks_key()) end
   if #keys > 1 or #parks > 0 then
@@ -41,7 +46,10 @@ if state == 'deferred' or state == 'queued' then
     local lo_text, hi_text = '-inf', now_text
     if state == 'deferred' then lo_text = '(' .. now_text; hi_text = '+inf' end
     if cursor_id ~= '' and cursor_score then lo_text = ARGV[5] end
-    local merged, truncated = {}, false
+    -- A set read only in part (cap entries) may hold unread entries before
+    -- another set's later ones: a page stops at the last entry read from
+    -- such a set (the horizon, score and id), else it would skip them.
+    local merged, truncated, horizon = {}, false, nil
     for k, key in ipairs(keys) do
       local min, max = lo_text, hi_text
       -- A park holds queued jobs whatever their score.
@@ -50,7 +58,13 @@ if state == 'deferred' or state == 'queued' then
         max = '+inf'
       end
       local entries = redis.call('ZRANGEBYSCORE', key, min, max, 'WITHSCORES', 'LIMIT', '0', string.format('%d', cap))
-      if #entries >= 2 * cap then truncated = true end
+      if #entries >= 2 * cap then
+        truncated = true
+        local score, id = tonumber(entries[#entries]), entries[#entries - 1]
+        if horizon == nil or score < horizon[1] or (score == horizon[1] and id < horizon[2]) then
+          horizon = {score, id}
+        end
+      end
       for i = 1, #entries, 2 do
         local id, score = entries[i], tonumber(entries[i + 1])
         if cursor_id == '' or not cursor_score or score > cursor_score or (score == cursor_score and id > cursor_id) then
@@ -61,7 +75,10 @@ if state == 'deferred' or state == 'queued' then
     table.sort(merged, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
     local out = {now, '', ''}
     local found, examined = 0, 0
-    while found < limit and examined < cap and examined < #merged do
+    local function past_horizon(e)
+      return horizon ~= nil and (e[1] > horizon[1] or (e[1] == horizon[1] and e[2] > horizon[2]))
+    end
+    while found < limit and examined < cap and examined < #merged and not past_horizon(merged[examined + 1]) do
       examined = examined + 1
       local score, id = merged[examined][1], merged[examined][2]
       local blob = redis.call('HGET', K_PENDING, id)

@@ -46,7 +46,12 @@ if pending_blob then
   local rec = pending_rec
   if not rec or want == nil or rec[JOB_GENERATION] == want then
     redis.call('HDEL', K_PENDING, id)
-    if rec then moved = drop_pending_entry(id, rec) else redis.call('ZREM', K_DUE, id) end
+    if rec then
+      moved = drop_pending_entry(id, rec)
+    else
+      redis.call('ZREM', K_DUE, id)
+      redis.call('ZREM', far_key(K_DUE), id)
+    end
     if rec then
       record_result(id, rec, 'cancelled', '', 'cancelled before it started', now, keep_ms)
       removed, removed_task = rec[JOB_GENERATION], rec[JOB_TASK]

@@ -171,6 +171,7 @@ local claimed_all = {}
 local jobs = {}
 -- Claims up to want due jobs of one due set.
 local function claim_from(due_set, want)
+  promote_far(due_set, now, 1000)
   local due = redis.call('ZRANGEBYSCORE', due_set, '-inf', now_text, 'WITHSCORES', 'LIMIT', '0',
     string.format('%d', want))
   if #due == 0 then return end
@@ -398,6 +399,13 @@ each_due_set(function(due_set)
   local head = redis.call('ZRANGE', due_set, '0', '0', 'WITHSCORES')
   if head[2] ~= nil then
     local t = tonumber(head[2])
+    if next_wake < 0 or t < next_wake then next_wake = t end
+  end
+  -- A far-parked job is moved to the due set FAR_MS before its time.
+  local far_head = redis.call('ZRANGE', far_key(due_set), '0', '0', 'WITHSCORES')
+  if far_head[2] ~= nil then
+    local t = tonumber(far_head[2]) - FAR_MS
+    if t < now then t = now end
     if next_wake < 0 or t < next_wake then next_wake = t end
   end
   return false

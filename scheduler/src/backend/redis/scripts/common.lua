@@ -427,6 +427,53 @@ local function index_key(rec)
   return due_key(rec[JOB_QUEUE], rec[JOB_PRIORITY])
 end
 
+-- Far-future jobs: a pending job due more than FAR_MS after it is placed
+-- waits in its due set's far twin (`far:<priority>:<queue>`), parked there
+-- (JOB_PARKED names the twin, so every path that finds a job's entry through
+-- index_key finds it), not in the due set. The due sets a claim reads then
+-- hold what is due within FAR_MS, however many jobs wait for next year
+-- (BullMQ keeps delayed jobs apart the same way). A claim moves the twin's
+-- entries that came within FAR_MS into the due set of each set it visits,
+-- and plans its next wake-up for FAR_MS before the twin's earliest entry.
+-- A far-parked job is deferred, never 'waiting' (Waiting::from_park knows
+-- no `far:` name).
+local FAR_MS = 60000
+
+-- The far twin of a due set.
+local function far_key(due)
+  local prefix = key_prefix(K_DUE)
+  if due == K_DUE then return prefix .. 'far:0:' .. DEFAULT_QUEUE end
+  return prefix .. 'far:' .. string.sub(due, #prefix + 5)
+end
+
+-- Parks a new or moved job in its far twin when its run time (ms) is far.
+local function place_far(rec, run_at, now)
+  if run_at > now + FAR_MS then
+    rec[JOB_PARKED] = far_key(due_key(rec[JOB_QUEUE], rec[JOB_PRIORITY]))
+  end
+end
+
+-- Moves the entries of a due set's far twin that are due within FAR_MS of
+-- now into the due set (at most `limit`; a claim comes back for the rest).
+local function promote_far(due, now, limit)
+  local far = far_key(due)
+  local near = redis.call('ZRANGEBYSCORE', far, '-inf', string.format('%d', now + FAR_MS), 'WITHSCORES',
+    'LIMIT', '0', string.format('%d', limit))
+  for i = 1, #near, 2 do
+    local id, score = near[i], near[i + 1]
+    redis.call('ZREM', far, id)
+    local blob = redis.call('HGET', K_PENDING, id)
+    local rec = blob and decode(blob)
+    if rec then
+      rec[JOB_PARKED] = false
+      redis.call('HSET', K_PENDING, id, encode(rec))
+    end
+    -- A missing or unreadable record is put in the due set too: the claim
+    -- that finds it dead-letters it with the reason.
+    redis.call('ZADD', due, score, id)
+  end
+end
+
 local function queues_key() return named('queues') end
 
 -- A queue's priorities as stored in `queues` ('5,0,-2'): a list of numbers.
@@ -756,6 +803,7 @@ local function new_job(id, task, payload, max_attempts, run_at_text, nonce, now,
     if route[3] ~= '' then rec[JOB_LIMIT_KEY] = route[3] end
     register_level(rec[JOB_QUEUE], rec[JOB_PRIORITY] or 0)
   end
+  place_far(rec, tonumber(run_at_text), now)
   redis.call('HSET', K_PENDING, id, encode(rec))
   redis.call('ZADD', index_key(rec), run_at_text, id)
   emit('enqueued', id, task, generation, 0, now, tonumber(run_at_text))

@@ -1,8 +1,9 @@
 -- ARGV: none, or 'queues'
 -- How many jobs are in each state, at one instant, from the sizes of the
 -- namespace's own indexes (ZCOUNT is O(log n), HLEN and ZCARD O(1): no scan):
--- one ZCOUNT and ZCARD per due set (queue and priority), the jobs waiting in
--- a park (for a concurrency slot, a rate or a worker) counted as queued.
+-- one ZCOUNT and ZCARD per due set (queue and priority) and per far twin
+-- (common.lua place_far), the jobs waiting in a park (for a concurrency
+-- slot, a rate or a worker) counted as queued.
 -- Returns {deferred, queued, running, dead_lettered}.
 --
 -- 'queues': per queue, {name, deferred, queued, waiting, workers} for every
@@ -28,10 +29,12 @@ if ARGV[1] == 'queues' then
   for queue, _ in pairs(levels) do row(queue) end
   for _, queue in ipairs(order) do
     local r = rows[queue]
-    for _, key in ipairs(queue_due_keys(queue, levels, {})) do
-      local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
-      r[3] = r[3] + due_now
-      r[2] = r[2] + redis.call('ZCARD', key) - due_now
+    for _, due in ipairs(queue_due_keys(queue, levels, {})) do
+      for _, key in ipairs({due, far_key(due)}) do
+        local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
+        r[3] = r[3] + due_now
+        r[2] = r[2] + redis.call('ZCARD', key) - due_now
+      end
     end
   end
   local unserved = named('park:u:')
@@ -66,10 +69,12 @@ if ARGV[1] == 'queues' then
   return out
 end
 local deferred, queued = 0, 0
-for _, key in ipairs(all_due_keys()) do
-  local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
-  queued = queued + due_now
-  deferred = deferred + redis.call('ZCARD', key) - due_now
+for _, due in ipairs(all_due_keys()) do
+  for _, key in ipairs({due, far_key(due)}) do
+    local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
+    queued = queued + due_now
+    deferred = deferred + redis.call('ZCARD', key) - due_now
+  end
 end
 for _, park in ipairs(redis.call('SMEMBERS', parks_key())) do
   queued = queued + redis.call('ZCARD', park)

@@ -123,6 +123,7 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
     if route_now[3] ~= '' then rec[JOB_LIMIT_KEY] = route_now[3] end
     register_level(rec[JOB_QUEUE], rec[JOB_PRIORITY] or 0)
   end
+  if not blocked then place_far(rec, run_at, now) end
   local due = index_key(rec)
   local score = run_at_text or run_at
   if blocked then
