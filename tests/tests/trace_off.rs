@@ -31,7 +31,7 @@ async fn without_the_feature_no_trace_context_is_stored() {
         web.enqueue(
             JobRequest::<ProbeTask>::new(ProbeArgs::new("x"))
                 .id("in-trace")
-                .after(Duration::from_secs(30)),
+                .after(Duration::from_secs(3600)),
         )
         .await
         .unwrap();

@@ -11,8 +11,8 @@
 --             others come due and are checked by the claim that takes them):
 --             an entry without its record is removed and
 --             dead-lettered, as claim does once it comes due
---   'far'     walks the default queue's far twin (common.lua place_far) as
---             'due' walks due: jobs due next year are checked now
+--   'far'     walks the default queue's far twin (common.lua, far-future
+--             jobs) as 'due' walks due: jobs due next year are checked now
 --   'active'  walks active: a running record without its lease entry would
 --             never expire if its worker died; it gets a lease ending in
 --             lease ms, which a live worker renews as usual
@@ -96,7 +96,7 @@ for i, id in ipairs(members) do
   if mode == 'pending' then
     local blob = page[2][2 * i]
     local rec, why = decode(blob)
-    if not redis.call('ZSCORE', rec and index_key(rec) or K_DUE, id) then
+    if not (rec and entry_score(rec, id) or (not rec and redis.call('ZSCORE', K_DUE, id))) then
       local reason = 'its due-time entry is missing (evicted under maxmemory, or deleted by hand); '
         .. 'not run, since its run time is lost'
       if not rec then reason = reason .. '; ' .. why end

@@ -34,7 +34,7 @@ local now_text = string.format('%d', now)
 -- the sets' entries after the cursor, merged in (score, id) order.
 if state == 'deferred' or state == 'queued' then
   local keys = all_due_keys()
-  -- The far twins that hold jobs (common.lua place_far).
+  -- The far twins that hold jobs (common.lua, far-future jobs).
   for k = 1, #keys do
     local far = far_key(keys[k])
     if redis.call('EXISTS', far) == 1 then keys[#keys + 1] = far end

@@ -428,15 +428,15 @@ local function index_key(rec)
 end
 
 -- Far-future jobs: a pending job due more than FAR_MS after it is placed
--- waits in its due set's far twin (`far:<priority>:<queue>`), parked there
--- (JOB_PARKED names the twin, so every path that finds a job's entry through
--- index_key finds it), not in the due set. The due sets a claim reads then
+-- (created or rescheduled) has its entry in its due set's far twin
+-- (`far:<priority>:<queue>`) instead of the due set. Its record does not
+-- say so (it would cost every such record bytes): a path that looks for
+-- the entry of a job that is not parked looks in the due set, then in the
+-- twin (entry_score, drop_pending_entry). The due sets a claim reads then
 -- hold what is due within FAR_MS, however many jobs wait for next year
 -- (BullMQ keeps delayed jobs apart the same way). A claim moves the twin's
 -- entries that came within FAR_MS into the due set of each set it visits,
 -- and plans its next wake-up for FAR_MS before the twin's earliest entry.
--- A far-parked job is deferred, never 'waiting' (Waiting::from_park knows
--- no `far:` name).
 local FAR_MS = 60000
 
 -- The far twin of a due set.
@@ -446,32 +446,43 @@ local function far_key(due)
   return prefix .. 'far:' .. string.sub(due, #prefix + 5)
 end
 
--- Parks a new or moved job in its far twin when its run time (ms) is far.
-local function place_far(rec, run_at, now)
-  if run_at > now + FAR_MS then
-    rec[JOB_PARKED] = far_key(due_key(rec[JOB_QUEUE], rec[JOB_PRIORITY]))
+-- The set a pending job's entry goes to when it runs at run_at (ms): its
+-- park, else its due set, or the far twin when run_at is far from now.
+local function place(rec, run_at, now)
+  local key = index_key(rec)
+  if not rec[JOB_PARKED] and run_at > now + FAR_MS then return far_key(key) end
+  return key
+end
+
+-- A pending job's entry: its score (text) and the set that holds it, or nil.
+local function entry_score(rec, id)
+  local key = index_key(rec)
+  local score = redis.call('ZSCORE', key, id)
+  if not score and not rec[JOB_PARKED] then
+    key = far_key(key)
+    score = redis.call('ZSCORE', key, id)
   end
+  if not score then return nil, nil end
+  return score, key
 end
 
 -- Moves the entries of a due set's far twin that are due within FAR_MS of
 -- now into the due set (at most `limit`; a claim comes back for the rest).
+-- Records are not read: one whose record is missing or unreadable is
+-- dead-lettered by the claim that takes it from the due set.
 local function promote_far(due, now, limit)
   local far = far_key(due)
   local near = redis.call('ZRANGEBYSCORE', far, '-inf', string.format('%d', now + FAR_MS), 'WITHSCORES',
     'LIMIT', '0', string.format('%d', limit))
+  if #near == 0 then return end
+  local ids, scored = {}, {}
   for i = 1, #near, 2 do
-    local id, score = near[i], near[i + 1]
-    redis.call('ZREM', far, id)
-    local blob = redis.call('HGET', K_PENDING, id)
-    local rec = blob and decode(blob)
-    if rec then
-      rec[JOB_PARKED] = false
-      redis.call('HSET', K_PENDING, id, encode(rec))
-    end
-    -- A missing or unreadable record is put in the due set too: the claim
-    -- that finds it dead-letters it with the reason.
-    redis.call('ZADD', due, score, id)
+    ids[#ids + 1] = near[i]
+    scored[#scored + 1] = near[i + 1]
+    scored[#scored + 1] = near[i]
   end
+  call_many('ZREM', far, ids)
+  call_many('ZADD', due, scored)
 end
 
 local function queues_key() return named('queues') end
@@ -694,7 +705,9 @@ end
 -- removed): a job that may have been moved out of a key's park for a slot
 -- hands that turn to the next one there.
 local function drop_pending_entry(id, rec)
-  redis.call('ZREM', index_key(rec), id)
+  if redis.call('ZREM', index_key(rec), id) == 0 and not rec[JOB_PARKED] then
+    redis.call('ZREM', far_key(index_key(rec)), id)
+  end
   if not rec[JOB_PARKED] and rec[JOB_LIMIT_KEY] then
     return unpark(key_park(rec[JOB_TASK], rec[JOB_LIMIT_KEY]), 1)
   end
@@ -803,9 +816,8 @@ local function new_job(id, task, payload, max_attempts, run_at_text, nonce, now,
     if route[3] ~= '' then rec[JOB_LIMIT_KEY] = route[3] end
     register_level(rec[JOB_QUEUE], rec[JOB_PRIORITY] or 0)
   end
-  place_far(rec, tonumber(run_at_text), now)
   redis.call('HSET', K_PENDING, id, encode(rec))
-  redis.call('ZADD', index_key(rec), run_at_text, id)
+  redis.call('ZADD', place(rec, tonumber(run_at_text), now), run_at_text, id)
   emit('enqueued', id, task, generation, 0, now, tonumber(run_at_text))
   return generation
 end

@@ -2,8 +2,8 @@
 -- How many jobs are in each state, at one instant, from the sizes of the
 -- namespace's own indexes (ZCOUNT is O(log n), HLEN and ZCARD O(1): no scan):
 -- one ZCOUNT and ZCARD per due set (queue and priority) and per far twin
--- (common.lua place_far), the jobs waiting in a park (for a concurrency
--- slot, a rate or a worker) counted as queued.
+-- (common.lua, far-future jobs), the jobs waiting in a park (for a
+-- concurrency slot, a rate or a worker) counted as queued.
 -- Returns {deferred, queued, running, dead_lettered}.
 --
 -- 'queues': per queue, {name, deferred, queued, waiting, workers} for every

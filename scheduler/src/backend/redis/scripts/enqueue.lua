@@ -123,8 +123,8 @@ local function create(id, task, payload, max_attempts, run_at, nonce, blocked, c
     if route_now[3] ~= '' then rec[JOB_LIMIT_KEY] = route_now[3] end
     register_level(rec[JOB_QUEUE], rec[JOB_PRIORITY] or 0)
   end
-  if not blocked then place_far(rec, run_at, now) end
   local due = index_key(rec)
+  if not blocked then due = place(rec, run_at, now) end
   local score = run_at_text or run_at
   if blocked then
     rec[JOB_BLOCKED_RUN_AT] = run_at
@@ -249,7 +249,7 @@ for j = 1, #ids do
 
   if pending and pending[JOB_NONCE] == nonce then
     -- The same request, re-sent after a reconnect: report what it did the first time.
-    reply('enqueued', pending[JOB_GENERATION], tonumber(redis.call('ZSCORE', index_key(pending), id) or now), 0)
+    reply('enqueued', pending[JOB_GENERATION], tonumber(entry_score(pending, id) or now), 0)
   elseif active and active[JOB_NONCE] == nonce then
     reply('enqueued', active[JOB_GENERATION], active[JOB_RUN_AT] or now, 0)
   elseif done and done[OUTCOME_NONCE] == nonce and type(done[OUTCOME_GENERATION]) == 'number' then
@@ -258,7 +258,7 @@ for j = 1, #ids do
       or now, 0)
   elseif mode == 'enqueue' then
     if pending then
-      local score = tonumber(redis.call('ZSCORE', index_key(pending), id) or now)
+      local score = tonumber(entry_score(pending, id) or now)
       local planned = pending[JOB_BLOCKED_RUN_AT] or score
       local state = 'deferred'
       if pending[JOB_BLOCKED_RUN_AT] or score <= now then state = 'queued' end
@@ -321,7 +321,7 @@ for j = 1, #ids do
         create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[JOB_GENERATION])
       end
     elseif pending then
-      local score = tonumber(redis.call('ZSCORE', index_key(pending), id) or now)
+      local score = tonumber(entry_score(pending, id) or now)
       if drop_pending_entry(id, pending) then moved_out = true end
       replaced = pending[JOB_GENERATION]
       replaced_now = string.format('%d', replaced)

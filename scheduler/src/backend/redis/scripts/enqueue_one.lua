@@ -11,10 +11,8 @@
 -- Returns code, generation, run_at, extra, as enqueue.lua does for one job.
 --
 -- When the id is pending or running (a duplicate, a re-sent request, a
--- corrupt record), or the job is due more than FAR_MS from now (it waits in
--- a far twin, common.lua place_far), it hands the request to enqueue.lua
--- with the namespace's full key list, in the same call: same replies, same
--- state.
+-- corrupt record), it hands the request to enqueue.lua with the namespace's
+-- full key list, in the same call: same replies, same state.
 --
 -- It never reads `results` nor the reply log: the client sends a request
 -- here once, so the request cannot have created a job that finished since. A
@@ -35,16 +33,12 @@
 local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, scope, request_id, ttl = ARGV[1], ARGV[9] or '', ARGV[10], ARGV[11]
 local now = now_ms()
--- Hands the request to enqueue.lua, in this call, with the full key list.
-local function hand_on()
+if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) == 1 then
   local namespace = key_prefix(due)
   local keys = {}
   for i, suffix in ipairs(KEY_SUFFIXES) do keys[i] = namespace .. suffix end
   return run_enqueue(keys, {'enqueue', 'keep', namespace .. 'wake' .. scope, namespace .. 'abort' .. scope, ARGV[8], '',
     id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '0', ttl and (ttl .. ':' .. request_id) or ''})
-end
-if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) == 1 then
-  return hand_on()
 end
 local kind, run_at, run_at_text = ARGV[5], now, nil
 if kind == 'at' then
@@ -53,17 +47,17 @@ elseif kind == 'after' then
   run_at = now + tonumber(ARGV[6])
 end
 run_at_text = run_at_text or string.format('%d', run_at)
--- A far-future job waits in the far twin (common.lua place_far): enqueue.lua
--- places it, in the same call.
-if run_at > now + FAR_MS then return hand_on() end
 local generation = redis.call('INCR', seq)
 -- The record enqueue.lua's create() writes: task, payload, generation,
 -- attempts started, max attempts, enqueued_ms, nonce.
 redis.call('HSET', pending, id, cmsgpack.pack({ARGV[2], ARGV[3], generation, 0, tonumber(ARGV[4]), now, ARGV[7]}))
-redis.call('ZADD', due, run_at_text, id)
+-- A far-future job's entry goes to the far twin (common.lua, far-future jobs).
+local index = due
+if run_at > now + FAR_MS then index = key_prefix(due) .. 'far:0:default' end
+redis.call('ZADD', index, run_at_text, id)
 -- wake_if_earliest, with this script's due key and the channel derived from it
 -- and the channel scope.
-if is_earliest(due, run_at_text) then
+if is_earliest(index, run_at_text) then
   redis.call('PUBLISH', key_prefix(due) .. 'wake' .. scope, run_at_text)
 end
 -- The job event (common.lua emit), with this script's keys bound for it.

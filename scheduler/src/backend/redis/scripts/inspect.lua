@@ -15,7 +15,7 @@ if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', activ
 local pending = redis.call('HGET', K_PENDING, id)
 if pending then
   local rec = decode(pending)
-  section('pending', redis.call('ZSCORE', rec and index_key(rec) or K_DUE, id) or '', pending, JOB_SLOTS)
+  section('pending', (rec and entry_score(rec, id) or (not rec and redis.call('ZSCORE', K_DUE, id))) or '', pending, JOB_SLOTS)
 end
 local result = live_result(id, now)
 if result then section('result', '', result, OUTCOME_PROGRESS) end

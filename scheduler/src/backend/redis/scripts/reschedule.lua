@@ -31,13 +31,17 @@ if rec[JOB_BLOCKED_RUN_AT] then
 else
   -- A job waiting in a park for a slot goes back to its due set at the new
   -- time (the claim that takes it checks its slots again); one moved far
-  -- from now waits in the far twin (common.lua place_far).
-  local parked, was = rec[JOB_PARKED] or false, index_key(rec)
-  rec[JOB_PARKED] = false
-  place_far(rec, run_at, now)
-  local due = index_key(rec)
-  if due ~= was then redis.call('ZREM', was, id) end
-  if rec[JOB_PARKED] ~= parked then redis.call('HSET', K_PENDING, id, encode(rec)) end
+  -- from now waits in the far twin (common.lua, far-future jobs).
+  if rec[JOB_PARKED] then
+    redis.call('ZREM', rec[JOB_PARKED], id)
+    rec[JOB_PARKED] = false
+    redis.call('HSET', K_PENDING, id, encode(rec))
+  end
+  -- Its entry leaves the due set or its far twin for the other when the
+  -- new time is on the other side of FAR_MS.
+  local near = index_key(rec)
+  local due = place(rec, run_at, now)
+  if due == near then redis.call('ZREM', far_key(near), id) else redis.call('ZREM', near, id) end
   redis.call('ZADD', due, string.format('%d', run_at), id)
   wake_if_earliest(run_at, wake_channel, due)
 end
