@@ -17,9 +17,10 @@
 //! (`Scheduler::start`).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use fred::types::scripts::Script;
 use futures_util::future::try_join_all;
 
 use super::keys::{self, Keys};
@@ -726,17 +727,20 @@ const RAISE_COUNTER: &str = "local current = tonumber(redis.call('GET', KEYS[1])
 if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end \
 return 1";
 
+/// The two scripts above, sent by their SHA1 (EVALSHA, loaded again on
+/// NOSCRIPT): the text crosses the wire once per server, not once a call.
+static HOLDS_LIVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(HOLDS_LIVE));
+static RAISE_COUNTER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RAISE_COUNTER));
+
 impl RedisBackend {
     /// Whether each of `ids` is pending or running in this namespace.
     async fn holds_live(&self, ids: &[&str]) -> Result<Vec<bool>, Error> {
-        use fred::prelude::LuaInterface;
         let keys = vec![
             self.keys.script_keys[1].clone(),
             self.keys.script_keys[2].clone(),
         ];
-        let flags: Vec<i64> = self
-            .client
-            .eval(HOLDS_LIVE, keys, ids.to_vec())
+        let flags: Vec<i64> = HOLDS_LIVE_SCRIPT
+            .evalsha_with_reload(&self.client, keys, ids.to_vec())
             .await
             .map_err(|e| self.error(e))?;
         Ok(flags.into_iter().map(|f| f == 1).collect())
@@ -744,11 +748,9 @@ impl RedisBackend {
 
     /// Raises the generation counter to at least `floor`.
     async fn raise_generation_counter(&self, floor: u64) -> Result<(), Error> {
-        use fred::prelude::LuaInterface;
-        let _: i64 = self
-            .client
-            .eval(
-                RAISE_COUNTER,
+        let _: i64 = RAISE_COUNTER_SCRIPT
+            .evalsha_with_reload(
+                &self.client,
                 vec![self.keys.script_keys[8].clone()],
                 vec![floor.to_string()],
             )
