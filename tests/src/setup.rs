@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use scheduler::{JobRequest, JobStatus, Scheduler, WorkerConfig};
+use scheduler::{JobRequest, JobStatus, Scheduler, SchedulerBuilder, WorkerConfig};
 
 use crate::probe::Probe;
 use crate::tasks::{ProbeArgs, ProbeTask, QuickTimeoutTask};
@@ -18,6 +18,21 @@ pub fn fast_worker() -> WorkerConfig {
         retry_max: Duration::from_millis(200),
         ..WorkerConfig::default()
     }
+}
+
+/// Starts `builder` with a worker when `worker` is given, else producer-only.
+pub async fn start_with_worker(
+    builder: SchedulerBuilder,
+    worker: Option<WorkerConfig>,
+) -> Scheduler {
+    crate::init_tracing();
+    match worker {
+        Some(config) => builder.worker(config),
+        None => builder.producer_only(),
+    }
+    .start()
+    .await
+    .expect("scheduler starts")
 }
 
 /// A scheduler with a worker running the probe tasks.

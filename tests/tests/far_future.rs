@@ -19,19 +19,12 @@ use scheduler_tests::tasks::{EmailProbe, ProbeArgs, ProbeTask};
 use scheduler_tests::{namespace, Probe, RedisServer};
 
 async fn start(url: &str, ns: &str, probe: &Probe, worker: Option<WorkerConfig>) -> Scheduler {
-    scheduler_tests::init_tracing();
     let builder = Scheduler::builder(url)
         .namespace(ns)
         .register::<ProbeTask>()
         .register::<EmailProbe>()
         .provide(probe.clone());
-    match worker {
-        Some(config) => builder.worker(config),
-        None => builder.producer_only(),
-    }
-    .start()
-    .await
-    .unwrap()
+    scheduler_tests::setup::start_with_worker(builder, worker).await
 }
 
 /// The index that holds `id`: "due", "far:0:default", ... or "" (none),

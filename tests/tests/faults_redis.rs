@@ -31,19 +31,12 @@ async fn start(
     timeout: Duration,
     worker: Option<WorkerConfig>,
 ) -> Scheduler {
-    scheduler_tests::init_tracing();
     let builder = Scheduler::builder(url)
         .namespace(ns)
         .command_timeout(timeout)
         .register::<ProbeTask>()
         .provide(probe.clone());
-    match worker {
-        Some(config) => builder.worker(config),
-        None => builder.producer_only(),
-    }
-    .start()
-    .await
-    .expect("scheduler starts")
+    scheduler_tests::setup::start_with_worker(builder, worker).await
 }
 
 fn job(id: &str, args: ProbeArgs) -> JobRequest<ProbeTask> {

@@ -25,20 +25,13 @@ async fn start(
     keep_result: Duration,
     worker: Option<WorkerConfig>,
 ) -> Scheduler {
-    scheduler_tests::init_tracing();
     let builder = Scheduler::builder(url)
         .namespace(ns)
         .command_timeout(Duration::from_secs(3))
         .keep_result(keep_result)
         .register::<ProbeTask>()
         .provide(probe.clone());
-    match worker {
-        Some(config) => builder.worker(config),
-        None => builder.producer_only(),
-    }
-    .start()
-    .await
-    .expect("scheduler starts")
+    scheduler_tests::setup::start_with_worker(builder, worker).await
 }
 
 fn deferred(id: &str, arg: &str) -> JobRequest<ProbeTask> {
