@@ -222,3 +222,34 @@ async fn a_claim_moves_far_jobs_into_their_due_set_a_minute_before_their_time() 
     worker.close().await;
     producer.close().await;
 }
+
+/// The roll-back step of docs/operations.md: the twin's entries merged into
+/// `due` (where an older version looks) leave every job where it was, with
+/// its run time, and nothing else changes.
+#[tokio::test]
+async fn merging_a_twin_into_due_for_a_roll_back_keeps_every_job() {
+    let server = RedisServer::start();
+    let ns = namespace("far-rollback");
+    let s = start(&server.url(), &ns, &Probe::default(), None).await;
+    let far = Utc::now() + TimeDelta::hours(5);
+    let near = Utc::now() + TimeDelta::seconds(20);
+    s.enqueue(probe_job("far", "x").at(far)).await.unwrap();
+    s.enqueue(probe_job("near", "y").at(near)).await.unwrap();
+    let before = s.counts().await.unwrap();
+    let (due, twin) = (format!("{{{ns}}}:due"), format!("{{{ns}}}:far:0:default"));
+    server
+        .cli(&["ZUNIONSTORE", &due, "2", &due, &twin, "AGGREGATE", "MIN"])
+        .unwrap();
+    server.cli(&["DEL", &twin]).unwrap();
+    assert_eq!(
+        index_of(&server, &ns, "far"),
+        ("due".into(), Some(ms_up(far)))
+    );
+    assert_eq!(
+        index_of(&server, &ns, "near"),
+        ("due".into(), Some(ms_up(near)))
+    );
+    assert_eq!(s.counts().await.unwrap(), before);
+    assert_eq!(ms_up(run_at(&s.status("far").await.unwrap())), ms_up(far));
+    s.close().await;
+}
