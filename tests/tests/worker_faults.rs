@@ -182,19 +182,12 @@ fn fast_worker() -> WorkerConfig {
 }
 
 async fn start(url: &str, ns: &str, recorder: Recorder, worker: Option<WorkerConfig>) -> Scheduler {
-    scheduler_tests::init_tracing();
     let builder = Scheduler::builder(url)
         .namespace(ns)
         .command_timeout(Duration::from_secs(2))
         .register::<Guarded>()
         .provide(recorder);
-    match worker {
-        Some(config) => builder.worker(config),
-        None => builder.producer_only(),
-    }
-    .start()
-    .await
-    .expect("scheduler starts")
+    scheduler_tests::setup::start_with_worker(builder, worker).await
 }
 
 fn finished(status: &JobStatus) -> bool {
