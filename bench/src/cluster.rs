@@ -21,7 +21,7 @@ use scheduler::{Error, Scheduler};
 use serde_json::json;
 
 use crate::args::Args;
-use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with, stop_workers};
+use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with, stop_workers, wait_drained};
 use crate::{bench_job, emit, side_connection};
 
 /// The numbers in a comma-separated flag.
@@ -78,14 +78,7 @@ pub(crate) async fn cluster_drain(a: &Args) -> Result<(), Error> {
         let t0 = Instant::now();
         let redis_cpu0 = redis_cpu();
         let workers_cpu0: f64 = children.iter().map(|c| cpu_seconds(c.id())).sum();
-        let deadline = t0 + Duration::from_secs(120);
-        loop {
-            let c = s.counts().await?;
-            if c.deferred + c.queued + c.running == 0 || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_drained(&s, Duration::from_secs(120), Duration::from_millis(20)).await?;
         let elapsed = t0.elapsed().as_secs_f64();
         let redis_used = redis_cpu() - redis_cpu0;
         let workers_used: f64 =

@@ -26,7 +26,7 @@ use scheduler::{Dep, Error, JobEventKind, JobRequest, Scheduler, Task};
 use serde_json::json;
 
 use crate::args::Args;
-use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with, stop_workers};
+use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with, stop_workers, wait_drained};
 use crate::{emit, now_ms, percentile, producer, side_connection, Stats};
 
 /// Counts one no-op job (the ten queues' tasks, each with a concurrency
@@ -172,14 +172,7 @@ pub(crate) async fn queues_drain(a: &Args) -> Result<(), Error> {
         tokio::time::sleep(wait).await;
         let t0 = Instant::now();
         let redis_cpu0 = cpu_seconds(redis_pid);
-        let deadline = t0 + Duration::from_secs(120);
-        loop {
-            let counts = s.counts().await?;
-            if counts.queued + counts.deferred + counts.running == 0 || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        wait_drained(&s, Duration::from_secs(120), Duration::from_millis(2)).await?;
         let elapsed = t0.elapsed().as_secs_f64();
         let redis_cpu = cpu_seconds(redis_pid) - redis_cpu0;
         stop_workers(std::slice::from_mut(&mut child));

@@ -72,6 +72,23 @@ pub(crate) fn spawn_worker_with(
     Ok(child)
 }
 
+/// Polls the counts every `poll` until no job is deferred, queued or running,
+/// or `limit` has passed.
+pub(crate) async fn wait_drained(
+    s: &scheduler::Scheduler,
+    limit: Duration,
+    poll: Duration,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let c = s.counts().await?;
+        if c.deferred + c.queued + c.running == 0 || Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 /// Stops worker processes: SIGTERM (they close their scheduler), then waits.
 pub(crate) fn stop_workers(children: &mut [Child]) {
     for child in children.iter_mut() {

@@ -83,11 +83,12 @@ if mode == 'slots' then
   return out
 end
 local page, members = nil, {}
+-- The sorted set a 'due', 'far' or 'leases' walk scans.
+local index = K_LEASES
+if mode == 'due' then index = K_DUE elseif mode == 'far' then index = far_key(K_DUE) end
 if mode == 'pending' or mode == 'active' then
   page = redis.call('HSCAN', mode == 'pending' and K_PENDING or K_ACTIVE, cursor, 'COUNT', count)
 else
-  local index = K_LEASES
-  if mode == 'due' then index = K_DUE elseif mode == 'far' then index = far_key(K_DUE) end
   page = redis.call('ZSCAN', index, cursor, 'COUNT', count)
 end
 out[1] = page[1]
@@ -96,7 +97,7 @@ for i, id in ipairs(members) do
   if mode == 'pending' then
     local blob = page[2][2 * i]
     local rec, why = decode(blob)
-    if not (rec and entry_score(rec, id) or (not rec and redis.call('ZSCORE', K_DUE, id))) then
+    if not entry_score(rec, id) then
       local reason = 'its due-time entry is missing (evicted under maxmemory, or deleted by hand); '
         .. 'not run, since its run time is lost'
       if not rec then reason = reason .. '; ' .. why end
@@ -108,7 +109,7 @@ for i, id in ipairs(members) do
   elseif mode == 'due' or mode == 'far' then
     if redis.call('HEXISTS', K_PENDING, id) == 0 then
       local reason = 'the job record is missing (index entry without a job)'
-      redis.call('ZREM', mode == 'due' and K_DUE or far_key(K_DUE), id)
+      redis.call('ZREM', index, id)
       dead_letter(id, nil, nil, reason, now, cap)
       out[#out + 1] = {id, 'dead-lettered: ' .. reason}
     end

@@ -455,7 +455,13 @@ local function place(rec, run_at, now)
 end
 
 -- A pending job's entry: its score (text) and the set that holds it, or nil.
+-- rec nil (a record that cannot be read): looked for in `due` alone.
 local function entry_score(rec, id)
+  if not rec then
+    local score = redis.call('ZSCORE', K_DUE, id)
+    if not score then return nil, nil end
+    return score, K_DUE
+  end
   local key = index_key(rec)
   local score = redis.call('ZSCORE', key, id)
   if not score and not rec[JOB_PARKED] then

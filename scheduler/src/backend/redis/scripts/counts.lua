@@ -13,6 +13,16 @@
 -- belongs to one queue).
 local now = now_ms()
 local now_text = string.format('%d', now)
+-- The jobs of a due set and its far twin: deferred (due after now), queued.
+local function due_and_far(due)
+  local deferred, queued = 0, 0
+  for _, key in ipairs({due, far_key(due)}) do
+    local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
+    queued = queued + due_now
+    deferred = deferred + redis.call('ZCARD', key) - due_now
+  end
+  return deferred, queued
+end
 if ARGV[1] == 'queues' then
   local rows, order = {}, {}
   local function row(queue)
@@ -30,11 +40,8 @@ if ARGV[1] == 'queues' then
   for _, queue in ipairs(order) do
     local r = rows[queue]
     for _, due in ipairs(queue_due_keys(queue, levels, {})) do
-      for _, key in ipairs({due, far_key(due)}) do
-        local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
-        r[3] = r[3] + due_now
-        r[2] = r[2] + redis.call('ZCARD', key) - due_now
-      end
+      local deferred, queued = due_and_far(due)
+      r[2], r[3] = r[2] + deferred, r[3] + queued
     end
   end
   local unserved = named('park:u:')
@@ -70,11 +77,8 @@ if ARGV[1] == 'queues' then
 end
 local deferred, queued = 0, 0
 for _, due in ipairs(all_due_keys()) do
-  for _, key in ipairs({due, far_key(due)}) do
-    local due_now = redis.call('ZCOUNT', key, '-inf', now_text)
-    queued = queued + due_now
-    deferred = deferred + redis.call('ZCARD', key) - due_now
-  end
+  local d, q = due_and_far(due)
+  deferred, queued = deferred + d, queued + q
 end
 for _, park in ipairs(redis.call('SMEMBERS', parks_key())) do
   queued = queued + redis.call('ZCARD', park)

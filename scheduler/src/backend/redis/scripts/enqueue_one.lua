@@ -51,18 +51,19 @@ local generation = redis.call('INCR', seq)
 -- The record enqueue.lua's create() writes: task, payload, generation,
 -- attempts started, max attempts, enqueued_ms, nonce.
 redis.call('HSET', pending, id, cmsgpack.pack({ARGV[2], ARGV[3], generation, 0, tonumber(ARGV[4]), now, ARGV[7]}))
+-- This script's keys, bound for common.lua's far_key and emit.
+K_DUE, K_LISTENERS, LISTENER_CHANNELS, EVENT_CHANNEL = due, key_prefix(due) .. 'listeners', nil, nil
+NAMED = {}
 -- A far-future job's entry goes to the far twin (common.lua, far-future jobs).
 local index = due
-if run_at > now + FAR_MS then index = key_prefix(due) .. 'far:0:default' end
+if run_at > now + FAR_MS then index = far_key(due) end
 redis.call('ZADD', index, run_at_text, id)
 -- wake_if_earliest, with this script's due key and the channel derived from it
 -- and the channel scope.
 if is_earliest(index, run_at_text) then
   redis.call('PUBLISH', key_prefix(due) .. 'wake' .. scope, run_at_text)
 end
--- The job event (common.lua emit), with this script's keys bound for it.
-K_DUE, K_LISTENERS, LISTENER_CHANNELS, EVENT_CHANNEL = due, key_prefix(due) .. 'listeners', nil, nil
-NAMED = {}
+-- The job event (common.lua emit).
 emit('enqueued', id, ARGV[2], generation, 0, now, run_at)
 local reply = {'enqueued', generation, run_at, 0}
 if ttl then

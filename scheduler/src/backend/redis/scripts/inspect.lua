@@ -14,8 +14,7 @@ local active = redis.call('HGET', K_ACTIVE, id)
 if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, JOB_SLOTS) end
 local pending = redis.call('HGET', K_PENDING, id)
 if pending then
-  local rec = decode(pending)
-  section('pending', (rec and entry_score(rec, id) or (not rec and redis.call('ZSCORE', K_DUE, id))) or '', pending, JOB_SLOTS)
+  section('pending', entry_score(decode(pending), id) or '', pending, JOB_SLOTS)
 end
 local result = live_result(id, now)
 if result then section('result', '', result, OUTCOME_PROGRESS) end
