@@ -58,11 +58,30 @@ pub async fn wait_until<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bo
 pub enum Fixture {
     Redis(RedisServer),
     Memory(String),
+    /// A private `redis-server` holding namespaces split over
+    /// [`Fixture::SHARDS`] shards.
+    Sharded(RedisServer),
 }
 
 impl Fixture {
+    /// The shards of a [`Fixture::Sharded`] namespace.
+    pub const SHARDS: u16 = 3;
+
     pub fn redis() -> Self {
         Fixture::Redis(RedisServer::start())
+    }
+
+    pub fn sharded() -> Self {
+        Fixture::Sharded(RedisServer::start())
+    }
+
+    /// A scheduler builder of this fixture: its URL, and its shards.
+    pub fn builder(&self) -> scheduler::SchedulerBuilder {
+        let builder = scheduler::Scheduler::builder(self.url());
+        match self {
+            Fixture::Sharded(_) => builder.shards(Self::SHARDS),
+            _ => builder,
+        }
     }
 
     pub fn memory() -> Self {
@@ -72,10 +91,26 @@ impl Fixture {
     /// The URL schedulers of this test connect to.
     pub fn url(&self) -> String {
         match self {
-            Fixture::Redis(server) => server.url(),
+            Fixture::Redis(server) | Fixture::Sharded(server) => server.url(),
             Fixture::Memory(name) => format!("memory://{name}"),
         }
     }
+}
+
+/// Instantiates each listed `async fn(Fixture)` on a sharded namespace
+/// (next to [`conformance!`], for the behaviours sharding must keep).
+#[macro_export]
+macro_rules! sharded_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sharded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Fixture::sharded()).await
+                }
+            )*
+        }
+    };
 }
 
 /// Instantiates each listed `async fn(Fixture)` once per backend.

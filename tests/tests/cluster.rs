@@ -709,23 +709,93 @@ mod sharded {
         after.close().await;
     }
 
-    /// Limits are kept per shard: a worker that would run a limited task on
-    /// a sharded namespace is refused before it connects.
+    /// A concurrency limit holds across the shards on three masters (its
+    /// counts live in the home shard), between two worker processes; one
+    /// killed while it holds slots frees them once its lease runs out, and
+    /// its jobs run again.
     #[tokio::test]
-    async fn a_limited_task_is_refused_on_a_sharded_namespace() {
-        let err = Scheduler::builder("redis://127.0.0.1:1")
-            .namespace("limits")
-            .shards(2)
+    async fn a_limit_holds_across_masters_and_a_killed_workers_slots_free_after_its_lease() {
+        let cluster = RedisCluster::start();
+        let url = cluster.url();
+        let ns = "limits-sharded";
+        let events = Events::default();
+        let shards = SHARDS.to_string();
+        let env = [("PROBE_SHARDS", shards.as_str())];
+        let mut a =
+            ChildWorker::spawn_with_env(BIN, &url, ns, (1000, 300, 10), &env, &events).await;
+        let producer = Scheduler::builder(&url)
+            .namespace(ns)
+            .shards(SHARDS)
             .register::<LimitedProbe>()
-            .provide(Probe::default())
+            .producer_only()
             .start()
             .await
-            .map(drop)
-            .unwrap_err();
-        assert!(
-            matches!(&err, scheduler::Error::Config(m) if m.contains("limited_probe")),
-            "{err}"
-        );
+            .unwrap();
+        // LimitedProbe: 2 at a time.
+        let ids: Vec<String> = (0..12).map(|i| format!("lim{i}")).collect();
+        for id in &ids {
+            producer
+                .enqueue(JobRequest::<LimitedProbe>::new(ProbeArgs::new("x").sleep(400)).id(id))
+                .await
+                .unwrap();
+        }
+        assert_eq!(masters_with_keys(&cluster, ns).len(), 3);
+        // `a` holds both slots: killed, its runs end here, and `b` starts
+        // the next job only once their leases (1 s) run out.
+        assert!(events.wait("start", 2, Duration::from_secs(10)).await);
+        let killed_pid = a.pid();
+        a.kill();
+        let killed_at = Utc::now().timestamp_micros();
+        let b = ChildWorker::spawn_with_env(BIN, &url, ns, (1000, 300, 10), &env, &events).await;
+        for id in &ids {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while producer.status(id).await.unwrap() != JobStatus::Completed {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{id} never completed"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let all = events.all();
+        let killed_runs = all
+            .iter()
+            .filter(|e| e.event == "start" && e.pid == killed_pid)
+            .filter(|s| {
+                !all.iter().any(|e| {
+                    e.event == "end"
+                        && e.job_id == s.job_id
+                        && e.attempt == s.attempt
+                        && e.pid == s.pid
+                })
+            })
+            .count();
+        assert!(killed_runs > 0, "the killed worker held no slot: {all:?}");
+        // The most runs at once, a killed run ending at the kill.
+        let mut edges: Vec<(i64, i32)> = Vec::new();
+        for start in all.iter().filter(|e| e.event == "start") {
+            let end = all
+                .iter()
+                .find(|e| {
+                    e.event == "end"
+                        && e.job_id == start.job_id
+                        && e.attempt == start.attempt
+                        && e.pid == start.pid
+                })
+                .map(|e| e.t)
+                .unwrap_or(killed_at);
+            edges.push((start.t, 1));
+            edges.push((end, -1));
+        }
+        edges.sort();
+        let (mut now, mut most) = (0, 0);
+        for (_, delta) in edges {
+            now += delta;
+            most = most.max(now);
+        }
+        assert_eq!(most, 2, "the limit is 2 across the masters: {all:?}");
+        drop(b);
+        producer.close().await;
     }
 
     /// The shard of a job id as the README states it: FNV-1a (64 bits) of the

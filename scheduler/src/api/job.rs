@@ -511,16 +511,17 @@ impl std::fmt::Display for Waiting {
 
 impl Waiting {
     /// From the park a job waits in (common.lua's park key names).
+    /// (`gs`, `gk`, `gr`, `grk`: the same on a shard of a sharded namespace.)
     pub(crate) fn from_park(park: &str, limit_key: Option<&str>) -> Option<Waiting> {
-        if park.contains(":park:t:") {
+        if park.contains(":park:t:") || park.contains(":park:gs:") {
             Some(Waiting::Slot { key: None })
-        } else if park.contains(":park:k:") {
+        } else if park.contains(":park:k:") || park.contains(":park:gk:") {
             Some(Waiting::Slot {
                 key: limit_key.map(str::to_string),
             })
-        } else if park.contains(":park:r:") {
+        } else if park.contains(":park:r:") || park.contains(":park:gr:") {
             Some(Waiting::Rate { key: None })
-        } else if park.contains(":park:rk:") {
+        } else if park.contains(":park:rk:") || park.contains(":park:grk:") {
             Some(Waiting::Rate {
                 key: limit_key.map(str::to_string),
             })

@@ -170,33 +170,6 @@ impl Registry {
         })
     }
 
-    /// Refuses a worker of a sharded namespace that would run a task with a
-    /// concurrency or rate limit: slots and rate logs are kept per shard, so
-    /// the limit would hold per shard, not across the namespace.
-    pub(crate) fn refuse_limits_when_sharded(
-        &self,
-        shards: u16,
-        queues: &crate::Queues,
-    ) -> Result<(), Error> {
-        let limited: Vec<&str> = self
-            .served(queues)
-            .filter(|t| {
-                let o = &t.options;
-                o.concurrency.is_some()
-                    || o.key_concurrency.is_some()
-                    || o.rate.is_some()
-                    || o.key_rate.is_some()
-            })
-            .map(|t| t.name)
-            .collect();
-        if limited.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Config(format!(
-            "tasks {limited:?} have a concurrency or rate limit, which a namespace split over {shards} shards cannot keep across its shards yet: serve them from an unsharded namespace"
-        )))
-    }
-
     /// One line per task: name, location, options. Logged at start-up.
     pub fn describe(&self) -> String {
         self.tasks()

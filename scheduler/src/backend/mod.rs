@@ -75,6 +75,30 @@ pub(crate) struct Serving {
     pub(crate) limits: Vec<TaskLimits>,
 }
 
+impl Serving {
+    /// The limits as claim.lua and grants.lua read them: one line per task,
+    /// 'task\tconcurrency\tper-key concurrency\trate count\trate window
+    /// ms\tper-key rate count\tper-key window ms'.
+    pub(crate) fn limit_lines(&self) -> String {
+        self.limits
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    l.task,
+                    l.concurrency,
+                    l.key_concurrency,
+                    l.rate.0,
+                    l.rate.1,
+                    l.key_rate.0,
+                    l.key_rate.1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// One task's limits as a claim applies them (0 for none).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TaskLimits {
@@ -200,6 +224,21 @@ pub(crate) struct Claim {
     pub(crate) jobs: Vec<ClaimedJob>,
     /// Records that could not be read; already dead-lettered (id, reason).
     pub(crate) rejected: Vec<(String, String)>,
+    /// Limited jobs met on a shard of a sharded namespace, parked there
+    /// until the home shard grants them a start (sharded.rs); empty elsewhere.
+    pub(crate) candidates: Vec<Candidate>,
+}
+
+/// A limited job a shard's claim parked for the home shard to grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) id: String,
+    pub(crate) task: String,
+    /// Its limit key; empty for none.
+    pub(crate) key: String,
+    pub(crate) generation: u64,
+    /// The attempt it starts if granted.
+    pub(crate) attempt: u32,
 }
 
 /// A pending job as listed.

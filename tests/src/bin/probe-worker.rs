@@ -40,11 +40,13 @@ async fn main() {
         .namespace(namespace)
         .register::<ProbeTask>()
         .register::<QuickTimeoutTask>()
+        .register::<LimitedProbe>()
+        .register::<RatedProbe>()
         .provide(Probe::printing())
         .worker(config);
     let builder = match shards {
         Some(n) => builder.shards(n),
-        None => builder.register::<LimitedProbe>().register::<RatedProbe>(),
+        None => builder,
     };
     let scheduler = scheduler_tests::worker_process::start_or_exit("probe-worker", builder).await;
     scheduler_tests::worker_process::serve_until_terminated(

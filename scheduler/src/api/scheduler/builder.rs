@@ -174,24 +174,15 @@ impl SchedulerBuilder {
                 crate::backend::redis::keys::Keys::new(&self.config.namespace)?;
                 Arc::new(MemoryBackend::named(name, self.config.clone()))
             }
-            None if self.config.shards > 1 || self.config.draining_from.is_some() => {
-                let widest = self
-                    .config
-                    .shards
-                    .max(self.config.draining_from.unwrap_or(1));
-                if let (Some(worker), true) = (&self.worker, widest > 1) {
-                    registry.refuse_limits_when_sharded(widest, &worker.queues)?;
-                }
-                Arc::new(
-                    ShardedBackend::connect(
-                        &self.url,
-                        self.config.clone(),
-                        self.config.shards,
-                        self.config.draining_from,
-                    )
-                    .await?,
+            None if self.config.shards > 1 || self.config.draining_from.is_some() => Arc::new(
+                ShardedBackend::connect(
+                    &self.url,
+                    self.config.clone(),
+                    self.config.shards,
+                    self.config.draining_from,
                 )
-            }
+                .await?,
+            ),
             None => Arc::new(RedisBackend::connect(&self.url, self.config.clone()).await?),
         };
         self.start_on(backend, registry).await

@@ -266,6 +266,7 @@ impl MemoryBackend {
             next_wake_ms: None,
             jobs: Vec::new(),
             rejected: Vec::new(),
+            candidates: Vec::new(),
         };
         // The rank of each queue served (claim.lua visits them in order).
         let default = [crate::DEFAULT_QUEUE.to_string()];

@@ -4,7 +4,7 @@ use fred::types::Value;
 
 use crate::backend::redis::reply;
 use crate::backend::redis::reply::corrupt;
-use crate::backend::{Claim, ClaimedJob, EnqueueReply, Finished};
+use crate::backend::{Candidate, Claim, ClaimedJob, EnqueueReply, Finished};
 use crate::Error;
 
 /// One job's `enqueue.lua` reply from its four values.
@@ -138,7 +138,11 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
         next_wake_ms: (next >= 0).then_some(next),
         jobs: Vec::new(),
         rejected: Vec::new(),
+        candidates: Vec::new(),
     };
+    if let Some(candidates) = parts.next() {
+        claim.candidates = candidates_of(candidates)?;
+    }
     let mut unreadable = Vec::new();
     for entry in reply::array(jobs, "claimed jobs")? {
         let f = match entry {
@@ -189,6 +193,25 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
     Ok((claim, unreadable))
 }
 
+/// claim.lua's candidates: {id, task, key or '', generation, attempt} each.
+fn candidates_of(value: Value) -> Result<Vec<Candidate>, Error> {
+    let mut out = Vec::new();
+    for entry in reply::array(value, "claim candidates")? {
+        let f = reply::array(entry, "claim candidate")?;
+        if f.len() < 5 {
+            return Err(corrupt("claim candidate fields"));
+        }
+        out.push(Candidate {
+            id: reply::string(&f[0]),
+            task: reply::string(&f[1]),
+            key: reply::string(&f[2]),
+            generation: reply::int(&f[3], "candidate generation")? as u64,
+            attempt: reply::int(&f[4], "candidate attempt")? as u32,
+        });
+    }
+    Ok(out)
+}
+
 /// One claimed job (see [`claim_entry`]), taken by a claim that ran at
 /// `started_us`.
 pub(super) fn claimed_job(f: &[Value], started_us: i64) -> Result<ClaimedJob, Error> {
@@ -215,9 +238,18 @@ mod tests {
     use super::{claim_entry, parse_claim};
     use fred::types::Value;
 
-    /// The values of every entry `claim.lua` builds (`jobs[#jobs + 1] = {...}`).
+    /// The values of every entry `claim.lua` builds (`jobs[#jobs + 1] = {...}`)
+    /// and of the one `begin_attempt` (common.lua) returns for it.
     fn claim_lua_entries() -> Vec<Vec<String>> {
-        let lua = include_str!("scripts/claim.lua");
+        let common = include_str!("scripts/common.lua");
+        let (_, begin) = common
+            .split_once("local function begin_attempt(")
+            .expect("common.lua has begin_attempt");
+        let lua = format!(
+            "{}{}",
+            include_str!("scripts/claim.lua"),
+            begin.replacen("return {", "jobs[#jobs + 1] = {", 1)
+        );
         lua.split("jobs[#jobs + 1] = {")
             .skip(1)
             .map(|rest| {

@@ -84,6 +84,11 @@ impl Keys {
         &self.namespace
     }
 
+    /// What every key name of this namespace starts with: `{namespace}:`.
+    pub(crate) fn prefix(&self) -> String {
+        format!("{{{}}}:", self.namespace)
+    }
+
     /// The channel of one process waiting for outcomes (`token` is its own,
     /// random: unique across databases and servers).
     pub(crate) fn finished_channel(&self, token: &str) -> String {

@@ -55,6 +55,9 @@ pub(crate) struct RedisBackend {
     /// restart that lost the data, and the upkeep of the function library
     /// (libraries.rs).
     watches: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// A shard of a sharded namespace: its limits are kept in the home
+    /// shard ([`global_limits`]), and a claim parks the limited jobs it meets.
+    global_limits: bool,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -221,6 +224,7 @@ impl RedisBackend {
                     scripts: scripts.clone(),
                     functions: Arc::clone(&functions),
                     config: config.clone(),
+                    global_limits: false,
                 }
             })
             .collect();
@@ -528,6 +532,7 @@ fn closer(
 
 pub(crate) mod calls;
 mod decode;
+mod global_limits;
 mod inspection;
 mod libraries;
 mod record;

@@ -26,7 +26,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// twice, run again they change nothing (`complete` answers 'stale', `renew`
 /// extends the same leases). The read-only scripts need none; nor does
 /// `audit`, which repairs whatever is left to repair each time it runs.
-const SOURCES: [(&str, &str, &str, bool); 15] = [
+const SOURCES: [(&str, &str, &str, bool); 17] = [
     ("enqueue", include_str!("scripts/enqueue.lua"), "", true),
     (
         "claim",
@@ -97,6 +97,18 @@ const SOURCES: [(&str, &str, &str, bool); 15] = [
         "allow-oom",
         false,
     ),
+    (
+        "grants",
+        include_str!("scripts/grants.lua"),
+        "allow-oom",
+        false,
+    ),
+    (
+        "granted",
+        include_str!("scripts/granted.lua"),
+        "allow-oom",
+        false,
+    ),
 ];
 
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
@@ -161,6 +173,10 @@ pub(crate) struct Scripts {
     pub(crate) browse: Lua,
     /// Moves a pending job to another run time.
     pub(crate) reschedule: Lua,
+    /// The limits of a sharded namespace, in its home shard.
+    pub(crate) grants: Lua,
+    /// A shard's side of them: starting granted jobs, parking refused ones.
+    pub(crate) granted: Lua,
     /// The name of `enqueue_one`'s function (library only: the first send of
     /// one job, see the script's header).
     pub(crate) enqueue_one: String,
@@ -254,13 +270,15 @@ impl Scripts {
             progress: lua(12),
             browse: lua(13),
             reschedule: lua(14),
+            grants: lua(15),
+            granted: lua(16),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
             libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
             library,
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 15] {
+    pub(crate) fn all(&self) -> [&Lua; 17] {
         [
             &self.enqueue,
             &self.claim,
@@ -277,6 +295,8 @@ impl Scripts {
             &self.progress,
             &self.browse,
             &self.reschedule,
+            &self.grants,
+            &self.granted,
         ]
     }
 }

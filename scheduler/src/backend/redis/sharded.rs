@@ -12,9 +12,9 @@
 //! ticks (a tick is created by the step that moves its schedule's cursor),
 //! the per-minute activity counts, and the worker registry behind
 //! [`Scheduler::queues`](crate::Scheduler::queues). Those are written once a
-//! minute or once per tick, not once per job. Concurrency and rate limits
-//! are kept per shard, so a limited task is refused on a sharded namespace
-//! (`Scheduler::start`).
+//! minute or once per tick, not once per job. So are the counts of the
+//! concurrency and rate limits, written once per start and end of a limited
+//! job only ([`super::global_limits`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -23,6 +23,7 @@ use std::time::Duration;
 use fred::types::scripts::Script;
 use futures_util::future::try_join_all;
 
+use super::global_limits::GlobalLimits;
 use super::keys::{self, Keys};
 use super::RedisBackend;
 use crate::api::listing::JobPage;
@@ -54,6 +55,8 @@ pub(crate) struct ShardedBackend {
     /// The jobs this process claimed from the drained layout, until their
     /// outcome is recorded: their renewals and outcomes go there.
     claimed_old: Arc<Mutex<HashSet<String>>>,
+    /// The slots this process's limited jobs hold in the home shard.
+    limits: GlobalLimits,
 }
 
 impl ShardedBackend {
@@ -71,12 +74,16 @@ impl ShardedBackend {
         if let Some(old) = draining.filter(|&old| old != shards) {
             tags.extend(keys::shard_tags(&config.namespace, old));
         }
-        let all = RedisBackend::connect_tags(url, config, &tags).await?;
+        let mut all = RedisBackend::connect_tags(url, config, &tags).await?;
+        for shard in &mut all {
+            shard.global_limits = true;
+        }
         let backend = ShardedBackend {
             shards: all[..current].to_vec(),
             old: all[current..].to_vec(),
             all,
             claimed_old: Arc::new(Mutex::new(HashSet::new())),
+            limits: GlobalLimits::default(),
         };
         backend.take_over_from_old().await?;
         Ok(backend)
@@ -345,9 +352,25 @@ impl Backend for ShardedBackend {
                     break;
                 }
                 let i = (start + k) % n;
-                let claim = self.all[i]
+                let mut claim = self.all[i]
                     .claim(worker, left, lease, ticket, serving)
                     .await?;
+                if !claim.candidates.is_empty() {
+                    let candidates = std::mem::take(&mut claim.candidates);
+                    let started = self
+                        .limits
+                        .grant(
+                            self.home(),
+                            &self.all[i],
+                            &candidates,
+                            worker,
+                            lease,
+                            &ticket.nonce,
+                            serving,
+                        )
+                        .await?;
+                    claim.jobs.extend(started);
+                }
                 left -= claim.jobs.len().min(left);
                 if i >= self.shards.len() && !claim.jobs.is_empty() {
                     if let Ok(mut claimed) = self.claimed_old.lock() {
@@ -384,6 +407,10 @@ impl Backend for ShardedBackend {
             let codes = self
                 .per_shard(finished, &targets, |shard, part| shard.complete(part))
                 .await?;
+            let shards: Vec<&RedisBackend> = self.all.iter().collect();
+            self.limits
+                .ended(self.home(), &shards, finished, &codes)
+                .await;
             if !self.old.is_empty() {
                 if let Ok(mut claimed) = self.claimed_old.lock() {
                     for (f, code) in finished.iter().zip(&codes) {
@@ -405,10 +432,15 @@ impl Backend for ShardedBackend {
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         Box::pin(async move {
             let targets = self.claimed_targets(running.iter().map(|r| r.0.as_str()));
-            self.per_shard(running, &targets, move |shard, part| {
-                shard.renew(lease, part)
-            })
-            .await
+            let mut codes = self
+                .per_shard(running, &targets, move |shard, part| {
+                    shard.renew(lease, part)
+                })
+                .await?;
+            self.limits
+                .renew(self.home(), lease, running, &mut codes)
+                .await?;
+            Ok(codes)
         })
     }
 

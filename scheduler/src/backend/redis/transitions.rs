@@ -207,23 +207,7 @@ impl Backend for RedisBackend {
                 .as_ref()
                 .map(|tasks| tasks.join("\n"))
                 .unwrap_or_default();
-            let limits = serving
-                .limits
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        l.task,
-                        l.concurrency,
-                        l.key_concurrency,
-                        l.rate.0,
-                        l.rate.1,
-                        l.key_rate.0,
-                        l.key_rate.1
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
+            let limits = serving.limit_lines();
             let args = || -> Vec<Value> {
                 vec![
                     worker.into(),
@@ -237,6 +221,7 @@ impl Backend for RedisBackend {
                     tasks.as_str().into(),
                     limits.as_str().into(),
                     self.keys.wake_channel.as_str().into(),
+                    if self.global_limits { "1" } else { "" }.into(),
                 ]
             };
             // Sent once: the worker sends a failed claim again with the same

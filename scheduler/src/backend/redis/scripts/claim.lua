@@ -4,16 +4,15 @@
 --       ('\n'-joined; '' for 'default', '*' for every queue), the tasks served ('\n'-joined; ''
 --       for all), their limits (lines 'task\tconcurrency\tper-key concurrency\t
 --       rate count\trate window ms\tper-key rate count\tper-key window ms', 0
---       for none), the wake channel (for jobs let out of a park)
+--       for none), the wake channel (for jobs let out of a park), '1' when the
+--       limits are kept in the home shard of a sharded namespace
 -- Reaps expired leases, then claims up to max due jobs.
 -- Idempotent per nonce: each worker's last claim (nonce and ids) is logged
 -- under the worker's id for a lease; a claim retried after a lost reply
 -- (reconnect, client timeout) with the same nonce gets the same jobs back
 -- instead of leaving them to wait out their lease.
--- Returns {now, next_wake_ms_or_-1, jobs, microseconds past now (0..999)}
--- where each job is
---   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at, trace}
--- (trace left out when the job has none: rec[JOB_TRACE] is nil)
+-- Returns {now, next_wake_ms_or_-1, jobs, microseconds past now (0..999),
+-- candidates} where each job is begin_attempt's entry (common.lua)
 -- and bad records found on the way are returned as {id, '', reason} after being dead-lettered.
 local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -123,6 +122,11 @@ local limits = setmetatable({}, {__index = function(t, task)
   return lim
 end})
 local wake_channel = ARGV[11] or ''
+-- '1' on a sharded namespace: a limited job is not started here but parked
+-- and returned as a candidate {id, task, key or '', generation, the attempt it
+-- would start} for the home shard to grant (common.lua, global_park).
+local global_limits = ARGV[12] == '1'
+local candidates = {}
 -- Slot counts read once per claim and kept up to date here.
 local counts = {}
 local function slot_count(field)
@@ -156,11 +160,13 @@ local function parks_now()
   if parks_list == nil then parks_list = redis.call('SMEMBERS', parks_key()) end
   return parks_list
 end
--- Whether a rate park may hold jobs (its timers are then read).
-local function rate_parks_exist()
-  local prefix = key_prefix(K_DUE) .. 'park:r'
+-- Whether a park with a timer (a rate's, or one of the limits kept across
+-- shards) may hold jobs (the timers are then read).
+local function timed_parks_exist()
+  local rate, global = key_prefix(K_DUE) .. 'park:r', key_prefix(K_DUE) .. 'park:g'
   for _, park in ipairs(parks_now()) do
-    if string.sub(park, 1, #prefix) == prefix then return true end
+    local head = string.sub(park, 1, #rate)
+    if head == rate or head == global then return true end
   end
   return false
 end
@@ -198,6 +204,13 @@ local function claim_from(due_set, want)
         if not serves_all and not served_tasks[task] then
           local queue = rec[JOB_QUEUE] or DEFAULT_QUEUE
           park = unserved_park(queue, task)
+        elseif lim and global_limits then
+          -- Its limits are kept in the home shard: the worker asks there.
+          park = global_park('gs', task)
+          candidates[#candidates + 1] = {id, task, rec[JOB_LIMIT_KEY] or '', rec[JOB_GENERATION],
+            rec[JOB_ATTEMPTS] + 1}
+          -- Let out a second from now if the worker never comes back.
+          arm_timer(park, now + 1000)
         elseif lim then
           local key = rec[JOB_LIMIT_KEY]
           -- The instant its key's rate, else its task's, allows it (now if it does).
@@ -267,20 +280,12 @@ local function claim_from(due_set, want)
             end
           end
         end
-        rec[JOB_ATTEMPTS] = rec[JOB_ATTEMPTS] + 1
-        rec[JOB_RUN_AT] = run_at
-        rec[JOB_STARTED_MS] = now
-        rec[JOB_WORKER] = worker
-        rec[JOB_CANCEL_REQUESTED] = false
-        rec[JOB_BLOCKED_RUN_AT] = false
+        jobs[#jobs + 1] = begin_attempt(id, rec, run_at, worker, now)
         claimed[#claimed + 1] = id
         active_args[#active_args + 1] = id
         active_args[#active_args + 1] = encode(rec)
         lease_args[#lease_args + 1] = lease_until
         lease_args[#lease_args + 1] = id
-        jobs[#jobs + 1] = {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
-          rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
-        emit_job('started', id, rec, now, run_at)
       end
     end
   end
@@ -328,7 +333,7 @@ elseif max_jobs > 0 then
   -- set a window later, in case the ones let out do not start (the start of
   -- one sets it to the exact instant).
   local fired = {}
-  if rate_parks_exist() then
+  if timed_parks_exist() then
     fired = redis.call('ZRANGEBYSCORE', timers_key(), '-inf', now_text, 'LIMIT', '0', '20')
   end
   for _, park in ipairs(fired) do
@@ -349,9 +354,10 @@ elseif max_jobs > 0 then
       redis.call('SREM', parks_key(), park)
     end
   end
+  -- Candidates take room in the batch: the worker can run every one granted.
   each_due_set(function(due_set)
-    if #jobs >= max_jobs then return true end
-    claim_from(due_set, max_jobs - #jobs)
+    if #jobs + #candidates >= max_jobs then return true end
+    claim_from(due_set, max_jobs - #jobs - #candidates)
     return false
   end)
 end
@@ -392,8 +398,8 @@ end
 local next_wake = -1
 -- A full batch: the worker claims again at once and reads no wake-up time
 -- (one ZRANGE per due set saved, 40 with 10 queues of 4 priorities).
-if max_jobs > 0 and claimed_count >= max_jobs then
-  return {now, now, jobs, sub_ms_us}
+if max_jobs > 0 and claimed_count + #candidates >= max_jobs then
+  return {now, now, jobs, sub_ms_us, candidates}
 end
 each_due_set(function(due_set)
   local head = redis.call('ZRANGE', due_set, '0', '0', 'WITHSCORES')
@@ -411,7 +417,7 @@ each_due_set(function(due_set)
   return false
 end)
 -- A rate park's timer.
-if rate_parked or rate_parks_exist() then
+if rate_parked or timed_parks_exist() then
   local timer_head = redis.call('ZRANGE', timers_key(), '0', '0', 'WITHSCORES')
   if timer_head[2] ~= nil then
     local t = tonumber(timer_head[2])
@@ -425,4 +431,4 @@ if lease_head[2] ~= nil then
 end
 -- More expired outcomes than one sweep takes: come back at once.
 if swept == SWEEP or unparked then next_wake = now end
-return {now, next_wake, jobs, sub_ms_us}
+return {now, next_wake, jobs, sub_ms_us, candidates}

@@ -370,6 +370,22 @@ local function emit_job(kind, id, rec, now, run_at, detail)
   end
 end
 
+-- A claimed job's record as it starts its next attempt (the caller writes
+-- it to `active`), and the claim reply's entry for it:
+--   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at, trace}
+-- (trace left out when the job has none: rec[JOB_TRACE] is nil).
+local function begin_attempt(id, rec, run_at, worker, now)
+  rec[JOB_ATTEMPTS] = rec[JOB_ATTEMPTS] + 1
+  rec[JOB_RUN_AT] = run_at
+  rec[JOB_STARTED_MS] = now
+  rec[JOB_WORKER] = worker
+  rec[JOB_CANCEL_REQUESTED] = false
+  rec[JOB_BLOCKED_RUN_AT] = false
+  emit_job('started', id, rec, now, run_at)
+  return {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
+    rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
+end
+
 -- Records how a job ended, kept for keep_ms (0: not kept).
 local function record_result(id, rec, state, result, err, now, keep_ms)
   if keep_ms > 0 then
@@ -605,6 +621,25 @@ local function rate_park(task) return named('park:r:' .. task) end
 local function key_rate_park(task, key) return key_prefix(K_DUE) .. 'park:rk:' .. #task .. ':' .. task .. ':' .. key end
 local function timers_key() return named('timers') end
 local function rates_key() return named('rates') end
+
+-- Limits kept across the shards of a sharded namespace (sharded.rs): the
+-- counts live in the namespace's home shard (grants.lua), the jobs in their
+-- own shards. A claim parks a limited job it meets in `park:gs:<task>` and
+-- hands it to the worker as a candidate; the home grants it or not; the
+-- worker then takes the granted ones (granted.lua), which also moves each
+-- refused one to the park of what it waits for: `park:gs:<task>` or
+-- `park:gk:<task length>:<task>:<key>` (a slot), `park:gr:<task>` or
+-- `park:grk:...` (a rate). Each such park has a timer (`timers`) that lets
+-- one job out when it fires: a rate's next start, or a second later for a
+-- slot, in case the release that should have let it out was lost.
+-- The park of a shard whose keys start with `prefix` (`{tag}:`).
+local function global_park_of(prefix, kind, task, key)
+  if key then return prefix .. 'park:' .. kind .. ':' .. #task .. ':' .. task .. ':' .. key end
+  return prefix .. 'park:' .. kind .. ':' .. task
+end
+local function global_park(kind, task, key)
+  return global_park_of(key_prefix(K_DUE), kind, task, key)
+end
 
 -- The earliest instant (ms, at least now) a start fits the budget.
 local function rate_next(log, n, w, now)
