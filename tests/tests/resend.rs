@@ -393,3 +393,63 @@ async fn a_resent_enqueue_names_its_own_job_when_a_newer_one_holds_the_id() {
     lossy.close().await;
     w.close().await;
 }
+
+/// On a sharded namespace a limited job starts in a second script, once the
+/// home shard granted it (`granted`, after `grants`). The reply of either
+/// lost: the grant is asked again (and found already given), or the claim is
+/// retried with its nonce and gets the started job back from the claim log.
+/// Either way the job runs once, at once: not after its 20 s lease.
+#[tokio::test]
+async fn a_limited_job_whose_grant_or_start_reply_was_lost_runs_once_at_once() {
+    use scheduler_tests::tasks::LimitedProbe;
+    for pattern in [&b"_granted\r\n"[..], &b"_grants\r\n"[..]] {
+        let server = RedisServer::start();
+        let proxy = Proxy::start(server.port()).await;
+        let ns = namespace("resend-grant");
+        let probe = Probe::default();
+        let with = |url: String| {
+            Scheduler::builder(url)
+                .namespace(&ns)
+                .shards(3)
+                .command_timeout(Duration::from_secs(3))
+                .register::<LimitedProbe>()
+                .provide(probe.clone())
+        };
+        let config = WorkerConfig {
+            lease: Duration::from_secs(20),
+            heartbeat: Some(Duration::from_secs(5)),
+            max_idle: Duration::from_secs(60),
+            ..fast_worker()
+        };
+        let w = with(proxy.url()).worker(config).start().await.unwrap();
+        let direct = with(server.url()).producer_only().start().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.lose_reply_of(pattern);
+        direct
+            .enqueue(
+                JobRequest::<LimitedProbe>::new(ProbeArgs::new("once"))
+                    .id("once")
+                    .max_attempts(1),
+            )
+            .await
+            .unwrap();
+        proxy.tripped().await;
+        proxy.set_mode(Mode::Pass);
+        let what = String::from_utf8_lossy(pattern).trim().to_string();
+        assert_eq!(
+            wait_status(&direct, "once", |st| matches!(
+                st,
+                JobStatus::Completed | JobStatus::Failed
+            ))
+            .await,
+            JobStatus::Completed,
+            "{what}: dead letter: {:?}",
+            direct.dead_letters(0, 10).await.unwrap()
+        );
+        let runs = probe.runs_of("once");
+        assert_eq!(runs.len(), 1, "{what}: {runs:?}");
+        assert_eq!(runs[0].attempt, 1, "{what}");
+        w.close().await;
+        direct.close().await;
+    }
+}
