@@ -9,6 +9,11 @@
 //!     cluster-drain --nodes 7001,7002,7003 --shards 1,2,3,6 --n 20000 --workers 1 --concurrency 50
 //! ```
 //!
+//! `--task limited` drains jobs of a task with a concurrency limit that 50
+//! in flight never reaches, in a queue of its own: on a sharded namespace
+//! each start is granted by shard 0 and each end released there, so the
+//! rows show what limits across shards cost (one shard: counted in place).
+//!
 //! Each round starts the workers, preloads N no-op jobs due at one instant
 //! 1.5 s ahead, and measures from that instant until no job of the namespace
 //! is deferred, queued or running (`Scheduler::counts`, summed over the
@@ -23,6 +28,13 @@ use serde_json::json;
 use crate::args::Args;
 use crate::scale::{cpu_seconds, redis_pid, spawn_worker_with, stop_workers, wait_drained};
 use crate::{bench_job, emit, side_connection};
+
+/// The limited task of `--task limited`: a limit never reached.
+#[scheduler::task(queue = "limited", concurrency = 100000)]
+async fn limited_noop(i: u64) -> Result<(), String> {
+    let _ = i;
+    Ok(())
+}
 
 /// The numbers in a comma-separated flag.
 fn list<T: std::str::FromStr>(a: &Args, flag: &str, default: &str) -> Vec<T> {
@@ -46,17 +58,18 @@ pub(crate) async fn cluster_drain(a: &Args) -> Result<(), Error> {
         let _ = fred::prelude::ClientLike::quit(&node).await;
     }
     let redis_cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let limited = a.get("task") == Some("limited");
     let mut rows = Vec::new();
     for (round, shards) in shard_counts.iter().copied().enumerate() {
         let namespace = format!("drain-{}-{round}", Utc::now().timestamp_millis());
         let shards_flag = shards.to_string();
         let mut children = Vec::new();
         for _ in 0..workers {
-            children.push(spawn_worker_with(
-                &a.url,
-                &concurrency,
-                &["--shards", &shards_flag, "--namespace", &namespace],
-            )?);
+            let mut flags = vec!["--shards", &shards_flag, "--namespace", &namespace];
+            if limited {
+                flags.extend(["--queues", "limited"]);
+            }
+            children.push(spawn_worker_with(&a.url, &concurrency, &flags)?);
         }
         let s = Scheduler::builder(a.url.as_str())
             .namespace(&namespace)
@@ -66,12 +79,18 @@ pub(crate) async fn cluster_drain(a: &Args) -> Result<(), Error> {
             .await?;
         let due_at = Utc::now() + TimeDelta::milliseconds(1500);
         for start in (0..n).step_by(1000) {
-            let jobs = (start..(start + 1000).min(n)).map(|i| {
-                bench_job::job("noop".into(), 0.0, String::new())
-                    .id(format!("c{i}"))
-                    .at(due_at)
-            });
-            s.enqueue_many(jobs).await?;
+            let ids = start..(start + 1000).min(n);
+            if limited {
+                let jobs = ids.map(|i| limited_noop::job(i as u64).id(format!("c{i}")).at(due_at));
+                s.enqueue_many(jobs).await?;
+            } else {
+                let jobs = ids.map(|i| {
+                    bench_job::job("noop".into(), 0.0, String::new())
+                        .id(format!("c{i}"))
+                        .at(due_at)
+                });
+                s.enqueue_many(jobs).await?;
+            }
         }
         let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
@@ -86,6 +105,7 @@ pub(crate) async fn cluster_drain(a: &Args) -> Result<(), Error> {
         stop_workers(&mut children);
         s.close().await;
         let row = json!({
+            "task": if limited { "limited" } else { "noop" },
             "shards": shards,
             "workers": workers,
             "concurrency": concurrency,

@@ -127,6 +127,8 @@ local wake_channel = ARGV[11] or ''
 -- would start} for the home shard to grant (common.lua, global_park).
 local global_limits = ARGV[12] == '1'
 local candidates = {}
+-- The parks whose timer this claim set (once each).
+local armed = {}
 -- Slot counts read once per claim and kept up to date here.
 local counts = {}
 local function slot_count(field)
@@ -210,7 +212,10 @@ local function claim_from(due_set, want)
           candidates[#candidates + 1] = {id, task, rec[JOB_LIMIT_KEY] or '', rec[JOB_GENERATION],
             rec[JOB_ATTEMPTS] + 1}
           -- Let out a second from now if the worker never comes back.
-          arm_timer(park, now + 1000)
+          if not armed[park] then
+            armed[park] = true
+            arm_timer(park, now + 1000)
+          end
         elseif lim then
           local key = rec[JOB_LIMIT_KEY]
           -- The instant its key's rate, else its task's, allows it (now if it does).

@@ -36,27 +36,41 @@ if op == 'take' then
   local lease_until = string.format('%d', now + lease_ms)
   local i = 6
   local jobs, lost, ids = {}, {}, {}
-  for _ = 1, tonumber(ARGV[i]) do
-    local id, gen, attempt = ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-    i = i + 3
-    local blob = redis.call('HGET', K_PENDING, id)
-    local rec = blob and decode(blob)
+  local asked = {}
+  for k = 1, tonumber(ARGV[i]) do asked[k] = ARGV[i + 3 * k - 2] end
+  -- One read of each hash for the whole batch, one write of each for the
+  -- jobs started (as claim.lua does).
+  local blobs = #asked > 0 and call_many('HMGET', K_PENDING, asked) or {}
+  local running = #asked > 0 and call_many('HMGET', K_ACTIVE, asked) or {}
+  local active_args, lease_args, emptied = {}, {}, {}
+  for k, id in ipairs(asked) do
+    local gen, attempt = tonumber(ARGV[i + 3 * k - 1]), tonumber(ARGV[i + 3 * k])
+    local rec = blobs[k] and decode(blobs[k])
     local park = rec and global_park('gs', rec[JOB_TASK])
-    if rec and rec[JOB_GENERATION] == gen and rec[JOB_ATTEMPTS] + 1 == attempt and rec[JOB_PARKED] == park
-      and redis.call('HEXISTS', K_ACTIVE, id) == 0 then
-      local run_at = tonumber(redis.call('ZSCORE', park, id) or now_text)
+    local run_at = rec and rec[JOB_PARKED] == park and not running[k] and redis.call('ZSCORE', park, id)
+    if run_at and rec[JOB_GENERATION] == gen and rec[JOB_ATTEMPTS] + 1 == attempt then
       redis.call('ZREM', park, id)
-      if redis.call('ZCARD', park) == 0 then redis.call('SREM', parks_key(), park) end
+      emptied[park] = true
       rec[JOB_PARKED] = false
-      jobs[#jobs + 1] = begin_attempt(id, rec, run_at, worker, now)
-      redis.call('HDEL', K_PENDING, id)
-      redis.call('HSET', K_ACTIVE, id, encode(rec))
-      redis.call('ZADD', K_LEASES, lease_until, id)
+      jobs[#jobs + 1] = begin_attempt(id, rec, tonumber(run_at), worker, now)
       ids[#ids + 1] = id
+      active_args[#active_args + 1] = id
+      active_args[#active_args + 1] = encode(rec)
+      lease_args[#lease_args + 1] = lease_until
+      lease_args[#lease_args + 1] = id
     else
       lost[#lost + 1] = id
     end
   end
+  if #ids > 0 then
+    call_many('HDEL', K_PENDING, ids)
+    call_many('HSET', K_ACTIVE, active_args)
+    call_many('ZADD', K_LEASES, lease_args)
+  end
+  for park in pairs(emptied) do
+    if redis.call('ZCARD', park) == 0 then redis.call('SREM', parks_key(), park) end
+  end
+  i = i + 3 * #asked
   i = i + 1
   for _ = 1, tonumber(ARGV[i]) do
     local id, kind, at = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
