@@ -798,6 +798,53 @@ mod sharded {
         producer.close().await;
     }
 
+    /// A run whose slot in shard 0 is gone (its count evicted, or deleted by
+    /// hand) learns it at its next renewal and stops, as a run whose lease
+    /// ran out does: the limit is never held by a run nobody counts. Its job
+    /// runs again once its lease runs out, granted anew.
+    #[tokio::test]
+    async fn a_run_whose_slot_is_gone_stops_at_its_next_renewal() {
+        let server = RedisServer::start();
+        let probe = Probe::default();
+        let s = Scheduler::builder(server.url())
+            .namespace("slot-gone")
+            .shards(SHARDS)
+            .register::<LimitedProbe>()
+            .provide(probe.clone())
+            .worker(WorkerConfig {
+                lease: Duration::from_millis(1000),
+                heartbeat: Some(Duration::from_millis(300)),
+                ..WorkerConfig::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        s.enqueue(JobRequest::<LimitedProbe>::new(ProbeArgs::new("x").sleep(3000)).id("long"))
+            .await
+            .unwrap();
+        assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+        let keys = server
+            .cli(&["--scan", "--pattern", "*:g:slots:t:limited_probe"])
+            .unwrap();
+        let key = keys.lines().next().expect("the task's slots in shard 0");
+        assert!(key.starts_with("{slot-gone/0-of-3"), "{key}");
+        server.cli(&["DEL", key]).unwrap();
+        assert!(
+            probe.wait_started(2, Duration::from_secs(10)).await,
+            "{:?}",
+            probe.runs()
+        );
+        let runs = probe.runs_of("long");
+        assert_eq!(runs[0].end, None, "the first run went on: {runs:?}");
+        assert_eq!(runs[1].attempt, 2, "{runs:?}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while s.status("long").await.unwrap() != JobStatus::Completed {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", probe.runs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.close().await;
+    }
+
     /// The shard of a job id as the README states it: FNV-1a (64 bits) of the
     /// id modulo the number of shards.
     fn shard_of(id: &str) -> usize {
