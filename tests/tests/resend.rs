@@ -38,6 +38,24 @@ fn deferred(id: &str, arg: &str) -> JobRequest<ProbeTask> {
     probe_job(id, arg).after(Duration::from_secs(3600))
 }
 
+/// Job `id` completed (within 10 s) after one run, its first attempt: the
+/// reply of `what` was lost on the way.
+async fn ran_once_at_first_attempt(direct: &Scheduler, probe: &Probe, id: &str, what: &str) {
+    assert_eq!(
+        wait_status(direct, id, |st| matches!(
+            st,
+            JobStatus::Completed | JobStatus::Failed
+        ))
+        .await,
+        JobStatus::Completed,
+        "{what}: dead letter: {:?}",
+        direct.dead_letters(0, 10).await.unwrap()
+    );
+    let runs = probe.runs_of(id);
+    assert_eq!(runs.len(), 1, "{what}: {runs:?}");
+    assert_eq!(runs[0].attempt, 1, "{what}");
+}
+
 fn generation_of(out: &EnqueueOutcome) -> u64 {
     match out {
         EnqueueOutcome::Enqueued { generation, .. } => *generation,
@@ -218,19 +236,7 @@ async fn a_resent_claim_gets_its_jobs_back() {
         .unwrap();
     proxy.tripped().await;
     proxy.set_mode(Mode::Pass);
-    assert_eq!(
-        wait_status(&direct, "once", |st| matches!(
-            st,
-            JobStatus::Completed | JobStatus::Failed
-        ))
-        .await,
-        JobStatus::Completed,
-        "dead letter: {:?}",
-        direct.dead_letters(0, 10).await.unwrap()
-    );
-    let runs = probe.runs_of("once");
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].attempt, 1);
+    ran_once_at_first_attempt(&direct, &probe, "once", "claim").await;
     w.close().await;
     direct.close().await;
 }
@@ -436,19 +442,7 @@ async fn a_limited_job_whose_grant_or_start_reply_was_lost_runs_once_at_once() {
         proxy.tripped().await;
         proxy.set_mode(Mode::Pass);
         let what = String::from_utf8_lossy(pattern).trim().to_string();
-        assert_eq!(
-            wait_status(&direct, "once", |st| matches!(
-                st,
-                JobStatus::Completed | JobStatus::Failed
-            ))
-            .await,
-            JobStatus::Completed,
-            "{what}: dead letter: {:?}",
-            direct.dead_letters(0, 10).await.unwrap()
-        );
-        let runs = probe.runs_of("once");
-        assert_eq!(runs.len(), 1, "{what}: {runs:?}");
-        assert_eq!(runs[0].attempt, 1, "{what}");
+        ran_once_at_first_attempt(&direct, &probe, "once", &what).await;
         w.close().await;
         direct.close().await;
     }

@@ -285,12 +285,8 @@ local function claim_from(due_set, want)
             end
           end
         end
-        jobs[#jobs + 1] = begin_attempt(id, rec, run_at, worker, now)
+        jobs[#jobs + 1] = begin_attempt(id, rec, run_at, worker, now, active_args, lease_args, lease_until)
         claimed[#claimed + 1] = id
-        active_args[#active_args + 1] = id
-        active_args[#active_args + 1] = encode(rec)
-        lease_args[#lease_args + 1] = lease_until
-        lease_args[#lease_args + 1] = id
       end
     end
   end

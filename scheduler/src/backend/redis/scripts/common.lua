@@ -370,11 +370,12 @@ local function emit_job(kind, id, rec, now, run_at, detail)
   end
 end
 
--- A claimed job's record as it starts its next attempt (the caller writes
--- it to `active`), and the claim reply's entry for it:
+-- A claimed job's record as it starts its next attempt, added to a batch's
+-- writes (`active_args`: id, record pairs for HSET active; `lease_args`:
+-- expiry, id pairs for ZADD leases), and the claim reply's entry for it:
 --   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at, trace}
 -- (trace left out when the job has none: rec[JOB_TRACE] is nil).
-local function begin_attempt(id, rec, run_at, worker, now)
+local function begin_attempt(id, rec, run_at, worker, now, active_args, lease_args, lease_until)
   rec[JOB_ATTEMPTS] = rec[JOB_ATTEMPTS] + 1
   rec[JOB_RUN_AT] = run_at
   rec[JOB_STARTED_MS] = now
@@ -382,6 +383,10 @@ local function begin_attempt(id, rec, run_at, worker, now)
   rec[JOB_CANCEL_REQUESTED] = false
   rec[JOB_BLOCKED_RUN_AT] = false
   emit_job('started', id, rec, now, run_at)
+  active_args[#active_args + 1] = id
+  active_args[#active_args + 1] = encode(rec)
+  lease_args[#lease_args + 1] = lease_until
+  lease_args[#lease_args + 1] = id
   return {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
     rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
 end

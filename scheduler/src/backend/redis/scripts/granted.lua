@@ -52,12 +52,8 @@ if op == 'take' then
       redis.call('ZREM', park, id)
       emptied[park] = true
       rec[JOB_PARKED] = false
-      jobs[#jobs + 1] = begin_attempt(id, rec, tonumber(run_at), worker, now)
+      jobs[#jobs + 1] = begin_attempt(id, rec, tonumber(run_at), worker, now, active_args, lease_args, lease_until)
       ids[#ids + 1] = id
-      active_args[#active_args + 1] = id
-      active_args[#active_args + 1] = encode(rec)
-      lease_args[#lease_args + 1] = lease_until
-      lease_args[#lease_args + 1] = id
     else
       lost[#lost + 1] = id
     end
