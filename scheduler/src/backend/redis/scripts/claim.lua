@@ -292,9 +292,7 @@ local function claim_from(due_set, want)
   end
   if #claimed > 0 then
     call_many('ZREM', due_set, claimed)
-    call_many('HDEL', K_PENDING, claimed)
-    call_many('HSET', K_ACTIVE, active_args)
-    call_many('ZADD', K_LEASES, lease_args)
+    write_started(claimed, active_args, lease_args)
     claimed_all[#claimed_all + 1] = table.concat(claimed, '\0')
     claimed_count = claimed_count + #claimed
   end

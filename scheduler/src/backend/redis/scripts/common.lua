@@ -391,6 +391,14 @@ local function begin_attempt(id, rec, run_at, worker, now, active_args, lease_ar
     rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
 end
 
+-- Writes a batch of started jobs (begin_attempt's batch): their pending
+-- records go, their running records and leases come.
+local function write_started(ids, active_args, lease_args)
+  call_many('HDEL', K_PENDING, ids)
+  call_many('HSET', K_ACTIVE, active_args)
+  call_many('ZADD', K_LEASES, lease_args)
+end
+
 -- Records how a job ended, kept for keep_ms (0: not kept).
 local function record_result(id, rec, state, result, err, now, keep_ms)
   if keep_ms > 0 then

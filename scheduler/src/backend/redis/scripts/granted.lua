@@ -58,11 +58,7 @@ if op == 'take' then
       lost[#lost + 1] = id
     end
   end
-  if #ids > 0 then
-    call_many('HDEL', K_PENDING, ids)
-    call_many('HSET', K_ACTIVE, active_args)
-    call_many('ZADD', K_LEASES, lease_args)
-  end
+  if #ids > 0 then write_started(ids, active_args, lease_args) end
   for park in pairs(emptied) do
     if redis.call('ZCARD', park) == 0 then redis.call('SREM', parks_key(), park) end
   end
