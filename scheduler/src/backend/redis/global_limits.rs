@@ -334,7 +334,10 @@ impl GlobalLimits {
             .await?;
         let unused = self.held.take_ids(&lost);
         if !unused.is_empty() {
-            if let Err(e) = self.release(home, &[shard], &unused).await {
+            if let Err(e) = self
+                .release(home, std::slice::from_ref(shard), &unused)
+                .await
+            {
                 tracing::warn!(error = %e, count = unused.len(), "unused grants could not be released; they are free once their lease runs out");
             }
         }
@@ -347,7 +350,7 @@ impl GlobalLimits {
     pub(super) async fn ended(
         &self,
         home: &RedisBackend,
-        shards: &[&RedisBackend],
+        shards: &[RedisBackend],
         finished: &[Finished],
         codes: &[String],
     ) {
@@ -372,16 +375,17 @@ impl GlobalLimits {
     async fn release(
         &self,
         home: &RedisBackend,
-        shards: &[&RedisBackend],
+        shards: &[RedisBackend],
         slots: &[(String, Held)],
     ) -> Result<(), Error> {
         let parks = home.release_grants(slots).await?;
+        if parks.is_empty() {
+            return Ok(());
+        }
+        let prefixes: Vec<String> = shards.iter().map(|s| s.keys.prefix()).collect();
         let mut by_shard: HashMap<usize, Vec<(String, i64)>> = HashMap::new();
         for park in parks {
-            let Some(at) = shards
-                .iter()
-                .position(|s| park.starts_with(&s.keys.prefix()))
-            else {
+            let Some(at) = prefixes.iter().position(|p| park.starts_with(p.as_str())) else {
                 continue;
             };
             let entries = by_shard.entry(at).or_default();

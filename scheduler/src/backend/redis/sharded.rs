@@ -407,9 +407,8 @@ impl Backend for ShardedBackend {
             let codes = self
                 .per_shard(finished, &targets, |shard, part| shard.complete(part))
                 .await?;
-            let shards: Vec<&RedisBackend> = self.all.iter().collect();
             self.limits
-                .ended(self.home(), &shards, finished, &codes)
+                .ended(self.home(), &self.all, finished, &codes)
                 .await;
             if !self.old.is_empty() {
                 if let Ok(mut claimed) = self.claimed_old.lock() {

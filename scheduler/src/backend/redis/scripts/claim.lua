@@ -103,24 +103,9 @@ local served_tasks = setmetatable({}, {__index = function(t, task)
   rawset(t, task, found)
   return found
 end})
--- The limits of the tasks it serves: lines 'task\tconcurrency\tper key\trate
--- count\trate window ms\tper-key rate count\tper-key rate window ms' (0:
--- none); false for a task without.
-local limits_arg = '\n' .. (ARGV[10] or '') .. '\n'
-local limits = setmetatable({}, {__index = function(t, task)
-  local lim = false
-  local at = string.find(limits_arg, '\n' .. task .. '\t', 1, true)
-  if at then
-    local c, kc, rn, rw, krn, krw = string.match(limits_arg, '^\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\n',
-      at + 1 + #task)
-    if c then
-      lim = {c = tonumber(c), kc = tonumber(kc), rn = tonumber(rn), rw = tonumber(rw), krn = tonumber(krn),
-        krw = tonumber(krw)}
-    end
-  end
-  rawset(t, task, lim)
-  return lim
-end})
+-- The limits of the tasks it serves (common.lua, limits_by_task).
+local any_limits = (ARGV[10] or '') ~= ''
+local limits = limits_by_task(ARGV[10] or '')
 local wake_channel = ARGV[11] or ''
 -- '1' on a sharded namespace: a limited job is not started here but parked
 -- and returned as a candidate {id, task, key or '', generation, the attempt it
@@ -365,7 +350,7 @@ end
 -- handed to a job that then waited for its key, or was taken by a job that
 -- came due meanwhile): as many as there are free slots go back to due.
 -- (Only parks in the registry hold jobs: one SMEMBERS, not a read per task.)
-if limits_arg ~= '\n\n' then
+if any_limits then
   local task_parks = task_park('')
   for _, park in ipairs(parks_now()) do
     if string.sub(park, 1, #task_parks) == task_parks then

@@ -682,11 +682,35 @@ end
 
 -- A start counted against a rate (log, n per w ms); if jobs wait in its
 -- park, their timer is set to the instant the budget allows the next.
+-- (park nil: none to time, as in the home shard's logs, grants.lua).
 local function count_start(log, park, n, w, now)
   redis.call('LPUSH', log, string.format('%d', now))
   redis.call('LTRIM', log, '0', string.format('%d', n - 1))
   redis.call('PEXPIRE', log, string.format('%d', w))
-  if redis.call('EXISTS', park) == 1 then arm_timer(park, rate_next(log, n, w, now)) end
+  if park and redis.call('EXISTS', park) == 1 then arm_timer(park, rate_next(log, n, w, now)) end
+end
+
+-- The limits a worker sends (claim.lua, grants.lua): lines 'task\tconcurrency
+-- \tper-key concurrency\trate count\trate window ms\tper-key rate count
+-- \tper-key window ms' (0: none), read lazily, once per task asked about:
+-- limits[task] is {c, kc, rn, rw, krn, krw}, or false for a task without.
+-- (Parsing the lines whole cost every claim, however few jobs it took.)
+local function limits_by_task(lines)
+  local text = '\n' .. lines .. '\n'
+  return setmetatable({}, {__index = function(t, task)
+    local lim = false
+    local at = string.find(text, '\n' .. task .. '\t', 1, true)
+    if at then
+      local c, kc, rn, rw, krn, krw = string.match(text, '^\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\n',
+        at + 1 + #task)
+      if c then
+        lim = {c = tonumber(c), kc = tonumber(kc), rn = tonumber(rn), rw = tonumber(rw), krn = tonumber(krn),
+          krw = tonumber(krw)}
+      end
+    end
+    rawset(t, task, lim)
+    return lim
+  end})
 end
 
 -- Moves a pending job from its due set to a park (its run time kept as the score).

@@ -43,28 +43,7 @@ end
 
 if op == 'acquire' then
   local lease_until = string.format('%d', now + tonumber(ARGV[2]))
-  local limits_arg, prefix = '\n' .. ARGV[3] .. '\n', ARGV[4]
-  local limits = {}
-  local function limits_of(task)
-    if limits[task] == nil then
-      limits[task] = false
-      local at = string.find(limits_arg, '\n' .. task .. '\t', 1, true)
-      if at then
-        local c, kc, rn, rw, krn, krw = string.match(limits_arg,
-          '^\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\n', at + 1 + #task)
-        if c then
-          limits[task] = {c = tonumber(c), kc = tonumber(kc), rn = tonumber(rn), rw = tonumber(rw),
-            krn = tonumber(krn), krw = tonumber(krw)}
-        end
-      end
-    end
-    return limits[task]
-  end
-  local function log_start(log, n, w)
-    redis.call('LPUSH', log, now_text)
-    redis.call('LTRIM', log, '0', string.format('%d', n - 1))
-    redis.call('PEXPIRE', log, string.format('%d', w))
-  end
+  local limits, prefix = limits_by_task(ARGV[3]), ARGV[4]
   local verdicts, asked, asked_order = {}, {}, {}
   local function ask(kind, task, key)
     local name = kind .. '\0' .. task .. '\0' .. key
@@ -75,7 +54,7 @@ if op == 'acquire' then
   end
   for i = 5, #ARGV, 5 do
     local id, task, key, token = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i] .. '\0' .. ARGV[i + 3] .. '\0' .. ARGV[i + 4]
-    local lim = limits_of(task)
+    local lim = limits[task]
     local verdict, at = 'free', 0
     if lim then
       local tslots = lim.c > 0 and field('slots', task, '') or nil
@@ -103,8 +82,8 @@ if op == 'acquire' then
       end
       if verdict == 'free' then
         if not again then
-          if lim.krn > 0 and key ~= '' then log_start(field('rate', task, key), lim.krn, lim.krw) end
-          if lim.rn > 0 then log_start(field('rate', task, ''), lim.rn, lim.rw) end
+          if lim.krn > 0 and key ~= '' then count_start(field('rate', task, key), nil, lim.krn, lim.krw, now) end
+          if lim.rn > 0 then count_start(field('rate', task, ''), nil, lim.rn, lim.rw, now) end
         end
         for _, slots in ipairs({tslots or false, kslots or false}) do
           if slots then
@@ -124,7 +103,7 @@ if op == 'acquire' then
   local spares = {}
   for _, a in ipairs(asked_order) do
     local kind, task, key = a[1], a[2], a[3]
-    local lim = limits_of(task)
+    local lim = limits[task]
     local room = 100
     local c, rn, rw = lim.c, lim.rn, lim.rw
     if kind == 'k' then c, rn, rw = lim.kc, lim.krn, lim.krw end
