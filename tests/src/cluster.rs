@@ -153,6 +153,62 @@ impl RedisCluster {
         panic!("slot {slot} not found in {slots}");
     }
 
+    /// Moves the slot of `key`, with its keys, to node `to`, as a resharding
+    /// does: IMPORTING and MIGRATING, MIGRATE of every key, then SETSLOT NODE
+    /// on every master. Returns when the slot map says so.
+    pub fn migrate_slot_of(&self, key: &str, to: usize) {
+        let from = self.node_of(key);
+        assert_ne!(from, to, "{key} is already on node {to}");
+        let slot = self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .expect("keyslot")
+            .trim()
+            .to_string();
+        let id = |n: usize| {
+            self.nodes[n]
+                .cli(&["CLUSTER", "MYID"])
+                .expect("myid")
+                .trim()
+                .to_string()
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let ok = |node: usize, args: &[&str]| {
+            let out = self.nodes[node].cli(args).unwrap_or_default();
+            assert!(out.contains("OK"), "{args:?} on node {node}: {out}");
+        };
+        ok(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        ok(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        let port = self.nodes[to].port().to_string();
+        loop {
+            let listed = self.nodes[from]
+                .cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"])
+                .expect("getkeysinslot");
+            let keys: Vec<&str> = listed
+                .lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            ok(from, &args);
+        }
+        ok(to, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        ok(from, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        for node in 0..self.nodes.len() {
+            if node != to && node != from && self.masters().contains(&node) {
+                ok(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.node_of(key) != to {
+            assert!(Instant::now() < deadline, "slot {slot} did not move");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Namespaces whose keys live on every master, one each (in master order).
     pub fn namespaces_on_every_node(&self, prefix: &str) -> Vec<String> {
         let masters = self.masters();

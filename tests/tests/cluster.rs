@@ -1039,4 +1039,219 @@ mod sharded {
         assert_eq!(page, newest_first[2..5]);
         s.close().await;
     }
+
+    /// PUBLISH messages the cluster bus carried, summed over the nodes (a
+    /// plain publish on a cluster goes to every node; CLUSTER INFO leaves
+    /// out a count that is zero).
+    fn broadcast_publishes(cluster: &RedisCluster) -> u64 {
+        cluster
+            .nodes
+            .iter()
+            .map(|node| {
+                let info = node.cli(&["CLUSTER", "INFO"]).unwrap();
+                info.lines()
+                    .find_map(|l| l.strip_prefix("cluster_stats_messages_publish_sent:"))
+                    .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+            })
+            .sum()
+    }
+
+    /// On a Redis 7 cluster every notice of a sharded namespace (wakes,
+    /// aborts, outcomes, events) is a shard message (SPUBLISH), which the
+    /// cluster bus does not copy to the other masters; a worker idle for 30 s
+    /// is still woken by each shard, a cancel still aborts a running job at
+    /// once (its heartbeat is 10 s away), a waiting caller and an events
+    /// stream still hear each shard. A plain PUBLISH (a process of an older
+    /// version during a rolling deploy) is still heard.
+    #[tokio::test]
+    async fn notices_stay_in_their_shard_and_still_wake_abort_and_answer() {
+        let cluster = RedisCluster::start();
+        let url = cluster.url();
+        let ns = "notices";
+        let probe = Probe::default();
+        let producer = sharded(&url, ns, &probe, false).await;
+        let worker = Scheduler::builder(&url)
+            .namespace(ns)
+            .shards(SHARDS)
+            .register::<ProbeTask>()
+            .provide(probe.clone())
+            .worker(WorkerConfig {
+                max_idle: Duration::from_secs(30),
+                lease: Duration::from_secs(30),
+                ..WorkerConfig::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        let mut events = producer.events().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let published_before = broadcast_publishes(&cluster);
+        for shard in [1, 2, 0] {
+            // Woken by the shard's notice, not by its 30 s max_idle.
+            let id = id_on(shard, "now-");
+            let before = probe.runs().len();
+            let sent = Utc::now();
+            producer.enqueue(job(&id, "now")).await.unwrap();
+            assert!(
+                probe.wait_started(before + 1, Duration::from_secs(5)).await,
+                "{id} on shard {shard} did not start"
+            );
+            let late = probe.runs_of(&id)[0].start - sent;
+            assert!(
+                late < TimeDelta::milliseconds(700),
+                "{id} on shard {shard} started {late} after its enqueue"
+            );
+            // Aborted by the shard's notice, and the cancel answered by
+            // the outcome's, long before the 10 s heartbeat or any timeout.
+            let long = id_on(shard, "long-");
+            producer
+                .enqueue(
+                    JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(20_000)).id(&long),
+                )
+                .await
+                .unwrap();
+            assert!(
+                probe.wait_started(before + 2, Duration::from_secs(5)).await,
+                "{long} on shard {shard} did not start"
+            );
+            let asked = std::time::Instant::now();
+            assert!(matches!(
+                producer
+                    .cancel_and_wait(&long, Duration::from_secs(5))
+                    .await
+                    .unwrap(),
+                CancelOutcome::AbortSignalled { .. }
+            ));
+            assert!(
+                asked.elapsed() < Duration::from_secs(2),
+                "{long} on shard {shard} took {:?} to abort",
+                asked.elapsed()
+            );
+            assert_eq!(producer.status(&long).await.unwrap(), JobStatus::Cancelled);
+            // The stream heard the shard's events.
+            let mut heard = BTreeSet::new();
+            while !(heard.contains(&id) && heard.contains(&long)) {
+                let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("no event of {id} and {long}: {heard:?}"))
+                    .unwrap()
+                    .unwrap();
+                heard.insert(event.job_id);
+            }
+        }
+        assert_eq!(
+            broadcast_publishes(&cluster),
+            published_before,
+            "a notice was published to the whole cluster"
+        );
+        // An event as an older version publishes it, plainly, on a shard's
+        // channel: the stream hears it too.
+        let seq = cluster
+            .masters()
+            .into_iter()
+            .find_map(|m| {
+                let keys = cluster.nodes[m]
+                    .cli(&["--scan", "--pattern", &format!("{{{ns}/*:seq")])
+                    .unwrap();
+                keys.lines().next().map(str::to_string)
+            })
+            .unwrap();
+        let channel = format!("{}events", seq.strip_suffix("seq").unwrap());
+        let old = r#"["enqueued","from-old","probe","7","0","1700000000000","1700000000000",""]"#;
+        cluster.nodes[0].cli(&["PUBLISH", &channel, old]).unwrap();
+        let event = loop {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+                .await
+                .expect("the plain publish was not heard")
+                .unwrap()
+                .unwrap();
+            if event.job_id == "from-old" {
+                break event;
+            }
+        };
+        assert_eq!(event.generation, 7);
+        events.close().await;
+        worker.close().await;
+        producer.close().await;
+    }
+
+    /// A resharding moves a shard's slot to another master: Redis drops the
+    /// subscribers of its shard channels (an unsolicited SUNSUBSCRIBE), and
+    /// the worker's subscriber follows the slot to its new master within
+    /// seconds, so that the shard's wakes and aborts are heard again.
+    #[tokio::test]
+    async fn shard_channels_follow_their_slot_to_another_master() {
+        let cluster = RedisCluster::start();
+        let url = cluster.url();
+        let ns = "moving";
+        let probe = Probe::default();
+        let producer = sharded(&url, ns, &probe, false).await;
+        let worker = Scheduler::builder(&url)
+            .namespace(ns)
+            .shards(SHARDS)
+            .register::<ProbeTask>()
+            .provide(probe.clone())
+            .worker(WorkerConfig {
+                max_idle: Duration::from_secs(30),
+                lease: Duration::from_secs(30),
+                ..WorkerConfig::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        let first = id_on(1, "first-");
+        producer.enqueue(job(&first, "first")).await.unwrap();
+        assert!(probe.wait_finished(1, Duration::from_secs(5)).await);
+        // Shard 1's slot (read off its generation counter) to another master.
+        let seq = cluster
+            .masters()
+            .into_iter()
+            .find_map(|m| {
+                let keys = cluster.nodes[m]
+                    .cli(&["--scan", "--pattern", &format!("{{{ns}/1-of-*:seq")])
+                    .unwrap();
+                keys.lines().next().map(str::to_string)
+            })
+            .unwrap();
+        let from = cluster.node_of(&seq);
+        let to = cluster.masters().into_iter().find(|&m| m != from).unwrap();
+        cluster.migrate_slot_of(&seq, to);
+        // Time to follow (it checks every 2 s), then a job on the moved shard
+        // is started at once: woken, not found by the 30 s max_idle.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let id = id_on(1, "after-");
+        let sent = Utc::now();
+        producer.enqueue(job(&id, "after")).await.unwrap();
+        assert!(
+            probe.wait_started(2, Duration::from_secs(5)).await,
+            "{id} did not start"
+        );
+        let late = probe.runs_of(&id)[0].start - sent;
+        assert!(
+            late < TimeDelta::milliseconds(700),
+            "{id} started {late} after its enqueue: the moved shard's wake was not heard"
+        );
+        // And its abort: the cancel answers long before the 10 s heartbeat.
+        let long = id_on(1, "long-");
+        producer
+            .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(20_000)).id(&long))
+            .await
+            .unwrap();
+        assert!(probe.wait_started(3, Duration::from_secs(5)).await);
+        let asked = std::time::Instant::now();
+        assert!(matches!(
+            producer
+                .cancel_and_wait(&long, Duration::from_secs(5))
+                .await
+                .unwrap(),
+            CancelOutcome::AbortSignalled { .. }
+        ));
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{long} took {:?} to abort",
+            asked.elapsed()
+        );
+        worker.close().await;
+        producer.close().await;
+    }
 }

@@ -296,6 +296,8 @@ pub enum Error {
 impl Error {
     /// Maps a client error to the variant a caller can act on.
     pub(crate) fn from_redis(error: fred::error::Error, timeout: Duration) -> Self {
+        /// fred 10's message (protocol/command.rs `decr_check_attempted`).
+        const WRITE_ATTEMPTS_SPENT: &str = "Too many failed write attempts.";
         use fred::error::ErrorKind;
         let details = error.details();
         let cause = RedisError::from_client(&error);
@@ -311,6 +313,12 @@ impl Error {
             ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
                 Error::Unavailable(cause)
             }
+            // fred's answer when a command would need a second write, which
+            // the client allows none of (redis/mod.rs `builder`): after a
+            // MOVED or ASK redirection (a slot that moved to another master),
+            // where the command did not run and fred has read the new slot
+            // map. Unavailable, so that `call` and `call_logged` send it again.
+            ErrorKind::Unknown if details == WRITE_ATTEMPTS_SPENT => Error::Unavailable(cause),
             _ if details.starts_with("NOPERM") => Error::NoPermission(cause),
             _ if details.starts_with("OOM") => Error::OutOfMemory(cause),
             _ if details.starts_with("WRONGPASS") || details.starts_with("NOAUTH") => {
@@ -365,6 +373,21 @@ mod tests {
             timeout,
         );
         assert!(refused.is_transient(), "{refused:?}");
+    }
+
+    /// A command fred could not write again after a redirection (a slot
+    /// that moved) is Unavailable, which the backend sends again; other
+    /// unknown client errors stay plain Redis errors.
+    #[test]
+    fn a_redirected_command_out_of_write_attempts_is_unavailable() {
+        let timeout = Duration::from_secs(1);
+        let spent = Error::from_redis(
+            ClientError::new(ErrorKind::Unknown, "Too many failed write attempts."),
+            timeout,
+        );
+        assert!(matches!(spent, Error::Unavailable(_)), "{spent:?}");
+        let other = Error::from_redis(ClientError::new(ErrorKind::Unknown, "odd"), timeout);
+        assert!(matches!(other, Error::Redis(_)), "{other:?}");
     }
 
     #[test]

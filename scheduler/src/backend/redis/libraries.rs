@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_current_library_is_recognised_as_one_of_this_crates() {
-        let scripts = super::super::scripts::Scripts::new();
+        let scripts = super::super::scripts::Scripts::new(super::super::scripts::Publish::Plain);
         let name = scripts.library.name.as_str();
         let reply = Value::Array(vec![library(name, &[scripts.claim.function.as_str()])]);
         assert_eq!(libraries_of_this_crate(&reply), vec![name.to_string()]);

@@ -6,18 +6,15 @@ use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
-use fred::types::{CustomCommand, InfoKind, Key, Message, Value};
+use fred::types::{CustomCommand, InfoKind, Key, Value};
 
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use self::keys::Keys;
-use self::scripts::Scripts;
+use self::scripts::{Publish, Scripts};
 use crate::api::config::SchedulerConfig;
 use crate::api::error::{Error, RedisError};
-use crate::api::events;
-use crate::backend::outbox::{Outbox, NOTICE_CAPACITY};
-use crate::backend::{EventNotice, FinishedNotice, Notice, Subscription};
 use crate::ops::health::HealthState;
 
 pub(crate) mod keys;
@@ -58,6 +55,8 @@ pub(crate) struct RedisBackend {
     /// A shard of a sharded namespace: its limits are kept in the home
     /// shard ([`global_limits`]), and a claim parks the limited jobs it meets.
     global_limits: bool,
+    /// How the scripts publish, and so how this process subscribes.
+    publish: Publish,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -198,7 +197,8 @@ impl RedisBackend {
             tracing::warn!(warning = %warning, "risky redis configuration");
         }
         let functions = Arc::new(AtomicBool::new(false));
-        let scripts = Scripts::new();
+        let publish = subscriptions::publish_form(&client);
+        let scripts = Scripts::new(publish);
         let stores: Vec<RedisBackend> = tags
             .iter()
             .map(|tag| {
@@ -225,6 +225,7 @@ impl RedisBackend {
                     functions: Arc::clone(&functions),
                     config: config.clone(),
                     global_limits: false,
+                    publish,
                 }
             })
             .collect();
@@ -363,171 +364,6 @@ impl RedisBackend {
     fn keep_ms(&self) -> i64 {
         self.config.keep_result.as_millis() as i64
     }
-
-    /// Subscribes to `channels` on a connection of its own and forwards what
-    /// arrives, `capacity` notices at most (see [`Outbox`]): `read` turns a
-    /// message into notices (none: skipped); when messages may have been
-    /// lost (a reconnect, a lagging receiver, a full outbox), `missed()` is
-    /// sent instead.
-    async fn forward_channels<N: Send + 'static>(
-        &self,
-        channels: Vec<String>,
-        read: impl Fn(&Message) -> Vec<N> + Send + 'static,
-        missed: fn() -> Vec<N>,
-        capacity: usize,
-    ) -> Result<Subscription<N>, Error> {
-        let subscriber = builder(&self.url, &self.config)?
-            .build_subscriber_client()
-            .map_err(|e| Error::Config(e.details().to_string()))?;
-        subscriber.init().await.map_err(|e| self.error(e))?;
-        subscriber
-            .subscribe(channels)
-            .await
-            .map_err(|e| self.error(e))?;
-        let (mut outbox, rx) = Outbox::channel(capacity, missed);
-        let manager = subscriber.manage_subscriptions();
-        let mut messages = subscriber.message_rx();
-        let mut reconnects = subscriber.reconnect_rx();
-        let forward = tokio::spawn(async move {
-            loop {
-                let open = tokio::select! {
-                    reconnect = reconnects.recv() => match reconnect {
-                        // While disconnected.
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => outbox.push_missed(),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    message = messages.recv() => match message {
-                        Ok(m) => outbox.push(read(&m)),
-                        Err(broadcast::error::RecvError::Lagged(_)) => outbox.push_missed(),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    open = outbox.report_lost(), if outbox.lost() => open,
-                };
-                if !open {
-                    return;
-                }
-            }
-        });
-        Ok(Subscription {
-            notices: rx,
-            close: closer(subscriber, manager, forward),
-        })
-    }
-
-    /// A subscriber connection for the wake and abort channels, forwarded as notices.
-    async fn subscribe_notices(&self) -> Result<Subscription, Error> {
-        self.subscribe_notices_of(&[&self.keys]).await
-    }
-
-    /// One subscriber connection for the wake and abort channels of these
-    /// namespaces (the shards of a sharded one), forwarded as notices.
-    pub(super) async fn subscribe_notices_of(&self, of: &[&Keys]) -> Result<Subscription, Error> {
-        let abort_channels: Vec<String> = of.iter().map(|k| k.abort_channel.clone()).collect();
-        let read = move |m: &Message| {
-            let text = reply::string(&m.value);
-            if abort_channels.iter().any(|c| *m.channel == **c) {
-                return generation_and_id(&text)
-                    .map(|(generation, id)| Notice::Abort { generation, id })
-                    .into_iter()
-                    .collect();
-            }
-            // On the wake channel: `schedules` (schedules.lua), or a due time.
-            if text == SCHEDULES_CHANGED {
-                vec![Notice::Schedules]
-            } else {
-                vec![Notice::Wake]
-            }
-        };
-        // Notifications may have been missed: whatever they said, claim and plan.
-        let missed = || vec![Notice::Wake, Notice::Schedules];
-        let channels = of
-            .iter()
-            .flat_map(|k| [k.wake_channel.clone(), k.abort_channel.clone()])
-            .collect();
-        self.forward_channels(channels, read, missed, NOTICE_CAPACITY)
-            .await
-    }
-
-    /// A subscriber of this process's outcome channel (see listeners.lua):
-    /// each message is `<generation>:<id>`; a reconnect may have lost some.
-    async fn subscribe_finished_channel(
-        &self,
-        token: &str,
-    ) -> Result<Subscription<FinishedNotice>, Error> {
-        self.subscribe_finished_of(&[&self.keys], token).await
-    }
-
-    /// The same for the outcome channels of these namespaces.
-    pub(super) async fn subscribe_finished_of(
-        &self,
-        of: &[&Keys],
-        token: &str,
-    ) -> Result<Subscription<FinishedNotice>, Error> {
-        let read = |m: &Message| {
-            generation_and_id(&reply::string(&m.value))
-                .map(|(generation, id)| FinishedNotice::Finished { generation, id })
-                .into_iter()
-                .collect()
-        };
-        let channels = of.iter().map(|k| k.finished_channel(token)).collect();
-        self.forward_channels(
-            channels,
-            read,
-            || vec![FinishedNotice::Missed],
-            NOTICE_CAPACITY,
-        )
-        .await
-    }
-
-    /// A subscriber of the namespace's job events (see common.lua `emit`);
-    /// a message that does not read as an event is skipped.
-    pub(super) async fn subscribe_events_channel(
-        &self,
-        capacity: usize,
-    ) -> Result<Subscription<EventNotice>, Error> {
-        self.subscribe_events_of(&[&self.keys], capacity).await
-    }
-
-    /// The same for the events channels of these namespaces.
-    pub(super) async fn subscribe_events_of(
-        &self,
-        of: &[&Keys],
-        capacity: usize,
-    ) -> Result<Subscription<EventNotice>, Error> {
-        let read = |m: &Message| {
-            let event = m.value.as_bytes().and_then(events::from_wire);
-            if event.is_none() {
-                tracing::debug!(channel = %m.channel, "skipped a message on the events channel that is not a job event");
-            }
-            event.map(EventNotice::Event).into_iter().collect()
-        };
-        let channels = of.iter().map(|k| k.events_channel.clone()).collect();
-        self.forward_channels(channels, read, || vec![EventNotice::Missed], capacity)
-            .await
-    }
-}
-
-/// A message `<generation>:<id>` (an abort, an outcome announcement); a
-/// generation that does not parse reads as 0.
-fn generation_and_id(text: &str) -> Option<(u64, String)> {
-    let (generation, id) = text.split_once(':')?;
-    Some((generation.parse().unwrap_or(0), id.to_string()))
-}
-
-/// Releases a subscriber: stops forwarding, stops its resubscription
-/// manager, and closes its connection.
-fn closer(
-    subscriber: fred::clients::SubscriberClient,
-    manager: tokio::task::JoinHandle<()>,
-    forward: tokio::task::JoinHandle<()>,
-) -> crate::backend::CloseFn {
-    Box::new(move || {
-        Box::pin(async move {
-            forward.abort();
-            manager.abort();
-            let _ = subscriber.quit().await;
-        })
-    })
 }
 
 pub(crate) mod calls;
@@ -538,6 +374,7 @@ mod libraries;
 mod record;
 mod schedules;
 pub(crate) mod sharded;
+mod subscriptions;
 mod transitions;
 
 #[cfg(test)]

@@ -11,6 +11,31 @@ use fred::types::scripts::Script;
 
 const COMMON: &str = include_str!("scripts/common.lua");
 
+/// The line of `common.lua` naming the command notices go out with.
+const PUBLISH_LINE: &str = "local PUBLISH = 'PUBLISH'\n";
+
+/// How the scripts publish their notices (wakes, aborts, outcomes, events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Publish {
+    /// `PUBLISH`, heard by `SUBSCRIBE`: a standalone server, or a cluster
+    /// older than Redis 7.0 (where every node receives every message).
+    Plain,
+    /// `SPUBLISH`, heard by `SSUBSCRIBE` (Redis 7.0+ on a cluster): only the
+    /// nodes of the shard that owns the channel's slot carry the message, so
+    /// a notice costs one shard, not the whole cluster.
+    Sharded,
+}
+
+impl Publish {
+    /// `common.lua` as this form of the scripts runs it.
+    fn common(self) -> String {
+        match self {
+            Publish::Plain => COMMON.to_string(),
+            Publish::Sharded => COMMON.replacen(PUBLISH_LINE, "local PUBLISH = 'SPUBLISH'\n", 1),
+        }
+    }
+}
+
 /// The script sources: name, body, function flags in the library form, and
 /// whether the script changes state and so goes through `common.lua`'s reply
 /// log (`logged`: its calls end with the request's ttl and id).
@@ -188,13 +213,13 @@ pub(crate) struct Scripts {
 
 /// The EVAL form: the body runs at the chunk's top level with the call's KEYS
 /// (a logged one as a function that `logged` calls).
-fn eval_form(body: &str, logged: bool) -> String {
+fn eval_form(common: &str, body: &str, logged: bool) -> String {
     if logged {
         format!(
-            "{COMMON}\nbind(KEYS)\nlocal function body(KEYS, ARGV)\n{body}\nend\nreturn logged(body, KEYS, ARGV)"
+            "{common}\nbind(KEYS)\nlocal function body(KEYS, ARGV)\n{body}\nend\nreturn logged(body, KEYS, ARGV)"
         )
     } else {
-        format!("{COMMON}\nbind(KEYS)\n{body}")
+        format!("{common}\nbind(KEYS)\n{body}")
     }
 }
 
@@ -235,22 +260,24 @@ pub(crate) const LIBRARY_PREFIX: &str = "scheduler_";
 /// The digits of the hash in a library name.
 pub(crate) const LIBRARY_HASH_LEN: usize = 12;
 
-/// The library text, named after a hash of its own content.
-fn library() -> Library {
+/// The library text, named after a hash of its own content (so the two
+/// forms of [`Publish`] are two libraries).
+fn library(common: &str) -> Library {
     // The hash covers everything but the name, which is derived from it.
-    let hash = fred::util::sha1_hash(&format!("{COMMON}{}", library_functions("scheduler")));
+    let hash = fred::util::sha1_hash(&format!("{common}{}", library_functions("scheduler")));
     let name = format!("{LIBRARY_PREFIX}{}", &hash[..LIBRARY_HASH_LEN]);
-    let code = format!("#!lua name={name}\n{COMMON}{}", library_functions(&name));
+    let code = format!("#!lua name={name}\n{common}{}", library_functions(&name));
     Library { name, code }
 }
 
 impl Scripts {
-    pub(crate) fn new() -> Self {
-        let library = library();
+    pub(crate) fn new(publish: Publish) -> Self {
+        let common = publish.common();
+        let library = library(&common);
         let lua = |i: usize| {
             let (name, body, _, logged) = SOURCES[i];
             Lua {
-                script: Script::from_lua(eval_form(body, logged)),
+                script: Script::from_lua(eval_form(&common, body, logged)),
                 function: format!("{}_{name}", library.name),
             }
         };
@@ -307,7 +334,7 @@ mod tests {
 
     #[test]
     fn the_library_is_named_after_its_content() {
-        let scripts = Scripts::new();
+        let scripts = Scripts::new(Publish::Plain);
         let lib = &scripts.library;
         assert!(lib.code.starts_with(&format!("#!lua name={}\n", lib.name)));
         assert_eq!(lib.name.len(), "scheduler_".len() + 12);
@@ -317,7 +344,32 @@ mod tests {
         }
         assert!(lib.code.contains(&format!("'{}'", scripts.enqueue_one)));
         assert!(lib.code.contains(&format!("'{}'", scripts.libraries)));
-        assert_eq!(Scripts::new().library.name, lib.name);
+        assert_eq!(Scripts::new(Publish::Plain).library.name, lib.name);
+        assert_ne!(Scripts::new(Publish::Sharded).library.name, lib.name);
+    }
+
+    /// Every notice goes out with `common.lua`'s PUBLISH, which the sharded
+    /// form turns into SPUBLISH: no script names the command itself.
+    #[test]
+    fn every_notice_goes_out_with_the_forms_command() {
+        assert!(COMMON.contains(PUBLISH_LINE));
+        let sharded = Publish::Sharded.common();
+        assert!(sharded.contains("local PUBLISH = 'SPUBLISH'\n"));
+        assert!(!sharded.contains(PUBLISH_LINE));
+        let sources = SOURCES.iter().chain(LIBRARY_ONLY.iter());
+        let mut sites = 0;
+        for (name, body, _, _) in sources.chain([&("common", COMMON, "", false)]) {
+            assert!(
+                !body.contains("'PUBLISH'") || *name == "common",
+                "{name}.lua names PUBLISH itself"
+            );
+            assert!(!body.contains("'SPUBLISH'"), "{name}.lua names SPUBLISH");
+            sites += body.matches("redis.call(PUBLISH,").count();
+        }
+        assert!(sites >= 10, "{sites} publish sites");
+        let library = Scripts::new(Publish::Sharded).library.code;
+        assert_eq!(library.matches("'PUBLISH'").count(), 0);
+        assert_eq!(library.matches("'SPUBLISH'").count(), 1);
     }
 
     #[test]

@@ -39,7 +39,7 @@ local function wake_moved()
   if moved then
     -- The wake channel is the abort channel's sibling (same namespace and scope).
     local prefix = key_prefix(K_DUE)
-    redis.call('PUBLISH', prefix .. 'wake' .. string.sub(abort_channel, #prefix + 6), string.format('%d', moved))
+    redis.call(PUBLISH, prefix .. 'wake' .. string.sub(abort_channel, #prefix + 6), string.format('%d', moved))
   end
 end
 if pending_blob then
@@ -69,7 +69,7 @@ if active_blob then
       moved = earlier(moved, release_slots(rec))
       redis.call('HSET', K_ACTIVE, id, encode(rec))
     end
-    redis.call('PUBLISH', abort_channel, rec[JOB_GENERATION] .. ':' .. id)
+    redis.call(PUBLISH, abort_channel, rec[JOB_GENERATION] .. ':' .. id)
     wake_moved()
     return {'abort_signalled', rec[JOB_GENERATION], '', removed or false, removed_task}
   end

@@ -372,7 +372,7 @@ end
 for _, field in ipairs(taken_order) do
   redis.call('HINCRBY', slots_key(), field, string.format('%d', taken[field]))
 end
-if unparked then redis.call('PUBLISH', wake_channel, now_text) end
+if unparked then redis.call(PUBLISH, wake_channel, now_text) end
 if #claimed_all > 0 then
   -- Nonces and job ids never contain control characters: NUL separates them.
   redis.call('HSET', K_CLAIM_LOG, worker, nonce .. '\0' .. table.concat(claimed_all, '\0'))

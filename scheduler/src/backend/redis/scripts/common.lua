@@ -87,6 +87,12 @@ local K_CLAIM_LOG, K_CLAIM_EXP, K_SCHEDULES, K_LISTENERS
 -- (see read_listeners).
 local LISTENER_CHANNELS, EVENT_CHANNEL = nil, nil
 
+-- The command every notice goes out with. On a Redis Cluster of 7.0 or later
+-- scripts.rs builds the scripts with SPUBLISH here instead: a shard channel
+-- (every channel name carries the namespace's hash tag) is delivered by the
+-- shard that owns the slot, where PUBLISH is sent to every node of the cluster.
+local PUBLISH = 'PUBLISH'
+
 -- Key names built from the namespace's prefix, per call (see named()).
 local NAMED = {}
 
@@ -345,7 +351,7 @@ end
 local function announce_finished(id, generation, now)
   read_listeners(now)
   for _, channel in ipairs(LISTENER_CHANNELS) do
-    redis.call('PUBLISH', channel, string.format('%d', generation or 0) .. ':' .. id)
+    redis.call(PUBLISH, channel, string.format('%d', generation or 0) .. ':' .. id)
   end
 end
 
@@ -356,7 +362,7 @@ end
 local function emit(kind, id, task, generation, attempt, now, run_at, detail)
   read_listeners(now)
   if not EVENT_CHANNEL then return end
-  redis.call('PUBLISH', EVENT_CHANNEL, cjson.encode({kind, id, task or '', string.format('%d', generation or 0),
+  redis.call(PUBLISH, EVENT_CHANNEL, cjson.encode({kind, id, task or '', string.format('%d', generation or 0),
     string.format('%d', attempt or 0), string.format('%d', now), run_at and string.format('%d', run_at) or '',
     detail or ''}))
 end
@@ -874,7 +880,7 @@ end
 -- back the wake of every job added behind it, up to max_idle.
 local function wake_if_earliest(run_at, channel, due)
   if is_earliest(due or K_DUE, string.format('%d', run_at)) then
-    redis.call('PUBLISH', channel, run_at)
+    redis.call(PUBLISH, channel, run_at)
   end
 end
 

@@ -137,5 +137,5 @@ if #ok_ids > 0 then
   end
 end
 -- (The job may be in any due set: when in doubt, wake.)
-if earliest ~= nil then redis.call('PUBLISH', wake_channel, string.format('%d', earliest)) end
+if earliest ~= nil then redis.call(PUBLISH, wake_channel, string.format('%d', earliest)) end
 return out

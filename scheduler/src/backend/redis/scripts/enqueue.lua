@@ -311,7 +311,7 @@ for j = 1, #ids do
         end
         if abort then
           code = 'aborted'
-          redis.call('PUBLISH', abort_channel, active[JOB_GENERATION] .. ':' .. id)
+          redis.call(PUBLISH, abort_channel, active[JOB_GENERATION] .. ':' .. id)
         end
         if pending then
           replaced = pending[JOB_GENERATION]
@@ -336,7 +336,7 @@ end
 write_created()
 if uniform then out[1] = u_run_at or now end
 if moved_out then
-  redis.call('PUBLISH', wake_channel, now_text)
+  redis.call(PUBLISH, wake_channel, now_text)
 elseif earliest ~= nil then
   wake_if_earliest(earliest, wake_channel, earliest_key)
 end

@@ -61,7 +61,7 @@ redis.call('ZADD', index, run_at_text, id)
 -- wake_if_earliest, with this script's due key and the channel derived from it
 -- and the channel scope.
 if is_earliest(index, run_at_text) then
-  redis.call('PUBLISH', key_prefix(due) .. 'wake' .. scope, run_at_text)
+  redis.call(PUBLISH, key_prefix(due) .. 'wake' .. scope, run_at_text)
 end
 -- The job event (common.lua emit).
 emit('enqueued', id, ARGV[2], generation, 0, now, run_at)

@@ -107,13 +107,13 @@ if op == 'take' then
     redis.call('HSET', K_CLAIM_LOG, worker, logged)
     redis.call('ZADD', K_CLAIM_EXP, lease_until, worker)
   end
-  if woke then redis.call('PUBLISH', channel, now_text) end
+  if woke then redis.call(PUBLISH, channel, now_text) end
   return {now, -1, jobs, tonumber(time[2]) % 1000, {}, lost}
 elseif op == 'unpark' then
   for i = 3, #ARGV, 2 do
     let_out(ARGV[i], tonumber(ARGV[i + 1]))
   end
-  if woke then redis.call('PUBLISH', ARGV[2], now_text) end
+  if woke then redis.call(PUBLISH, ARGV[2], now_text) end
   return woke and 1 or 0
 end
 return redis.error_reply('granted: unknown operation ' .. tostring(op))

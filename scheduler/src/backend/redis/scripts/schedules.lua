@@ -96,7 +96,7 @@ if mode == 'put' then
     end
   end
   save(new)
-  redis.call('PUBLISH', ARGV[10], SCHEDULES_CHANGED)
+  redis.call(PUBLISH, ARGV[10], SCHEDULES_CHANGED)
   return {code}
 end
 
@@ -149,7 +149,7 @@ if mode == 'resume' then
   -- The paused period's ticks never run: planning goes on after now.
   def.paused, def.cursor, def.cursor_gen = '0', now_text, '0'
   save(def)
-  redis.call('PUBLISH', ARGV[3], SCHEDULES_CHANGED)
+  redis.call(PUBLISH, ARGV[3], SCHEDULES_CHANGED)
   return {'resumed'}
 end
 
