@@ -182,7 +182,7 @@ async fn a_producer_reports_its_own_health() {
 /// `redis-cli EVAL`, with the namespace `{resend}`; the reply's lines.
 fn eval_script(server: &RedisServer, body: &str, args: &[&str]) -> Vec<String> {
     let script = format!(
-        "{}\nbind(KEYS)\n{}",
+        "{}\nbind(KEYS)\nlocal function body(KEYS, ARGV)\n{}\nend\nreturn body(KEYS, ARGV)",
         include_str!("../../scheduler/src/backend/redis/scripts/common.lua"),
         body
     );

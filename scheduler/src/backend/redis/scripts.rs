@@ -211,16 +211,17 @@ pub(crate) struct Scripts {
     pub(crate) library: Library,
 }
 
-/// The EVAL form: the body runs at the chunk's top level with the call's KEYS
-/// (a logged one as a function that `logged` calls).
+/// The EVAL form: the body runs as a function of the call's KEYS and ARGV
+/// (a logged one through `logged`). A function, not the chunk's top level:
+/// Lua allows a function 200 locals, and `common.lua`'s and a long body's
+/// together would pass it.
 fn eval_form(common: &str, body: &str, logged: bool) -> String {
-    if logged {
-        format!(
-            "{common}\nbind(KEYS)\nlocal function body(KEYS, ARGV)\n{body}\nend\nreturn logged(body, KEYS, ARGV)"
-        )
+    let call = if logged {
+        "logged(body, KEYS, ARGV)"
     } else {
-        format!("{common}\nbind(KEYS)\n{body}")
-    }
+        "body(KEYS, ARGV)"
+    };
+    format!("{common}\nbind(KEYS)\nlocal function body(KEYS, ARGV)\n{body}\nend\nreturn {call}")
 }
 
 /// The library's functions, after `common.lua`: each body wrapped in a function
