@@ -273,7 +273,8 @@ impl TestScheduler {
                     &Serving::everything(),
                 )
                 .await?
-                .next_wake_ms;
+                .next_wake_us
+                .map(|us| (us + 999).div_euclid(1000));
             // A schedule whose next planning is due without a job at that
             // instant (a redefined one) stops the clock there too.
             let pass = self.planner.pass().await?;

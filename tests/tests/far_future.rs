@@ -28,7 +28,7 @@ async fn start(url: &str, ns: &str, probe: &Probe, worker: Option<WorkerConfig>)
 }
 
 /// The index that holds `id`: "due", "far:0:default", ... or "" (none),
-/// with its score. An id in two indexes fails the test.
+/// with its score in microseconds. An id in two indexes fails the test.
 fn index_of(server: &RedisServer, ns: &str, id: &str) -> (String, Option<i64>) {
     let keys = server
         .cli(&["--scan", "--pattern", &format!("{{{ns}}}:*")])
@@ -41,16 +41,21 @@ fn index_of(server: &RedisServer, ns: &str, id: &str) -> (String, Option<i64>) {
         }
         let score = server.cli(&["ZSCORE", key, id]).unwrap();
         if let Ok(score) = score.trim().parse::<f64>() {
-            found.push((suffix.to_string(), Some(score as i64)));
+            found.push((suffix.to_string(), Some((score * 1000.0).round() as i64)));
         }
     }
     assert!(found.len() <= 1, "{id} in more than one index: {found:?}");
     found.pop().unwrap_or((String::new(), None))
 }
 
-/// A run time as stored: whole milliseconds, rounded up (never early).
-fn ms_up(t: DateTime<Utc>) -> i64 {
-    (t.timestamp_nanos_opt().unwrap() + 999_999).div_euclid(1_000_000)
+/// A run time as its score keeps it: microseconds, rounded up (never early).
+fn us_up(t: DateTime<Utc>) -> i64 {
+    (t.timestamp_nanos_opt().unwrap() + 999).div_euclid(1_000)
+}
+
+/// A run time as a status reports it: its millisecond (rounded down).
+fn ms_of(t: DateTime<Utc>) -> i64 {
+    us_up(t).div_euclid(1000)
 }
 
 fn run_at(status: &JobStatus) -> DateTime<Utc> {
@@ -80,17 +85,19 @@ async fn a_far_job_waits_apart_and_is_listed_counted_moved_replaced_and_cancelle
         .id("far-mail")
         .at(far);
     s.enqueue(email).await.unwrap();
-    let ms = |t: DateTime<Utc>| ms_up(t);
     assert_eq!(
         index_of(&server, &ns, "far-1"),
-        ("far:0:default".into(), Some(ms(far)))
+        ("far:0:default".into(), Some(us_up(far)))
     );
     assert_eq!(index_of(&server, &ns, "far-2").0, "far:0:default");
     assert_eq!(index_of(&server, &ns, "near-1").0, "due");
     assert_eq!(index_of(&server, &ns, "far-mail").0, "far:0:emails");
 
     // Status, info, counts, queues and listings see it as deferred.
-    assert_eq!(ms_up(run_at(&s.status("far-1").await.unwrap())), ms(far));
+    assert_eq!(
+        run_at(&s.status("far-1").await.unwrap()).timestamp_millis(),
+        ms_of(far)
+    );
     let info = s.info("far-1").await.unwrap().unwrap();
     assert_eq!(info.waiting, None, "{info:?}");
     let counts = s.counts().await.unwrap();
@@ -138,14 +145,17 @@ async fn a_far_job_waits_apart_and_is_listed_counted_moved_replaced_and_cancelle
     s.reschedule("far-2", When::At(near)).await.unwrap();
     assert_eq!(
         index_of(&server, &ns, "far-2"),
-        ("due".into(), Some(ms(near)))
+        ("due".into(), Some(us_up(near)))
     );
     s.reschedule("near-1", When::At(far)).await.unwrap();
     assert_eq!(
         index_of(&server, &ns, "near-1"),
-        ("far:0:default".into(), Some(ms(far)))
+        ("far:0:default".into(), Some(us_up(far)))
     );
-    assert_eq!(ms_up(run_at(&s.status("near-1").await.unwrap())), ms(far));
+    assert_eq!(
+        run_at(&s.status("near-1").await.unwrap()).timestamp_millis(),
+        ms_of(far)
+    );
 
     // Cancel takes it out of the far twin.
     assert!(matches!(
@@ -209,7 +219,7 @@ async fn a_claim_moves_far_jobs_into_their_due_set_a_minute_before_their_time() 
     assert!(moved, "{:?}", index_of(&server, &ns, "in-61s"));
     assert_eq!(
         index_of(&server, &ns, "in-61s").1,
-        Some(ms_up(soon_far)),
+        Some(us_up(soon_far)),
         "moved with its run time"
     );
     assert!(matches!(
@@ -243,13 +253,16 @@ async fn merging_a_twin_into_due_for_a_roll_back_keeps_every_job() {
     server.cli(&["DEL", &twin]).unwrap();
     assert_eq!(
         index_of(&server, &ns, "far"),
-        ("due".into(), Some(ms_up(far)))
+        ("due".into(), Some(us_up(far)))
     );
     assert_eq!(
         index_of(&server, &ns, "near"),
-        ("due".into(), Some(ms_up(near)))
+        ("due".into(), Some(us_up(near)))
     );
     assert_eq!(s.counts().await.unwrap(), before);
-    assert_eq!(ms_up(run_at(&s.status("far").await.unwrap())), ms_up(far));
+    assert_eq!(
+        run_at(&s.status("far").await.unwrap()).timestamp_millis(),
+        ms_of(far)
+    );
     s.close().await;
 }

@@ -591,8 +591,10 @@ pub struct PendingJob<A> {
     /// shared by every job id of the namespace, so they grow but are not
     /// consecutive for one id, and a first job need not get 1.
     pub generation: u64,
-    /// When it runs: its planned run time, to the millisecond (rounded up,
-    /// so that it never starts early) and compared with Redis server time; for a job
+    /// When it runs: its planned run time, to the millisecond (rounded down;
+    /// on Redis the job starts at the instant asked for, to the microsecond,
+    /// and never before it; the memory backend keeps whole milliseconds and
+    /// rounds up) and compared with Redis server time; for a job
     /// waiting for a retry, when the retry is due. A job with a past run time
     /// is queued and starts as soon as a worker is free.
     pub run_at: DateTime<Utc>,

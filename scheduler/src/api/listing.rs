@@ -128,13 +128,18 @@ impl JobQuery {
     }
 
     /// The cursor read back: the score and id of the last entry looked at.
-    pub(crate) fn position(&self) -> Result<Option<(i64, String)>, Error> {
+    /// The score is a number (a due instant keeps its microseconds as a
+    /// fraction of a millisecond).
+    pub(crate) fn position(&self) -> Result<Option<(f64, String)>, Error> {
         let Some(cursor) = &self.cursor else {
             return Ok(None);
         };
         cursor
             .split_once(':')
-            .and_then(|(score, id)| Some((score.parse().ok()?, id.to_string())))
+            .and_then(|(score, id)| {
+                let score = score.parse::<f64>().ok().filter(|s| s.is_finite())?;
+                Some((score, id.to_string()))
+            })
             .filter(|(_, id)| !id.is_empty())
             .map(Some)
             .ok_or_else(|| Error::InvalidCursor(cursor.chars().take(64).collect()))
@@ -166,8 +171,9 @@ impl JobQuery {
     }
 }
 
-/// Writes the cursor of a page's last entry.
-pub(crate) fn cursor(score: i64, id: &str) -> String {
+/// Writes the cursor of a page's last entry (a whole score prints as an
+/// integer, a fraction as the shortest text that reads back the same).
+pub(crate) fn cursor(score: f64, id: &str) -> String {
     format!("{score}:{id}")
 }
 
@@ -193,9 +199,16 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_a_typed_error() {
-        let query = JobQuery::new(ListState::Queued).after(cursor(1700, "a:b"));
-        assert_eq!(query.position().expect("read"), Some((1700, "a:b".into())));
-        for bad in ["", "x:y", "12", "12:"] {
+        let query = JobQuery::new(ListState::Queued).after(cursor(1700.0, "a:b"));
+        assert_eq!(query.cursor.as_deref(), Some("1700:a:b"));
+        assert_eq!(
+            query.position().expect("read"),
+            Some((1700.0, "a:b".into()))
+        );
+        let fine = 1_796_106_812_802.456;
+        let query = JobQuery::new(ListState::Queued).after(cursor(fine, "d2"));
+        assert_eq!(query.position().expect("read"), Some((fine, "d2".into())));
+        for bad in ["", "x:y", "12", "12:", "inf:a", "NaN:a"] {
             let query = JobQuery::new(ListState::Queued).after(bad);
             assert!(
                 matches!(query.check(), Err(Error::InvalidCursor(_))),

@@ -32,7 +32,8 @@ pub(crate) struct NewJob {
     pub(crate) task: String,
     pub(crate) payload: Vec<u8>,
     pub(crate) max_attempts: u32,
-    /// ('now' | 'at' | 'after', milliseconds)
+    /// ('now', 0) | ('at', microseconds since the epoch) | ('after',
+    /// milliseconds); see [`at_ms`].
     pub(crate) when: (&'static str, i64),
     pub(crate) nonce: String,
     /// An enqueue changes nothing while a finished outcome of the id is kept.
@@ -211,16 +212,22 @@ impl ClaimTicket {
     }
 }
 
+/// The millisecond of an 'at' run time (microseconds), rounded up: where a
+/// backend keeps whole milliseconds (the memory backend), a job never runs
+/// before its instant. Redis keeps the microseconds (common.lua `instant_ms`).
+pub(crate) fn at_ms(us: i64) -> i64 {
+    us.div_euclid(1000) + i64::from(us.rem_euclid(1000) != 0)
+}
+
 /// The reply of one claim.
 #[derive(Debug)]
 pub(crate) struct Claim {
-    /// Backend time when the claim ran, in whole milliseconds (rounded down).
-    pub(crate) now_ms: i64,
-    /// The same instant in microseconds: the worker sleeps until the next
-    /// due job with sub-millisecond precision.
+    /// Backend time when the claim ran, in microseconds: the worker sleeps
+    /// until the next due job with sub-millisecond precision.
     pub(crate) now_us: i64,
-    /// Redis time of the next due job or lease expiry.
-    pub(crate) next_wake_ms: Option<i64>,
+    /// Backend time of the next due job or lease expiry, in microseconds
+    /// (rounded up): a job asked for at an instant is due at that instant.
+    pub(crate) next_wake_us: Option<i64>,
     pub(crate) jobs: Vec<ClaimedJob>,
     /// Records that could not be read; already dead-lettered (id, reason).
     pub(crate) rejected: Vec<(String, String)>,

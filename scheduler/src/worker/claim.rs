@@ -66,8 +66,8 @@ impl Worker {
                     // The script ran about half a round trip after `sent`.
                     let ran_at = sent + sent.elapsed() / 2;
                     let until_next = claim
-                        .next_wake_ms
-                        .map(|t| until_due(t, claim.now_ms, claim.now_us))
+                        .next_wake_us
+                        .map(|t| until_due(t, claim.now_us))
                         .unwrap_or(self.config.max_idle);
                     ran_at + until_next.min(self.config.max_idle)
                 }
@@ -164,14 +164,14 @@ impl Worker {
     }
 }
 
-/// How long after the claim ran (backend time `now_us`, `now_ms` in whole
-/// ms) the job due at `due_ms` is due; 1 ms when it already is (a job that
-/// was due but not taken, such as one waiting for its previous run).
-pub(super) fn until_due(due_ms: i64, now_ms: i64, now_us: i64) -> Duration {
-    if due_ms <= now_ms {
+/// How long after the claim ran (backend time `now_us`) what is due at
+/// `due_us` is due; 1 ms when it already was (a job that was due but not
+/// taken, such as one waiting for its previous run).
+pub(super) fn until_due(due_us: i64, now_us: i64) -> Duration {
+    if due_us <= now_us {
         return Duration::from_millis(1);
     }
-    Duration::from_micros((due_ms * 1000 - now_us).max(0) as u64)
+    Duration::from_micros((due_us - now_us) as u64)
 }
 
 /// The part of a wait slept on a blocking thread rather than tokio's timer.
@@ -206,16 +206,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn until_due_counts_the_microseconds_past_the_claims_millisecond() {
-        // Claim ran at 1000.250 ms; the job is due at 1003 ms.
+    fn until_due_counts_microseconds() {
+        // Claim ran at 1000.250 ms; the job is due at 1003 ms, another at
+        // 1000.400 ms.
         assert_eq!(
-            until_due(1003, 1000, 1_000_250),
+            until_due(1_003_000, 1_000_250),
             Duration::from_micros(2_750)
         );
-        // Due in the claim's own millisecond, or before: try again in 1 ms
-        // (it was due and not taken), never at once in a loop.
-        assert_eq!(until_due(1000, 1000, 1_000_999), Duration::from_millis(1));
-        assert_eq!(until_due(990, 1000, 1_000_000), Duration::from_millis(1));
+        assert_eq!(until_due(1_000_400, 1_000_250), Duration::from_micros(150));
+        // Due when the claim ran, or before: try again in 1 ms (it was due
+        // and not taken), never at once in a loop.
+        assert_eq!(until_due(1_000_250, 1_000_250), Duration::from_millis(1));
+        assert_eq!(until_due(990_000, 1_000_000), Duration::from_millis(1));
     }
 
     #[tokio::test]

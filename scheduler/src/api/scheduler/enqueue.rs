@@ -23,22 +23,26 @@ const BULK_IN_FLIGHT: usize = 4;
 /// Largest time a score can hold exactly (2^53 ms).
 const MAX_MS: i64 = 1 << 53;
 
-fn ceil_ms(when: DateTime<Utc>) -> Result<i64, Error> {
+/// An instant in whole microseconds since the epoch, rounded up, so that a
+/// job asked for at `when` never runs before it; its millisecond must fit a
+/// score exactly.
+fn ceil_us(when: DateTime<Utc>) -> Result<i64, Error> {
+    let invalid = || Error::InvalidRunTime(when.to_rfc3339());
+    let rest = i64::from(when.timestamp_subsec_nanos() % 1000 != 0);
     let micros = when
         .timestamp_micros()
-        .checked_add(999)
-        .ok_or_else(|| Error::InvalidRunTime(when.to_rfc3339()))?;
-    let ms = micros.div_euclid(1000);
-    if !(-MAX_MS..MAX_MS).contains(&ms) {
-        return Err(Error::InvalidRunTime(when.to_rfc3339()));
+        .checked_add(rest)
+        .ok_or_else(invalid)?;
+    if !(-MAX_MS..MAX_MS).contains(&micros.div_euclid(1000)) {
+        return Err(invalid());
     }
-    Ok(ms)
+    Ok(micros)
 }
 
 pub(super) fn when_arg(when: When) -> Result<(&'static str, i64), Error> {
     match when {
         When::Now => Ok(("now", 0)),
-        When::At(at) => Ok(("at", ceil_ms(at)?)),
+        When::At(at) => Ok(("at", ceil_us(at)?)),
         When::After(delay) => {
             let ms = delay.as_micros().div_ceil(1000);
             if ms >= MAX_MS as u128 {
@@ -467,14 +471,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_times_round_up_to_the_millisecond() {
+    fn run_times_round_up_to_the_microsecond() {
         let at = DateTime::from_timestamp_micros(1_000_000_300).expect("valid");
-        assert_eq!(ceil_ms(at).ok(), Some(1_000_001));
-        let exact = DateTime::from_timestamp_millis(5_000).expect("valid");
-        assert_eq!(ceil_ms(exact).ok(), Some(5_000));
+        assert_eq!(ceil_us(at).ok(), Some(1_000_000_300));
+        let nanos = DateTime::from_timestamp_nanos(1_000_000_300_001);
+        assert_eq!(ceil_us(nanos).ok(), Some(1_000_000_301));
+        let before_1970 = DateTime::from_timestamp_nanos(-1_500_500);
+        assert_eq!(ceil_us(before_1970).ok(), Some(-1_500));
         // chrono's whole range fits in a score (2^53 ms is about 285,000 years).
-        assert!(ceil_ms(DateTime::<Utc>::MAX_UTC).is_ok());
-        assert!(ceil_ms(DateTime::<Utc>::MIN_UTC).is_ok());
+        assert!(ceil_us(DateTime::<Utc>::MAX_UTC).is_ok());
+        assert!(ceil_us(DateTime::<Utc>::MIN_UTC).is_ok());
+        // Where whole milliseconds are kept, rounded up.
+        assert_eq!(crate::backend::at_ms(1_000_000_300), 1_000_001);
+        assert_eq!(crate::backend::at_ms(5_000_000), 5_000);
+        assert_eq!(crate::backend::at_ms(-1_500), -1);
         assert!(when_arg(When::After(Duration::from_secs(u64::MAX))).is_err());
         assert_eq!(
             when_arg(When::After(Duration::from_micros(1500))).ok(),

@@ -17,8 +17,8 @@ impl MemoryBackend {
         // The state's index entries in its order, after the cursor.
         let after = |entry: &&(i64, String), descending: bool| match &position {
             None => true,
-            Some((score, id)) if descending => (entry.0, &entry.1) < (*score, id),
-            Some((score, id)) => (entry.0, &entry.1) > (*score, id),
+            Some((score, id)) if descending => (entry.0 as f64, &entry.1) < (*score, id),
+            Some((score, id)) => (entry.0 as f64, &entry.1) > (*score, id),
         };
         let entries: Vec<&(i64, String)> = match query.state {
             ListState::Deferred => s
@@ -101,7 +101,7 @@ impl MemoryBackend {
         // As browse.lua: the cursor is the last entry looked at, when more follow.
         if examined > 0 && examined < entries.len() {
             let (score, id) = entries[examined - 1];
-            page.next = Some(cursor(*score, id));
+            page.next = Some(cursor(*score as f64, id));
         }
         drop(tx);
         Ok(page)

@@ -50,7 +50,7 @@ impl MemoryBackend {
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
             let run_at = match job.when.0 {
-                "at" => job.when.1,
+                "at" => crate::backend::at_ms(job.when.1),
                 "after" => now + job.when.1,
                 _ => now,
             };
@@ -261,9 +261,8 @@ impl MemoryBackend {
             tx.expire_lease(&id);
         }
         let mut claim = Claim {
-            now_ms: now,
             now_us: now * 1000,
-            next_wake_ms: None,
+            next_wake_us: None,
             jobs: Vec::new(),
             rejected: Vec::new(),
             candidates: Vec::new(),
@@ -435,14 +434,15 @@ impl MemoryBackend {
                         .is_none_or(|rec| rank(&queue_of(rec)).is_some())
                 })
                 .map(|(score, _)| *score);
-        claim.next_wake_ms = [first_due, tx.s.leases.first(), tx.s.timers.first()]
+        claim.next_wake_us = [first_due, tx.s.leases.first(), tx.s.timers.first()]
             .into_iter()
             .flatten()
-            .min();
+            .min()
+            .map(|ms| ms * 1000);
         if swept == SWEEP || unparked {
             // More expired outcomes than one sweep takes, or jobs let out of
             // a park: come back at once.
-            claim.next_wake_ms = Some(now);
+            claim.next_wake_us = Some(now * 1000);
         }
         if unparked {
             tx.wake = true;
@@ -589,7 +589,7 @@ impl MemoryBackend {
         let other = |g: u64| generation.is_some_and(|want| want != g);
         let now = tx.now;
         let run_at = match when.0 {
-            "at" => when.1,
+            "at" => crate::backend::at_ms(when.1),
             "after" => now + when.1,
             _ => now,
         };

@@ -133,9 +133,8 @@ pub(super) fn parse_claim(reply: Value) -> Result<(Claim, Vec<Finished>), Error>
         .unwrap_or(0)
         .clamp(0, 999);
     let mut claim = Claim {
-        now_ms,
         now_us: now_ms * 1000 + sub_ms_us,
-        next_wake_ms: (next >= 0).then_some(next),
+        next_wake_us: (next >= 0).then_some(next),
         jobs: Vec::new(),
         rejected: Vec::new(),
         candidates: Vec::new(),
@@ -315,15 +314,15 @@ mod tests {
         let reply = |tail: Option<i64>| {
             let mut parts = vec![
                 Value::Integer(5000),
-                Value::Integer(5003),
+                Value::Integer(5_003_250),
                 Value::Array(vec![]),
             ];
             parts.extend(tail.map(Value::Integer));
             Value::Array(parts)
         };
         let (claim, _) = parse_claim(reply(Some(731))).expect("read");
-        assert_eq!((claim.now_ms, claim.now_us), (5000, 5_000_731));
-        assert_eq!(claim.next_wake_ms, Some(5003));
+        assert_eq!(claim.now_us, 5_000_731);
+        assert_eq!(claim.next_wake_us, Some(5_003_250));
         // Without it (not expected from this binary's script): the
         // millisecond's start, so the worker wakes late rather than early.
         let (claim, _) = parse_claim(reply(None)).expect("read");

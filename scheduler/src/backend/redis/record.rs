@@ -315,7 +315,9 @@ pub(super) fn job_page(reply: Value) -> Result<JobPage, Error> {
     let mut values = reply::array(reply, "browse")?.into_iter();
     let mut next = || values.next().unwrap_or(Value::Null);
     let now = reply::int(&next(), "browse now")?;
-    let (score, id) = (reply::opt_int(&next()), reply::string(&next()));
+    // The cursor's score as text: a due instant's fraction must survive.
+    let score = reply::string(&next()).trim().parse::<f64>().ok();
+    let id = reply::string(&next());
     let mut page = JobPage {
         jobs: Vec::new(),
         unreadable: Vec::new(),

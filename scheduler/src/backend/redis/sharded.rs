@@ -380,7 +380,7 @@ impl Backend for ShardedBackend {
                 match &mut merged {
                     None => merged = Some(claim),
                     Some(m) => {
-                        m.next_wake_ms = match (m.next_wake_ms, claim.next_wake_ms) {
+                        m.next_wake_us = match (m.next_wake_us, claim.next_wake_us) {
                             (Some(a), Some(b)) => Some(a.min(b)),
                             (a, b) => a.or(b),
                         };
@@ -392,7 +392,7 @@ impl Backend for ShardedBackend {
             let mut merged =
                 merged.ok_or_else(|| Error::Config("a namespace without shards".into()))?;
             if unvisited {
-                merged.next_wake_ms = Some(merged.now_ms);
+                merged.next_wake_us = Some(merged.now_us);
             }
             Ok(merged)
         })
@@ -481,7 +481,7 @@ impl Backend for ShardedBackend {
                     // Full, or short because the filter matched few of the
                     // entries looked at: the caller goes on from here.
                     page.next = Some(crate::api::listing::cursor(
-                        score.parse().unwrap_or(0),
+                        score.parse().unwrap_or(0.0),
                         &format!("{next_shard}/{id}"),
                     ));
                     break;

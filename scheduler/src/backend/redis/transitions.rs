@@ -534,7 +534,7 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<crate::JobPage, Error>> {
         Box::pin(async move {
             let (score, id) = match query.position()? {
-                Some((score, id)) => (Value::Integer(score), id),
+                Some((score, id)) => (Value::from(score.to_string()), id),
                 None => ("".into(), String::new()),
             };
             let args = || -> Vec<Value> {

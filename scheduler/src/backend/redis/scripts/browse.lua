@@ -92,7 +92,8 @@ if state == 'deferred' or state == 'queued' then
       end
     end
     if examined > 0 and (examined < #merged or truncated) then
-      out[2], out[3] = string.format('%d', merged[examined][1]), merged[examined][2]
+      -- %.17g: a due instant's fraction reads back as the same score.
+      out[2], out[3] = string.format('%.17g', merged[examined][1]), merged[examined][2]
     end
     return out
   end

@@ -11,7 +11,7 @@
 -- under the worker's id for a lease; a claim retried after a lost reply
 -- (reconnect, client timeout) with the same nonce gets the same jobs back
 -- instead of leaving them to wait out their lease.
--- Returns {now, next_wake_ms_or_-1, jobs, microseconds past now (0..999),
+-- Returns {now, next wake (microseconds, rounded up) or -1, jobs, microseconds past now (0..999),
 -- candidates} where each job is begin_attempt's entry (common.lua)
 -- and bad records found on the way are returned as {id, '', reason} after being dead-lettered.
 local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -23,6 +23,10 @@ local sub_ms_us = tonumber(time[2]) % 1000
 -- Numbers go to Redis as text formatted once here: Redis formats each Lua
 -- number argument with snprintf('%.17g'), a few thousand instructions each.
 local now_text = string.format('%d', now)
+-- Due sets hold instants to the microsecond (common.lua instant_ms): they are
+-- compared with Redis time to the microsecond.
+local now_due_text = string.format('%d.%03d', now, sub_ms_us)
+local now_precise = now + sub_ms_us / 1000
 local lease_until = string.format('%d', now + lease_ms)
 
 -- Log entries of workers that stopped claiming a lease ago are dropped.
@@ -165,7 +169,7 @@ local jobs = {}
 -- Claims up to want due jobs of one due set.
 local function claim_from(due_set, want)
   promote_far(due_set, now, 1000)
-  local due = redis.call('ZRANGEBYSCORE', due_set, '-inf', now_text, 'WITHSCORES', 'LIMIT', '0',
+  local due = redis.call('ZRANGEBYSCORE', due_set, '-inf', now_due_text, 'WITHSCORES', 'LIMIT', '0',
     string.format('%d', want))
   if #due == 0 then return end
   -- One read of each hash for the whole batch, one write of each for the jobs
@@ -187,7 +191,7 @@ local function claim_from(due_set, want)
       local task = rec and rec[JOB_TASK]
       local lim = rec and limits[task]
       local park = nil
-      if rec and not running[j] and not (rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now) then
+      if rec and not running[j] and not (rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now_precise) then
         if not serves_all and not served_tasks[task] then
           local queue = rec[JOB_QUEUE] or DEFAULT_QUEUE
           park = unserved_park(queue, task)
@@ -240,7 +244,7 @@ local function claim_from(due_set, want)
         rec[JOB_BLOCKED_RUN_AT] = rec[JOB_BLOCKED_RUN_AT] or run_at
         redis.call('HSET', K_PENDING, id, encode(rec))
         redis.call('ZADD', due_set, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
-      elseif rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now then
+      elseif rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now_precise then
         -- It waited for a run of this id that ended without releasing it (a
         -- record without JOB_REPLACEMENT_WAITS, written by an older
         -- version): it is due at its own time, never earlier.
@@ -383,7 +387,7 @@ local next_wake = -1
 -- A full batch: the worker claims again at once and reads no wake-up time
 -- (one ZRANGE per due set saved, 40 with 10 queues of 4 priorities).
 if max_jobs > 0 and claimed_count + #candidates >= max_jobs then
-  return {now, now, jobs, sub_ms_us, candidates}
+  return {now, now * 1000 + sub_ms_us, jobs, sub_ms_us, candidates}
 end
 each_due_set(function(due_set)
   local head = redis.call('ZRANGE', due_set, '0', '0', 'WITHSCORES')
@@ -415,4 +419,6 @@ if lease_head[2] ~= nil then
 end
 -- More expired outcomes than one sweep takes: come back at once.
 if swept == SWEEP or unparked then next_wake = now end
+-- In microseconds, rounded up: a due set's instant keeps its fraction.
+if next_wake >= 0 then next_wake = math.ceil(next_wake * 1000) end
 return {now, next_wake, jobs, sub_ms_us, candidates}

@@ -1,6 +1,7 @@
 -- Shared by every script (prepended when the scripts are built).
 -- KEYS (same order in every script; all share the namespace's hash tag):
---   1 due        ZSET  id -> run_at (ms, Redis time); deferred and queued jobs
+--   1 due        ZSET  id -> run_at (ms, Redis time, with a fraction for an
+--                instant asked to the microsecond); deferred and queued jobs
 --   2 pending    HASH  id -> job record (msgpack) of a job that has not started
 --   3 active     HASH  id -> job record of a running job
 --   4 leases     ZSET  id -> lease expiry (ms) of a running job
@@ -129,6 +130,18 @@ end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A run time asked for as an instant ('at': whole microseconds since the
+-- epoch, rounded up by the client) in milliseconds with its fraction, and as
+-- the text of its score. The due sets keep the fraction, so that a claim
+-- (which compares them with Redis time to the microsecond) takes the job at
+-- that instant, not at the next whole millisecond; records and replies that
+-- only describe the time read it rounded down (a Lua number with a fraction
+-- becomes an integer reply that way).
+local function instant_ms(us_text)
+  local ms = tonumber(us_text) / 1000
+  return ms, string.format('%.3f', ms)
 end
 
 -- The name (in a corrupt record's reason) and type of each job record field:

@@ -1,14 +1,14 @@
 -- ARGV: mode ('enqueue' | 'replace'), if_running ('abort' | 'after' | 'keep'), wake channel,
 --       abort channel, dead-letter cap, layout ('' | 'traced' | 'uniform'), then
 --   layout '': 8 values per job:
---       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when ms, nonce,
+--       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when (at: microseconds since the epoch; after: ms), nonce,
 --       unique until the result expires ('1' | '0')
 --   layout 'traced': the same and a ninth, the W3C traceparent of the span
 --       that enqueued the job ('' for none; stored as JOB_TRACE)
 --   layout 'routed': the same as 'traced' and three more: queue ('' for
 --       'default'), priority (an integer, 0 the default), limit key ('' for none)
 --   layout 'uniform' (a batch whose jobs share everything but id, payload and
---   nonce, as a bulk enqueue usually does): task, max_attempts, when kind, when ms,
+--   nonce, as a bulk enqueue usually does): task, max_attempts, when kind, when,
 --   unique once, then 3 values per job: id, payload, nonce. (Each argument costs
 --   Redis about 1,300 instructions to parse and hand to Lua: 5 fewer per job.)
 -- Returns 4 values per job, flat (no array per job): code, generation, run_at, extra
@@ -92,7 +92,7 @@ local now_text = string.format('%d', now)
 -- The run time, and the same as text for ZADD when it is at hand (Redis would
 -- format a Lua number with %.17g for every score of a batch otherwise).
 local function run_at_of(kind, value)
-  if kind == 'at' then return tonumber(value), value end
+  if kind == 'at' then return instant_ms(value) end
   if kind == 'after' then return now + tonumber(value), nil end
   return now, now_text
 end

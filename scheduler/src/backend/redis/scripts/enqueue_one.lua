@@ -4,7 +4,7 @@
 -- KEYS: due, pending, active, seq of one namespace (the keys this path touches;
 --       every key of the namespace is `{namespace}:<suffix>`, see common.lua)
 -- ARGV: id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'),
---       when ms, nonce, dead-letter cap, then, all optional: the channel
+--       when (at: microseconds since the epoch; after: ms), nonce, dead-letter cap, then, all optional: the channel
 --       scope (what follows `wake` and `abort` in the channel names: absent
 --       or '' in database 0, ':db<N>' in database N) and, only when the reply
 --       must be logged (see below), request id and reply-log ttl ms
@@ -42,7 +42,7 @@ if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) 
 end
 local kind, run_at, run_at_text = ARGV[5], now, nil
 if kind == 'at' then
-  run_at, run_at_text = tonumber(ARGV[6]), ARGV[6]
+  run_at, run_at_text = instant_ms(ARGV[6])
 elseif kind == 'after' then
   run_at = now + tonumber(ARGV[6])
 end

@@ -1,4 +1,4 @@
--- ARGV: id, when kind ('now' | 'at' | 'after'), when ms, wake channel,
+-- ARGV: id, when kind ('now' | 'at' | 'after'), when (at: microseconds since the epoch; after: ms), wake channel,
 -- generation (0: whichever job the id holds; else only that generation, and
 -- 'not_found' for any other)
 -- Moves a deferred or queued job to another run time. It stays the same job:
@@ -24,6 +24,7 @@ local rec = decode(blob)
 if not rec then return {'corrupt', 0, 0} end
 if other(rec) then return {'not_found', 0, 0} end
 local run_at = when
+if kind == 'at' then run_at = instant_ms(ARGV[3]) end
 if kind == 'after' then run_at = now + when elseif kind == 'now' then run_at = now end
 if rec[JOB_BLOCKED_RUN_AT] then
   rec[JOB_BLOCKED_RUN_AT] = run_at
@@ -42,7 +43,7 @@ else
   local near = index_key(rec)
   local due = place(rec, run_at, now)
   if due == near then redis.call('ZREM', far_key(near), id) else redis.call('ZREM', near, id) end
-  redis.call('ZADD', due, string.format('%d', run_at), id)
+  redis.call('ZADD', due, string.format('%.3f', run_at), id)
   wake_if_earliest(run_at, wake_channel, due)
 end
 emit_job('rescheduled', id, rec, now, run_at)
