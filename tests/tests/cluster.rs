@@ -1056,6 +1056,78 @@ mod sharded {
             .sum()
     }
 
+    /// A worker that finds nothing by itself for 30 s (max_idle) and whose
+    /// heartbeat is 10 s away (lease 30 s): what it does sooner, a notice
+    /// made it do.
+    async fn deaf_worker(url: &str, ns: &str, probe: &Probe) -> Scheduler {
+        Scheduler::builder(url)
+            .namespace(ns)
+            .shards(SHARDS)
+            .register::<ProbeTask>()
+            .provide(probe.clone())
+            .worker(WorkerConfig {
+                max_idle: Duration::from_secs(30),
+                lease: Duration::from_secs(30),
+                ..WorkerConfig::default()
+            })
+            .start()
+            .await
+            .unwrap()
+    }
+
+    /// The key prefix (`{tag}:`) of a shard of `ns`, read off its generation
+    /// counter on whichever master holds it.
+    fn shard_prefix(cluster: &RedisCluster, ns: &str, shard: usize) -> String {
+        cluster
+            .masters()
+            .into_iter()
+            .find_map(|m| {
+                let pattern = format!("{{{ns}/{shard}-of-*:seq");
+                let keys = cluster.nodes[m].cli(&["--scan", "--pattern", &pattern]);
+                keys.unwrap().lines().next().map(str::to_string)
+            })
+            .and_then(|seq| seq.strip_suffix("seq").map(str::to_string))
+            .unwrap()
+    }
+
+    /// A job enqueued now on `shard` starts within 700 ms (woken by the
+    /// shard's notice), and a running one there is aborted and its cancel
+    /// answered within 2 s (by the shard's abort and outcome notices).
+    async fn woken_and_aborted_at_once(producer: &Scheduler, probe: &Probe, shard: usize) {
+        let id = id_on(shard, "now-");
+        let before = probe.runs().len();
+        let sent = Utc::now();
+        producer.enqueue(job(&id, "now")).await.unwrap();
+        assert!(
+            probe.wait_started(before + 1, Duration::from_secs(5)).await,
+            "{id} on shard {shard} did not start"
+        );
+        let late = probe.runs_of(&id)[0].start - sent;
+        assert!(
+            late < TimeDelta::milliseconds(700),
+            "{id} on shard {shard} started {late} after its enqueue"
+        );
+        let long = id_on(shard, "long-");
+        let sleeps = JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(20_000));
+        producer.enqueue(sleeps.id(&long)).await.unwrap();
+        assert!(
+            probe.wait_started(before + 2, Duration::from_secs(5)).await,
+            "{long} on shard {shard} did not start"
+        );
+        let asked = std::time::Instant::now();
+        let cancel = producer.cancel_and_wait(&long, Duration::from_secs(5));
+        assert!(matches!(
+            cancel.await.unwrap(),
+            CancelOutcome::AbortSignalled { .. }
+        ));
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{long} on shard {shard} took {:?} to abort",
+            asked.elapsed()
+        );
+        assert_eq!(producer.status(&long).await.unwrap(), JobStatus::Cancelled);
+    }
+
     /// On a Redis 7 cluster every notice of a sharded namespace (wakes,
     /// aborts, outcomes, events) is a shard message (SPUBLISH), which the
     /// cluster bus does not copy to the other masters; a worker idle for 30 s
@@ -1070,70 +1142,19 @@ mod sharded {
         let ns = "notices";
         let probe = Probe::default();
         let producer = sharded(&url, ns, &probe, false).await;
-        let worker = Scheduler::builder(&url)
-            .namespace(ns)
-            .shards(SHARDS)
-            .register::<ProbeTask>()
-            .provide(probe.clone())
-            .worker(WorkerConfig {
-                max_idle: Duration::from_secs(30),
-                lease: Duration::from_secs(30),
-                ..WorkerConfig::default()
-            })
-            .start()
-            .await
-            .unwrap();
+        let worker = deaf_worker(&url, ns, &probe).await;
         let mut events = producer.events().await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let published_before = broadcast_publishes(&cluster);
         for shard in [1, 2, 0] {
-            // Woken by the shard's notice, not by its 30 s max_idle.
-            let id = id_on(shard, "now-");
-            let before = probe.runs().len();
-            let sent = Utc::now();
-            producer.enqueue(job(&id, "now")).await.unwrap();
-            assert!(
-                probe.wait_started(before + 1, Duration::from_secs(5)).await,
-                "{id} on shard {shard} did not start"
-            );
-            let late = probe.runs_of(&id)[0].start - sent;
-            assert!(
-                late < TimeDelta::milliseconds(700),
-                "{id} on shard {shard} started {late} after its enqueue"
-            );
-            // Aborted by the shard's notice, and the cancel answered by
-            // the outcome's, long before the 10 s heartbeat or any timeout.
-            let long = id_on(shard, "long-");
-            producer
-                .enqueue(
-                    JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(20_000)).id(&long),
-                )
-                .await
-                .unwrap();
-            assert!(
-                probe.wait_started(before + 2, Duration::from_secs(5)).await,
-                "{long} on shard {shard} did not start"
-            );
-            let asked = std::time::Instant::now();
-            assert!(matches!(
-                producer
-                    .cancel_and_wait(&long, Duration::from_secs(5))
-                    .await
-                    .unwrap(),
-                CancelOutcome::AbortSignalled { .. }
-            ));
-            assert!(
-                asked.elapsed() < Duration::from_secs(2),
-                "{long} on shard {shard} took {:?} to abort",
-                asked.elapsed()
-            );
-            assert_eq!(producer.status(&long).await.unwrap(), JobStatus::Cancelled);
+            woken_and_aborted_at_once(&producer, &probe, shard).await;
             // The stream heard the shard's events.
+            let wanted = [id_on(shard, "now-"), id_on(shard, "long-")];
             let mut heard = BTreeSet::new();
-            while !(heard.contains(&id) && heard.contains(&long)) {
+            while !wanted.iter().all(|id| heard.contains(id)) {
                 let event = tokio::time::timeout(Duration::from_secs(5), events.next())
                     .await
-                    .unwrap_or_else(|_| panic!("no event of {id} and {long}: {heard:?}"))
+                    .unwrap_or_else(|_| panic!("no event of {wanted:?}: {heard:?}"))
                     .unwrap()
                     .unwrap();
                 heard.insert(event.job_id);
@@ -1146,17 +1167,7 @@ mod sharded {
         );
         // An event as an older version publishes it, plainly, on a shard's
         // channel: the stream hears it too.
-        let seq = cluster
-            .masters()
-            .into_iter()
-            .find_map(|m| {
-                let keys = cluster.nodes[m]
-                    .cli(&["--scan", "--pattern", &format!("{{{ns}/*:seq")])
-                    .unwrap();
-                keys.lines().next().map(str::to_string)
-            })
-            .unwrap();
-        let channel = format!("{}events", seq.strip_suffix("seq").unwrap());
+        let channel = format!("{}events", shard_prefix(&cluster, ns, 0));
         let old = r#"["enqueued","from-old","probe","7","0","1700000000000","1700000000000",""]"#;
         cluster.nodes[0].cli(&["PUBLISH", &channel, old]).unwrap();
         let event = loop {
@@ -1186,71 +1197,20 @@ mod sharded {
         let ns = "moving";
         let probe = Probe::default();
         let producer = sharded(&url, ns, &probe, false).await;
-        let worker = Scheduler::builder(&url)
-            .namespace(ns)
-            .shards(SHARDS)
-            .register::<ProbeTask>()
-            .provide(probe.clone())
-            .worker(WorkerConfig {
-                max_idle: Duration::from_secs(30),
-                lease: Duration::from_secs(30),
-                ..WorkerConfig::default()
-            })
-            .start()
-            .await
-            .unwrap();
+        let worker = deaf_worker(&url, ns, &probe).await;
         let first = id_on(1, "first-");
         producer.enqueue(job(&first, "first")).await.unwrap();
         assert!(probe.wait_finished(1, Duration::from_secs(5)).await);
-        // Shard 1's slot (read off its generation counter) to another master.
-        let seq = cluster
-            .masters()
-            .into_iter()
-            .find_map(|m| {
-                let keys = cluster.nodes[m]
-                    .cli(&["--scan", "--pattern", &format!("{{{ns}/1-of-*:seq")])
-                    .unwrap();
-                keys.lines().next().map(str::to_string)
-            })
-            .unwrap();
+        // Shard 1's slot to another master.
+        let seq = format!("{}seq", shard_prefix(&cluster, ns, 1));
         let from = cluster.node_of(&seq);
         let to = cluster.masters().into_iter().find(|&m| m != from).unwrap();
         cluster.migrate_slot_of(&seq, to);
-        // Time to follow (it checks every 2 s), then a job on the moved shard
-        // is started at once: woken, not found by the 30 s max_idle.
+        // Time to follow (it checks every 2 s); then the moved shard's
+        // notices are heard again (the enqueue after the move also meets
+        // MOVED, which the client follows).
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let id = id_on(1, "after-");
-        let sent = Utc::now();
-        producer.enqueue(job(&id, "after")).await.unwrap();
-        assert!(
-            probe.wait_started(2, Duration::from_secs(5)).await,
-            "{id} did not start"
-        );
-        let late = probe.runs_of(&id)[0].start - sent;
-        assert!(
-            late < TimeDelta::milliseconds(700),
-            "{id} started {late} after its enqueue: the moved shard's wake was not heard"
-        );
-        // And its abort: the cancel answers long before the 10 s heartbeat.
-        let long = id_on(1, "long-");
-        producer
-            .enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(20_000)).id(&long))
-            .await
-            .unwrap();
-        assert!(probe.wait_started(3, Duration::from_secs(5)).await);
-        let asked = std::time::Instant::now();
-        assert!(matches!(
-            producer
-                .cancel_and_wait(&long, Duration::from_secs(5))
-                .await
-                .unwrap(),
-            CancelOutcome::AbortSignalled { .. }
-        ));
-        assert!(
-            asked.elapsed() < Duration::from_secs(2),
-            "{long} took {:?} to abort",
-            asked.elapsed()
-        );
+        woken_and_aborted_at_once(&producer, &probe, 1).await;
         worker.close().await;
         producer.close().await;
     }
