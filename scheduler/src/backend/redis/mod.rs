@@ -350,11 +350,21 @@ impl RedisBackend {
 
     fn use_evalsha(&self, refusal: &Error) {
         self.functions.store(false, Ordering::Relaxed);
-        tracing::info!(
-            library = %self.scripts.library.name,
-            reason = %refusal,
-            "redis refused the scheduler's function library; calling its scripts with EVALSHA"
-        );
+        if matches!(refusal, Error::NoPermission(_)) {
+            tracing::info!(
+                library = %self.scripts.library.name,
+                reason = %refusal,
+                "redis refused the scheduler's function library; calling its scripts with EVALSHA"
+            );
+        } else {
+            // Not an ACL: a server without FUNCTION (before 7.0), or a
+            // library this server cannot compile (a bug of this version).
+            tracing::warn!(
+                library = %self.scripts.library.name,
+                reason = %refusal,
+                "redis did not load the scheduler's function library; calling its scripts with EVALSHA"
+            );
+        }
     }
 
     pub(crate) fn error(&self, e: fred::error::Error) -> Error {

@@ -179,6 +179,8 @@ local function claim_from(due_set, want)
   local blobs = call_many('HMGET', K_PENDING, ids)
   local running = call_many('HMGET', K_ACTIVE, ids)
   local claimed, active_args, lease_args = {}, {}, {}
+  -- Jobs parked, written once for the batch (common.lua park_jobs).
+  local parked = {}
   for j, id in ipairs(ids) do
     local run_at, blob = tonumber(due[2 * j]), blobs[j]
     if not blob then
@@ -253,9 +255,9 @@ local function claim_from(due_set, want)
         redis.call('HSET', K_PENDING, id, encode(rec))
         redis.call('ZADD', due_set, own, id)
       elseif park then
-        -- Its slots are taken (or no worker here runs its task): it waits,
-        -- using no attempt, until a slot frees (or a worker serves it).
-        park_job(id, rec, due_set, run_at, park)
+        -- Its slots are taken, it waits for a grant, or no worker here runs
+        -- its task: it waits, using no attempt (written below, for the batch).
+        parked[#parked + 1] = {id, rec, park, run_at}
       else
         if lim then
           local key = rec[JOB_LIMIT_KEY]
@@ -279,6 +281,7 @@ local function claim_from(due_set, want)
       end
     end
   end
+  if #parked > 0 then park_jobs(due_set, parked) end
   if #claimed > 0 then
     call_many('ZREM', due_set, claimed)
     write_started(claimed, active_args, lease_args)

@@ -741,6 +741,31 @@ local function park_job(id, rec, from, run_at, park)
   redis.call('HSET', K_PENDING, id, encode(rec))
 end
 
+-- park_job for a batch taken from one due set, each job {id, record, park,
+-- run time}: one call of each command for the batch, not four per job.
+local function park_jobs(from, jobs)
+  local ids, recs, by_park = {}, {}, {}
+  for i, job in ipairs(jobs) do
+    local id, rec, park = job[1], job[2], job[3]
+    rec[JOB_PARKED] = park
+    ids[i] = id
+    recs[2 * i - 1], recs[2 * i] = id, encode(rec)
+    local entries = by_park[park]
+    if not entries then
+      entries = {}
+      by_park[park] = entries
+    end
+    entries[#entries + 1] = job[4]
+    entries[#entries + 1] = id
+  end
+  call_many('ZREM', from, ids)
+  for park, entries in pairs(by_park) do
+    call_many('ZADD', park, entries)
+    redis.call('SADD', parks_key(), park)
+  end
+  call_many('HSET', K_PENDING, recs)
+end
+
 -- Moves up to n of a park's jobs (longest waiting first) back to their due
 -- sets: the earliest run time moved, or nil.
 local function unpark(park, n)
