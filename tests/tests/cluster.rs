@@ -944,19 +944,7 @@ mod sharded {
         // turn is started at once, woken by that shard's notice.
         for shard in [1, 2, 0] {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let id = id_on(shard, "now-");
-            let before = probe.runs().len();
-            let sent = Utc::now();
-            producer.enqueue(job(&id, "now")).await.unwrap();
-            assert!(
-                probe.wait_started(before + 1, Duration::from_secs(5)).await,
-                "{id} on shard {shard} did not start"
-            );
-            let late = probe.runs_of(&id)[0].start - sent;
-            assert!(
-                late < TimeDelta::milliseconds(700),
-                "{id} on shard {shard} started {late} after its enqueue"
-            );
+            woken_at_once(&producer, &probe, shard).await;
         }
         worker.close().await;
         producer.close().await;
@@ -1090,10 +1078,9 @@ mod sharded {
             .unwrap()
     }
 
-    /// A job enqueued now on `shard` starts within 700 ms (woken by the
-    /// shard's notice), and a running one there is aborted and its cancel
-    /// answered within 2 s (by the shard's abort and outcome notices).
-    async fn woken_and_aborted_at_once(producer: &Scheduler, probe: &Probe, shard: usize) {
+    /// A job enqueued now on `shard` (`now-<i>`) starts within 700 ms: woken
+    /// by the shard's notice.
+    async fn woken_at_once(producer: &Scheduler, probe: &Probe, shard: usize) {
         let id = id_on(shard, "now-");
         let before = probe.runs().len();
         let sent = Utc::now();
@@ -1107,11 +1094,18 @@ mod sharded {
             late < TimeDelta::milliseconds(700),
             "{id} on shard {shard} started {late} after its enqueue"
         );
+    }
+
+    /// [`woken_at_once`], then a running job there is aborted and its cancel
+    /// answered within 2 s (by the shard's abort and outcome notices).
+    async fn woken_and_aborted_at_once(producer: &Scheduler, probe: &Probe, shard: usize) {
+        woken_at_once(producer, probe, shard).await;
+        let before = probe.runs().len();
         let long = id_on(shard, "long-");
         let sleeps = JobRequest::<ProbeTask>::new(ProbeArgs::new("long").sleep(20_000));
         producer.enqueue(sleeps.id(&long)).await.unwrap();
         assert!(
-            probe.wait_started(before + 2, Duration::from_secs(5)).await,
+            probe.wait_started(before + 1, Duration::from_secs(5)).await,
             "{long} on shard {shard} did not start"
         );
         let asked = std::time::Instant::now();
