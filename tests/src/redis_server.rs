@@ -26,22 +26,44 @@ impl RedisServer {
     }
 
     /// A fresh server with extra arguments (e.g. `--appendonly yes`).
+    ///
+    /// A port found free can be taken before redis-server binds it: by
+    /// another test's connection, or by the cluster bus port an argument
+    /// names, which was found free the same way and can be the same number.
+    /// The server then exits at once, and another free port is tried.
     pub fn start_with(args: &[&str]) -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("scheduler-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create redis dir");
-        let mut server = RedisServer {
-            child: None,
-            port,
-            dir,
-            extra: args.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            let port = free_port();
+            if args.contains(&port.to_string().as_str()) {
+                continue;
+            }
+            let dir =
+                std::env::temp_dir().join(format!("scheduler-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create redis dir");
+            let mut server = RedisServer {
+                child: None,
+                port,
+                dir,
+                extra: args.iter().map(|s| s.to_string()).collect(),
+            };
+            server.launch();
+            if server.ready_within(Duration::from_secs(10)) {
+                return server;
+            }
+            // Dropped: killed, its directory removed.
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
+    /// Starts the process on this server's port and waits until it answers.
     fn spawn(&mut self) {
+        self.launch();
+        if !self.ready_within(Duration::from_secs(10)) {
+            panic!("redis-server on port {} did not start", self.port);
+        }
+    }
+
+    fn launch(&mut self) {
         let child = Command::new("redis-server")
             .arg("--port")
             .arg(self.port.to_string())
@@ -57,22 +79,30 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// Whether it answers PING within `limit`; false at once when the
+    /// process exited (its port was taken).
+    fn ready_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self
                 .cli(&["PING"])
                 .map(|o| o.trim() == "PONG")
                 .unwrap_or(false)
             {
-                return;
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server on port {} did not start", self.port);
+        false
     }
 
     pub fn port(&self) -> u16 {
@@ -171,4 +201,29 @@ pub fn cli_at(port: u16, args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that exits at once is noticed at once (five waits of 10 s
+    /// each would take 50 s), tried on other ports, then reported; one that
+    /// starts is returned.
+    #[test]
+    fn a_server_that_exits_is_tried_again_then_reported() {
+        let started = Instant::now();
+        let failed = std::panic::catch_unwind(|| RedisServer::start_with(&["--no-such-option"]));
+        assert!(failed.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+        let server = RedisServer::start();
+        assert_eq!(
+            server.cli(&["PING"]).map(|o| o.trim().to_string()),
+            Some("PONG".into())
+        );
+    }
 }
