@@ -274,7 +274,7 @@ impl TestScheduler {
                 )
                 .await?
                 .next_wake_us
-                .map(|us| (us + 999).div_euclid(1000));
+                .map(crate::backend::ms_up);
             // A schedule whose next planning is due without a job at that
             // instant (a redefined one) stops the clock there too.
             let pass = self.planner.pass().await?;

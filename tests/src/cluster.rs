@@ -197,8 +197,8 @@ impl RedisCluster {
         }
         ok(to, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
         ok(from, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
-        for node in 0..self.nodes.len() {
-            if node != to && node != from && self.masters().contains(&node) {
+        for node in self.masters() {
+            if node != to && node != from {
                 ok(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
             }
         }

@@ -33,7 +33,7 @@ pub(crate) struct NewJob {
     pub(crate) payload: Vec<u8>,
     pub(crate) max_attempts: u32,
     /// ('now', 0) | ('at', microseconds since the epoch) | ('after',
-    /// milliseconds); see [`at_ms`].
+    /// milliseconds); see [`ms_up`].
     pub(crate) when: (&'static str, i64),
     pub(crate) nonce: String,
     /// An enqueue changes nothing while a finished outcome of the id is kept.
@@ -212,10 +212,11 @@ impl ClaimTicket {
     }
 }
 
-/// The millisecond of an 'at' run time (microseconds), rounded up: where a
-/// backend keeps whole milliseconds (the memory backend), a job never runs
-/// before its instant. Redis keeps the microseconds (common.lua `instant_ms`).
-pub(crate) fn at_ms(us: i64) -> i64 {
+/// Microseconds as milliseconds, rounded up: an 'at' run time where a backend
+/// keeps whole milliseconds (the memory backend), so that a job never runs
+/// before its instant (Redis keeps the microseconds, common.lua
+/// `instant_ms`), and a claim's next wake-up on the test clock.
+pub(crate) fn ms_up(us: i64) -> i64 {
     us.div_euclid(1000) + i64::from(us.rem_euclid(1000) != 0)
 }
 

@@ -482,9 +482,9 @@ mod tests {
         assert!(ceil_us(DateTime::<Utc>::MAX_UTC).is_ok());
         assert!(ceil_us(DateTime::<Utc>::MIN_UTC).is_ok());
         // Where whole milliseconds are kept, rounded up.
-        assert_eq!(crate::backend::at_ms(1_000_000_300), 1_000_001);
-        assert_eq!(crate::backend::at_ms(5_000_000), 5_000);
-        assert_eq!(crate::backend::at_ms(-1_500), -1);
+        assert_eq!(crate::backend::ms_up(1_000_000_300), 1_000_001);
+        assert_eq!(crate::backend::ms_up(5_000_000), 5_000);
+        assert_eq!(crate::backend::ms_up(-1_500), -1);
         assert!(when_arg(When::After(Duration::from_secs(u64::MAX))).is_err());
         assert_eq!(
             when_arg(When::After(Duration::from_micros(1500))).ok(),

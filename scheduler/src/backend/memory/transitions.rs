@@ -50,7 +50,7 @@ impl MemoryBackend {
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
             let run_at = match job.when.0 {
-                "at" => crate::backend::at_ms(job.when.1),
+                "at" => crate::backend::ms_up(job.when.1),
                 "after" => now + job.when.1,
                 _ => now,
             };
@@ -589,7 +589,7 @@ impl MemoryBackend {
         let other = |g: u64| generation.is_some_and(|want| want != g);
         let now = tx.now;
         let run_at = match when.0 {
-            "at" => crate::backend::at_ms(when.1),
+            "at" => crate::backend::ms_up(when.1),
             "after" => now + when.1,
             _ => now,
         };

@@ -59,15 +59,11 @@ impl RedisBackend {
             .map_err(|e| Error::Config(e.details().to_string()))?;
         subscriber.init().await.map_err(|e| self.error(e))?;
         let mut shard_channels = match self.publish {
-            Publish::Sharded => {
-                for group in &channels {
-                    subscriber
-                        .ssubscribe(group.clone())
-                        .await
-                        .map_err(|e| self.error(e))?;
-                }
-                Some(ShardChannels::new(&subscriber, &channels))
-            }
+            Publish::Sharded => Some(
+                ShardChannels::subscribe(subscriber.clone(), &channels)
+                    .await
+                    .map_err(|e| self.error(e))?,
+            ),
             Publish::Plain => None,
         };
         subscriber
@@ -80,7 +76,6 @@ impl RedisBackend {
         let mut reconnects = subscriber.reconnect_rx();
         let mut owners_check = tokio::time::interval(OWNERS_CHECK);
         owners_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let following = subscriber.clone();
         let forward = tokio::spawn(async move {
             loop {
                 let open = tokio::select! {
@@ -97,7 +92,7 @@ impl RedisBackend {
                     open = outbox.report_lost(), if outbox.lost() => open,
                     _ = owners_check.tick(), if shard_channels.is_some() => {
                         let moved = match shard_channels.as_mut() {
-                            Some(shards) => shards.follow(&following).await,
+                            Some(shards) => shards.follow().await,
                             None => false,
                         };
                         if moved { outbox.push_missed() } else { true }
@@ -217,11 +212,19 @@ impl RedisBackend {
 /// slot map again, subscribes each group whose slot changed master on the
 /// new one, and the caller reports that notices may have been missed.
 struct ShardChannels {
+    subscriber: SubscriberClient,
     groups: Vec<(u16, Vec<String>, Option<fred::types::config::Server>)>,
 }
 
 impl ShardChannels {
-    fn new(subscriber: &SubscriberClient, channels: &[Vec<String>]) -> Self {
+    /// One `SSUBSCRIBE` per group, on the master that owns its slot.
+    async fn subscribe(
+        subscriber: SubscriberClient,
+        channels: &[Vec<String>],
+    ) -> Result<Self, fred::error::Error> {
+        for group in channels {
+            subscriber.ssubscribe(group.clone()).await?;
+        }
         let routing = subscriber.cached_cluster_state();
         let groups = channels
             .iter()
@@ -231,12 +234,13 @@ impl ShardChannels {
                 Some((slot, group.clone(), owner))
             })
             .collect();
-        ShardChannels { groups }
+        Ok(ShardChannels { subscriber, groups })
     }
 
     /// Reads the slot map and subscribes again each group whose master
     /// changed; true when one did (its notices since the move are lost).
-    async fn follow(&mut self, subscriber: &SubscriberClient) -> bool {
+    async fn follow(&mut self) -> bool {
+        let subscriber = &self.subscriber;
         if let Err(e) = subscriber.sync_cluster().await {
             tracing::debug!(error = %e, "could not read the cluster's slot map");
             return false;

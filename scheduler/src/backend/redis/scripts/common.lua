@@ -732,17 +732,9 @@ local function limits_by_task(lines)
   end})
 end
 
--- Moves a pending job from its due set to a park (its run time kept as the score).
-local function park_job(id, rec, from, run_at, park)
-  redis.call('ZREM', from, id)
-  redis.call('ZADD', park, run_at, id)
-  redis.call('SADD', parks_key(), park)
-  rec[JOB_PARKED] = park
-  redis.call('HSET', K_PENDING, id, encode(rec))
-end
-
--- park_job for a batch taken from one due set, each job {id, record, park,
--- run time}: one call of each command for the batch, not four per job.
+-- Moves pending jobs from one due set (or park) to parks, their run times
+-- kept as the scores; each job {id, record, park, run time}. One call of each
+-- command for the batch, not four per job.
 local function park_jobs(from, jobs)
   local ids, recs, by_park = {}, {}, {}
   for i, job in ipairs(jobs) do

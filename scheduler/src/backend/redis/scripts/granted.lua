@@ -80,7 +80,7 @@ if op == 'take' then
         to = global_park(kind, rec[JOB_TASK])
       end
       if to ~= from then
-        park_job(id, rec, from, tonumber(redis.call('ZSCORE', from, id) or now_text), to)
+        park_jobs(from, {{id, rec, to, tonumber(redis.call('ZSCORE', from, id) or now_text)}})
       end
       if at <= now then at = now + 1000 end
       arm_timer(to, at)
