@@ -300,3 +300,38 @@ fn an_enqueue_re_sent_after_its_job_finished_does_not_run_it_again() {
     let next = enqueue_job_1(&server, now, "zzzz9999");
     assert_eq!(next[..2], ["enqueued", "2"], "a new request: {next:?}");
 }
+
+/// A job asked for at an instant never starts before it, also when a claim
+/// made for an earlier job runs a fraction of a millisecond before it: pairs
+/// of jobs 0.3 to 1.8 ms apart, the worker woken for the first of each pair.
+/// (A claim comparing due times with Redis time rounded up, or a millisecond
+/// ahead, takes the second job of a pair early.)
+#[tokio::test]
+async fn a_job_due_a_fraction_of_a_millisecond_after_a_claim_waits_for_its_instant() {
+    let server = RedisServer::start();
+    let ns = namespace("instant");
+    let probe = Probe::default();
+    let w = worker(&server.url(), &ns, &probe).await;
+    let base = chrono::Utc::now() + chrono::TimeDelta::milliseconds(500);
+    let mut ats = Vec::new();
+    for pair in 0..20i64 {
+        let first = base + chrono::TimeDelta::milliseconds(20 * pair);
+        let second = first + chrono::TimeDelta::microseconds(300 + 75 * pair);
+        for (k, at) in [first, second].into_iter().enumerate() {
+            let id = format!("p{pair}-{k}");
+            w.enqueue(probe_job(&id, "x").at(at)).await.unwrap();
+            ats.push((id, at));
+        }
+    }
+    assert!(probe.wait_finished(40, Duration::from_secs(10)).await);
+    for (id, at) in &ats {
+        let run = probe.runs_of(id);
+        assert_eq!(run.len(), 1, "{id}: {run:?}");
+        assert!(
+            run[0].start >= *at,
+            "{id} started {} before its instant",
+            *at - run[0].start
+        );
+    }
+    w.close().await;
+}
