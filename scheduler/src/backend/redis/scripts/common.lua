@@ -238,18 +238,22 @@ end
 -- Encodes a job record. Absent trailing optional fields are left out: decode
 -- reads them as nil, and every reader treats nil like false (tests with `or`,
 -- `== 1`, `~= 1`, opt()). Records written with all fields (false for absent
--- ones) decode the same.
+-- ones) decode the same. The record is copied into one table built at once, in
+-- field order (JOB_TASK .. JOB_SLOTS): filling absent fields in `rec` itself
+-- would grow it key by key. cmsgpack stops an array at the first nil, so
+-- absent inner fields are written as false.
+if LAST_FIELD ~= 21 then error('encode lists 21 fields: keep it in step with LAST_FIELD') end
 local function encode(rec)
+  local r = {rec[1] or false, rec[2] or false, rec[3] or false, rec[4] or false, rec[5] or false, rec[6] or false,
+    rec[7] or false, rec[8] or false, rec[9] or false, rec[10] or false, rec[11] or false, rec[12] or false,
+    rec[13] or false, rec[14] or false, rec[15] or false, rec[16] or false, rec[17] or false, rec[18] or false,
+    rec[19] or false, rec[20] or false, rec[21] or false}
   local n = LAST_FIELD
-  while n > LAST_REQUIRED_FIELD and (rec[n] == nil or rec[n] == false) do
-    rec[n] = nil
+  while n > LAST_REQUIRED_FIELD and r[n] == false do
+    r[n] = nil
     n = n - 1
   end
-  -- cmsgpack stops an array at the first nil: store absent inner fields as false.
-  for i = 1, n do
-    if rec[i] == nil then rec[i] = false end
-  end
-  return cmsgpack.pack(rec)
+  return cmsgpack.pack(r)
 end
 
 -- redis.call(cmd, key, args...) in chunks of at most 1000 arguments (Lua's
@@ -295,10 +299,12 @@ end
 -- generation, state, result, error, task, attempts, enqueued_ms, started_ms,
 -- finished_ms, run_at, max attempts, nonce, progress.
 local function result_blob(rec, state, result, err, now)
-  return cmsgpack.pack({rec and rec[JOB_GENERATION] or 0, state, result or '', err or '', rec and rec[JOB_TASK] or '',
-    rec and rec[JOB_ATTEMPTS] or 0, rec and rec[JOB_ENQUEUED_MS] or 0, rec and opt(rec[JOB_STARTED_MS]) or '', now,
-    rec and opt(rec[JOB_RUN_AT]) or '', rec and rec[JOB_MAX_ATTEMPTS] or 0, rec and opt(rec[JOB_NONCE]) or '',
-    rec and opt(rec[JOB_PROGRESS]) or ''})
+  if not rec then
+    return cmsgpack.pack({0, state, result or '', err or '', '', 0, 0, '', now, '', 0, '', ''})
+  end
+  return cmsgpack.pack({rec[JOB_GENERATION] or 0, state, result or '', err or '', rec[JOB_TASK] or '',
+    rec[JOB_ATTEMPTS] or 0, rec[JOB_ENQUEUED_MS] or 0, rec[JOB_STARTED_MS] or '', now, rec[JOB_RUN_AT] or '',
+    rec[JOB_MAX_ATTEMPTS] or 0, rec[JOB_NONCE] or '', rec[JOB_PROGRESS] or ''})
 end
 
 -- A decoded outcome record, or nil (none, or not msgpack).
@@ -360,6 +366,13 @@ local function read_listeners(now)
   end
 end
 
+-- Whether anyone waits for outcomes or reads job events (read_listeners): a
+-- batch skips its per-job notices when nobody does.
+local function anyone_listens(now)
+  read_listeners(now)
+  return #LISTENER_CHANNELS > 0 or EVENT_CHANNEL ~= false
+end
+
 -- Tells the processes waiting for outcomes that job id's generation ended.
 local function announce_finished(id, generation, now)
   read_listeners(now)
@@ -401,7 +414,8 @@ local function begin_attempt(id, rec, run_at, worker, now, active_args, lease_ar
   rec[JOB_WORKER] = worker
   rec[JOB_CANCEL_REQUESTED] = false
   rec[JOB_BLOCKED_RUN_AT] = false
-  emit_job('started', id, rec, now, run_at)
+  -- (EVENT_CHANNEL is false once read_listeners found no stream of events.)
+  if EVENT_CHANNEL ~= false then emit_job('started', id, rec, now, run_at) end
   active_args[#active_args + 1] = id
   active_args[#active_args + 1] = encode(rec)
   lease_args[#lease_args + 1] = lease_until

@@ -131,9 +131,11 @@ if #ok_ids > 0 then
   for _, field in ipairs(freed_order) do due_at(give_back(field, parks_of[field], freed[field])) end
   for _, id in ipairs(ok_waited) do due_at(unblock_pending(id, now)) end
   -- announce_finished and emit for each, as record_result does.
-  for j, id in ipairs(ok_ids) do
-    announce_finished(id, ok_recs[j][JOB_GENERATION], now)
-    emit_job('completed', id, ok_recs[j], now)
+  if anyone_listens(now) then
+    for j, id in ipairs(ok_ids) do
+      announce_finished(id, ok_recs[j][JOB_GENERATION], now)
+      emit_job('completed', id, ok_recs[j], now)
+    end
   end
 end
 -- (The job may be in any due set: when in doubt, wake.)
