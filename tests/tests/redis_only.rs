@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use scheduler::{Error, JobRequest, JobStatus, Scheduler, When};
+use scheduler::{Error, IfRunning, JobRequest, JobStatus, Scheduler, When};
 use scheduler_tests::setup::{probe_job, producer, wait_status, worker};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
 use scheduler_tests::{namespace, Probe, RedisServer};
@@ -330,6 +330,62 @@ async fn a_job_due_a_fraction_of_a_millisecond_after_a_claim_waits_for_its_insta
         assert!(
             run[0].start >= *at,
             "{id} started {} before its instant",
+            *at - run[0].start
+        );
+    }
+    w.close().await;
+}
+
+/// A job deferred by a delay is due that long after the call by the Redis
+/// clock, to the microsecond, never before, whichever call sets it (enqueue,
+/// replace, reschedule). Each call notes the local clock (the one Redis reads)
+/// before it is sent and after its reply: the due time Redis keeps lies between
+/// those instants plus the delay, and the job does not start before the first.
+/// (Counting the delay from Redis time rounded down to the millisecond keeps
+/// most of these due times up to 1 ms early.)
+#[tokio::test]
+async fn a_job_deferred_by_a_delay_is_due_that_long_after_the_call_to_the_microsecond() {
+    let server = RedisServer::start();
+    let ns = namespace("delay");
+    let probe = Probe::default();
+    let w = worker(&server.url(), &ns, &probe).await;
+    let us = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+    let mut earliest = Vec::new();
+    for k in 0..30u64 {
+        let id = format!("d{k}");
+        let delay = Duration::from_millis(300 + 7 * k);
+        // A third of the jobs are placed by `replace`, a third moved by
+        // `reschedule`, a third by `enqueue`.
+        if k % 3 < 2 {
+            let later = probe_job(&id, "x").when(When::After(Duration::from_secs(3600)));
+            w.enqueue(later).await.unwrap();
+        }
+        let sent = chrono::Utc::now();
+        let request = probe_job(&id, "x").when(When::After(delay));
+        match k % 3 {
+            0 => drop(w.replace(request, IfRunning::Keep).await.unwrap()),
+            1 => drop(w.reschedule(&id, When::After(delay)).await.unwrap()),
+            _ => drop(w.enqueue(request).await.unwrap()),
+        }
+        let answered = chrono::Utc::now();
+        let score = server.cli(&["ZSCORE", &format!("{{{ns}}}:due"), &id]);
+        let due_us = (score.unwrap().trim().parse::<f64>().unwrap() * 1000.0).round() as i64;
+        let delay_us = delay.as_micros() as i64;
+        assert!(
+            (us(sent) + delay_us..=us(answered) + delay_us).contains(&due_us),
+            "{id}: due {} µs after the call was sent (delay {delay_us} µs, reply after {} µs)",
+            due_us - us(sent),
+            us(answered) - us(sent)
+        );
+        earliest.push((id, sent + chrono::TimeDelta::from_std(delay).unwrap()));
+    }
+    assert!(probe.wait_finished(30, Duration::from_secs(10)).await);
+    for (id, at) in &earliest {
+        let run = probe.runs_of(id);
+        assert_eq!(run.len(), 1, "{id}: {run:?}");
+        assert!(
+            run[0].start >= *at,
+            "{id} started {} before its delay had passed",
             *at - run[0].start
         );
     }

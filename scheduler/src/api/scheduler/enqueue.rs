@@ -43,12 +43,14 @@ pub(super) fn when_arg(when: When) -> Result<(&'static str, i64), Error> {
     match when {
         When::Now => Ok(("now", 0)),
         When::At(at) => Ok(("at", ceil_us(at)?)),
+        // In whole microseconds, rounded up: the scripts add it to Redis time
+        // to the microsecond.
         When::After(delay) => {
-            let ms = delay.as_micros().div_ceil(1000);
-            if ms >= MAX_MS as u128 {
+            let micros = delay.as_nanos().div_ceil(1000);
+            if micros >= (MAX_MS as u128) * 1000 {
                 return Err(Error::InvalidRunTime(format!("{delay:?} from now")));
             }
-            Ok(("after", ms as i64))
+            Ok(("after", micros as i64))
         }
     }
 }
@@ -488,6 +490,10 @@ mod tests {
         assert!(when_arg(When::After(Duration::from_secs(u64::MAX))).is_err());
         assert_eq!(
             when_arg(When::After(Duration::from_micros(1500))).ok(),
+            Some(("after", 1500))
+        );
+        assert_eq!(
+            when_arg(When::After(Duration::from_nanos(1500))).ok(),
             Some(("after", 2))
         );
     }

@@ -51,7 +51,7 @@ impl MemoryBackend {
         for job in jobs {
             let run_at = match job.when.0 {
                 "at" => crate::backend::ms_up(job.when.1),
-                "after" => now + job.when.1,
+                "after" => now + crate::backend::ms_up(job.when.1),
                 _ => now,
             };
             let reply = |code: &str, generation: u64, run_at_ms: i64, state: &str, other: i64| {
@@ -590,7 +590,7 @@ impl MemoryBackend {
         let now = tx.now;
         let run_at = match when.0 {
             "at" => crate::backend::ms_up(when.1),
-            "after" => now + when.1,
+            "after" => now + crate::backend::ms_up(when.1),
             _ => now,
         };
         let reply = if let Some(rec) = tx.s.pending.get(id).cloned() {

@@ -132,8 +132,17 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Redis time in whole milliseconds (rounded down), and in microseconds: a
+-- delay ('after', in microseconds) is added to the latter, so that a job
+-- deferred by d is due d after the call by the Redis clock, never before.
+local function now_ms_us()
+  local t = redis.call('TIME')
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+end
+
 -- A run time asked for as an instant ('at': whole microseconds since the
--- epoch, rounded up by the client) in milliseconds with its fraction, and as
+-- epoch, rounded up by the client; text or number) in milliseconds with its fraction, and as
 -- the text of its score. The due sets keep the fraction, so that a claim
 -- (which compares them with Redis time to the microsecond) takes the job at
 -- that instant, not at the next whole millisecond; records and replies that

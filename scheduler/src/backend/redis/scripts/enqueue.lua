@@ -1,7 +1,7 @@
 -- ARGV: mode ('enqueue' | 'replace'), if_running ('abort' | 'after' | 'keep'), wake channel,
 --       abort channel, dead-letter cap, layout ('' | 'traced' | 'uniform'), then
 --   layout '': 8 values per job:
---       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when (at: microseconds since the epoch; after: ms), nonce,
+--       id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'), when (at: microseconds since the epoch; after: microseconds from now), nonce,
 --       unique until the result expires ('1' | '0')
 --   layout 'traced': the same and a ninth, the W3C traceparent of the span
 --       that enqueued the job ('' for none; stored as JOB_TRACE)
@@ -47,7 +47,7 @@ if uniform then
   u_unique = ARGV[11] == '1'
 end
 local replacing = mode == 'replace'
-local now = now_ms()
+local now, now_us = now_ms_us()
 local out = {}
 local earliest = nil
 
@@ -93,7 +93,7 @@ local now_text = string.format('%d', now)
 -- format a Lua number with %.17g for every score of a batch otherwise).
 local function run_at_of(kind, value)
   if kind == 'at' then return instant_ms(value) end
-  if kind == 'after' then return now + tonumber(value), nil end
+  if kind == 'after' then return instant_ms(now_us + tonumber(value)) end
   return now, now_text
 end
 

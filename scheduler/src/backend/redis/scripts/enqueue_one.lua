@@ -4,7 +4,7 @@
 -- KEYS: due, pending, active, seq of one namespace (the keys this path touches;
 --       every key of the namespace is `{namespace}:<suffix>`, see common.lua)
 -- ARGV: id, task, payload, max_attempts, when kind ('now' | 'at' | 'after'),
---       when (at: microseconds since the epoch; after: ms), nonce, dead-letter cap, then, all optional: the channel
+--       when (at: microseconds since the epoch; after: microseconds from now), nonce, dead-letter cap, then, all optional: the channel
 --       scope (what follows `wake` and `abort` in the channel names: absent
 --       or '' in database 0, ':db<N>' in database N) and, only when the reply
 --       must be logged (see below), request id and reply-log ttl ms
@@ -32,7 +32,7 @@
 -- batch machinery (closures, reply tables) the rest.
 local due, pending, active, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, scope, request_id, ttl = ARGV[1], ARGV[9] or '', ARGV[10], ARGV[11]
-local now = now_ms()
+local now, now_us = now_ms_us()
 if redis.call('HEXISTS', active, id) == 1 or redis.call('HEXISTS', pending, id) == 1 then
   local namespace = key_prefix(due)
   local keys = {}
@@ -44,7 +44,7 @@ local kind, run_at, run_at_text = ARGV[5], now, nil
 if kind == 'at' then
   run_at, run_at_text = instant_ms(ARGV[6])
 elseif kind == 'after' then
-  run_at = now + tonumber(ARGV[6])
+  run_at, run_at_text = instant_ms(now_us + tonumber(ARGV[6]))
 end
 run_at_text = run_at_text or string.format('%d', run_at)
 local generation = redis.call('INCR', seq)

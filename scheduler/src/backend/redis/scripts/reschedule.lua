@@ -1,4 +1,4 @@
--- ARGV: id, when kind ('now' | 'at' | 'after'), when (at: microseconds since the epoch; after: ms), wake channel,
+-- ARGV: id, when kind ('now' | 'at' | 'after'), when (at: microseconds since the epoch; after: microseconds from now), wake channel,
 -- generation (0: whichever job the id holds; else only that generation, and
 -- 'not_found' for any other)
 -- Moves a deferred or queued job to another run time. It stays the same job:
@@ -12,7 +12,7 @@ local want = tonumber(ARGV[5]) or 0
 local function other(rec)
   return want > 0 and tonumber(rec[JOB_GENERATION]) ~= want
 end
-local now = now_ms()
+local now, now_us = now_ms_us()
 local blob = redis.call('HGET', K_PENDING, id)
 if not blob then
   local running = redis.call('HGET', K_ACTIVE, id)
@@ -25,7 +25,7 @@ if not rec then return {'corrupt', 0, 0} end
 if other(rec) then return {'not_found', 0, 0} end
 local run_at = when
 if kind == 'at' then run_at = instant_ms(ARGV[3]) end
-if kind == 'after' then run_at = now + when elseif kind == 'now' then run_at = now end
+if kind == 'after' then run_at = instant_ms(now_us + when) elseif kind == 'now' then run_at = now end
 if rec[JOB_BLOCKED_RUN_AT] then
   rec[JOB_BLOCKED_RUN_AT] = run_at
   redis.call('HSET', K_PENDING, id, encode(rec))
