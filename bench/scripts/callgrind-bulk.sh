@@ -3,7 +3,7 @@
 # through the bench driver, 1000 jobs per call), counted by valgrind's callgrind.
 #
 #   cargo build --release -p scheduler-bench
-#   bench/scripts/callgrind-bulk.sh [jobs] [port]
+#   [SCHEDULER_BENCH=path] bench/scripts/callgrind-bulk.sh [jobs] [port]
 #
 # Starts its own redis-server under callgrind on PORT (default 6394), warms up with
 # 2,000 jobs, zeroes the counters, enqueues JOBS (default 20000) with
@@ -13,7 +13,7 @@ set -euo pipefail
 jobs=${1:-20000}
 port=${2:-6394}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bench="$root/target/release/scheduler-bench"
+bench="${SCHEDULER_BENCH:-$root/target/release/scheduler-bench}"
 url="redis://127.0.0.1:$port/0"
 # shellcheck source=callgrind-redis.sh
 . "$root/bench/scripts/callgrind-redis.sh"

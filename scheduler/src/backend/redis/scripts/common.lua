@@ -253,15 +253,25 @@ end
 -- absent inner fields are written as false.
 if LAST_FIELD ~= 21 then error('encode lists 21 fields: keep it in step with LAST_FIELD') end
 local function encode(rec)
-  local r = {rec[1] or false, rec[2] or false, rec[3] or false, rec[4] or false, rec[5] or false, rec[6] or false,
-    rec[7] or false, rec[8] or false, rec[9] or false, rec[10] or false, rec[11] or false, rec[12] or false,
-    rec[13] or false, rec[14] or false, rec[15] or false, rec[16] or false, rec[17] or false, rec[18] or false,
-    rec[19] or false, rec[20] or false, rec[21] or false}
   local n = LAST_FIELD
-  while n > LAST_REQUIRED_FIELD and r[n] == false do
-    r[n] = nil
-    n = n - 1
+  while n > LAST_REQUIRED_FIELD and not rec[n] do n = n - 1 end
+  local r
+  if n == LAST_REQUIRED_FIELD then
+    -- A job that has not run: the required fields alone.
+    return cmsgpack.pack({rec[1] or false, rec[2] or false, rec[3] or false, rec[4] or false, rec[5] or false,
+      rec[6] or false, rec[7] or false})
+  elseif n <= JOB_BLOCKED_RUN_AT then
+    -- The usual running job: up to its worker and flags.
+    r = {rec[1] or false, rec[2] or false, rec[3] or false, rec[4] or false, rec[5] or false, rec[6] or false,
+      rec[7] or false, rec[8] or false, rec[9] or false, rec[10] or false, rec[11] or false, rec[12] or false,
+      rec[13] or false}
+  else
+    r = {rec[1] or false, rec[2] or false, rec[3] or false, rec[4] or false, rec[5] or false, rec[6] or false,
+      rec[7] or false, rec[8] or false, rec[9] or false, rec[10] or false, rec[11] or false, rec[12] or false,
+      rec[13] or false, rec[14] or false, rec[15] or false, rec[16] or false, rec[17] or false, rec[18] or false,
+      rec[19] or false, rec[20] or false, rec[21] or false}
   end
+  for i = #r, n + 1, -1 do r[i] = nil end
   return cmsgpack.pack(r)
 end
 
