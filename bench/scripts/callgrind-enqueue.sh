@@ -83,11 +83,20 @@ if [ "$mode" = one ]; then
   args=(fcall scheduler_bench_enqueue_one 4 '{q}:due' '{q}:pending' '{q}:active' '{q}:seq'
     'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 10000)
 else
-  args=("${call[@]}" 11 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
+  # Every key of the namespace, in keys.rs order (KEY_SUFFIXES in common.lua).
+  args=("${call[@]}" 13 '{q}:due' '{q}:pending' '{q}:active' '{q}:leases' '{q}:results'
     '{q}:results_exp' '{q}:dead' '{q}:dead_order' '{q}:seq' '{q}:claim_log' '{q}:claim_exp'
+    '{q}:schedules' '{q}:listeners'
     enqueue keep '{q}:wake' '{q}:abort' 10000 ''
     'id:__rand_int__' bench_job "$payload" 5 now 0 AbCd1234 0
     '')
+fi
+# A call the script refuses (wrong keys or arguments) shows here, not as a silent exit.
+probe=("${args[@]}")
+probe=("${probe[@]/__rand_int__/probe}")
+if ! reply=$(redis-cli -p "$port" "${probe[@]}" 2>&1) || [[ "$reply" == *ERR* ]]; then
+  echo "the enqueue call failed: $reply" >&2
+  exit 1
 fi
 redis-benchmark -p "$port" -n 200 -c 1 -r 100000000 --csv "${args[@]}" >/dev/null 2>&1
 callgrind_zero
