@@ -112,7 +112,8 @@ pub enum When {
     /// At an instant.
     At(DateTime<Utc>),
     /// After a delay, measured from the Redis server's clock when the job is
-    /// accepted (so application clocks do not matter).
+    /// accepted (so application clocks do not matter), to the microsecond
+    /// (the memory backend rounds the delay up to whole milliseconds).
     After(Duration),
 }
 
