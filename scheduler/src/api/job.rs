@@ -594,8 +594,8 @@ pub struct PendingJob<A> {
     /// When it runs: its planned run time, to the millisecond (rounded down;
     /// on Redis the job starts at the instant asked for, or the delay after
     /// the call by Redis time, to the microsecond, and never before it; the
-    /// memory backend keeps whole milliseconds and
-    /// rounds up) and compared with Redis server time; for a job
+    /// memory backend keeps whole milliseconds and rounds up) and compared
+    /// with Redis server time; for a job
     /// waiting for a retry, when the retry is due. A job with a past run time
     /// is queued and starts as soon as a worker is free.
     pub run_at: DateTime<Utc>,

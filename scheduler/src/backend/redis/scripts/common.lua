@@ -142,12 +142,12 @@ local function now_ms_us()
 end
 
 -- A run time asked for as an instant ('at': whole microseconds since the
--- epoch, rounded up by the client; text or number) in milliseconds with its fraction, and as
--- the text of its score. The due sets keep the fraction, so that a claim
--- (which compares them with Redis time to the microsecond) takes the job at
--- that instant, not at the next whole millisecond; records and replies that
--- only describe the time read it rounded down (a Lua number with a fraction
--- becomes an integer reply that way).
+-- epoch, rounded up by the client; text or number) in milliseconds with its
+-- fraction, and as the text of its score. The due sets keep the fraction, so
+-- that a claim (which compares them with Redis time to the microsecond) takes
+-- the job at that instant, not at the next whole millisecond; records and
+-- replies that only describe the time read it rounded down (a Lua number with
+-- a fraction becomes an integer reply that way).
 local function instant_ms(us_text)
   local ms = tonumber(us_text) / 1000
   return ms, string.format('%.3f', ms)
@@ -247,10 +247,11 @@ end
 -- Encodes a job record. Absent trailing optional fields are left out: decode
 -- reads them as nil, and every reader treats nil like false (tests with `or`,
 -- `== 1`, `~= 1`, opt()). Records written with all fields (false for absent
--- ones) decode the same. The record is copied into one table built at once, in
--- field order (JOB_TASK .. JOB_SLOTS): filling absent fields in `rec` itself
--- would grow it key by key. cmsgpack stops an array at the first nil, so
--- absent inner fields are written as false.
+-- ones) decode the same. The record is copied, in field order (JOB_TASK ..
+-- JOB_SLOTS), into one table built at once with as many fields as its usual
+-- shape needs (7 for a job that has not run, 13 for a running one, else 21):
+-- filling absent fields in `rec` itself grew it key by key. cmsgpack stops an
+-- array at the first nil, so absent inner fields are written as false.
 if LAST_FIELD ~= 21 then error('encode lists 21 fields: keep it in step with LAST_FIELD') end
 local function encode(rec)
   local n = LAST_FIELD
