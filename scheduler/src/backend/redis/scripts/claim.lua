@@ -17,6 +17,9 @@
 local worker, max_jobs, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_ms, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local nonce, retry = ARGV[6], ARGV[7] == '1'
+-- Read here rather than with common.lua's now_ms_us: this body already uses
+-- 60 of common.lua's locals, the most a Lua 5.1 function can (one more and
+-- the library does not load).
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local sub_ms_us = tonumber(time[2]) % 1000

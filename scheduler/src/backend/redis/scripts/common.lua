@@ -127,18 +127,18 @@ local function named(suffix)
   return name
 end
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- Redis time in whole milliseconds (rounded down), and in microseconds: a
 -- delay ('after', in microseconds) is added to the latter, so that a job
--- deferred by d is due d after the call by the Redis clock, never before.
+-- deferred by d is due d after the call by the Redis clock, never before; a
+-- claim compares due times with it.
 local function now_ms_us()
   local t = redis.call('TIME')
   local s, us = tonumber(t[1]), tonumber(t[2])
   return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+end
+
+local function now_ms()
+  return (now_ms_us())
 end
 
 -- A run time asked for as an instant ('at': whole microseconds since the

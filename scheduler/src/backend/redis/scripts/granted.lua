@@ -15,8 +15,7 @@
 --   'unpark', wake channel, then pairs (park, n): lets up to n jobs out of
 --     each park of this shard (a slot was released in the home shard).
 local op = ARGV[1]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now, now_us = now_ms_us()
 local now_text = string.format('%d', now)
 local prefix = key_prefix(K_DUE)
 local woke = false
@@ -108,7 +107,7 @@ if op == 'take' then
     redis.call('ZADD', K_CLAIM_EXP, lease_until, worker)
   end
   if woke then redis.call(PUBLISH, channel, now_text) end
-  return {now, -1, jobs, tonumber(time[2]) % 1000, {}, lost}
+  return {now, -1, jobs, now_us % 1000, {}, lost}
 elseif op == 'unpark' then
   for i = 3, #ARGV, 2 do
     let_out(ARGV[i], tonumber(ARGV[i + 1]))
