@@ -157,11 +157,27 @@ async fn index_entries_whose_records_were_evicted_are_dead_lettered_at_once() {
     s.close().await;
 }
 
+/// What eviction (or a hand edit) can take of a running job's lease.
+#[derive(Clone, Copy, Debug)]
+enum LeaseLoss {
+    /// The set of the ids its worker runs (`held:<worker>`).
+    WorkersSet,
+    /// The workers' leases (`worker_leases`).
+    WorkerLeases,
+    /// The job's own lease entry in `leases` (a job claimed by an older
+    /// version, which kept one per job, or one its worker gave up).
+    OwnLease,
+    /// Nothing: the job has a lease of its own, as an older version leaves
+    /// a job it claimed, and that lease has run out.
+    Nothing,
+}
+
 /// A running job whose lease entry was evicted, and whose worker then died:
 /// nothing would ever expire it. The audit gives it a lease, which runs out,
-/// and the job runs again on the live worker as its next attempt.
-#[tokio::test]
-async fn a_running_job_that_lost_its_lease_entry_is_rerun_after_its_worker_dies() {
+/// and the job runs again on the live worker as its next attempt. (With
+/// nothing evicted, a job with a lease of its own runs again when that
+/// lease has run out, without the audit.)
+async fn a_running_job_that_lost_its_lease_is_rerun_after_its_worker_dies(loss: LeaseLoss) {
     let server = RedisServer::start();
     let ns = namespace("evict-lease");
     let events = Events::default();
@@ -182,9 +198,32 @@ async fn a_running_job_that_lost_its_lease_entry_is_rerun_after_its_worker_dies(
             .await
     );
     dying.kill();
-    server
-        .cli(&["ZREM", &format!("{{{ns}}}:leases"), "r"])
+    let held = server
+        .cli(&["--scan", "--pattern", &format!("{{{ns}}}:held:*")])
         .unwrap();
+    let held = held.trim();
+    assert!(!held.is_empty(), "the job is in no worker's set");
+    match loss {
+        LeaseLoss::WorkersSet => {
+            server.cli(&["DEL", held]).unwrap();
+        }
+        LeaseLoss::WorkerLeases => {
+            server
+                .cli(&["DEL", &format!("{{{ns}}}:worker_leases")])
+                .unwrap();
+        }
+        LeaseLoss::OwnLease => {
+            // As an older version leaves a job it claimed (a lease of its
+            // own, and none of its worker's), then that entry is evicted.
+            server.cli(&["SREM", held, "r"]).unwrap();
+        }
+        LeaseLoss::Nothing => {
+            server.cli(&["SREM", held, "r"]).unwrap();
+            server
+                .cli(&["ZADD", &format!("{{{ns}}}:leases"), "1", "r"])
+                .unwrap();
+        }
+    }
 
     let probe = Probe::default();
     let s = worker(&server.url(), &ns, &probe).await;
@@ -197,9 +236,31 @@ async fn a_running_job_that_lost_its_lease_entry_is_rerun_after_its_worker_dies(
     // The probe records the run's end before the worker records the outcome.
     let status = wait_status(&producer, "r", |s| *s == JobStatus::Completed).await;
     assert_eq!(status, JobStatus::Completed);
-    assert!(degraded_reason(&s).is_some_and(|r| r.contains("without a lease entry")));
+    let repaired = degraded_reason(&s).is_some_and(|r| r.contains("without a lease entry"));
+    assert_eq!(repaired, !matches!(loss, LeaseLoss::Nothing), "{loss:?}");
     producer.close().await;
     s.close().await;
+}
+
+#[tokio::test]
+async fn a_running_job_whose_workers_set_was_evicted_is_rerun_after_its_worker_dies() {
+    a_running_job_that_lost_its_lease_is_rerun_after_its_worker_dies(LeaseLoss::WorkersSet).await
+}
+
+#[tokio::test]
+async fn a_running_job_whose_workers_lease_was_evicted_is_rerun_after_its_worker_dies() {
+    a_running_job_that_lost_its_lease_is_rerun_after_its_worker_dies(LeaseLoss::WorkerLeases).await
+}
+
+#[tokio::test]
+async fn a_running_job_whose_own_lease_was_evicted_is_rerun_after_its_worker_dies() {
+    a_running_job_that_lost_its_lease_is_rerun_after_its_worker_dies(LeaseLoss::OwnLease).await
+}
+
+/// A rolling deploy: jobs an older version claimed have a lease each.
+#[tokio::test]
+async fn a_running_job_with_a_lease_of_its_own_is_rerun_when_it_runs_out() {
+    a_running_job_that_lost_its_lease_is_rerun_after_its_worker_dies(LeaseLoss::Nothing).await
 }
 
 /// A lease entry whose running record was evicted: the job is gone, and
@@ -264,5 +325,39 @@ async fn phantom_concurrency_slots_are_recounted_and_the_waiting_jobs_start() {
         .cli(&["HGET", &format!("{{{ns}}}:slots"), "t:limited_probe"])
         .unwrap();
     assert_eq!(left.trim(), "", "{left:?}");
+    s.close().await;
+}
+
+/// A rolling deploy: an older version's audit knows only `leases`, so it
+/// gives a lease of its own to a job that a newer worker runs under its
+/// worker's lease. The worker's renewals extend that lease too, so the job
+/// runs once, past several such leases; and its end removes the entry, so no
+/// stray lease runs out later and dead-letters the job as lost.
+#[tokio::test]
+async fn a_lease_of_its_own_given_to_a_running_job_by_an_older_audit_is_renewed_and_ended_with_it()
+{
+    let server = RedisServer::start();
+    let ns = namespace("older-audit");
+    let probe = Probe::default();
+    let s = worker(&server.url(), &ns, &probe).await;
+    s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("x").sleep(3_000)).id("long"))
+        .await
+        .unwrap();
+    assert!(probe.wait_started(1, Duration::from_secs(10)).await);
+    // What an older audit writes: a lease ending a lease (1 s) from now.
+    let until = (Utc::now().timestamp_millis() + 1_000).to_string();
+    server
+        .cli(&["ZADD", &format!("{{{ns}}}:leases"), &until, "long"])
+        .unwrap();
+    let status = wait_status(&s, "long", |s| *s == JobStatus::Completed).await;
+    assert_eq!(status, JobStatus::Completed);
+    let runs = probe.runs_of("long");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    // Past when a stray entry would run out (a lease after the last renewal).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for key in ["leases", "dead_order"] {
+        let n = server.cli(&["ZCARD", &format!("{{{ns}}}:{key}")]).unwrap();
+        assert_eq!(n.trim(), "0", "{key}");
+    }
     s.close().await;
 }

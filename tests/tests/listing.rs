@@ -396,3 +396,66 @@ async fn activity_counts_what_the_workers_did_per_minute(fx: Fixture) {
     );
     s.close().await;
 }
+
+/// Running jobs on Redis are leased to their worker (one lease per worker,
+/// covering every job it runs), except jobs with a lease of their own (claimed
+/// by an older version, or given up by their worker): the listing merges
+/// both, soonest expiry first, and pages through them with each job once.
+#[tokio::test]
+async fn running_jobs_of_several_workers_and_with_leases_of_their_own_are_listed_once_each() {
+    let server = scheduler_tests::RedisServer::start();
+    let ns = namespace("list-running");
+    let probe = Probe::default();
+    // Long leases and heartbeats: no renewal moves a lease between pages.
+    let config = scheduler::WorkerConfig {
+        lease: Duration::from_secs(60),
+        heartbeat: Some(Duration::from_secs(50)),
+        concurrency: 3,
+        ..fast_worker()
+    };
+    let a = worker_with(&server.url(), &ns, &probe, config.clone()).await;
+    let b = worker_with(&server.url(), &ns, &probe, config).await;
+    let s = producer(&server.url(), &ns).await;
+    for i in 0..6 {
+        s.enqueue(job(&format!("r{i}"), ProbeArgs::new("x").sleep(10_000)))
+            .await
+            .unwrap();
+    }
+    assert!(probe.wait_started(6, LONG).await);
+    // Two of them get leases of their own, ending before and after the workers'.
+    let held = server
+        .cli(&["--scan", "--pattern", &format!("{{{ns}}}:held:*")])
+        .unwrap();
+    let sets: Vec<&str> = held.lines().collect();
+    assert_eq!(sets.len(), 2, "{held}");
+    let now_ms = Utc::now().timestamp_millis();
+    let mut own = Vec::new();
+    for (set, offset_ms) in sets.iter().zip([30_000, 90_000]) {
+        let members = server.cli(&["SMEMBERS", set]).unwrap();
+        let id = members.lines().next().unwrap().to_string();
+        server.cli(&["SREM", set, &id]).unwrap();
+        let score = (now_ms + offset_ms).to_string();
+        server
+            .cli(&["ZADD", &format!("{{{ns}}}:leases"), &score, &id])
+            .unwrap();
+        own.push(id);
+    }
+
+    let (running, sizes) = all_pages(&s, JobQuery::new(ListState::Running).limit(2)).await;
+    let mut listed = ids(&running);
+    assert!(sizes.iter().all(|n| *n <= 2), "{sizes:?}");
+    assert!(
+        running
+            .windows(2)
+            .all(|w| w[0].lease_until <= w[1].lease_until),
+        "{running:#?}"
+    );
+    // The one ending first is listed first, the one ending last, last.
+    assert_eq!(listed.first().copied(), Some(own[0].as_str()), "{listed:?}");
+    assert_eq!(listed.last().copied(), Some(own[1].as_str()), "{listed:?}");
+    listed.sort();
+    assert_eq!(listed, ["r0", "r1", "r2", "r3", "r4", "r5"]);
+    for w in [a, b, s] {
+        w.close().await;
+    }
+}

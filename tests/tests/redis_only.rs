@@ -2,7 +2,7 @@
 //! unreachable server, garbage planted in Redis, a restarted server.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scheduler::{Error, IfRunning, JobRequest, JobStatus, Scheduler, When};
 use scheduler_tests::setup::{probe_job, producer, wait_status, worker};
@@ -299,6 +299,102 @@ fn an_enqueue_re_sent_after_its_job_finished_does_not_run_it_again() {
     );
     let next = enqueue_job_1(&server, now, "zzzz9999");
     assert_eq!(next[..2], ["enqueued", "2"], "a new request: {next:?}");
+}
+
+const CLAIM: &str = include_str!("../../scheduler/src/backend/redis/scripts/claim.lua");
+const COMPLETE: &str = include_str!("../../scheduler/src/backend/redis/scripts/complete.lua");
+const RENEW: &str = include_str!("../../scheduler/src/backend/redis/scripts/renew.lua");
+
+/// One enqueue of a job (task `t`) due now.
+fn enqueue_now(server: &RedisServer, id: &str) -> Vec<String> {
+    let args = [
+        "enqueue",
+        "keep",
+        "{resend}:wake",
+        "{resend}:abort",
+        "100",
+        "",
+        id,
+        "t",
+        "[1]",
+        "3",
+        "now",
+        "0",
+        id,
+        "0",
+    ];
+    eval_script(server, ENQUEUE, &args)
+}
+
+/// A claim of up to 10 jobs with a lease of 1 s.
+fn claim_1s(server: &RedisServer, worker: &str, nonce: &str) -> Vec<String> {
+    eval_script(
+        server,
+        CLAIM,
+        &[worker, "10", "1000", "3600000", "100", nonce, "0"],
+    )
+}
+
+/// A running job's lease is its worker's, renewed for all its jobs at once.
+/// A job the worker gave up ('abandon': it stopped the job when it could
+/// not confirm the lease in time) keeps the lease it had, and no more: it
+/// expires when that runs out, although the worker lives on and renews its
+/// other job; no other worker takes it sooner, or takes the other job.
+#[test]
+fn a_job_its_worker_gave_up_expires_with_the_lease_it_had_while_the_worker_renews_others() {
+    let server = RedisServer::start();
+    for id in ["given-up", "kept"] {
+        assert_eq!(enqueue_now(&server, id)[0], "enqueued");
+    }
+    let claimed_at = Instant::now();
+    let first = claim_1s(&server, "w1", "c1");
+    for id in ["given-up", "kept"] {
+        assert!(first.iter().any(|l| l == id), "{id} not claimed: {first:?}");
+    }
+    let abandon = |generation: &str, attempt: &str| {
+        eval_script(
+            &server,
+            COMPLETE,
+            &[
+                "3600000",
+                "100",
+                "{resend}:wake",
+                "given-up",
+                generation,
+                attempt,
+                "abandon",
+                "",
+                "0",
+            ],
+        )
+    };
+    assert_eq!(abandon("1", "1"), ["abandoned"]);
+    // Sent again: the same answer; for another attempt: stale.
+    assert_eq!(abandon("1", "1"), ["abandoned"]);
+    assert_eq!(abandon("1", "2"), ["stale"]);
+
+    let mut taken_after = None;
+    for round in 0..40 {
+        let renewed = eval_script(&server, RENEW, &["1000", "w1", "100", "kept", "2", "1"]);
+        assert_eq!(renewed, ["ok"], "round {round}");
+        let other = claim_1s(&server, "w2", &format!("c2-{round}"));
+        assert!(
+            !other.iter().any(|l| l == "kept"),
+            "round {round}: {other:?}"
+        );
+        if other.iter().any(|l| l == "given-up") {
+            taken_after = Some(claimed_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let taken_after = taken_after.expect("the job given up was never taken by another worker");
+    // Its lease ran from the claim for 1 s (Redis time; the claim was sent after claimed_at).
+    assert!(
+        taken_after >= Duration::from_millis(1000),
+        "{taken_after:?}"
+    );
+    assert!(taken_after < Duration::from_millis(2500), "{taken_after:?}");
 }
 
 /// A job asked for at an instant never starts before it, also when a claim

@@ -363,15 +363,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Records attempts' outcomes, fenced by (generation, attempt): one code
     /// per entry, 'completed' | 'retrying' | 'dead_lettered' | 'failed'
     /// (for good, not dead-lettered: a replacement waited behind it) |
-    /// 'cancelled' | 'released' | 'stale'.
+    /// 'cancelled' | 'released' | 'abandoned' | 'stale'. The outcome
+    /// 'abandon' gives up a job the worker stopped because it could not
+    /// confirm the lease in time: the job expires when its lease runs out,
+    /// however long the worker lives (and renews its other jobs).
     fn complete<'a>(
         &'a self,
         finished: &'a [Finished],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
 
-    /// Extends leases: 'ok' | 'cancel' | 'lost' per entry.
+    /// Extends the leases of the jobs `worker` runs: 'ok' | 'cancel' |
+    /// 'lost' per entry.
     fn renew<'a>(
         &'a self,
+        worker: &'a str,
         lease: Duration,
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>>;

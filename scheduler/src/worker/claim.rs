@@ -142,24 +142,25 @@ impl Worker {
     }
 
     pub(super) async fn run_job(self: &Arc<Self>, job: ClaimedJob, stop: StopHandle) {
-        match self.executor.run(&job, stop).await {
-            Some(finished) => {
-                // Keep renewing the lease until the outcome is recorded.
-                if let Ok(mut jobs) = self.jobs.lock() {
-                    if let Some(entry) = jobs
-                        .by_id
-                        .get_mut(&job.id)
-                        .filter(|r| r.generation == job.generation && r.attempt == job.attempt)
-                    {
-                        entry.finished = true;
-                    }
-                }
-                if self.completions.send(finished).is_err() {
-                    error!("completion channel closed; the job will be re-run after its lease");
-                    self.forget(&job.id, job.generation, job.attempt);
-                }
+        let finished = self.executor.run(&job, stop).await;
+        if finished.outcome == "abandon" {
+            // Given up: renewed no more. The backend is told, so that the
+            // renewals of this worker's other jobs do not keep its lease
+            // (the worker's lease covers them all in Redis).
+            self.forget(&job.id, job.generation, job.attempt);
+        } else if let Ok(mut jobs) = self.jobs.lock() {
+            // Keep renewing the lease until the outcome is recorded.
+            if let Some(entry) = jobs
+                .by_id
+                .get_mut(&job.id)
+                .filter(|r| r.generation == job.generation && r.attempt == job.attempt)
+            {
+                entry.finished = true;
             }
-            None => self.forget(&job.id, job.generation, job.attempt),
+        }
+        if self.completions.send(finished).is_err() {
+            error!("completion channel closed; the job will be re-run after its lease");
+            self.forget(&job.id, job.generation, job.attempt);
         }
     }
 }

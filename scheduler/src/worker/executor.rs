@@ -106,9 +106,10 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// Runs `job` to its outcome; `None` when the lease was lost meanwhile.
+    /// Runs `job` to its outcome: 'abandon' when the lease was lost
+    /// meanwhile (the backend then lets the job expire with its lease).
     /// `stop` stops it from outside; a job stopped before it starts never runs.
-    pub(crate) async fn run(&self, job: &ClaimedJob, stop: StopHandle) -> Option<Finished> {
+    pub(crate) async fn run(&self, job: &ClaimedJob, stop: StopHandle) -> Finished {
         self.metrics.started(job);
         let lateness_ms = self.clock.now_ms() - job.run_at_ms;
         let span = info_span!(
@@ -133,14 +134,14 @@ impl Executor {
             // A rolling deploy: a newer worker may know this task. Retry first.
             warn!(parent: &span, "unknown task (not registered in this worker); will retry");
             let delay = self.config.retry_delay(job.attempt);
-            return Some(finished(
+            return finished(
                 "retry",
                 format!(
                     "unknown task `{}` (not registered in worker {})",
                     job.task, self.worker_id
                 ),
                 delay.as_millis() as u64,
-            ));
+            );
         };
         crate::ops::trace::set_parent(&span, job.trace.as_deref());
         let mut ctx = JobContext::new(
@@ -163,10 +164,10 @@ impl Executor {
             return match stop.reason() {
                 StopReason::Cancelled => {
                     info!(parent: &span, "job aborted before it started");
-                    Some(finished("cancelled", String::new(), 0))
+                    finished("cancelled", String::new(), 0)
                 }
-                StopReason::Shutdown => Some(finished("release", String::new(), 0)),
-                StopReason::LeaseLost => None,
+                StopReason::Shutdown => finished("release", String::new(), 0),
+                StopReason::LeaseLost => finished("abandon", String::new(), 0),
             };
         }
         let started = std::time::Instant::now();
@@ -174,7 +175,7 @@ impl Executor {
             Ok(f) => f,
             Err(e) => {
                 warn!(parent: &span, error = %e, "job cannot start; dead-lettering");
-                return Some(finished("fail", e.to_string(), 0));
+                return finished("fail", e.to_string(), 0);
             }
         };
         let timeout = registration.options.timeout.unwrap_or(self.default_timeout);
@@ -194,22 +195,22 @@ impl Executor {
         let mut handle = tokio::spawn(fenced.instrument(span.clone()));
         let abort = handle.abort_handle();
         let mut joined_already = false;
-        let outcome: Option<(&'static str, String, u64)> = tokio::select! {
+        let outcome: (&'static str, String, u64) = tokio::select! {
             biased;
             _ = stop.token.cancelled() => {
                 abort.abort();
                 match stop.reason() {
-                    StopReason::Cancelled => Some(("cancelled", String::new(), 0)),
-                    StopReason::Shutdown => Some(("release", String::new(), 0)),
-                    StopReason::LeaseLost => None,
+                    StopReason::Cancelled => ("cancelled", String::new(), 0),
+                    StopReason::Shutdown => ("release", String::new(), 0),
+                    StopReason::LeaseLost => ("abandon", String::new(), 0),
                 }
             }
             joined = &mut handle => {
                 joined_already = true;
                 match joined {
-                    Ok(None) => None,
-                    Ok(Some(Ok(result))) => Some(self.success(result.unwrap_or_default())),
-                    Ok(Some(Err(e))) => Some(self.failure(job, e)),
+                    Ok(None) => ("abandon", String::new(), 0),
+                    Ok(Some(Ok(result))) => self.success(result.unwrap_or_default()),
+                    Ok(Some(Err(e))) => self.failure(job, e),
                     Err(join) => {
                         let text = if join.is_panic() {
                             let payload = join.into_panic();
@@ -222,13 +223,13 @@ impl Executor {
                         } else {
                             "task was aborted".to_string()
                         };
-                        Some(self.failure(job, TaskError::retry(text)))
+                        self.failure(job, TaskError::retry(text))
                     }
                 }
             }
             _ = tokio::time::sleep(timeout) => {
                 abort.abort();
-                Some(self.failure(job, TaskError::retry(format!("timed out after {timeout:?}"))))
+                self.failure(job, TaskError::retry(format!("timed out after {timeout:?}")))
             }
         };
         if !joined_already {
@@ -240,21 +241,17 @@ impl Executor {
         let took = started.elapsed();
         span.record("duration_ms", took.as_secs_f64() * 1000.0);
         self.metrics.ran(&job.task, took);
-        match outcome {
-            Some((kind, text, delay)) => {
-                match kind {
-                    "ok" => debug!(parent: &span, "job completed"),
-                    "cancelled" => info!(parent: &span, "job aborted"),
-                    "release" => info!(parent: &span, "job released at shutdown"),
-                    _ => warn!(parent: &span, error = %text, outcome = kind, "job failed"),
-                }
-                Some(finished(kind, text, delay))
+        let (kind, text, delay) = outcome;
+        match kind {
+            "ok" => debug!(parent: &span, "job completed"),
+            "cancelled" => info!(parent: &span, "job aborted"),
+            "release" => info!(parent: &span, "job released at shutdown"),
+            "abandon" => {
+                warn!(parent: &span, "lease lost or not confirmed in time; the job is given up to its lease")
             }
-            None => {
-                warn!(parent: &span, "lease lost; another worker owns the job now");
-                None
-            }
+            _ => warn!(parent: &span, error = %text, outcome = kind, "job failed"),
         }
+        finished(kind, text, delay)
     }
 
     /// A successful attempt, unless its result is too large to store.

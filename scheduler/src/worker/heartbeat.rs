@@ -60,7 +60,10 @@ impl Worker {
     /// the job's validity deadline, an abort or a lost lease stops the job.
     pub(super) async fn renew(&self, snapshot: &[(String, u64, u32)]) -> Result<(), Error> {
         let sent = Instant::now();
-        let codes = self.backend.renew(self.config.lease, snapshot).await?;
+        let codes = self
+            .backend
+            .renew(&self.id, self.config.lease, snapshot)
+            .await?;
         let valid_until = sent + self.config.lease_validity();
         let Ok(mut jobs) = self.jobs.lock() else {
             return Ok(());

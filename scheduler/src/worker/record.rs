@@ -38,12 +38,12 @@ impl Worker {
                     for f in &batch {
                         if let Err(e) = self.record(std::slice::from_ref(f)).await {
                             if !e.is_transient() {
-                                self.give_up(f, &e);
+                                self.give_up(f, &e).await;
                             }
                         }
                     }
                 }
-                Err(e) => self.give_up(&batch[0], &e),
+                Err(e) => self.give_up(&batch[0], &e).await,
             }
             batch.clear();
         }
@@ -61,7 +61,9 @@ impl Worker {
                     self.health.ok();
                     self.executor.metrics.recorded(batch, &codes);
                     for (f, code) in batch.iter().zip(codes.iter()) {
-                        if code == "stale" {
+                        if code == "stale" && f.outcome == "abandon" {
+                            // Its lease was taken over already: nothing to give up.
+                        } else if code == "stale" {
                             warn!(job_id = %f.id, generation = f.generation, attempt = f.attempt, "outcome rejected: the job is no longer ours (lease taken over, cancelled or replaced)");
                         } else if code == "dead_lettered" {
                             warn!(job_id = %f.id, generation = f.generation, reason = %f.text, "job failed for good (dead-lettered)");
@@ -98,8 +100,10 @@ impl Worker {
     }
 
     /// An outcome Redis refused for a reason retrying cannot change: reported,
-    /// and the job left to its lease (it runs again elsewhere).
-    pub(super) fn give_up(&self, f: &Finished, e: &Error) {
+    /// and the job given up to its lease (it runs again elsewhere). Said once
+    /// to the backend ('abandon'): in Redis the lease is this worker's, which
+    /// its renewals for other jobs would otherwise keep.
+    pub(super) async fn give_up(&self, f: &Finished, e: &Error) {
         let reason = format!(
             "the outcome `{}` of job {} (generation {}, attempt {}) could not be recorded: {e}; the job runs again after its lease",
             f.outcome, f.id, f.generation, f.attempt
@@ -107,5 +111,16 @@ impl Worker {
         error!(job_id = %f.id, error = %e, "{reason}");
         self.health.alert(&reason);
         self.forget(&f.id, f.generation, f.attempt);
+        if f.outcome != "abandon" {
+            let abandon = Finished {
+                outcome: "abandon",
+                text: String::new(),
+                retry_delay_ms: 0,
+                ..f.clone()
+            };
+            if let Err(e) = self.backend.complete(std::slice::from_ref(&abandon)).await {
+                error!(job_id = %f.id, error = %e, "the job could not be given up either; it runs again once this worker's lease runs out");
+            }
+        }
     }
 }

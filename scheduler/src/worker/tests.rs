@@ -110,10 +110,13 @@ struct Faulty {
     inner: MemoryBackend,
     /// Every `complete` fails with a transient error.
     outage: AtomicBool,
-    /// A `complete` naming one of these ids fails with a non-transient error.
+    /// A `complete` naming one of these ids (but to give it up) fails with a
+    /// non-transient error.
     refused: Mutex<HashSet<String>>,
     /// A `renew` naming one of these ids fails with a non-transient error.
     renew_refused: Mutex<HashSet<String>>,
+    /// Every outcome `complete` was asked to record: (id, outcome).
+    outcomes: Mutex<Vec<(String, &'static str)>>,
 }
 
 impl Backend for Faulty {
@@ -146,8 +149,15 @@ impl Backend for Faulty {
             let e = RedisError::new("test outage");
             return Box::pin(async move { Err(Error::Unavailable(e)) });
         }
+        self.outcomes
+            .lock()
+            .unwrap()
+            .extend(finished.iter().map(|f| (f.id.clone(), f.outcome)));
         let refused = self.refused.lock().unwrap();
-        if let Some(f) = finished.iter().find(|f| refused.contains(&f.id)) {
+        if let Some(f) = finished
+            .iter()
+            .find(|f| refused.contains(&f.id) && f.outcome != "abandon")
+        {
             let e = Error::Corrupt(format!("test: the record of {} is refused", f.id));
             return Box::pin(async move { Err(e) });
         }
@@ -155,6 +165,7 @@ impl Backend for Faulty {
     }
     fn renew<'a>(
         &'a self,
+        worker: &'a str,
         lease: Duration,
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
@@ -163,7 +174,7 @@ impl Backend for Faulty {
             let e = Error::Corrupt(format!("test: the record of {} is refused", job.0));
             return Box::pin(async move { Err(e) });
         }
-        self.inner.renew(lease, running)
+        self.inner.renew(worker, lease, running)
     }
     fn cancel<'a>(
         &'a self,
@@ -340,6 +351,7 @@ impl Setup {
             outage: AtomicBool::new(false),
             refused: Mutex::default(),
             renew_refused: Mutex::default(),
+            outcomes: Mutex::default(),
         })
     }
 
@@ -493,7 +505,8 @@ async fn a_finished_job_keeps_its_lease_until_its_outcome_is_recorded() {
 }
 
 /// Item 12 of issue 14: an outcome Redis refuses for good (not a transient
-/// error) is reported with its reason and does not hold back later outcomes.
+/// error) is reported with its reason, given up to its lease, and does not
+/// hold back later outcomes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_refused_for_good_is_reported_and_does_not_block_others() {
     let setup = Setup::new("refused-outcome").await;
@@ -531,6 +544,17 @@ async fn an_outcome_refused_for_good_is_reported_and_does_not_block_others() {
         reason.contains("poison") && reason.contains("refused"),
         "{reason}"
     );
+    // And it is given up to its lease: in Redis, the renewals of this worker's
+    // other jobs would keep it for ever otherwise.
+    let given_up = wait_for(Duration::from_secs(2), || {
+        backend
+            .outcomes
+            .lock()
+            .unwrap()
+            .contains(&("poison".to_string(), "abandon"))
+    })
+    .await;
+    assert!(given_up, "{:?}", backend.outcomes.lock().unwrap());
     w1.close().await;
 }
 
@@ -583,7 +607,8 @@ async fn a_dead_internal_task_makes_the_worker_unhealthy_and_stops_claiming() {
 
 /// A lease renewal Redis refuses for one job (not a transient error) costs
 /// only that job its lease: the others are renewed one by one and keep
-/// running past their first lease.
+/// running past their first lease. The job given up is said so ('abandon'):
+/// in Redis the worker's renewals of the others would otherwise keep it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_refused_for_one_job_does_not_stop_the_others() {
     let setup = Setup::new("refused-renewal").await;
@@ -611,6 +636,15 @@ async fn a_renewal_refused_for_one_job_does_not_stop_the_others() {
     assert_eq!(info.attempts, 1, "{info:?}");
     // "bad" could not keep its lease: dropped before it ended, run again.
     assert!(counter.started.load(Ordering::SeqCst) > 2);
+    let outcomes = backend.outcomes.lock().unwrap().clone();
+    assert!(
+        outcomes.contains(&("bad".to_string(), "abandon")),
+        "{outcomes:?}"
+    );
+    assert!(
+        !outcomes.contains(&("fine".to_string(), "abandon")),
+        "{outcomes:?}"
+    );
     w1.close().await;
 }
 

@@ -187,6 +187,7 @@ impl Backend for MemoryBackend {
 
     fn renew<'a>(
         &'a self,
+        _worker: &'a str,
         lease: Duration,
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {

@@ -473,7 +473,11 @@ impl MemoryBackend {
                 continue;
             };
             let has_pending = tx.s.pending.contains_key(&f.id);
-            let code = if f.outcome == "ok" && !rec.cancel {
+            // A job its worker gave up keeps its lease, which nobody renews
+            // any more: it expires as a dead worker's would.
+            let code = if f.outcome == "abandon" {
+                "abandoned"
+            } else if f.outcome == "ok" && !rec.cancel {
                 due_at(tx.finish_active(&f.id, &rec, FinishedState::Completed, &f.text, ""));
                 "completed"
             } else if f.outcome == "cancelled" || rec.cancel {

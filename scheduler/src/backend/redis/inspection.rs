@@ -324,7 +324,7 @@ impl RedisBackend {
             walks.extend(["pending", "due", "far"]);
         }
         if active != leases {
-            walks.extend(["active", "leases"]);
+            walks.extend(["active", "leases", "held"]);
         }
         let mut repaired = Vec::new();
         for mode in walks {

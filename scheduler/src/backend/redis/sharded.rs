@@ -426,6 +426,7 @@ impl Backend for ShardedBackend {
 
     fn renew<'a>(
         &'a self,
+        worker: &'a str,
         lease: Duration,
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
@@ -433,7 +434,8 @@ impl Backend for ShardedBackend {
             let targets = self.claimed_targets(running.iter().map(|r| r.0.as_str()));
             let mut codes = self
                 .per_shard(running, &targets, move |shard, part| {
-                    shard.renew(lease, part)
+                    let worker = worker.to_string();
+                    Box::pin(async move { shard.renew(&worker, lease, part).await })
                 })
                 .await?;
             self.limits

@@ -274,13 +274,16 @@ impl Backend for RedisBackend {
 
     fn renew<'a>(
         &'a self,
+        worker: &'a str,
         lease: Duration,
         running: &'a [(String, u64, u32)],
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         Box::pin(async move {
             let args = || {
-                let mut args: Vec<Value> = Vec::with_capacity(1 + running.len() * 3);
+                let mut args: Vec<Value> = Vec::with_capacity(3 + running.len() * 3);
                 args.push(Value::Integer(lease.as_millis() as i64));
+                args.push(worker.into());
+                args.push(Value::Integer(i64::from(self.config.dead_letter_cap)));
                 for (id, generation, attempt) in running {
                     args.push(id.as_str().into());
                     args.push(Value::Integer(*generation as i64));

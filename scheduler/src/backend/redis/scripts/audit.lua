@@ -3,7 +3,8 @@
 -- inconsistent, and repairs it so that no job is stranded silently. Every
 -- script keeps each pair below in step, so in a sound namespace the counts
 -- of a pair are equal and the walks find nothing:
---   'count'   {HLEN pending, ZCARD of every due set, far twin and park, HLEN active, ZCARD leases}
+--   'count'   {HLEN pending, ZCARD of every due set, far twin and park, HLEN active,
+--             ZCARD leases + SCARD of the set of each worker with a lease}
 --   'pending' walks pending: a record without its due entry can never be
 --             claimed; it is dead-lettered with the reason (its run time is
 --             gone with the entry, so running it could start it early)
@@ -13,11 +14,17 @@
 --             dead-lettered, as claim does once it comes due
 --   'far'     walks the default queue's far twin (common.lua, far-future
 --             jobs) as 'due' walks due: jobs due next year are checked now
---   'active'  walks active: a running record without its lease entry would
---             never expire if its worker died; it gets a lease ending in
---             lease ms, which a live worker renews as usual
+--   'active'  walks active: a running record that is neither in `leases`
+--             nor in its worker's set `held` with a lease in `worker_leases`
+--             (common.lua, Leases) would never expire if its worker died; it
+--             goes back in its worker's set, and the worker gets a lease
+--             ending in lease ms unless it has one (a live worker renews it
+--             as usual)
 --   'leases'  walks leases: an entry without its running record is removed
 --             and dead-lettered: the job was running and its record is gone
+--   'held'    walks worker_leases, and each worker's set as 'leases' walks
+--             leases (an id whose record says another worker runs it is only
+--             removed)
 --   'slots'   counts the concurrency slots the running records hold and sets
 --             `slots` to match (a record deleted by hand, or the hash
 --             evicted, would leave a slot taken for ever, or free one too
@@ -33,7 +40,11 @@ if mode == 'count' then
     entries = entries + redis.call('ZCARD', key) + redis.call('ZCARD', far_key(key))
   end
   for _, park in ipairs(redis.call('SMEMBERS', parks_key())) do entries = entries + redis.call('ZCARD', park) end
-  return {redis.call('HLEN', K_PENDING), entries, redis.call('HLEN', K_ACTIVE), redis.call('ZCARD', K_LEASES)}
+  local leased = redis.call('ZCARD', K_LEASES)
+  for _, worker in ipairs(redis.call('ZRANGE', worker_leases_key(), '0', '-1')) do
+    leased = leased + redis.call('SCARD', held_key(worker))
+  end
+  return {redis.call('HLEN', K_PENDING), entries, redis.call('HLEN', K_ACTIVE), leased}
 end
 local now = now_ms()
 local out = {}
@@ -83,9 +94,10 @@ if mode == 'slots' then
   return out
 end
 local page, members = nil, {}
--- The sorted set a 'due', 'far' or 'leases' walk scans.
+-- The sorted set a 'due', 'far', 'leases' or 'held' walk scans.
 local index = K_LEASES
 if mode == 'due' then index = K_DUE elseif mode == 'far' then index = far_key(K_DUE) end
+if mode == 'held' then index = worker_leases_key() end
 if mode == 'pending' or mode == 'active' then
   page = redis.call('HSCAN', mode == 'pending' and K_PENDING or K_ACTIVE, cursor, 'COUNT', count)
 else
@@ -114,8 +126,19 @@ for i, id in ipairs(members) do
       out[#out + 1] = {id, 'dead-lettered: ' .. reason}
     end
   elseif mode == 'active' then
-    if not redis.call('ZSCORE', K_LEASES, id) then
-      redis.call('ZADD', K_LEASES, string.format('%d', now + lease_ms), id)
+    local rec = decode(page[2][2 * i])
+    local worker = rec and rec[JOB_WORKER]
+    local leased = redis.call('ZSCORE', K_LEASES, id)
+      or (worker and redis.call('SISMEMBER', held_key(worker), id) == 1
+        and redis.call('ZSCORE', worker_leases_key(), worker))
+    if not leased then
+      local lease_until = string.format('%d', now + lease_ms)
+      if worker then
+        redis.call('SADD', held_key(worker), id)
+        redis.call('ZADD', worker_leases_key(), 'NX', lease_until, worker)
+      else
+        redis.call('ZADD', K_LEASES, lease_until, id)
+      end
       out[#out + 1] = {id, 'running without a lease entry (evicted?); given a lease of ' .. lease_ms .. ' ms'}
     end
   elseif mode == 'leases' then
@@ -123,6 +146,21 @@ for i, id in ipairs(members) do
       redis.call('ZREM', K_LEASES, id)
       dead_letter(id, nil, nil, LOST_RUNNING, now, cap)
       out[#out + 1] = {id, 'dead-lettered: ' .. LOST_RUNNING}
+    end
+  elseif mode == 'held' then
+    -- id is a worker: its set's members.
+    local worker = id
+    for _, job in ipairs(redis.call('SMEMBERS', held_key(worker))) do
+      local blob = redis.call('HGET', K_ACTIVE, job)
+      local rec = blob and decode(blob)
+      if not blob then
+        redis.call('SREM', held_key(worker), job)
+        dead_letter(job, nil, nil, LOST_RUNNING, now, cap)
+        out[#out + 1] = {job, 'dead-lettered: ' .. LOST_RUNNING}
+      elseif rec and rec[JOB_WORKER] ~= worker then
+        redis.call('SREM', held_key(worker), job)
+        out[#out + 1] = {job, 'removed from the set of worker ' .. worker .. ', which does not run it'}
+      end
     end
   end
 end

@@ -4,7 +4,7 @@
 --       every queue; not for 'finished': an outcome does not keep its queue)
 -- One page of the jobs in a state, read from the index that holds them, in
 -- its order: deferred from `due` after now (soonest first), queued from `due`
--- up to now (longest waiting first), running from `leases` (soonest expiry
+-- up to now (longest waiting first), running from the leases (soonest expiry
 -- first), finished from `results_exp` and dead-lettered from `dead_order`
 -- (most recent first). It costs O(log n + what it examines): at most `scan
 -- cap` entries, `limit` of them returned; a filter (task, outcome) that
@@ -30,8 +30,72 @@ end
 local now = now_ms()
 local now_text = string.format('%d', now)
 
--- Pending jobs in more than one set (queues, priorities, far twins, parks):
--- the sets' entries after the cursor, merged in (score, id) order.
+-- Entries merged from several sets, in (score, id) order: each set's entries
+-- after the cursor are added with add_set (a set read only in part, cap
+-- entries, sets the horizon: a page stops at the last entry read from such a
+-- set, else it would skip that set's unread entries before another set's
+-- later ones) or one by one with add.
+local merged, horizon = {}, nil
+local function after_cursor(score, id)
+  return cursor_id == '' or not cursor_score or score > cursor_score or (score == cursor_score and id > cursor_id)
+end
+local function add(score, id)
+  if after_cursor(score, id) then merged[#merged + 1] = {score, id} end
+end
+local function add_set(key, min, max)
+  local entries = redis.call('ZRANGEBYSCORE', key, min, max, 'WITHSCORES', 'LIMIT', '0', string.format('%d', cap))
+  if #entries >= 2 * cap then
+    local score, id = tonumber(entries[#entries]), entries[#entries - 1]
+    if horizon == nil or score < horizon[1] or (score == horizon[1] and id < horizon[2]) then
+      horizon = {score, id}
+    end
+  end
+  for i = 1, #entries, 2 do add(tonumber(entries[i + 1]), entries[i]) end
+end
+
+-- The page of the merged entries: their records read from `hash`, of kind
+-- `kind` (record_section's), filtered by task and queue.
+local function merged_page(hash, kind)
+  table.sort(merged, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  local out = {now, '', ''}
+  local found, examined = 0, 0
+  local function past_horizon(e)
+    return horizon ~= nil and (e[1] > horizon[1] or (e[1] == horizon[1] and e[2] > horizon[2]))
+  end
+  while found < limit and examined < cap and examined < #merged and not past_horizon(merged[examined + 1]) do
+    examined = examined + 1
+    local score, id = merged[examined][1], merged[examined][2]
+    local blob = redis.call('HGET', hash, id)
+    if blob then
+      local section = record_section(kind, string.format('%d', score), blob, JOB_SLOTS)
+      if (task == '' or (section[3] == 'ok' and section[3 + JOB_TASK] == task))
+        and (queue == '' or (section[3] == 'ok' and queue_of(kind, section) == queue)) then
+        found = found + 1
+        out[#out + 1] = {id, section}
+      end
+    end
+  end
+  if examined > 0 and (examined < #merged or horizon ~= nil) then
+    -- %.17g: a due instant's fraction reads back as the same score.
+    out[2], out[3] = string.format('%.17g', merged[examined][1]), merged[examined][2]
+  end
+  return out
+end
+
+-- Running jobs: those with a lease of their own (`leases`) and those of
+-- each worker's set, at its worker's lease (common.lua, Leases), soonest
+-- expiry first. Every worker's set is read: O(running jobs) per page.
+if state == 'running' then
+  add_set(K_LEASES, cursor_id ~= '' and cursor_score and ARGV[5] or '-inf', '+inf')
+  local workers = redis.call('ZRANGE', worker_leases_key(), '0', '-1', 'WITHSCORES')
+  for i = 1, #workers, 2 do
+    local score = tonumber(workers[i + 1])
+    for _, id in ipairs(redis.call('SMEMBERS', held_key(workers[i]))) do add(score, id) end
+  end
+  return merged_page(K_ACTIVE, 'active')
+end
+
+-- Pending jobs in more than one set (queues, priorities, far twins, parks).
 if state == 'deferred' or state == 'queued' then
   local keys = all_due_keys()
   -- The far twins that hold jobs (common.lua, far-future jobs).
@@ -46,56 +110,15 @@ if state == 'deferred' or state == 'queued' then
     local lo_text, hi_text = '-inf', now_text
     if state == 'deferred' then lo_text = '(' .. now_text; hi_text = '+inf' end
     if cursor_id ~= '' and cursor_score then lo_text = ARGV[5] end
-    -- A set read only in part (cap entries) may hold unread entries before
-    -- another set's later ones: a page stops at the last entry read from
-    -- such a set (the horizon, score and id), else it would skip them.
-    local merged, truncated, horizon = {}, false, nil
     for k, key in ipairs(keys) do
-      local min, max = lo_text, hi_text
       -- A park holds queued jobs whatever their score.
       if k > #keys - #parks then
-        min = cursor_id ~= '' and cursor_score and ARGV[5] or '-inf'
-        max = '+inf'
-      end
-      local entries = redis.call('ZRANGEBYSCORE', key, min, max, 'WITHSCORES', 'LIMIT', '0', string.format('%d', cap))
-      if #entries >= 2 * cap then
-        truncated = true
-        local score, id = tonumber(entries[#entries]), entries[#entries - 1]
-        if horizon == nil or score < horizon[1] or (score == horizon[1] and id < horizon[2]) then
-          horizon = {score, id}
-        end
-      end
-      for i = 1, #entries, 2 do
-        local id, score = entries[i], tonumber(entries[i + 1])
-        if cursor_id == '' or not cursor_score or score > cursor_score or (score == cursor_score and id > cursor_id) then
-          merged[#merged + 1] = {score, id}
-        end
+        add_set(key, cursor_id ~= '' and cursor_score and ARGV[5] or '-inf', '+inf')
+      else
+        add_set(key, lo_text, hi_text)
       end
     end
-    table.sort(merged, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
-    local out = {now, '', ''}
-    local found, examined = 0, 0
-    local function past_horizon(e)
-      return horizon ~= nil and (e[1] > horizon[1] or (e[1] == horizon[1] and e[2] > horizon[2]))
-    end
-    while found < limit and examined < cap and examined < #merged and not past_horizon(merged[examined + 1]) do
-      examined = examined + 1
-      local score, id = merged[examined][1], merged[examined][2]
-      local blob = redis.call('HGET', K_PENDING, id)
-      if blob then
-        local section = record_section('pending', string.format('%d', score), blob, JOB_SLOTS)
-        if (task == '' or (section[3] == 'ok' and section[3 + JOB_TASK] == task))
-          and (queue == '' or (section[3] == 'ok' and queue_of('pending', section) == queue)) then
-          found = found + 1
-          out[#out + 1] = {id, section}
-        end
-      end
-    end
-    if examined > 0 and (examined < #merged or truncated) then
-      -- %.17g: a due instant's fraction reads back as the same score.
-      out[2], out[3] = string.format('%.17g', merged[examined][1]), merged[examined][2]
-    end
-    return out
+    return merged_page(K_PENDING, 'pending')
   end
 end
 
@@ -106,8 +129,6 @@ if state == 'deferred' then
   key, lo, hi, hash, kind, n = K_DUE, redis.call('ZCOUNT', K_DUE, '-inf', now_text), -1, K_PENDING, 'pending', JOB_SLOTS
 elseif state == 'queued' then
   key, lo, hi, hash, kind, n = K_DUE, 0, redis.call('ZCOUNT', K_DUE, '-inf', now_text) - 1, K_PENDING, 'pending', JOB_SLOTS
-elseif state == 'running' then
-  key, lo, hi, hash, kind, n = K_LEASES, 0, -1, K_ACTIVE, 'active', JOB_SLOTS
 elseif state == 'finished' then
   -- Expired outcomes not swept yet sort last (their expiry is past): left out below.
   key, desc, lo, hi, hash, kind, n = K_RESULTS_EXP, true, 0, -1, K_RESULTS, 'result', OUTCOME_PROGRESS

@@ -56,10 +56,7 @@ end
 local SWEEP = 2000
 local swept = sweep_results(now, SWEEP)
 
-local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_text, 'LIMIT', '0', '100')
-for _, id in ipairs(expired) do
-  expire_lease(id, now, keep_ms, cap)
-end
+LEASE.sweep(now, now_text, keep_ms, cap)
 
 -- The queues this worker serves, in the order it asks for them ('\n'-joined;
 -- '' for 'default' alone), each as its due sets, highest priority first.
@@ -181,7 +178,7 @@ local function claim_from(due_set, want)
   for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
   local blobs = call_many('HMGET', K_PENDING, ids)
   local running = call_many('HMGET', K_ACTIVE, ids)
-  local claimed, active_args, lease_args = {}, {}, {}
+  local claimed, active_args = {}, {}
   -- Jobs parked, written once for the batch (common.lua park_jobs).
   local parked = {}
   for j, id in ipairs(ids) do
@@ -248,7 +245,7 @@ local function claim_from(due_set, want)
         if previous then mark_replacement_waits(id, previous) end
         rec[JOB_BLOCKED_RUN_AT] = rec[JOB_BLOCKED_RUN_AT] or run_at
         redis.call('HSET', K_PENDING, id, encode(rec))
-        redis.call('ZADD', due_set, tonumber(redis.call('ZSCORE', K_LEASES, id) or (now + lease_ms)), id)
+        redis.call('ZADD', due_set, tonumber(LEASE.expiry(id, previous) or (now + lease_ms)), id)
       elseif rec[JOB_BLOCKED_RUN_AT] and rec[JOB_BLOCKED_RUN_AT] > now_precise then
         -- It waited for a run of this id that ended without releasing it (a
         -- record without JOB_REPLACEMENT_WAITS, written by an older
@@ -279,7 +276,7 @@ local function claim_from(due_set, want)
             end
           end
         end
-        jobs[#jobs + 1] = begin_attempt(id, rec, run_at, worker, now, active_args, lease_args, lease_until)
+        jobs[#jobs + 1] = begin_attempt(id, rec, run_at, worker, now, active_args)
         claimed[#claimed + 1] = id
       end
     end
@@ -287,7 +284,7 @@ local function claim_from(due_set, want)
   if #parked > 0 then park_jobs(due_set, parked) end
   if #claimed > 0 then
     call_many('ZREM', due_set, claimed)
-    write_started(claimed, active_args, lease_args)
+    write_started(claimed, active_args, worker, lease_until)
     claimed_all[#claimed_all + 1] = table.concat(claimed, '\0')
     claimed_count = claimed_count + #claimed
   end
@@ -418,11 +415,8 @@ if rate_parked or timed_parks_exist() then
     if next_wake < 0 or t < next_wake then next_wake = t end
   end
 end
-local lease_head = redis.call('ZRANGE', K_LEASES, '0', '0', 'WITHSCORES')
-if lease_head[2] ~= nil then
-  local l = tonumber(lease_head[2])
-  if next_wake < 0 or l < next_wake then next_wake = l end
-end
+local lease_end = LEASE.earliest()
+if lease_end and (next_wake < 0 or lease_end < next_wake) then next_wake = lease_end end
 -- More expired outcomes than one sweep takes: come back at once.
 if swept == SWEEP or unparked then next_wake = now end
 -- In microseconds, rounded up: a due set's instant keeps its fraction.

@@ -4,7 +4,9 @@
 --                instant asked to the microsecond); deferred and queued jobs
 --   2 pending    HASH  id -> job record (msgpack) of a job that has not started
 --   3 active     HASH  id -> job record of a running job
---   4 leases     ZSET  id -> lease expiry (ms) of a running job
+--   4 leases     ZSET  id -> lease expiry (ms) of a running job with a lease of
+--                its own (most running jobs are leased to their worker: see
+--                Leases below)
 --   5 results    HASH  id -> outcome record of a finished job
 --   6 results_exp ZSET id -> when that outcome expires (ms)
 --   7 dead       HASH  id -> dead-letter record
@@ -422,12 +424,68 @@ local function emit_job(kind, id, rec, now, run_at, detail)
   end
 end
 
+-- Leases. A running job is leased to the worker that claimed it, and the
+-- lease is the worker's: `worker_leases` (ZSET worker id -> expiry, ms) has
+-- one entry per worker with running jobs, `held:<worker>` (SET) the ids it
+-- runs. A claim that starts jobs sets its worker's lease to now + lease, and
+-- so does a renewal (renew.lua); a claim that finds a worker's lease run out
+-- expires the jobs it held (LEASE.sweep). `leases` (ZSET id -> expiry, ms)
+-- holds the leases of a job's own: of a job claimed by a version before
+-- 2026-12-01 (they kept one per job), and of a job its worker gave up
+-- (complete.lua 'abandon': the worker stopped it when it could not confirm
+-- the lease in time, so the renewals of its other jobs must not keep this
+-- one). A running job is in its worker's `held`, or in `leases`, or in both:
+-- an older version's audit, which knows only `leases`, gives a lease of its
+-- own to a job leased to its worker. Renewals then extend both (renew.lua),
+-- and the end of the job ends both (end_lease).
+-- (An entry per job cost a listpack walk of the whole set for every job
+-- claimed: about 15,000 of a drained job's 183,000 instructions in Redis.)
+local function worker_leases_key() return named('worker_leases') end
+local function held_key(worker) return named('held:' .. worker) end
+
+-- A running job's lease ended (its record leaves `active`): it leaves its
+-- worker's set and `leases`.
+local function end_lease(id, rec)
+  local worker = rec and rec[JOB_WORKER]
+  if worker then redis.call('SREM', held_key(worker), id) end
+  redis.call('ZREM', K_LEASES, id)
+end
+
+-- end_lease for a running job whose record cannot be read (its worker is
+-- unknown): out of `leases` and of every worker's set.
+local function drop_lease(id)
+  redis.call('ZREM', K_LEASES, id)
+  for _, worker in ipairs(redis.call('ZRANGE', worker_leases_key(), '0', '-1')) do
+    redis.call('SREM', held_key(worker), id)
+  end
+end
+
+-- end_lease for a batch: ids[i] with its running record recs[i]. A batch
+-- comes from one worker: one SREM, one ZREM.
+local function end_leases(ids, recs)
+  local by_worker, workers = {}, {}
+  for i, id in ipairs(ids) do
+    local worker = recs[i][JOB_WORKER]
+    if worker then
+      local list = by_worker[worker]
+      if not list then
+        list = {}
+        by_worker[worker] = list
+        workers[#workers + 1] = worker
+      end
+      list[#list + 1] = id
+    end
+  end
+  for _, worker in ipairs(workers) do call_many('SREM', held_key(worker), by_worker[worker]) end
+  call_many('ZREM', K_LEASES, ids)
+end
+
 -- A claimed job's record as it starts its next attempt, added to a batch's
--- writes (`active_args`: id, record pairs for HSET active; `lease_args`:
--- expiry, id pairs for ZADD leases), and the claim reply's entry for it:
+-- writes (`active_args`: id, record pairs for HSET active), and the claim
+-- reply's entry for it:
 --   {id, task, payload, generation, attempt, max_attempts, enqueued_ms, run_at, trace}
 -- (trace left out when the job has none: rec[JOB_TRACE] is nil).
-local function begin_attempt(id, rec, run_at, worker, now, active_args, lease_args, lease_until)
+local function begin_attempt(id, rec, run_at, worker, now, active_args)
   rec[JOB_ATTEMPTS] = rec[JOB_ATTEMPTS] + 1
   rec[JOB_RUN_AT] = run_at
   rec[JOB_STARTED_MS] = now
@@ -438,18 +496,18 @@ local function begin_attempt(id, rec, run_at, worker, now, active_args, lease_ar
   if EVENT_CHANNEL ~= false then emit_job('started', id, rec, now, run_at) end
   active_args[#active_args + 1] = id
   active_args[#active_args + 1] = encode(rec)
-  lease_args[#lease_args + 1] = lease_until
-  lease_args[#lease_args + 1] = id
   return {id, rec[JOB_TASK], rec[JOB_PAYLOAD], rec[JOB_GENERATION], rec[JOB_ATTEMPTS],
     rec[JOB_MAX_ATTEMPTS], rec[JOB_ENQUEUED_MS], run_at, rec[JOB_TRACE]}
 end
 
 -- Writes a batch of started jobs (begin_attempt's batch): their pending
--- records go, their running records and leases come.
-local function write_started(ids, active_args, lease_args)
+-- records go, their running records come, leased to the worker until
+-- lease_until (ms, as text).
+local function write_started(ids, active_args, worker, lease_until)
   call_many('HDEL', K_PENDING, ids)
   call_many('HSET', K_ACTIVE, active_args)
-  call_many('ZADD', K_LEASES, lease_args)
+  call_many('SADD', held_key(worker), ids)
+  redis.call('ZADD', worker_leases_key(), lease_until, worker)
 end
 
 -- Records how a job ended, kept for keep_ms (0: not kept).
@@ -894,7 +952,7 @@ end
 -- not lost: it stays due at the running job's lease expiry and starts then.
 local function finish_active(id, rec, state, result, err, now, keep_ms)
   redis.call('HDEL', K_ACTIVE, id)
-  redis.call('ZREM', K_LEASES, id)
+  end_lease(id, rec)
   record_result(id, rec, state, result, err, now, keep_ms)
   local moved = release_slots(rec)
   if rec[JOB_REPLACEMENT_WAITS] ~= 1 then return moved end
@@ -914,7 +972,7 @@ end
 -- jobs its slots let out of a park, or nil.
 local function requeue_active(id, rec, run_at, err, now)
   redis.call('HDEL', K_ACTIVE, id)
-  redis.call('ZREM', K_LEASES, id)
+  end_lease(id, rec)
   local moved = release_slots(rec)
   rec[JOB_LAST_ERROR] = err or rec[JOB_LAST_ERROR]
   rec[JOB_RUN_AT], rec[JOB_STARTED_MS], rec[JOB_WORKER] = false, false, false
@@ -973,15 +1031,19 @@ end
 -- Why a lease entry without its running record is dead-lettered.
 local LOST_RUNNING = 'the running job record is missing (evicted under maxmemory, or deleted by hand)'
 
--- A running job whose lease ran out: its worker died or hung.
-local function expire_lease(id, now, keep_ms, cap)
+-- A running job whose lease ran out: its worker died or hung. worker: the
+-- worker whose set `held` it was taken from (nil: its entry was in `leases`,
+-- and is removed here); a record that says another worker runs it is not
+-- that worker's job, and is left alone.
+local function expire_lease(id, now, keep_ms, cap, worker)
   local blob = redis.call('HGET', K_ACTIVE, id)
-  redis.call('ZREM', K_LEASES, id)
+  if not worker then redis.call('ZREM', K_LEASES, id) end
   if not blob then
     dead_letter(id, nil, nil, LOST_RUNNING, now, cap)
     return
   end
   local rec, why = decode(blob)
+  if rec and worker and rec[JOB_WORKER] ~= worker then return end
   if not rec then
     redis.call('HDEL', K_ACTIVE, id)
     dead_letter(id, blob, nil, why, now, cap)
@@ -1001,6 +1063,60 @@ local function expire_lease(id, now, keep_ms, cap)
   else
     requeue_active(id, rec, now, 'lease expired on attempt ' .. rec[JOB_ATTEMPTS] .. ' (worker died or hung)', now)
   end
+end
+
+-- A running job its worker gave up (complete.lua 'abandon'): it gets a lease
+-- of its own that ends when its worker's does (now, if that is gone), and
+-- expires then as any other, unless it ends first. Sent twice, it changes
+-- nothing more (NX).
+local function abandon_lease(id, rec, now)
+  local worker = rec[JOB_WORKER]
+  local expiry = worker and redis.call('ZSCORE', worker_leases_key(), worker)
+  if worker then redis.call('SREM', held_key(worker), id) end
+  redis.call('ZADD', K_LEASES, 'NX', expiry or string.format('%d', now), id)
+end
+
+-- The lease functions claim.lua calls, in one table: claim.lua's body is at
+-- Lua 5.1's limit of 60 upvalues (one more local of this file, and the
+-- library does not load).
+local LEASE = {}
+
+-- When a running job's lease runs out (ms, as text), or nil: the earlier of
+-- its own lease and its worker's. rec: its running record (nil: not read).
+function LEASE.expiry(id, rec)
+  local own = redis.call('ZSCORE', K_LEASES, id)
+  local worker = rec and rec[JOB_WORKER] and redis.call('ZSCORE', worker_leases_key(), rec[JOB_WORKER])
+  if own and worker and tonumber(worker) < tonumber(own) then return worker end
+  return own or worker
+end
+
+-- Expires the running jobs whose lease ran out (expire_lease), at most 100
+-- a call (a claim): jobs with a lease of their own, then those of workers
+-- whose lease ran out. A worker leaves `worker_leases` once its set is empty.
+function LEASE.sweep(now, now_text, keep_ms, cap)
+  local budget = 100
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_text, 'LIMIT', '0', '100')) do
+    expire_lease(id, now, keep_ms, cap)
+    budget = budget - 1
+  end
+  if budget == 0 then return end
+  local workers = redis.call('ZRANGEBYSCORE', worker_leases_key(), '-inf', now_text, 'LIMIT', '0', '10')
+  for _, worker in ipairs(workers) do
+    local ids = redis.call('SPOP', held_key(worker), string.format('%d', budget))
+    for _, id in ipairs(ids) do expire_lease(id, now, keep_ms, cap, worker) end
+    budget = budget - #ids
+    -- Out of budget: the next claim takes the rest (and then drops the entry).
+    if budget == 0 then return end
+    redis.call('ZREM', worker_leases_key(), worker)
+  end
+end
+
+-- The earliest lease expiry (ms), a job's own or a worker's, or nil.
+function LEASE.earliest()
+  local own = redis.call('ZRANGE', K_LEASES, '0', '0', 'WITHSCORES')[2]
+  local workers = redis.call('ZRANGE', worker_leases_key(), '0', '0', 'WITHSCORES')[2]
+  if own and workers then return math.min(tonumber(own), tonumber(workers)) end
+  return tonumber(own or workers)
 end
 
 -- The reply log: what a state-changing call answered, under its request id,

@@ -1,11 +1,17 @@
 -- ARGV: keep_result ms, dead-letter cap, wake channel, then 6 values per finished attempt:
---   id, generation, attempt, outcome ('ok' | 'retry' | 'fail' | 'cancelled' | 'release'),
---   result JSON or error text, retry delay ms
+--   id, generation, attempt, outcome ('ok' | 'retry' | 'fail' | 'cancelled' | 'release'
+--   | 'abandon'), result JSON or error text, retry delay ms
 -- Every entry is fenced by (generation, attempt): a worker whose lease was taken
 -- over cannot change the job any more.
+-- 'abandon': the worker stopped the job without an outcome, because it could
+-- not confirm the lease in time. The job keeps running here until its lease
+-- runs out, as it would have had the worker died (another worker may not
+-- start it sooner: the stopped run may not be quite over), then expires;
+-- but the lease is now the job's own, which the worker's later renewals
+-- (for its other jobs) do not extend (common.lua abandon_lease).
 -- Returns one code per entry: 'completed' | 'retrying' | 'dead_lettered' (failed for good)
 -- | 'failed' (failed for good, not dead-lettered: a replacement waited behind it)
--- | 'cancelled' | 'released' | 'stale'
+-- | 'cancelled' | 'released' | 'abandoned' | 'stale'
 local keep_ms, cap, wake_channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
 -- As text, formatted once (see claim.lua).
@@ -42,6 +48,9 @@ for i = 4, #ARGV, 6 do
   local rec = blob and decode(blob)
   if not rec or rec[JOB_GENERATION] ~= gen or rec[JOB_ATTEMPTS] ~= attempt then
     out[#out + 1] = 'stale'
+  elseif outcome == 'abandon' then
+    abandon_lease(id, rec, now)
+    out[#out + 1] = 'abandoned'
   elseif outcome == 'ok' and prefetched and rec[JOB_CANCEL_REQUESTED] ~= 1 then
     -- finish_active, batched below
     ok_ids[#ok_ids + 1] = id
@@ -99,7 +108,7 @@ end
 
 if #ok_ids > 0 then
   call_many('HDEL', K_ACTIVE, ok_ids)
-  call_many('ZREM', K_LEASES, ok_ids)
+  end_leases(ok_ids, ok_recs)
   if keep_ms > 0 then
     call_many('HSET', K_RESULTS, ok_results)
     call_many('ZADD', K_RESULTS_EXP, ok_exp)

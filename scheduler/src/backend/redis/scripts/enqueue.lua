@@ -183,8 +183,8 @@ local function write_created()
   for _, due in ipairs(order) do call_many('ZADD', due, by_key[due]) end
 end
 
-local function running_lease(id)
-  return tonumber(redis.call('ZSCORE', K_LEASES, id) or now)
+local function running_lease(id, rec)
+  return tonumber(LEASE.expiry(id, rec) or now)
 end
 
 for j = 1, #ids do
@@ -228,7 +228,7 @@ for j = 1, #ids do
   if active_blob and not active then
     dead_letter(id, active_blob, nil, 'corrupt running job record replaced by a new enqueue', now, cap)
     redis.call('HDEL', K_ACTIVE, id)
-    redis.call('ZREM', K_LEASES, id)
+    drop_lease(id)
   end
 
   -- The outcome record of a finished job under this id, read when no job is
@@ -318,7 +318,7 @@ for j = 1, #ids do
           replaced_now = string.format('%d', replaced)
           drop_pending_entry(id, pending)
         end
-        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id), code, active[JOB_GENERATION])
+        create(id, task, payload, max_attempts, run_at, nonce, running_lease(id, active), code, active[JOB_GENERATION])
       end
     elseif pending then
       local score = tonumber(entry_score(pending, id) or now)

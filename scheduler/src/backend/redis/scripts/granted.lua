@@ -41,7 +41,7 @@ if op == 'take' then
   -- jobs started (as claim.lua does).
   local blobs = #asked > 0 and call_many('HMGET', K_PENDING, asked) or {}
   local running = #asked > 0 and call_many('HMGET', K_ACTIVE, asked) or {}
-  local active_args, lease_args, emptied = {}, {}, {}
+  local active_args, emptied = {}, {}
   for k, id in ipairs(asked) do
     local gen, attempt = tonumber(ARGV[i + 3 * k - 1]), tonumber(ARGV[i + 3 * k])
     local rec = blobs[k] and decode(blobs[k])
@@ -51,13 +51,13 @@ if op == 'take' then
       redis.call('ZREM', park, id)
       emptied[park] = true
       rec[JOB_PARKED] = false
-      jobs[#jobs + 1] = begin_attempt(id, rec, tonumber(run_at), worker, now, active_args, lease_args, lease_until)
+      jobs[#jobs + 1] = begin_attempt(id, rec, tonumber(run_at), worker, now, active_args)
       ids[#ids + 1] = id
     else
       lost[#lost + 1] = id
     end
   end
-  if #ids > 0 then write_started(ids, active_args, lease_args) end
+  if #ids > 0 then write_started(ids, active_args, worker, lease_until) end
   for park in pairs(emptied) do
     if redis.call('ZCARD', park) == 0 then redis.call('SREM', parks_key(), park) end
   end

@@ -11,7 +11,7 @@ local function section(kind, score, blob, n)
   out[#out + 1] = record_section(kind, score, blob, n)
 end
 local active = redis.call('HGET', K_ACTIVE, id)
-if active then section('active', redis.call('ZSCORE', K_LEASES, id) or '', active, JOB_SLOTS) end
+if active then section('active', LEASE.expiry(id, decode(active)) or '', active, JOB_SLOTS) end
 local pending = redis.call('HGET', K_PENDING, id)
 if pending then
   section('pending', entry_score(decode(pending), id) or '', pending, JOB_SLOTS)

@@ -1,19 +1,36 @@
--- ARGV: lease ms, then 3 values per running job: id, generation, attempt
+-- ARGV: lease ms, worker id, dead-letter cap, then 3 values per running job:
+--       id, generation, attempt
+-- Extends the worker's lease (common.lua, Leases), which covers every job it
+-- holds, when at least one of them is still its own, and the leases of their
+-- own that such jobs have.
 -- Returns one code per job: 'ok' (lease extended), 'cancel' (abort requested), 'lost'
-local lease_ms = tonumber(ARGV[1])
+-- A job whose running record is gone (evicted, deleted by hand) while its
+-- worker held it is dead-lettered at once: the renewals of the worker's other
+-- jobs would keep its lease from ever running out.
+local lease_ms, worker, cap = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
--- As text, formatted once (see claim.lua).
-local lease_until = string.format('%d', now + lease_ms)
-local out = {}
-for i = 2, #ARGV, 3 do
+local out, renewed = {}, false
+for i = 4, #ARGV, 3 do
   local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local blob = redis.call('HGET', K_ACTIVE, id)
   local rec = blob and decode(blob)
   if not rec or rec[JOB_GENERATION] ~= gen or rec[JOB_ATTEMPTS] ~= attempt then
     out[#out + 1] = 'lost'
+    if not blob and redis.call('SREM', held_key(worker), id) == 1 then
+      dead_letter(id, nil, nil, LOST_RUNNING, now, cap)
+    end
   else
-    redis.call('ZADD', K_LEASES, lease_until, id)
+    renewed = true
     if rec[JOB_CANCEL_REQUESTED] == 1 then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
+  end
+end
+if not renewed then return out end
+local lease_until = string.format('%d', now + lease_ms)
+redis.call('ZADD', worker_leases_key(), lease_until, worker)
+-- Those with a lease of their own too (common.lua, Leases): extended alike.
+if redis.call('EXISTS', K_LEASES) == 1 then
+  for i = 4, #ARGV, 3 do
+    if out[(i - 1) / 3] ~= 'lost' then redis.call('ZADD', K_LEASES, 'XX', lease_until, ARGV[i]) end
   end
 end
 return out
