@@ -484,3 +484,47 @@ async fn a_job_deferred_by_a_delay_is_due_that_long_after_the_call_to_the_micros
     each_ran_once_not_before(&probe, &earliest);
     w.close().await;
 }
+
+/// A namespace stored in a layout newer than this version reads (a rollback
+/// past a change of the stored layout) is refused at start with a typed
+/// error, before anything of the namespace is read or written; the layout
+/// this version writes starts as before.
+#[tokio::test]
+async fn a_namespace_stored_in_a_newer_layout_is_refused_at_start() {
+    let server = RedisServer::start();
+    let ns = namespace("layout");
+    let key = format!("{{{ns}}}:layout");
+    server.cli(&["SET", &key, "2"]).unwrap();
+    let probe = Probe::default();
+    let refused = Scheduler::builder(server.url())
+        .namespace(&ns)
+        .register::<ProbeTask>()
+        .provide(probe.clone())
+        .worker(Default::default())
+        .start()
+        .await;
+    let Err(err) = refused else {
+        panic!("a worker started on layout 2");
+    };
+    assert!(
+        matches!(
+            &err,
+            Error::NewerLayout {
+                stored: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("run a newer version"), "{err}");
+    let keys = server
+        .cli(&["--scan", "--pattern", &format!("{{{ns}}}:*")])
+        .unwrap();
+    assert_eq!(keys.trim(), key, "only the layout key: {keys}");
+
+    server.cli(&["SET", &key, "1"]).unwrap();
+    let s = producer(&server.url(), &ns).await;
+    s.enqueue(probe_job("after", "x")).await.unwrap();
+    s.close().await;
+}

@@ -220,6 +220,21 @@ pub enum Error {
     /// A setting is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The namespace's jobs are stored in a layout newer than this version
+    /// of the crate reads (`{namespace}:layout`, see `docs/operations.md`):
+    /// a rollback past a change of the stored layout. Nothing was read or
+    /// written; run the newer version.
+    #[error(
+        "namespace {namespace:?} is stored in layout {stored}, newer than this version reads (up to {supported}): run a newer version (docs/operations.md, upgrading)"
+    )]
+    NewerLayout {
+        /// The namespace (the shard's hash tag, in a sharded namespace).
+        namespace: String,
+        /// The layout the namespace records.
+        stored: u64,
+        /// The newest layout this version reads.
+        supported: u64,
+    },
     /// Redis could not be reached, or the connection broke.
     #[error("redis is unavailable: {0}")]
     Unavailable(#[source] RedisError),

@@ -28,6 +28,14 @@ pub(crate) struct Keys {
 /// library; then no library is deleted by it either.
 pub(crate) const LIBRARY_REGISTRY: &str = "scheduler:function-libraries";
 
+/// The stored layout this version writes and the newest it reads. A
+/// namespace records its layout in `{namespace}:layout` (absent: 1); a
+/// version that reads an older one refuses to start on it
+/// ([`Error::NewerLayout`]), so a rollback past a change of layout fails
+/// loudly instead of misreading jobs. Every layout so far is 1: the changes
+/// made until now are read both ways (docs/operations.md, upgrading).
+pub(crate) const STORED_LAYOUT: u64 = 1;
+
 /// Key suffixes in `KEYS` order.
 pub(crate) const SCRIPT_KEYS: [&str; 13] = [
     "due",

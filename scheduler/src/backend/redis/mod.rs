@@ -239,6 +239,7 @@ impl RedisBackend {
             slot.push(first.keep_library_recorded());
         }
         for store in &stores {
+            store.check_layout().await?;
             if let Some(seq) = store.generation_counter().await {
                 store.saw_generation(seq);
             }
@@ -272,6 +273,31 @@ impl RedisBackend {
             }
         }
         None
+    }
+
+    /// Refuses a namespace stored in a layout newer than this version reads
+    /// ([`keys::STORED_LAYOUT`]).
+    async fn check_layout(&self) -> Result<(), Error> {
+        let key = format!("{}layout", self.keys.prefix());
+        let stored: Option<String> = self
+            .client
+            .get(key.as_str())
+            .await
+            .map_err(|e| self.error(e))?;
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        match stored.trim().parse::<u64>() {
+            Ok(n) if n <= keys::STORED_LAYOUT => Ok(()),
+            Ok(n) => Err(Error::NewerLayout {
+                namespace: self.keys.namespace().to_string(),
+                stored: n,
+                supported: keys::STORED_LAYOUT,
+            }),
+            Err(_) => Err(Error::Corrupt(format!(
+                "{key} holds {stored:?}, not a layout number"
+            ))),
+        }
     }
 
     /// The server's `run_id` (new at every server start).
