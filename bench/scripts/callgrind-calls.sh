@@ -5,7 +5,7 @@
 # cost (run it with two batch sizes).
 #
 #   cargo build --release -p scheduler-bench
-#   [SCHEDULER_BENCH=path] [PYTHON=python-with-redis-py] \
+#   [SCHEDULER_BENCH=path] [PYTHON=python-with-redis-py] [KEEP=dir] \
 #     bench/scripts/callgrind-calls.sh [jobs] [batch] [port]
 #
 # Starts its own redis-server under callgrind on PORT (default 6398); preloads
@@ -15,7 +15,9 @@
 # one) and JOBS ids that hold nothing; sends JOBS PINGs. Prints instructions
 # per job for the claims and the completions, per call for the rest. Needs
 # Python with redis-py: the peer harness's venv has it
-# (PYTHON=/tmp/scheduler-bench/.venv/bin/python after `run.sh setup`).
+# (PYTHON=/tmp/scheduler-bench/.venv/bin/python after `run.sh setup`). KEEP
+# copies the profiles there (one per phase, named in their `desc: Trigger`
+# line) for `callgrind_annotate --inclusive=yes`.
 set -euo pipefail
 jobs=${1:-5000}
 batch=${2:-25}
@@ -87,6 +89,7 @@ for _ in range(jobs):
     r.ping()
 dump('ping')
 PY
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$out"/cg.out.* "$KEEP"/; fi
 for f in "$out"/cg.out.*; do
   name=$(grep -m1 '^desc: Trigger' "$f" | sed 's/.*dump //')
   total=$(grep -m1 -E '^(summary|totals):' "$f" | awk '{print $2}')
