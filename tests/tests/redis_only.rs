@@ -215,8 +215,8 @@ fn eval_script(server: &RedisServer, body: &str, args: &[&str]) -> Vec<String> {
 
 const ENQUEUE: &str = include_str!("../../scheduler/src/backend/redis/scripts/enqueue.lua");
 
-/// One enqueue of job-1 (task `t`, one argument) with this nonce.
-fn enqueue_job_1(server: &RedisServer, when: (&str, &str), nonce: &str) -> Vec<String> {
+/// One enqueue of a job (task `t`, one argument) with this nonce.
+fn enqueue_job(server: &RedisServer, id: &str, when: (&str, &str), nonce: &str) -> Vec<String> {
     let header = [
         "enqueue",
         "keep",
@@ -225,9 +225,14 @@ fn enqueue_job_1(server: &RedisServer, when: (&str, &str), nonce: &str) -> Vec<S
         "100",
         "",
     ];
-    let job = ["job-1", "t", "[1]", "3", when.0, when.1, nonce, "0"];
+    let job = [id, "t", "[1]", "3", when.0, when.1, nonce, "0"];
     let args: Vec<&str> = header.iter().chain(job.iter()).copied().collect();
     eval_script(server, ENQUEUE, &args)
+}
+
+/// One enqueue of job-1 with this nonce.
+fn enqueue_job_1(server: &RedisServer, when: (&str, &str), nonce: &str) -> Vec<String> {
+    enqueue_job(server, "job-1", when, nonce)
 }
 
 /// The enqueue script recognises a request sent again (a client that
@@ -305,27 +310,6 @@ const CLAIM: &str = include_str!("../../scheduler/src/backend/redis/scripts/clai
 const COMPLETE: &str = include_str!("../../scheduler/src/backend/redis/scripts/complete.lua");
 const RENEW: &str = include_str!("../../scheduler/src/backend/redis/scripts/renew.lua");
 
-/// One enqueue of a job (task `t`) due now.
-fn enqueue_now(server: &RedisServer, id: &str) -> Vec<String> {
-    let args = [
-        "enqueue",
-        "keep",
-        "{resend}:wake",
-        "{resend}:abort",
-        "100",
-        "",
-        id,
-        "t",
-        "[1]",
-        "3",
-        "now",
-        "0",
-        id,
-        "0",
-    ];
-    eval_script(server, ENQUEUE, &args)
-}
-
 /// A claim of up to 10 jobs with a lease of 1 s.
 fn claim_1s(server: &RedisServer, worker: &str, nonce: &str) -> Vec<String> {
     eval_script(
@@ -344,7 +328,7 @@ fn claim_1s(server: &RedisServer, worker: &str, nonce: &str) -> Vec<String> {
 fn a_job_its_worker_gave_up_expires_with_the_lease_it_had_while_the_worker_renews_others() {
     let server = RedisServer::start();
     for id in ["given-up", "kept"] {
-        assert_eq!(enqueue_now(&server, id)[0], "enqueued");
+        assert_eq!(enqueue_job(&server, id, ("now", "0"), id)[0], "enqueued");
     }
     let claimed_at = Instant::now();
     let first = claim_1s(&server, "w1", "c1");

@@ -463,20 +463,15 @@ end
 -- end_lease for a batch: ids[i] with its running record recs[i]. A batch
 -- comes from one worker: one SREM, one ZREM.
 local function end_leases(ids, recs)
-  local by_worker, workers = {}, {}
+  local held = {}
   for i, id in ipairs(ids) do
     local worker = recs[i][JOB_WORKER]
     if worker then
-      local list = by_worker[worker]
-      if not list then
-        list = {}
-        by_worker[worker] = list
-        workers[#workers + 1] = worker
-      end
-      list[#list + 1] = id
+      held[worker] = held[worker] or {}
+      table.insert(held[worker], id)
     end
   end
-  for _, worker in ipairs(workers) do call_many('SREM', held_key(worker), by_worker[worker]) end
+  for worker, list in pairs(held) do call_many('SREM', held_key(worker), list) end
   call_many('ZREM', K_LEASES, ids)
 end
 
