@@ -361,3 +361,40 @@ async fn a_lease_of_its_own_given_to_a_running_job_by_an_older_audit_is_renewed_
     }
     s.close().await;
 }
+
+/// A running job whose record became unreadable (garbage written over it)
+/// while its worker runs another job: the worker's renewals keep its lease,
+/// which covers both, so the unreadable one is given a lease of its own,
+/// runs out and is dead-lettered with the reason while the other job still
+/// runs.
+#[tokio::test]
+async fn an_unreadable_running_record_is_dead_lettered_while_its_worker_runs_others() {
+    let server = RedisServer::start();
+    let ns = namespace("garbled-running");
+    let probe = Probe::default();
+    let s = worker(&server.url(), &ns, &probe).await;
+    for id in ["kept", "garbled"] {
+        s.enqueue(JobRequest::<ProbeTask>::new(ProbeArgs::new("x").sleep(6_000)).id(id))
+            .await
+            .unwrap();
+    }
+    assert!(probe.wait_started(2, Duration::from_secs(10)).await);
+    server
+        .cli(&[
+            "HSET",
+            &format!("{{{ns}}}:active"),
+            "garbled",
+            "not msgpack",
+        ])
+        .unwrap();
+    let reason = wait_dead(&s, "garbled").await;
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("corrupt job record")),
+        "{reason:?}"
+    );
+    let kept = s.status("kept").await.unwrap();
+    assert!(matches!(kept, JobStatus::Running { .. }), "{kept:?}");
+    s.close().await;
+}

@@ -1060,12 +1060,12 @@ local function expire_lease(id, now, keep_ms, cap, worker)
   end
 end
 
--- A running job its worker gave up (complete.lua 'abandon'): it gets a lease
--- of its own that ends when its worker's does (now, if that is gone), and
--- expires then as any other, unless it ends first. Sent twice, it changes
--- nothing more (NX).
-local function abandon_lease(id, rec, now)
-  local worker = rec[JOB_WORKER]
+-- A running job its worker gave up (complete.lua 'abandon'), or whose record
+-- its worker's renewal found unreadable (renew.lua): it gets a lease of its
+-- own that ends when the worker's does (now, if that is gone), and expires
+-- then as any other (an unreadable one is dead-lettered with the reason),
+-- unless it ends first. Sent twice, it changes nothing more (NX).
+local function abandon_lease(id, worker, now)
   local expiry = worker and redis.call('ZSCORE', worker_leases_key(), worker)
   if worker then redis.call('SREM', held_key(worker), id) end
   redis.call('ZADD', K_LEASES, 'NX', expiry or string.format('%d', now), id)

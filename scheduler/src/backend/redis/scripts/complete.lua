@@ -49,7 +49,7 @@ for i = 4, #ARGV, 6 do
   if not rec or rec[JOB_GENERATION] ~= gen or rec[JOB_ATTEMPTS] ~= attempt then
     out[#out + 1] = 'stale'
   elseif outcome == 'abandon' then
-    abandon_lease(id, rec, now)
+    abandon_lease(id, rec[JOB_WORKER], now)
     out[#out + 1] = 'abandoned'
   elseif outcome == 'ok' and prefetched and rec[JOB_CANCEL_REQUESTED] ~= 1 then
     -- finish_active, batched below

@@ -5,8 +5,10 @@
 -- own that such jobs have.
 -- Returns one code per job: 'ok' (lease extended), 'cancel' (abort requested), 'lost'
 -- A job whose running record is gone (evicted, deleted by hand) while its
--- worker held it is dead-lettered at once: the renewals of the worker's other
--- jobs would keep its lease from ever running out.
+-- worker held it is dead-lettered at once, and one whose record cannot be
+-- read gets a lease of its own (common.lua abandon_lease), so that it expires
+-- and is dead-lettered with the reason: the renewals of the worker's other
+-- jobs would keep the worker's lease from ever running out.
 local lease_ms, worker, cap = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out, renewed = {}, false
@@ -18,6 +20,8 @@ for i = 4, #ARGV, 3 do
     out[#out + 1] = 'lost'
     if not blob and redis.call('SREM', held_key(worker), id) == 1 then
       dead_letter(id, nil, nil, LOST_RUNNING, now, cap)
+    elseif not rec and redis.call('SISMEMBER', held_key(worker), id) == 1 then
+      abandon_lease(id, worker, now)
     end
   else
     renewed = true
