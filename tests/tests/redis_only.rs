@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use scheduler::{Error, IfRunning, JobRequest, JobStatus, Scheduler, When};
-use scheduler_tests::setup::{probe_job, producer, wait_status, worker};
+use scheduler::{Error, Health, IfRunning, JobRequest, JobStatus, Scheduler, When, WorkerConfig};
+use scheduler_tests::setup::{fast_worker, probe_job, producer, wait_status, worker, worker_with};
 use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
 use scheduler_tests::{namespace, Probe, RedisServer};
 
@@ -511,4 +511,40 @@ async fn a_namespace_stored_in_a_newer_layout_is_refused_at_start() {
     let s = producer(&server.url(), &ns).await;
     s.enqueue(probe_job("after", "x")).await.unwrap();
     s.close().await;
+}
+
+/// A namespace moved to a newer layout while a worker runs on it: at its next
+/// audit the worker stops claiming and reports itself broken, rather than
+/// read jobs stored in a layout it does not know.
+#[tokio::test]
+async fn a_worker_stops_claiming_when_its_namespace_moves_to_a_newer_layout() {
+    let server = RedisServer::start();
+    let ns = namespace("layout-moved");
+    let probe = Probe::default();
+    let config = WorkerConfig {
+        audit_interval: Duration::from_millis(200),
+        ..fast_worker()
+    };
+    let w = worker_with(&server.url(), &ns, &probe, config).await;
+    w.enqueue(probe_job("before", "x")).await.unwrap();
+    assert!(probe.wait_finished(1, Duration::from_secs(5)).await);
+    server
+        .cli(&["SET", &format!("{{{ns}}}:layout"), "2"])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reason = loop {
+        if let Health::Degraded { reason, .. } = w.health() {
+            break reason;
+        }
+        assert!(Instant::now() < deadline, "the worker went on as healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        reason.contains("layout 2") && reason.contains("claims no more jobs"),
+        "{reason}"
+    );
+    w.enqueue(probe_job("after", "x")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(probe.finished(), 1, "a job ran after the layout moved");
+    w.close().await;
 }

@@ -11,14 +11,19 @@ use tracing::{error, warn};
 
 use crate::backend::Backend;
 use crate::ops::health::HealthState;
+use crate::Error;
 
-/// Runs an audit every `interval` until `stop` fires.
+/// Runs an audit every `interval` until `stop` fires. A namespace found
+/// stored in a layout newer than this version reads (moved while this
+/// worker ran) makes the worker stop claiming (`stop_claiming`) and report
+/// itself broken: its jobs would be misread.
 pub(crate) async fn audit_loop(
     backend: Arc<dyn Backend>,
     interval: Duration,
     lease: Duration,
     health: HealthState,
     stop: CancellationToken,
+    stop_claiming: CancellationToken,
 ) {
     loop {
         tokio::select! {
@@ -32,6 +37,15 @@ pub(crate) async fn audit_loop(
                     error!(job_id = %id, repair = %what, "inconsistent job state repaired");
                 }
                 health.alert(&describe(&repaired));
+            }
+            Err(e @ Error::NewerLayout { .. }) => {
+                // The jobs it runs end as usual; it audits no more.
+                let reason = format!("{e}; this worker claims no more jobs");
+                error!("{reason}");
+                health.broken(&reason);
+                stop_claiming.cancel();
+                stop.cancelled().await;
+                return;
             }
             Err(e) => warn!(error = %e, "auditing the namespace failed; trying again later"),
         }

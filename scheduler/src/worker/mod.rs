@@ -189,6 +189,7 @@ impl Worker {
                     worker.config.lease,
                     worker.health.clone(),
                     worker.stop_all.clone(),
+                    worker.stop_claiming.clone(),
                 ),
             ),
         ];

@@ -294,6 +294,9 @@ impl RedisBackend {
     }
 
     pub(super) async fn audit_call(&self, lease: Duration) -> Result<Vec<(String, String)>, Error> {
+        // A namespace moved to a newer layout under this process: nothing
+        // here may be read or repaired with this version's idea of it.
+        self.check_layout().await?;
         let args = |mode: &'static str, cursor: &str| -> Vec<Value> {
             vec![
                 mode.into(),

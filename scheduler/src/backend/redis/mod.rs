@@ -277,7 +277,7 @@ impl RedisBackend {
 
     /// Refuses a namespace stored in a layout newer than this version reads
     /// ([`keys::STORED_LAYOUT`]).
-    async fn check_layout(&self) -> Result<(), Error> {
+    pub(super) async fn check_layout(&self) -> Result<(), Error> {
         let key = format!("{}layout", self.keys.prefix());
         let stored: Option<String> = self
             .client
