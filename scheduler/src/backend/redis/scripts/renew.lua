@@ -11,7 +11,8 @@
 -- jobs would keep the worker's lease from ever running out.
 local lease_ms, worker, cap = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
-local out, renewed = {}, false
+-- The ids still this worker's, whose leases are extended below.
+local out, kept = {}, {}
 for i = 4, #ARGV, 3 do
   local id, gen, attempt = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local blob = redis.call('HGET', K_ACTIVE, id)
@@ -24,17 +25,15 @@ for i = 4, #ARGV, 3 do
       abandon_lease(id, worker, now)
     end
   else
-    renewed = true
+    kept[#kept + 1] = id
     if rec[JOB_CANCEL_REQUESTED] == 1 then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
   end
 end
-if not renewed then return out end
+if #kept == 0 then return out end
 local lease_until = string.format('%d', now + lease_ms)
 redis.call('ZADD', worker_leases_key(), lease_until, worker)
 -- Those with a lease of their own too (common.lua, Leases): extended alike.
 if redis.call('EXISTS', K_LEASES) == 1 then
-  for i = 4, #ARGV, 3 do
-    if out[(i - 1) / 3] ~= 'lost' then redis.call('ZADD', K_LEASES, 'XX', lease_until, ARGV[i]) end
-  end
+  for _, id in ipairs(kept) do redis.call('ZADD', K_LEASES, 'XX', lease_until, id) end
 end
 return out
