@@ -302,6 +302,13 @@ async fn a_stream_in_one_process_sees_the_jobs_of_another() {
         names(&seen["remote"]),
         ["enqueued", "started", "progress", "progress", "completed"]
     );
+    // The child's report of the end reaches this process through its
+    // stdout, which may come after the stream's `completed`.
+    assert!(
+        child_events.wait_job("end", "remote", LONG).await,
+        "{:?}",
+        child_events.all()
+    );
     assert_eq!(child_events.count("end"), 1, "{:?}", child_events.all());
     events.close().await;
     watcher.close().await;
