@@ -74,15 +74,23 @@ for i in range(0, jobs, batch):
     codes = r.execute_command('FCALL', f'{lib}_complete', len(keys), *keys, *args)
     assert all(code == b'completed' for code in codes), codes
 dump('complete')
+# A cancel as the client sends it: cancel_one with the keys it declares
+# (keys.rs CANCEL_KEYS), or, in a library older than it, cancel with all.
+functions = [f[1].decode() for f in r.execute_command('FUNCTION', 'LIST')[0][5]]
+if f'{lib}_cancel_one' in functions:
+    cancel_fn = f'{lib}_cancel_one'
+    cancel_keys = ['{scheduler}:' + s for s in 'due pending active results results_exp listeners'.split()]
+else:
+    cancel_fn, cancel_keys = f'{lib}_cancel', keys
 # cancel.lua's arguments: id, generation, keep_result, abort channel, task,
 # then the reply log's request ('<ttl ms>:<request id>', as the client sends it).
 for i in range(jobs):
-    reply = r.execute_command('FCALL', f'{lib}_cancel', len(keys), *keys, f'c-{i}', '', day_ms,
+    reply = r.execute_command('FCALL', cancel_fn, len(cancel_keys), *cancel_keys, f'c-{i}', '', day_ms,
                               '{scheduler}:abort', 'bench_job', f'30000:{i:032x}')
     assert reply[0] == b'removed', reply
 dump('cancel-removed')
 for i in range(jobs):
-    r.execute_command('FCALL', f'{lib}_cancel', len(keys), *keys, f'x-{i}', '', day_ms,
+    r.execute_command('FCALL', cancel_fn, len(cancel_keys), *cancel_keys, f'x-{i}', '', day_ms,
                       '{scheduler}:abort', 'bench_job', f'30000:{jobs + i:032x}')
 dump('cancel-missing')
 for _ in range(jobs):

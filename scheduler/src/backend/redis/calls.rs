@@ -7,7 +7,7 @@ use fred::prelude::*;
 use fred::types::{Key, Value};
 
 use super::transitions::push_job_values;
-use crate::backend::redis::scripts::Lua;
+use crate::backend::redis::scripts::{KeySet, Lua};
 use crate::backend::redis::RedisBackend;
 use crate::backend::{user_request_key, user_request_ttl_ms, NewJob};
 use crate::Error;
@@ -70,16 +70,21 @@ impl RedisBackend {
         }
     }
 
-    /// Sends one script once: FCALL of its function (see
-    /// [`Self::fcall_reloading`]), or EVALSHA where functions were refused.
+    /// Sends one script once: FCALL of its function with the keys it
+    /// declares (see [`Self::fcall_reloading`]), or EVALSHA with every key of
+    /// the namespace where functions were refused.
     pub(super) async fn send(
         &self,
         lua: &Lua,
         args: impl Fn() -> Vec<Value>,
     ) -> Result<Value, Error> {
         if self.functions.load(Ordering::Relaxed) {
+            let keys = match lua.keys {
+                KeySet::All => &self.script_keys,
+                KeySet::Cancel => &self.cancel_keys,
+            };
             let reply = self
-                .fcall_reloading(&self.client, &lua.function, &self.script_keys, &args)
+                .fcall_reloading(&self.client, &lua.function, keys, &args)
                 .await?;
             if let Some(reply) = reply {
                 return Ok(reply);

@@ -11,6 +11,8 @@ pub(crate) struct Keys {
     pub(crate) script_keys: Vec<String>,
     /// Passed as `KEYS` to `enqueue_one`: due, pending, active, seq.
     pub(crate) enqueue_one_keys: Vec<String>,
+    /// Passed as `KEYS` to `cancel_one` ([`CANCEL_KEYS`]).
+    pub(crate) cancel_keys: Vec<String>,
     pub(crate) wake_channel: String,
     pub(crate) abort_channel: String,
     /// Where job events are published (common.lua `emit`).
@@ -53,6 +55,16 @@ pub(crate) const SCRIPT_KEYS: [&str; 13] = [
     "listeners",
 ];
 
+/// The keys `cancel_one.lua` declares, in its order.
+pub(crate) const CANCEL_KEYS: [&str; 6] = [
+    "due",
+    "pending",
+    "active",
+    "results",
+    "results_exp",
+    "listeners",
+];
+
 impl Keys {
     /// The keys of a namespace in database 0.
     pub(crate) fn new(namespace: &str) -> Result<Self, Error> {
@@ -81,6 +93,7 @@ impl Keys {
                 .iter()
                 .map(|s| key(s))
                 .collect(),
+            cancel_keys: CANCEL_KEYS.iter().map(|s| key(s)).collect(),
             wake_channel: key("wake") + &channel_scope,
             abort_channel: key("abort") + &channel_scope,
             events_channel: key("events") + &channel_scope,
@@ -196,6 +209,17 @@ mod tests {
         assert_eq!(
             keys.enqueue_one_keys,
             ["{app}:due", "{app}:pending", "{app}:active", "{app}:seq"]
+        );
+        assert_eq!(
+            keys.cancel_keys,
+            [
+                "{app}:due",
+                "{app}:pending",
+                "{app}:active",
+                "{app}:results",
+                "{app}:results_exp",
+                "{app}:listeners"
+            ]
         );
         assert_eq!(keys.wake_channel, "{app}:wake");
         assert!(Keys::new("a{b").is_err());

@@ -36,6 +36,8 @@ pub(crate) struct RedisBackend {
     script_keys: Vec<Key>,
     /// `enqueue_one`'s keys: due, pending, active, seq.
     enqueue_one_keys: Vec<Key>,
+    /// `cancel_one`'s keys (`keys::CANCEL_KEYS`).
+    cancel_keys: Vec<Key>,
     scripts: Scripts,
     /// Whether the scripts are called as functions of the loaded library
     /// (FCALL); false where the server refused FUNCTION LOAD (EVALSHA).
@@ -217,6 +219,11 @@ impl RedisBackend {
                         .collect(),
                     enqueue_one_keys: keys
                         .enqueue_one_keys
+                        .iter()
+                        .map(|k| Key::from(k.as_str()))
+                        .collect(),
+                    cancel_keys: keys
+                        .cancel_keys
                         .iter()
                         .map(|k| Key::from(k.as_str()))
                         .collect(),

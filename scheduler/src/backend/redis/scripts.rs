@@ -139,11 +139,17 @@ const SOURCES: [(&str, &str, &str, bool); 17] = [
 /// Scripts of the library only (no EVALSHA form): name, body, flags. Their
 /// bodies read their own KEYS (no `bind`), and may call the functions above
 /// them (`run_<name>`), as `enqueue_one` hands a rare case to `run_enqueue`.
-const LIBRARY_ONLY: [(&str, &str, &str, bool); 2] = [
+const LIBRARY_ONLY: [(&str, &str, &str, bool); 3] = [
     (
         "enqueue_one",
         include_str!("scripts/enqueue_one.lua"),
         "",
+        false,
+    ),
+    (
+        "cancel_one",
+        include_str!("scripts/cancel_one.lua"),
+        "allow-oom",
         false,
     ),
     (
@@ -157,10 +163,22 @@ const LIBRARY_ONLY: [(&str, &str, &str, bool); 2] = [
 /// One script: its EVALSHA form and its function's name in the library.
 #[derive(Clone, Debug)]
 pub(crate) struct Lua {
-    /// `common.lua`, the key binding, the body.
+    /// `common.lua`, the key binding, the body. EVALSHA passes it every key
+    /// of the namespace.
     pub(crate) script: Script,
     /// `scheduler_<hash>_<name>`.
     pub(crate) function: String,
+    /// The keys FCALL passes `function`.
+    pub(crate) keys: KeySet,
+}
+
+/// Which of a namespace's keys a function of the library is called with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeySet {
+    /// All of them, in `common.lua`'s order (`keys::SCRIPT_KEYS`).
+    All,
+    /// Those a cancel touches (`cancel_one.lua`, `keys::CANCEL_KEYS`).
+    Cancel,
 }
 
 /// The function library holding every script.
@@ -280,14 +298,21 @@ impl Scripts {
             Lua {
                 script: Script::from_lua(eval_form(&common, body, logged)),
                 function: format!("{}_{name}", library.name),
+                keys: KeySet::All,
             }
+        };
+        // A cancel is FCALLed as cancel_one, with the keys it touches.
+        let cancel = Lua {
+            function: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
+            keys: KeySet::Cancel,
+            ..lua(4)
         };
         Scripts {
             enqueue: lua(0),
             claim: lua(1),
             complete: lua(2),
             renew: lua(3),
-            cancel: lua(4),
+            cancel,
             inspect: lua(5),
             dead_letters: lua(6),
             list: lua(7),
@@ -301,7 +326,7 @@ impl Scripts {
             grants: lua(15),
             granted: lua(16),
             enqueue_one: format!("{}_{}", library.name, LIBRARY_ONLY[0].0),
-            libraries: format!("{}_{}", library.name, LIBRARY_ONLY[1].0),
+            libraries: format!("{}_{}", library.name, LIBRARY_ONLY[2].0),
             library,
         }
     }
@@ -340,7 +365,13 @@ mod tests {
         assert!(lib.code.starts_with(&format!("#!lua name={}\n", lib.name)));
         assert_eq!(lib.name.len(), "scheduler_".len() + 12);
         for (lua, (name, _, _, _)) in scripts.all().into_iter().zip(SOURCES) {
-            assert_eq!(lua.function, format!("{}_{name}", lib.name));
+            if name == "cancel" {
+                assert_eq!(lua.function, format!("{}_cancel_one", lib.name));
+                assert_eq!(lua.keys, KeySet::Cancel);
+            } else {
+                assert_eq!(lua.function, format!("{}_{name}", lib.name));
+                assert_eq!(lua.keys, KeySet::All);
+            }
             assert!(lib.code.contains(&format!("'{}'", lua.function)));
         }
         assert!(lib.code.contains(&format!("'{}'", scripts.enqueue_one)));

@@ -53,7 +53,7 @@ if pending_blob then
       redis.call('ZREM', far_key(K_DUE), id)
     end
     if rec then
-      record_result(id, rec, 'cancelled', '', 'cancelled before it started', now, keep_ms)
+      record_result(id, rec, 'cancelled', '', 'cancelled before it started', now, keep_ms, true)
       removed, removed_task = rec[JOB_GENERATION], rec[JOB_TASK]
     else
       removed = 0

@@ -505,8 +505,10 @@ local function write_started(ids, active_args, worker, lease_until)
   redis.call('ZADD', worker_leases_key(), lease_until, worker)
 end
 
--- Records how a job ended, kept for keep_ms (0: not kept).
-local function record_result(id, rec, state, result, err, now, keep_ms)
+-- Records how a job ended, kept for keep_ms (0: not kept). Then sweeps a few
+-- expired outcomes, unless no_sweep (a cancel: one round trip on its
+-- caller's path; claims sweep 2000 at a time).
+local function record_result(id, rec, state, result, err, now, keep_ms, no_sweep)
   if keep_ms > 0 then
     redis.call('HSET', K_RESULTS, id, result_blob(rec, state, result, err, now))
     redis.call('ZADD', K_RESULTS_EXP, now + keep_ms, id)
@@ -514,7 +516,7 @@ local function record_result(id, rec, state, result, err, now, keep_ms)
     redis.call('HDEL', K_RESULTS, id)
     redis.call('ZREM', K_RESULTS_EXP, id)
   end
-  sweep_results(now)
+  if not no_sweep then sweep_results(now) end
   announce_finished(id, rec and rec[JOB_GENERATION], now)
   emit_job(state, id, rec, now, nil, err)
 end
