@@ -162,6 +162,13 @@ async fn a_wait_in_one_process_sees_a_job_end_in_another_without_polling() {
     let during = script_calls() - before;
     assert_eq!(answer, JobResult::Completed(3));
     assert!(started.elapsed() < LONG / 2, "{:?}", started.elapsed());
+    // The child's report of the end comes through its stdout, which this
+    // process may read after the outcome's notice.
+    assert!(
+        events.wait_job("end", "remote", LONG).await,
+        "{:?}",
+        events.all()
+    );
     assert_eq!(events.count("end"), 1, "{:?}", events.all());
     // The waiter's registration and two looks, the worker's claims, renewal
     // and outcome: about ten; a 10 ms poll would be some 300.

@@ -73,7 +73,7 @@ pub const COMMANDS: [&str; 7] = [
     "_renew\r\n",
     "_enqueue\r\n",
     "_enqueue_one\r\n",
-    "_cancel\r\n",
+    "_cancel_one\r\n",
     "_dead_letters\r\n",
 ];
 
@@ -89,7 +89,7 @@ pub const DUPLICABLE: [&str; 6] = [
     "_complete\r\n",
     "_renew\r\n",
     "_enqueue\r\n",
-    "_cancel\r\n",
+    "_cancel_one\r\n",
     "_dead_letters\r\n",
 ];
 
