@@ -639,3 +639,69 @@ mod checker {
         assert!(rules(&h).contains(&"ran_after_outcome"));
     }
 }
+
+/// Every script a fault plan can pick is one the library sends, under the
+/// name the plan looks for in the bytes (a renamed function would leave its
+/// faults never firing, silently): each pattern is armed on a proxy, and an
+/// enqueue, a replace, a worker's claim, renewal and completion, a cancel
+/// and a dead-letter listing through it set off every one.
+#[tokio::test]
+async fn every_script_a_fault_plan_picks_is_sent_under_that_name() {
+    use scheduler::{IfRunning, JobRequest};
+    use scheduler_tests::history::plan::{COMMANDS, DUPLICABLE};
+    use scheduler_tests::proxy::Proxy;
+    use scheduler_tests::setup::{fast_worker, worker_with};
+    use scheduler_tests::tasks::{ProbeArgs, ProbeTask};
+    use scheduler_tests::{namespace, Probe, RedisServer};
+    use std::time::Duration;
+
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    for pattern in COMMANDS {
+        if DUPLICABLE.contains(&pattern) {
+            proxy.duplicate(pattern.as_bytes(), Duration::from_millis(10));
+        } else {
+            proxy.close_after(pattern.as_bytes());
+        }
+    }
+    let probe = Probe::default();
+    let s = worker_with(
+        &proxy.url(),
+        &namespace("plan-names"),
+        &probe,
+        fast_worker(),
+    )
+    .await;
+    let job = |id: &str, args: ProbeArgs| JobRequest::<ProbeTask>::new(args).id(id);
+    // A first enqueue (enqueue_one), one that runs past a renewal, a replace
+    // (enqueue), a cancel, a dead-letter listing.
+    s.enqueue(job("slow", ProbeArgs::new("x").sleep(800)))
+        .await
+        .unwrap();
+    s.enqueue(job("later", ProbeArgs::new("x")).after(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    s.replace(
+        job("later", ProbeArgs::new("y")).after(Duration::from_secs(3600)),
+        IfRunning::Keep,
+    )
+    .await
+    .unwrap();
+    s.cancel("later").await.unwrap();
+    s.dead_letters(0, 10).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let missing = loop {
+        let fired: Vec<String> = proxy.fired().into_iter().map(|f| f.pattern).collect();
+        let missing: Vec<&str> = COMMANDS
+            .iter()
+            .copied()
+            .filter(|p| !fired.iter().any(|f| f == p.trim()))
+            .collect();
+        if missing.is_empty() || tokio::time::Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(missing.is_empty(), "never sent: {missing:?}");
+    s.close().await;
+}
