@@ -90,7 +90,7 @@ impl RedisBackend {
                 return Ok(reply);
             }
         }
-        lua.script
+        lua.script()
             .evalsha_with_reload::<Value, _, _>(&self.client, self.script_keys.clone(), args())
             .await
             .map_err(|e| self.error(e))

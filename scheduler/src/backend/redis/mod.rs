@@ -363,7 +363,7 @@ impl RedisBackend {
             Err(e) => self.use_evalsha(&e),
         }
         for lua in self.scripts.all() {
-            lua.script
+            lua.script()
                 .load(&self.client)
                 .await
                 .map_err(|e| self.error(e))?;

@@ -7,6 +7,8 @@
 //! single-job enqueue costs redis-server); a library defines them once, when
 //! it is loaded.
 
+use std::sync::{Arc, OnceLock};
+
 use fred::types::scripts::Script;
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -160,16 +162,36 @@ const LIBRARY_ONLY: [(&str, &str, &str, bool); 3] = [
     ),
 ];
 
-/// One script: its EVALSHA form and its function's name in the library.
+/// One script: its function's name in the library and its EVALSHA form.
 #[derive(Clone, Debug)]
 pub(crate) struct Lua {
-    /// `common.lua`, the key binding, the body. EVALSHA passes it every key
-    /// of the namespace.
-    pub(crate) script: Script,
     /// `scheduler_<hash>_<name>`.
     pub(crate) function: String,
     /// The keys FCALL passes `function`.
     pub(crate) keys: KeySet,
+    eval: Arc<EvalForm>,
+}
+
+/// A script's EVALSHA form, built when first used: only where a server
+/// refuses functions. (Building all of them, each `common.lua` and a body
+/// with its SHA-1, cost every start about 22 million instructions in a
+/// release build, most of the time a scheduler took to start.)
+#[derive(Debug)]
+struct EvalForm {
+    common: Arc<str>,
+    body: &'static str,
+    logged: bool,
+    script: OnceLock<Script>,
+}
+
+impl Lua {
+    /// `common.lua`, the key binding, the body, for EVALSHA (which passes it
+    /// every key of the namespace).
+    pub(crate) fn script(&self) -> &Script {
+        let eval = &*self.eval;
+        eval.script
+            .get_or_init(|| Script::from_lua(eval_form(&eval.common, eval.body, eval.logged)))
+    }
 }
 
 /// Which of a namespace's keys a function of the library is called with.
@@ -291,14 +313,19 @@ fn library(common: &str) -> Library {
 
 impl Scripts {
     pub(crate) fn new(publish: Publish) -> Self {
-        let common = publish.common();
+        let common: Arc<str> = publish.common().into();
         let library = library(&common);
         let lua = |i: usize| {
             let (name, body, _, logged) = SOURCES[i];
             Lua {
-                script: Script::from_lua(eval_form(&common, body, logged)),
                 function: format!("{}_{name}", library.name),
                 keys: KeySet::All,
+                eval: Arc::new(EvalForm {
+                    common: Arc::clone(&common),
+                    body,
+                    logged,
+                    script: OnceLock::new(),
+                }),
             }
         };
         // A cancel is FCALLed as cancel_one, with the keys it touches.
@@ -357,6 +384,28 @@ impl Scripts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A script's EVALSHA form is built when first asked for, once, and is
+    /// `common.lua` (of the form's PUBLISH) with the body.
+    #[test]
+    fn an_evalsha_form_is_built_on_first_use_once() {
+        let scripts = Scripts::new(Publish::Sharded);
+        assert!(scripts
+            .all()
+            .iter()
+            .all(|lua| lua.eval.script.get().is_none()));
+        let claim = scripts.claim.script();
+        let text = eval_form(&Publish::Sharded.common(), SOURCES[1].1, false);
+        assert_eq!(claim.lua().map(|l| &l[..]), Some(text.as_str()));
+        assert_eq!(&claim.sha1()[..], fred::util::sha1_hash(&text));
+        assert!(std::ptr::eq(claim, scripts.claim.clone().script()));
+        assert!(scripts.cancel.eval.script.get().is_none());
+        let cancel = scripts.cancel.script().lua().map(|l| l.to_string());
+        assert_eq!(
+            cancel,
+            Some(eval_form(&Publish::Sharded.common(), SOURCES[4].1, true))
+        );
+    }
 
     #[test]
     fn the_library_is_named_after_its_content() {
