@@ -581,7 +581,10 @@ async fn a_dead_internal_task_makes_the_worker_unhealthy_and_stops_claiming() {
         .hooks
         .panic_heartbeat
         .store(true, Ordering::SeqCst);
-    let broken = wait_for(Duration::from_secs(2), || !health.get().is_healthy()).await;
+    // Long enough for the panic's backtrace to be printed first (with
+    // RUST_BACKTRACE set, as on these machines, that took over 2 s on a
+    // loaded one).
+    let broken = wait_for(Duration::from_secs(15), || !health.get().is_healthy()).await;
     assert!(broken, "the dead task went unnoticed");
     let Health::Degraded { reason, .. } = health.get() else {
         unreachable!()
@@ -661,7 +664,10 @@ async fn an_internal_task_that_returns_early_makes_the_worker_unhealthy() {
         Box::new(|| Box::pin(async {})),
     );
     close().await;
-    let broken = wait_for(Duration::from_secs(2), || !health.get().is_healthy()).await;
+    // Long enough for the panic's backtrace to be printed first (with
+    // RUST_BACKTRACE set, as on these machines, that took over 2 s on a
+    // loaded one).
+    let broken = wait_for(Duration::from_secs(15), || !health.get().is_healthy()).await;
     assert!(broken, "the returned task went unnoticed");
     let Health::Degraded { reason, .. } = health.get() else {
         unreachable!()
