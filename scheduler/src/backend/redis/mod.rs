@@ -27,6 +27,11 @@ const AUDIT_PAGE: i64 = 500;
 /// planners read the schedules again (`SCHEDULES_CHANGED` there).
 const SCHEDULES_CHANGED: &str = "schedules";
 
+/// Key names as fred takes them (`KEYS` of a script call).
+fn fred_keys(names: &[String]) -> Vec<Key> {
+    names.iter().map(|k| Key::from(k.as_str())).collect()
+}
+
 /// Connection and scripts of one namespace.
 #[derive(Clone)]
 pub(crate) struct RedisBackend {
@@ -212,21 +217,9 @@ impl RedisBackend {
                     watches: Arc::new(Mutex::new(Vec::new())),
                     url: url.to_string(),
                     client: client.clone(),
-                    script_keys: keys
-                        .script_keys
-                        .iter()
-                        .map(|k| Key::from(k.as_str()))
-                        .collect(),
-                    enqueue_one_keys: keys
-                        .enqueue_one_keys
-                        .iter()
-                        .map(|k| Key::from(k.as_str()))
-                        .collect(),
-                    cancel_keys: keys
-                        .cancel_keys
-                        .iter()
-                        .map(|k| Key::from(k.as_str()))
-                        .collect(),
+                    script_keys: fred_keys(&keys.script_keys),
+                    enqueue_one_keys: fred_keys(&keys.enqueue_one_keys),
+                    cancel_keys: fred_keys(&keys.cancel_keys),
                     keys,
                     scripts: scripts.clone(),
                     functions: Arc::clone(&functions),
