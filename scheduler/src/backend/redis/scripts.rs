@@ -453,6 +453,36 @@ mod tests {
         assert_eq!(library.matches("'SPUBLISH'").count(), 1);
     }
 
+    /// cancel_one.lua hands cancel.lua the namespace's 13 keys in
+    /// `SCRIPT_KEYS` order: the ones it declares (`CANCEL_KEYS`, its KEYS)
+    /// where they belong, the others named from the prefix.
+    #[test]
+    fn cancel_one_passes_every_key_in_keys_order() {
+        use crate::backend::redis::keys::{CANCEL_KEYS, SCRIPT_KEYS};
+        let source = include_str!("scripts/cancel_one.lua");
+        let passed: Vec<String> = source
+            .split_once("run_cancel({")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(list, _)| {
+                list.split(',')
+                    .map(|k| k.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect()
+            })
+            .expect("cancel_one.lua calls run_cancel with a key table");
+        assert!(source.contains("local due = KEYS[1]"));
+        let expected: Vec<String> = SCRIPT_KEYS
+            .iter()
+            .map(
+                |suffix| match CANCEL_KEYS.iter().position(|k| k == suffix) {
+                    Some(0) => "due".to_string(),
+                    Some(i) => format!("KEYS[{}]", i + 1),
+                    None => format!("prefix .. '{suffix}'"),
+                },
+            )
+            .collect();
+        assert_eq!(passed, expected);
+    }
+
     #[test]
     fn common_lua_lists_the_key_suffixes_in_keys_order() {
         let quoted: Vec<String> = crate::backend::redis::keys::SCRIPT_KEYS
